@@ -1,0 +1,72 @@
+// Package app is the command layer of nfschwinger: it parses the command
+// line, runs the subcommands (train, measure, check, ...) and is the only
+// place where errors become exit codes.
+//
+// Exit status: 0 success, 1 runtime failure, 2 usage or input error (bad
+// configuration, bad input file), before anything is written.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Exit statuses of the program.
+const (
+	ExitOK      = 0 // finished
+	ExitFailure = 1 // the run failed at run time
+	ExitUsage   = 2 // bad command line, configuration or input; nothing written
+)
+
+// UsageError marks an error caused by the user's input (command line,
+// configuration, input files); Main maps it to ExitUsage.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usagef returns a UsageError with a formatted message.
+func usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+const usageText = `usage:
+  nfschwinger PARAMS.toml                 train (and sample) as PARAMS.toml says
+  nfschwinger measure [flags] IN.h5 OUT.h5
+                                          action, force and observables of configurations
+run 'nfschwinger COMMAND -h' for the flags of a command.
+`
+
+// Main runs the program with the given arguments (without the program name)
+// and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdout, stderr)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "nfschwinger: %v\n", err)
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command or parameter file given")
+	}
+	switch cmd := args[0]; {
+	case cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	case strings.HasSuffix(cmd, ".toml"):
+		return usagef("training is not implemented yet")
+	default:
+		fmt.Fprint(stderr, usageText)
+		return usagef("unknown command %q", cmd)
+	}
+}

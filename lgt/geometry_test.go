@@ -1,0 +1,82 @@
+package lgt
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"nfschwinger/internal/h5"
+)
+
+// vectorsDir is where shared/vectors lies relative to a package directory.
+const vectorsDir = "../../shared/vectors/"
+
+// angleDiff returns the distance of two angles on the circle.
+func angleDiff(a, b float64) float64 {
+	d := math.Mod(math.Abs(a-b), TwoPi)
+	return math.Min(d, TwoPi-d)
+}
+
+func TestGeometryAgainstVectors(t *testing.T) {
+	const tol = 1e-12 // a few roundings of sums of angles below 2π·6
+	for _, name := range []string{"schwinger_L4.h5", "schwinger_L8.h5", "schwinger_L12.h5"} {
+		f, err := h5.Open(vectorsDir + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		links, shape, _ := h5.Read[float64](f, "links")
+		plaq, _, _ := h5.Read[float64](f, "plaquette_angle")
+		loops, _, _ := h5.Read[float64](f, "loops_2x1")
+		f.Close()
+		B, L := shape[0], shape[2]
+		V := L * L
+		p := make([]float64, V)
+		l := make([]float64, 2*V)
+		for b := 0; b < B; b++ {
+			Plaquettes(p, links[b*2*V:(b+1)*2*V], L)
+			Loops2x1(l, links[b*2*V:(b+1)*2*V], L)
+			for x := range p {
+				if d := angleDiff(p[x], plaq[b*V+x]); d > tol {
+					t.Fatalf("%s cfg %d plaquette %d: got %v want %v", name, b, x, p[x], plaq[b*V+x])
+				}
+			}
+			for x := range l {
+				if d := angleDiff(l[x], loops[b*2*V+x]); d > tol {
+					t.Fatalf("%s cfg %d loop %d: got %v want %v", name, b, x, l[x], loops[b*2*V+x])
+				}
+			}
+		}
+	}
+}
+
+func TestGaugeTransformKeepsLoops(t *testing.T) {
+	const L = 8
+	V := L * L
+	rng := rand.New(rand.NewPCG(1, 2))
+	links := make([]float64, 2*V)
+	alpha := make([]float64, V)
+	for i := range links {
+		links[i] = TwoPi * rng.Float64()
+	}
+	for i := range alpha {
+		alpha[i] = TwoPi * rng.Float64()
+	}
+	g := make([]float64, 2*V)
+	GaugeTransform(g, links, alpha, L)
+	p0, p1 := make([]float64, V), make([]float64, V)
+	l0, l1 := make([]float64, 2*V), make([]float64, 2*V)
+	Plaquettes(p0, links, L)
+	Plaquettes(p1, g, L)
+	Loops2x1(l0, links, L)
+	Loops2x1(l1, g, L)
+	for x := range p0 {
+		if angleDiff(p0[x], p1[x]) > 1e-12 {
+			t.Fatalf("plaquette %d changed: %v -> %v", x, p0[x], p1[x])
+		}
+	}
+	for x := range l0 {
+		if angleDiff(l0[x], l1[x]) > 1e-12 {
+			t.Fatalf("loop %d changed: %v -> %v", x, l0[x], l1[x])
+		}
+	}
+}

@@ -1,0 +1,13 @@
+// Command nfschwinger trains normalizing flows for the two-flavour lattice
+// Schwinger model and samples it with the trained flow (NMCMC). See README.md.
+package main
+
+import (
+	"os"
+
+	"nfschwinger/app"
+)
+
+func main() {
+	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr))
+}
