@@ -1,0 +1,18 @@
+// Package nf is the normalizing flow: the gauge-equivariant coupling layers
+// with circular rational-quadratic splines of the paper's Appendix A, their
+// convolutional conditioners, hand-written backward passes, the gradient
+// estimators and the Adam optimizer.
+//
+// Conventions:
+//   - Links of a micro-batch of B configurations are B·2V angles in [0, 2π),
+//     configuration-major, index b·2V + μ·V + x with x = i·L + j (the layout
+//     of package lgt and of HDF5 datasets of shape (B, 2, L, L)).
+//   - Activations of the conditioner are channel-major with the batch
+//     inside: a [C][B·V] array, index c·B·V + b·V + x, so a convolution over
+//     a micro-batch is one GEMM.
+//   - T is float32 (default) or float64; log J and everything summed over the
+//     lattice is accumulated in float64.
+//   - Backward passes add into gradient buffers; callers zero them.
+//
+// nf imports lgt for the lattice geometry and never imports comm, io or app.
+package nf
