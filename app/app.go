@@ -7,10 +7,14 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Exit statuses of the program.
@@ -27,6 +31,10 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
+// ExitCode is the exit status of a usage error, also when an MPI job is
+// aborted because of it (comm.ExitCode).
+func (e *UsageError) ExitCode() int { return ExitUsage }
+
 // usagef returns a UsageError with a formatted message.
 func usagef(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
@@ -34,6 +42,7 @@ func usagef(format string, args ...any) error {
 
 const usageText = `usage:
   nfschwinger PARAMS.toml                 train (and sample) as PARAMS.toml says
+  nfschwinger check PARAMS.toml           validate PARAMS.toml, print parameters and memory per rank
   nfschwinger measure [flags] IN.h5 OUT.h5
                                           action, force and observables of configurations
 run 'nfschwinger COMMAND -h' for the flags of a command.
@@ -45,6 +54,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	err := dispatch(args, stdout, stderr)
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, errStopped) {
+		return ExitContinue
 	}
 	fmt.Fprintf(stderr, "nfschwinger: %v\n", err)
 	var ue *UsageError
@@ -63,8 +75,17 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	case cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help":
 		fmt.Fprint(stdout, usageText)
 		return nil
+	case cmd == "measure":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return cmdMeasure(ctx, args[1:], stdout, stderr)
+	case cmd == "check":
+		return cmdCheck(args[1:], stdout)
 	case strings.HasSuffix(cmd, ".toml"):
-		return usagef("training is not implemented yet")
+		if len(args) > 1 {
+			return usagef("unexpected arguments after %s: %q", cmd, args[1:])
+		}
+		return runTrainCmd(cmd, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usageText)
 		return usagef("unknown command %q", cmd)

@@ -2,6 +2,7 @@ package h5
 
 // #cgo LDFLAGS: -lhdf5
 // #include "hdf5.h"
+// static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 // static herr_t readConverted(hid_t ds, hid_t mem, hid_t memspace, hid_t filespace, void *buf) {
 //     return H5Dread(ds, mem, memspace, filespace, H5P_DEFAULT, buf);
 // }
@@ -16,6 +17,10 @@ import (
 
 	"gonum.org/v1/hdf5"
 )
+
+// HDF5 prints its error stack to stderr by default; every failure reaches
+// the caller as an error instead.
+func init() { C.quiet() }
 
 // memType returns HDF5's native type for T; the caller closes it.
 func memType[T Number]() *hdf5.Datatype {

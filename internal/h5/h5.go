@@ -91,6 +91,9 @@ func (f *File) Shape(path string) ([]int, error) {
 func (f *File) dims(ds *hdf5.Dataset, path string) ([]int, error) {
 	sp := ds.Space()
 	defer sp.Close()
+	if sp.SimpleExtentNDims() == 0 { // scalar dataset
+		return []int{}, nil
+	}
 	d, _, err := sp.SimpleExtentDims()
 	if err != nil {
 		return nil, fmt.Errorf("%s: dataset %s: shape: %w", f.path, path, err)
@@ -108,6 +111,10 @@ type Number interface {
 	~float32 | ~float64 | ~int32 | ~int64 | ~uint8
 }
 
+// maxElements bounds the size of a dataset that Read accepts, so that a
+// corrupt shape gives an error instead of a failed allocation.
+const maxElements = 1 << 34
+
 // Read reads the whole numeric dataset at path, converting to T, and returns
 // the data in row-major order with the shape.
 func Read[T Number](f *File, path string) ([]T, []int, error) {
@@ -122,6 +129,9 @@ func Read[T Number](f *File, path string) ([]T, []int, error) {
 	}
 	n := 1
 	for _, v := range shape {
+		if v < 0 || (v > 0 && n > maxElements/v) {
+			return nil, nil, fmt.Errorf("%s: dataset %s: implausible shape %v (corrupt file?)", f.path, path, shape)
+		}
 		n *= v
 	}
 	data := make([]T, n)

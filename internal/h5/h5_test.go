@@ -65,3 +65,18 @@ func TestWriteReadRoundTrip(t *testing.T) {
 		t.Fatal("opening a missing file succeeded")
 	}
 }
+
+func TestReadScalarDataset(t *testing.T) {
+	f, err := Open("../../../shared/vectors/flow_L8.h5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, shape, err := Read[float64](f, "/grad_rt/loss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || len(shape) != 0 {
+		t.Fatalf("scalar dataset: %v shape %v", v, shape)
+	}
+}

@@ -1,0 +1,165 @@
+package app
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	nfio "nfschwinger/io"
+	"nfschwinger/nf"
+)
+
+const checkUsage = `usage: nfschwinger check [flags] PARAMS.toml
+
+Validates PARAMS.toml exactly as a run would (exit status 2 with a message
+naming the key if it is not valid) and prints what one rank will need: the
+number of parameters and an estimate of the memory for one micro-batch.
+
+flags:
+`
+
+// checkOptions are the settings of `nfschwinger check`.
+type checkOptions struct {
+	Params  string // params.toml
+	Workers int    // lattice workers per rank (determinant workspaces), ≤ 0: all cores
+}
+
+// cmdCheck parses the command line of `nfschwinger check` and runs it.
+func cmdCheck(args []string, stdout io.Writer) error {
+	var opts checkOptions
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.IntVar(&opts.Workers, "workers", 0, "lattice workers per rank (default: all cores of this machine)")
+	pos, err := parseFlags(fs, args, checkUsage, stdout)
+	if err != nil || pos == nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("check: need one PARAMS.toml, got %d arguments (see nfschwinger check -h)", len(pos))
+	}
+	opts.Params = pos[0]
+	return runCheck(opts, stdout)
+}
+
+// runCheck validates the parameter file and prints the report to w.
+func runCheck(opts checkOptions, w io.Writer) error {
+	c, err := nfio.Load(opts.Params)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.NumCPU()
+	}
+	printCheck(w, opts.Params, c, opts.Workers)
+	return nil
+}
+
+// countParams returns the number of trainable parameters of the flow:
+// Σ over layers and convolutions of C_out·C_in·K² + C_out.
+func countParams(a nf.Arch) int {
+	ch := a.Channels()
+	perLayer := 0
+	for j := range len(ch) - 1 {
+		perLayer += ch[j+1]*ch[j]*a.KernelSize*a.KernelSize + ch[j+1]
+	}
+	return a.NLayers * perLayer
+}
+
+// memEstimate is the memory one rank needs for one micro-batch, in bytes,
+// with B = micro_batch, V = L², s = sizeof(T) of the network's precision,
+// n_layers coupling layers, channels C_0 = 6, C_1, …, C_out through the
+// conditioner, K the kernel size and W lattice workers:
+//
+//	Links       = 3 · B · 2V · 8                 links in and out, force/work (float64)
+//	Activations = n_layers · B · V · s · Σ_j C_j  conditioner activations kept per layer
+//	Im2col      = B · V · K² · max_j C_j · s      unfolded input of the widest convolution
+//	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
+//	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
+//
+// It is an estimate of the large arrays only (within tens of per cent);
+// the Go runtime, MPI and HDF5 buffers come on top.
+type memEstimate struct {
+	Links, Activations, Im2col, Determinant, Parameters int64
+}
+
+// Total returns the sum of all parts.
+func (m memEstimate) Total() int64 {
+	return m.Links + m.Activations + m.Im2col + m.Determinant + m.Parameters
+}
+
+// estimateMemory evaluates the formulas of memEstimate.
+func estimateMemory(c nfio.Config, workers int) memEstimate {
+	a := c.Arch()
+	b, v := int64(c.Train.MicroBatch), int64(a.L*a.L)
+	s := int64(4)
+	if c.Model.Precision == "float64" {
+		s = 8
+	}
+	sumC, maxC := int64(0), int64(0)
+	for _, ch := range a.Channels() {
+		sumC += int64(ch)
+		maxC = max(maxC, int64(ch))
+	}
+	k2 := int64(a.KernelSize * a.KernelSize)
+	return memEstimate{
+		Links:       3 * b * 2 * v * 8,
+		Activations: int64(a.NLayers) * b * v * s * sumC,
+		Im2col:      b * v * k2 * maxC * s,
+		Determinant: int64(workers) * 16 * v * v,
+		Parameters:  int64(countParams(a)) * (2*s + 16),
+	}
+}
+
+// bytesString formats a byte count with a binary unit.
+func bytesString(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	x, i := float64(n), -1
+	for x >= unit && i < 4 {
+		x /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", x, "KMGTP"[i])
+}
+
+// printCheck writes the report of a valid configuration.
+func printCheck(w io.Writer, path string, c nfio.Config, workers int) {
+	a := c.Arch()
+	ch := make([]string, 0, len(a.Channels()))
+	for _, v := range a.Channels() {
+		ch = append(ch, fmt.Sprint(v))
+	}
+	p := countParams(a)
+	m := estimateMemory(c, workers)
+	var ranks []string
+	for n := 1; n <= min(c.Train.BatchSize, 1024); n++ {
+		if c.CheckRanks(n) == nil {
+			ranks = append(ranks, fmt.Sprint(n))
+		}
+	}
+	fmt.Fprintf(w, "%s: valid\n", path)
+	fmt.Fprintf(w, "lattice     L = %d (V = %d), beta = %g, kappa = %g\n", a.L, a.L*a.L, c.Lat.Beta, c.Lat.Kappa)
+	fmt.Fprintf(w, "model       %d layers, channels %s, kernel %d, dilation %v, %d knots, %s\n",
+		a.NLayers, strings.Join(ch, " -> "), a.KernelSize, a.Dilation, a.NKnots, c.Model.Precision)
+	fmt.Fprintf(w, "parameters  %d\n", p)
+	fmt.Fprintf(w, "training    %s, %d steps, batch %d in micro-batches of %d per rank; rank counts that divide it: %s\n",
+		c.Train.Estimator, c.Train.Steps, c.Train.BatchSize, c.Train.MicroBatch, strings.Join(ranks, ", "))
+	fmt.Fprintf(w, "memory per rank for one micro-batch of %d (estimate, %d lattice workers):\n", c.Train.MicroBatch, workers)
+	rows := []struct {
+		name, formula string
+		n             int64
+	}{
+		{"links", "3 B 2V 8", m.Links},
+		{"activations", "n_layers B V s sum(C)", m.Activations},
+		{"im2col", "B V K^2 max(C) s", m.Im2col},
+		{"determinant", "workers 16 V^2", m.Determinant},
+		{"parameters", "P (2s + 16)", m.Parameters},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-12s %10s   %s\n", r.name, bytesString(r.n), r.formula)
+	}
+	fmt.Fprintf(w, "  %-12s %10s\n", "total", bytesString(m.Total()))
+}

@@ -1,0 +1,148 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nfschwinger/internal/h5"
+	nfio "nfschwinger/io"
+	"nfschwinger/nf"
+)
+
+// TestCountParamsVectors counts the weights and biases stored in the
+// reference flow (shared/vectors/flow_L8.h5: 8 layers, channels
+// 6 → 64 → 64 → 25, kernel 3) and compares with countParams.
+func TestCountParamsVectors(t *testing.T) {
+	f, err := h5.Open("../../shared/vectors/flow_L8.h5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stored := 0
+	layers := 0
+	for k := 0; ; k++ {
+		layer := "layers/" + twoDigits(k)
+		if !f.Exists(layer) {
+			break
+		}
+		layers++
+		for j := 0; j < 3; j++ {
+			for _, part := range []string{"weight", "bias"} {
+				shape, err := f.Shape(layer + "/conv" + string(rune('0'+j)) + "/" + part)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 1
+				for _, v := range shape {
+					n *= v
+				}
+				stored += n
+			}
+		}
+	}
+	a := nf.DefaultArch(8)
+	a.NLayers = layers
+	if got := countParams(a); got != stored || layers != 8 {
+		t.Fatalf("countParams = %d, the file stores %d parameters in %d layers", got, stored, layers)
+	}
+	// The paper's 48 layers: 48 × (6·64·9+64 + 64·64·9+64 + 64·25·9+25).
+	if got, want := countParams(nf.DefaultArch(16)), 48*(3520+36928+14425); got != want {
+		t.Fatalf("paper's model: %d parameters, want %d", got, want)
+	}
+}
+
+func twoDigits(k int) string { return string(rune('0'+k/10)) + string(rune('0'+k%10)) }
+
+// TestEstimateMemory evaluates the documented formulas by hand for a small
+// model: L = 8, B = 4, channels 6 → 2 → 25, 2 layers, float32, 3 workers.
+func TestEstimateMemory(t *testing.T) {
+	c, err := nfio.Parse(`
+[lattice]
+L = 8
+[model]
+n_layers = 2
+hidden_channels = [2]
+dilation = [1, 1]
+[train]
+steps = 1
+batch_size = 8
+micro_batch = 4
+seed = 1
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := memEstimate{
+		Links:       3 * 4 * 128 * 8,     // 3 B 2V 8
+		Activations: 2 * 4 * 64 * 4 * 33, // n_layers B V s (6+2+25)
+		Im2col:      4 * 64 * 9 * 25 * 4, // B V K² max C s
+		Determinant: 3 * 16 * 64 * 64,    // workers 16 V²
+		Parameters:  2 * 585 * (8 + 16),  // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
+	}
+	got := estimateMemory(c, 3)
+	if got != want {
+		t.Fatalf("estimate %+v, want %+v", got, want)
+	}
+	if got.Total() != 534960 {
+		t.Fatalf("total %d, want 534960", got.Total())
+	}
+	c.Model.Precision = "float64"
+	if g := estimateMemory(c, 3); g.Activations != 2*want.Activations || g.Parameters != 2*585*(16+16) {
+		t.Fatalf("float64 estimate %+v", g)
+	}
+}
+
+func TestBytesString(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536 << 20, "1.5 GiB"}} {
+		if got := bytesString(tc.n); got != tc.want {
+			t.Errorf("bytesString(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "params.toml")
+	os.WriteFile(good, []byte("[lattice]\nL = 8\n[train]\nsteps = 10\nbatch_size = 1536\nmicro_batch = 512\nseed = 3\n"), 0o644)
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[lattice]\nL = 8\n[train]\nsteps = 10\nbatch_size = 64\nseed = 3\nlearning_rate = -1\n"), 0o644)
+
+	var out, errb bytes.Buffer
+	if status := Main([]string{"check", "-workers", "2", good}, &out, &errb); status != ExitOK {
+		t.Fatalf("check of a valid file: status %d, %s", status, errb.String())
+	}
+	for _, want := range []string{"valid", "parameters  2633904", "rank counts that divide it: 1, 3\n", "determinant", "total"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", bad}, "train.learning_rate = -1: must be > 0"},
+		{[]string{"check", filepath.Join(dir, "missing.toml")}, "no such file"},
+		{[]string{"check"}, "need one PARAMS.toml"},
+		{[]string{"check", good, bad}, "need one PARAMS.toml"},
+	}
+	for _, tc := range tests {
+		out.Reset()
+		errb.Reset()
+		status := Main(tc.args, &out, &errb)
+		if status != ExitUsage || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("%v: status %d, stderr %q; want 2 and one line with %q", tc.args, status, errb.String(), tc.want)
+		}
+	}
+	err := runCheck(checkOptions{Params: bad}, &out)
+	var ke *nfio.KeyError
+	if !errors.As(err, &ke) || ke.Key != "train.learning_rate" {
+		t.Errorf("runCheck error %v does not carry the key", err)
+	}
+}

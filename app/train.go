@@ -1,0 +1,368 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"nfschwinger/comm"
+	"nfschwinger/internal/threads"
+	nfio "nfschwinger/io"
+	"nfschwinger/lgt"
+	"nfschwinger/nf"
+)
+
+// ExitContinue is the exit status of a run stopped by a signal after
+// writing its checkpoint: not finished, to be continued (EX_TEMPFAIL of
+// sysexits.h). Batch scripts requeue on it.
+const ExitContinue = 75
+
+// errStopped is returned by a training run that a signal stopped after its
+// checkpoint was written.
+var errStopped = errors.New("stopped by signal; checkpoint written, run to be continued")
+
+// maxSkippedInARow stops a run whose gradients are non-finite this many
+// steps in a row.
+const maxSkippedInARow = 20
+
+// trainOptions are the inputs of a training run.
+type trainOptions struct {
+	ConfigPath string
+	Stdout     io.Writer
+	Stderr     io.Writer
+	Comm       comm.Comm
+	// Stop, when it yields, asks the run to finish the current step,
+	// write a checkpoint and return errStopped.
+	Stop <-chan os.Signal
+	// FailAtStep injects a failure at that step on rank FailRank (tests); 0: none.
+	FailAtStep, FailRank int
+}
+
+// runTrainCmd is `nfschwinger PARAMS.toml`.
+func runTrainCmd(path string, stdout, stderr io.Writer) error {
+	cfg, err := nfio.Load(path)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	c, err := comm.Init()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := cfg.CheckRanks(c.Size()); err != nil {
+		return &UsageError{Err: err}
+	}
+	plan := threads.Configure(c.LocalSize())
+	if c.Rank() == 0 {
+		fmt.Fprintf(stdout, "nfschwinger: %d rank(s); rank 0: %s\n", c.Size(), plan)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(stop)
+	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop}
+	return c.Guard(func() error {
+		if cfg.Model.Precision == "float64" {
+			return runTrain[float64](context.Background(), cfg, opts)
+		}
+		return runTrain[float32](context.Background(), cfg, opts)
+	})
+}
+
+// run is the state of one training run on one rank.
+type run[T nf.Float] struct {
+	cfg     nfio.Config
+	opts    trainOptions
+	c       comm.Comm
+	flow    *nf.Flow[T]
+	adam    *nf.Adam
+	trainer *nf.Trainer[T]
+	state   nfio.TrainState
+	hist    *nfio.History
+	outDir  string
+}
+
+func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) error {
+	c := o.Comm
+	arch := cfg.Arch()
+	flow, err := nf.NewFlow[T](arch, nf.CPU(0))
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
+	r := &run[T]{cfg: cfg, opts: o, c: c, flow: flow, outDir: cfg.IO.OutDir}
+	n := flow.Params.Len()
+	r.adam = nf.NewAdam(n, cfg.Train.LearningRate, cfg.Train.AdamBetas[0], cfg.Train.AdamBetas[1], cfg.Train.AdamEps)
+	if err := r.restore(); err != nil {
+		return err
+	}
+	pool := lgt.NewPool(cfg.Lattice(), 0)
+	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
+	nLocal := cfg.Train.BatchSize / c.Size()
+	r.trainer = nf.NewTrainer(flow, pool, est, min(cfg.Train.MicroBatch, nLocal), uint64(cfg.Train.Seed))
+	if c.Rank() == 0 {
+		defer func() {
+			if r.hist != nil {
+				r.hist.Close()
+			}
+		}()
+	}
+	return r.loop(ctx, nLocal)
+}
+
+// restore loads the checkpoint that restart names on rank 0 and broadcasts
+// the parameters and the step; it opens or creates the history.
+func (r *run[T]) restore() error {
+	c, cfg := r.c, r.cfg
+	path, err := checkpointToLoad(cfg)
+	var step [2]float64
+	if c.Rank() == 0 && err == nil && path != "" {
+		var st nfio.TrainState
+		st, err = readCheckpointOrPrev(path, cfg.Arch(), r.flow.Params, r.opts.Stderr)
+		if err == nil {
+			r.state = st
+			r.adam.Step, r.adam.M, r.adam.V = st.AdamStep, st.M, st.V
+			fmt.Fprintf(r.opts.Stdout, "restarting from %s at step %d\n", path, st.Step)
+		}
+	}
+	if err := c.AgreeError(err); err != nil {
+		return err
+	}
+	step[0], step[1] = float64(r.state.Step), float64(r.state.Skipped)
+	c.Bcast(step[:], 0)
+	r.state.Step, r.state.Skipped = int64(step[0]), int64(step[1])
+	bcastParams(c, r.flow.Params.Data)
+	if c.Rank() == 0 {
+		err = os.MkdirAll(r.outDir, 0o755)
+		if err == nil {
+			hp := filepath.Join(r.outDir, "history.h5")
+			if _, statErr := os.Stat(hp); statErr == nil && r.state.Step > 0 {
+				r.hist, err = nfio.OpenHistory(hp, r.state.Step)
+			} else {
+				r.hist, err = nfio.CreateHistory(hp)
+			}
+		}
+	}
+	return c.AgreeError(err)
+}
+
+// readCheckpointOrPrev reads the checkpoint at path; when it is corrupt it
+// falls back, with a warning, to the previous one kept beside it. A
+// mismatched or unreadable checkpoint is a usage error (exit status 2).
+func readCheckpointOrPrev[T nf.Float](path string, arch nf.Arch, ps *nf.ParamSet[T], warn io.Writer) (nfio.TrainState, error) {
+	st, err := nfio.ReadCheckpoint(path, arch, ps)
+	if err == nil || !errors.Is(err, nfio.ErrCheckpointCorrupt) {
+		if err != nil {
+			err = &UsageError{Err: err}
+		}
+		return st, err
+	}
+	prev := nfio.PrevPath(path)
+	if _, statErr := os.Stat(prev); statErr != nil {
+		return st, &UsageError{Err: fmt.Errorf("%w (and no %s to fall back to)", err, prev)}
+	}
+	st, perr := nfio.ReadCheckpoint(prev, arch, ps)
+	if perr != nil {
+		return st, &UsageError{Err: fmt.Errorf("%w; the previous checkpoint is not usable either: %w", err, perr)}
+	}
+	fmt.Fprintf(warn, "nfschwinger: warning: %v\nnfschwinger: warning: continuing from the previous checkpoint %s (step %d)\n", err, prev, st.Step)
+	return st, nil
+}
+
+// checkpointToLoad returns the checkpoint [io] restart asks for, "" for a
+// fresh start.
+func checkpointToLoad(cfg nfio.Config) (string, error) {
+	own := filepath.Join(cfg.IO.OutDir, "checkpoint.h5")
+	_, statErr := os.Stat(own)
+	exists := statErr == nil
+	switch cfg.IO.Restart {
+	case "auto":
+		if exists {
+			return own, nil
+		}
+		return "", nil
+	case "never":
+		if exists {
+			return "", &UsageError{Err: fmt.Errorf("io.restart = \"never\" but %s exists: remove it or set restart = \"auto\"", own)}
+		}
+		return "", nil
+	default:
+		if _, err := os.Stat(cfg.IO.Restart); err != nil {
+			return "", &UsageError{Err: fmt.Errorf("io.restart = %q: %w", cfg.IO.Restart, err)}
+		}
+		if exists {
+			return own, nil // a run already continued: its own checkpoint is newer
+		}
+		return cfg.IO.Restart, nil
+	}
+}
+
+// bcastParams broadcasts the parameters from rank 0.
+func bcastParams[T nf.Float](c comm.Comm, p []T) {
+	switch p := any(p).(type) {
+	case []float32:
+		c.Bcast32(p, 0)
+	case []float64:
+		c.Bcast(p, 0)
+	}
+}
+
+// allreduceGrad sums the gradient over ranks, in one call.
+func allreduceGrad[T nf.Float](c comm.Comm, g []T) {
+	switch g := any(g).(type) {
+	case []float32:
+		c.AllreduceSum32(g)
+	case []float64:
+		c.AllreduceSum(g)
+	}
+}
+
+// loop runs the training steps from the restored step to [train] steps.
+func (r *run[T]) loop(ctx context.Context, nLocal int) error {
+	c, cfg := r.c, r.cfg
+	steps := int64(cfg.Train.Steps)
+	first := uint64(c.Rank() * nLocal)
+	N := cfg.Train.BatchSize
+	prog := newProgress(r.opts.Stdout, c.Rank() == 0, steps, r.state.Step)
+	if r.state.Step >= steps {
+		prog.printf("run complete: %d of %d steps done (%s)\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+		return nil
+	}
+	skippedInARow := 0
+	var flag [1]float64
+	start := time.Now()
+	startStep := r.state.Step
+	for r.state.Step < steps {
+		step := r.state.Step
+		t0 := time.Now()
+		r.flow.Params.ZeroGrad()
+		st, err := r.trainer.Step(c, uint64(step), first, nLocal, N)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", step, err)
+		}
+		if r.opts.FailAtStep > 0 && int(step) == r.opts.FailAtStep && c.Rank() == r.opts.FailRank {
+			return fmt.Errorf("step %d: injected failure", step)
+		}
+		allreduceGrad(c, r.flow.Params.Grad)
+		var norm float64
+		skipped := false
+		if c.Rank() == 0 {
+			if !nf.AllFinite(r.flow.Params.Grad) {
+				skipped = true
+			} else {
+				norm = nf.ClipGradNorm(r.flow.Params.Grad, cfg.Train.GradClip)
+				nf.Update(r.adam, r.flow.Params.Data, r.flow.Params.Grad)
+			}
+		}
+		bcastParams(c, r.flow.Params.Data)
+		if skipped {
+			r.state.Skipped++
+			skippedInARow++
+		} else {
+			skippedInARow = 0
+		}
+		r.state.Step++
+		// Stop requests: a signal may reach only some ranks; agree.
+		flag[0] = 0
+		select {
+		case <-r.opts.Stop:
+			flag[0] = 1
+		default:
+		}
+		c.AllreduceMax(flag[:])
+		if c.Rank() == 0 {
+			elapsed := time.Since(start).Seconds()
+			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps || flag[0] != 0 {
+				row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
+					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
+					Skipped: r.state.Skipped, WallTime: time.Since(t0).Seconds()}
+				if err := r.hist.Append(row); err != nil {
+					return err
+				}
+				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)
+			} else {
+				prog.tick(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)
+			}
+		}
+		if skippedInARow >= maxSkippedInARow {
+			return fmt.Errorf("step %d: %d gradient steps in a row were non-finite; stopping with the last checkpoint intact", step, skippedInARow)
+		}
+		due := cfg.Train.CheckpointEvery > 0 && r.state.Step%int64(cfg.Train.CheckpointEvery) == 0
+		if due || r.state.Step == steps || flag[0] != 0 {
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
+		}
+		if flag[0] != 0 && r.state.Step < steps {
+			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+			return errStopped
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	prog.printf("training done: %d steps, checkpoint %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"))
+	return nil
+}
+
+// checkpoint writes the checkpoint on rank 0; every rank learns whether it
+// worked.
+func (r *run[T]) checkpoint() error {
+	var err error
+	if r.c.Rank() == 0 {
+		r.state.AdamStep, r.state.M, r.state.V = r.adam.Step, r.adam.M, r.adam.V
+		r.state.Config = r.cfg.Text
+		err = nfio.WriteCheckpoint(filepath.Join(r.outDir, "checkpoint.h5"), r.cfg.Arch(), r.flow.Params, r.state)
+	}
+	return r.c.AgreeError(err)
+}
+
+// progress prints training progress on rank 0: a line every log_every steps,
+// and a live status line between them when stdout is a terminal.
+type progress struct {
+	w       io.Writer
+	on, tty bool
+	steps   int64
+}
+
+func newProgress(w io.Writer, on bool, steps, done int64) *progress {
+	p := &progress{w: w, on: on, steps: steps}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) printf(format string, args ...any) {
+	if p.on {
+		if p.tty {
+			fmt.Fprint(p.w, "\r\033[K")
+		}
+		fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func (p *progress) status(step int64, st nf.StepStats, rate float64) string {
+	eta := "?"
+	if rate > 0 {
+		eta = time.Duration(float64(p.steps-step) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("step %d/%d  loss %.4f  ESS %.4f  %.2f steps/s  ETA %s", step, p.steps, st.Loss, st.ESS, rate, eta)
+}
+
+func (p *progress) line(step int64, st nf.StepStats, rate float64) {
+	p.printf("%s\n", p.status(step, st, rate))
+}
+
+func (p *progress) tick(step int64, st nf.StepStats, rate float64) {
+	if p.on && p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", p.status(step, st, rate))
+	}
+}

@@ -1,0 +1,242 @@
+package nfio
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"nfschwinger/internal/h5"
+	"nfschwinger/nf"
+)
+
+// CheckpointFormat is the format version of checkpoint files, the root
+// attribute "format_version". Readers refuse other versions.
+const CheckpointFormat = 1
+
+// TrainState is what a checkpoint holds besides the model: the progress of
+// the run and the optimizer.
+type TrainState struct {
+	Step     int64     // training steps completed (the next step to run)
+	Skipped  int64     // steps whose gradient was non-finite and not applied
+	AdamStep int       // Adam updates applied (Step − Skipped)
+	M, V     []float64 // Adam's first and second moments, ParamSet layout
+	Config   string    // the params.toml text of the run
+}
+
+// ErrCheckpointMismatch reports a checkpoint whose architecture differs
+// from the one asked for.
+var ErrCheckpointMismatch = errors.New("checkpoint does not match the configuration")
+
+// ErrCheckpointCorrupt reports a checkpoint whose checksum or structure is
+// wrong: truncated, altered or not a checkpoint.
+var ErrCheckpointCorrupt = errors.New("checkpoint is corrupt")
+
+// Checkpoint layout (all under the root of checkpoint.h5):
+//
+//	attributes  format_version (int), checksum_sha256 (hex string over the
+//	            arrays and counters below, see checksum), created_by
+//	/model      the flow (see WriteModel)
+//	/optimizer  attributes step (Adam updates), lr_note; datasets
+//	            m/<tensor name>, v/<tensor name> (float64, tensor shapes)
+//	/train      attributes step (steps done), skipped (steps not applied)
+//	/rng        attribute scheme: the prior samples of step t, global index
+//	            i are ChaCha8 keyed by (seed, domain, t, i), so the step is
+//	            the whole generator state of every rank
+//	/config     attribute toml: the params.toml text
+const (
+	optimizerGroup = "/optimizer"
+	trainGroup     = "/train"
+)
+
+// WriteCheckpoint writes the model, the optimizer state and the run's
+// progress to path atomically (temporary file, fsync, rename), keeping the
+// previous checkpoint as checkpoint.prev.h5 (PrevPath).
+func WriteCheckpoint[T nf.Float](path string, arch nf.Arch, ps *nf.ParamSet[T], st TrainState) error {
+	if len(st.M) != ps.Len() || len(st.V) != ps.Len() {
+		panic(fmt.Sprintf("nfio: WriteCheckpoint: %d/%d moments for %d parameters", len(st.M), len(st.V), ps.Len()))
+	}
+	return WriteAtomic(path, true, func(tmp string) error {
+		f, err := h5.Create(tmp)
+		if err != nil {
+			return err
+		}
+		if err := writeCheckpoint(f, arch, ps, st); err != nil {
+			f.Close()
+			return fmt.Errorf("write checkpoint %s: %w", path, err)
+		}
+		return f.Close()
+	})
+}
+
+func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], st TrainState) error {
+	if err := WriteModel(f, arch, ps); err != nil {
+		return err
+	}
+	for _, t := range ps.Tensors {
+		if err := h5.Write(f, optimizerGroup+"/m/"+t.Name, st.M[t.Offset:t.Offset+t.Size], t.Shape); err != nil {
+			return err
+		}
+		if err := h5.Write(f, optimizerGroup+"/v/"+t.Name, st.V[t.Offset:t.Offset+t.Size], t.Shape); err != nil {
+			return err
+		}
+	}
+	attrs := []struct {
+		path, name string
+		v          int64
+	}{
+		{"/", "format_version", CheckpointFormat},
+		{optimizerGroup, "step", int64(st.AdamStep)},
+		{trainGroup, "step", st.Step},
+		{trainGroup, "skipped", st.Skipped},
+	}
+	for _, a := range attrs {
+		if err := h5.WriteScalarAttr(f, a.path, a.name, a.v); err != nil {
+			return err
+		}
+	}
+	strs := []struct{ path, name, v string }{
+		{"/", "created_by", "nfschwinger"},
+		{"/", "checksum_sha256", checksum(ps.Data, st)},
+		{"/rng", "scheme", "ChaCha8 keyed by (train.seed, domain, step, global sample index): no state beyond /train step"},
+		{"/config", "toml", st.Config},
+	}
+	for _, a := range strs {
+		if err := h5.WriteStringAttr(f, a.path, a.name, a.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadCheckpoint reads the checkpoint at path into ps and returns the run's
+// state. The architecture stored in the file must equal want
+// (ErrCheckpointMismatch otherwise) and the checksum must match
+// (ErrCheckpointCorrupt otherwise); ps is then the model of the file. On
+// error ps may hold partial data.
+func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (TrainState, error) {
+	var st TrainState
+	f, err := h5.Open(path)
+	if err != nil {
+		return st, fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	}
+	defer f.Close()
+	fail := func(kind error, err error) (TrainState, error) {
+		return TrainState{}, fmt.Errorf("read checkpoint %s: %w: %w", path, kind, err)
+	}
+	version, err := h5.ReadScalarAttr[int64](f, "/", "format_version")
+	if err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	if version != CheckpointFormat {
+		return fail(ErrCheckpointMismatch, fmt.Errorf("format version %d, this program reads %d", version, CheckpointFormat))
+	}
+	arch, err := ReadArch(f, ModelGroup)
+	if err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	if d := archDiff(arch, want); d != "" {
+		return fail(ErrCheckpointMismatch, fmt.Errorf("%s", d))
+	}
+	if err := ReadModelInto(f, ModelGroup, ps); err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	st.M = make([]float64, ps.Len())
+	st.V = make([]float64, ps.Len())
+	for _, t := range ps.Tensors {
+		for _, mv := range []struct {
+			name string
+			dst  []float64
+		}{{"m", st.M}, {"v", st.V}} {
+			p := optimizerGroup + "/" + mv.name + "/" + t.Name
+			data, shape, err := h5.Read[float64](f, p)
+			if err != nil {
+				return fail(ErrCheckpointCorrupt, err)
+			}
+			if !slices.Equal(shape, t.Shape) {
+				return fail(ErrCheckpointCorrupt, fmt.Errorf("%s has shape %v, want %v", p, shape, t.Shape))
+			}
+			copy(mv.dst[t.Offset:], data)
+		}
+	}
+	ints := []struct {
+		path, name string
+		dst        *int64
+	}{{trainGroup, "step", &st.Step}, {trainGroup, "skipped", &st.Skipped}}
+	for _, a := range ints {
+		v, err := h5.ReadScalarAttr[int64](f, a.path, a.name)
+		if err != nil {
+			return fail(ErrCheckpointCorrupt, err)
+		}
+		*a.dst = v
+	}
+	adam, err := h5.ReadScalarAttr[int64](f, optimizerGroup, "step")
+	if err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	st.AdamStep = int(adam)
+	if st.Config, err = h5.ReadStringAttr(f, "/config", "toml"); err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	sum, err := h5.ReadStringAttr(f, "/", "checksum_sha256")
+	if err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
+	if got := checksum(ps.Data, st); got != sum {
+		return fail(ErrCheckpointCorrupt, fmt.Errorf("checksum %s, stored %s", got, sum))
+	}
+	return st, nil
+}
+
+// checksum is the SHA-256 of the parameters (as float64), the moments, the
+// counters and the config text, in a fixed order, as hex.
+func checksum[T nf.Float](params []T, st TrainState) string {
+	h := sha256.New()
+	var b [8]byte
+	put := func(v float64) {
+		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
+		h.Write(b[:])
+	}
+	for _, v := range params {
+		put(float64(v))
+	}
+	for _, v := range st.M {
+		put(v)
+	}
+	for _, v := range st.V {
+		put(v)
+	}
+	for _, v := range []int64{st.Step, st.Skipped, int64(st.AdamStep)} {
+		binary.LittleEndian.PutUint64(b[:], uint64(v))
+		h.Write(b[:])
+	}
+	h.Write([]byte(st.Config))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// archDiff describes the first difference between two architectures, ""
+// when they are equal.
+func archDiff(got, want nf.Arch) string {
+	switch {
+	case got.L != want.L:
+		return fmt.Sprintf("lattice L = %d in the checkpoint, %d in the configuration", got.L, want.L)
+	case got.NLayers != want.NLayers:
+		return fmt.Sprintf("n_layers = %d in the checkpoint, %d in the configuration", got.NLayers, want.NLayers)
+	case got.NKnots != want.NKnots:
+		return fmt.Sprintf("n_knots = %d in the checkpoint, %d in the configuration", got.NKnots, want.NKnots)
+	case !slices.Equal(got.Hidden, want.Hidden):
+		return fmt.Sprintf("hidden_channels = %v in the checkpoint, %v in the configuration", got.Hidden, want.Hidden)
+	case got.KernelSize != want.KernelSize:
+		return fmt.Sprintf("kernel_size = %d in the checkpoint, %d in the configuration", got.KernelSize, want.KernelSize)
+	case !slices.Equal(got.Dilation, want.Dilation):
+		return fmt.Sprintf("dilation = %v in the checkpoint, %v in the configuration", got.Dilation, want.Dilation)
+	case got.Masking != want.Masking:
+		return fmt.Sprintf("masking = %q in the checkpoint, %q in the configuration", got.Masking, want.Masking)
+	case got.LeakyReLUSlope != want.LeakyReLUSlope:
+		return fmt.Sprintf("leaky_relu_slope = %v in the checkpoint, %v in the configuration", got.LeakyReLUSlope, want.LeakyReLUSlope)
+	}
+	return ""
+}

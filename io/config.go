@@ -1,0 +1,522 @@
+package nfio
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"nfschwinger/lgt"
+	"nfschwinger/nf"
+)
+
+// Config is the content of params.toml: every setting of a run. Parse and
+// Load fill the defaults listed on each field, resolve the defaults that
+// refer to other keys, and validate, so a Config they return is complete and
+// consistent. Field comments give the TOML key in brackets.
+type Config struct {
+	// Lat is the [lattice] section (named Lat because the method Lattice
+	// returns it as lgt.Params).
+	Lat    LatticeConfig `toml:"lattice"`
+	Model  ModelConfig   `toml:"model"`
+	Train  TrainConfig   `toml:"train"`
+	IO     IOConfig      `toml:"io"`
+	Sample SampleConfig  `toml:"sample"`
+	// Slurm is the optional [slurm] section (nfschwinger slurm renders the
+	// batch script from it); nil when params.toml has none.
+	Slurm *SlurmConfig `toml:"slurm"`
+
+	// Text is the TOML text the Config was parsed from, stored verbatim in
+	// checkpoints as /config.
+	Text string `toml:"-"`
+}
+
+// LatticeConfig is the [lattice] section: the physics.
+type LatticeConfig struct {
+	L     int     `toml:"L"`     // [L] lattice extent, required, a multiple of 4
+	Beta  float64 `toml:"beta"`  // [beta] gauge coupling β, default 2
+	Kappa float64 `toml:"kappa"` // [kappa] hopping parameter κ, default 0.276
+}
+
+// ModelConfig is the [model] section: the flow's architecture and its
+// floating-point precision.
+type ModelConfig struct {
+	NLayers        int    `toml:"n_layers"`        // [n_layers] coupling layers, default 48
+	NKnots         int    `toml:"n_knots"`         // [n_knots] spline knots (bins + 1), default 9
+	HiddenChannels []int  `toml:"hidden_channels"` // [hidden_channels] conditioner hidden channels, default [64, 64]
+	KernelSize     int    `toml:"kernel_size"`     // [kernel_size] odd convolution kernel size, default 3
+	Dilation       []int  `toml:"dilation"`        // [dilation] one per convolution, default [1, 2, 3]
+	Masking        string `toml:"masking"`         // [masking] conditioner input, "2x1" (the only one)
+	Precision      string `toml:"precision"`       // [precision] "float32" (default) or "float64"
+}
+
+// TrainConfig is the [train] section: the gradient estimator and the
+// optimizer.
+type TrainConfig struct {
+	Estimator       string    `toml:"estimator"`        // [estimator] "reinforce" (default), "rt" or "path"
+	Steps           int       `toml:"steps"`            // [steps] total optimizer steps of the run, required, ≥ 0
+	BatchSize       int       `toml:"batch_size"`       // [batch_size] configurations per step over all ranks, required
+	MicroBatch      int       `toml:"micro_batch"`      // [micro_batch] configurations per rank per pass, default batch_size
+	LearningRate    float64   `toml:"learning_rate"`    // [learning_rate] Adam step size, default 2.5e-4
+	AdamBetas       []float64 `toml:"adam_betas"`       // [adam_betas] Adam's β₁, β₂, default [0.9, 0.999]
+	AdamEps         float64   `toml:"adam_eps"`         // [adam_eps] Adam's ε (outside the square root), default 1e-8
+	GradClip        float64   `toml:"grad_clip"`        // [grad_clip] maximal global gradient norm, 0 = no clipping (default)
+	Seed            int64     `toml:"seed"`             // [seed] key of the prior-sample streams, required, ≥ 0
+	LogEvery        int       `toml:"log_every"`        // [log_every] steps between history rows and progress lines, default 10
+	CheckpointEvery int       `toml:"checkpoint_every"` // [checkpoint_every] steps between checkpoints, 0 = only at the end and on signals; default 500
+	// AcceptanceEvery (issue 6) is the number of steps between MCMC
+	// acceptance measurements recorded in the history, 0 = never (default).
+	AcceptanceEvery int `toml:"acceptance_every"`
+	// AcceptanceSamples (issue 6) is the number of proposals per acceptance
+	// measurement; default batch_size.
+	AcceptanceSamples int `toml:"acceptance_samples"`
+}
+
+// IOConfig is the [io] section: where the run writes and how it restarts.
+type IOConfig struct {
+	// OutDir [out_dir] is the directory of checkpoint.h5, history.h5 and
+	// chain.h5, relative to the working directory; default "run".
+	OutDir string `toml:"out_dir"`
+	// Restart [restart] is "auto" (default: continue from
+	// out_dir/checkpoint.h5 when it exists), "never" (refuse to run over an
+	// existing checkpoint) or the path of a checkpoint to start from.
+	Restart string `toml:"restart"`
+}
+
+// SampleConfig is the [sample] section (issue 6): the NMCMC chain after
+// training. The default n_samples = 0 turns sampling off.
+type SampleConfig struct {
+	NSamples    int   `toml:"n_samples"`    // [n_samples] chain length (proposals), 0 = no sampling (default)
+	BatchSize   int   `toml:"batch_size"`   // [batch_size] proposals generated per pass and rank, default train.micro_batch
+	SaveConfigs bool  `toml:"save_configs"` // [save_configs] store the chain's configurations in chain.h5, default false
+	Seed        int64 `toml:"seed"`         // [seed] key of the proposal streams, ≥ 0, default train.seed
+}
+
+// SlurmConfig is the optional [slurm] section (issue 7): the resources of
+// the batch script that `nfschwinger slurm` renders.
+type SlurmConfig struct {
+	Partition     string `toml:"partition"`      // [partition] default: the cluster's default partition
+	Account       string `toml:"account"`        // [account] default: the user's default account
+	Nodes         int    `toml:"nodes"`          // [nodes] default 1
+	NTasks        int    `toml:"ntasks"`         // [ntasks] MPI ranks, default 1
+	CPUsPerTask   int    `toml:"cpus_per_task"`  // [cpus_per_task] default 1
+	GPUsPerTask   int    `toml:"gpus_per_task"`  // [gpus_per_task] default 0
+	Time          string `toml:"time"`           // [time] job time limit "HH:MM:SS", default "01:00:00"
+	SignalSeconds int    `toml:"signal_seconds"` // [signal_seconds] stop signal this long before the limit, default 300
+	MaxRequeues   int    `toml:"max_requeues"`   // [max_requeues] jobs after the first, default 10
+}
+
+// Allowed values of the string keys.
+var (
+	Estimators = []string{"reinforce", "rt", "path"}
+	Precisions = []string{"float32", "float64"}
+	Maskings   = []string{"2x1"}
+)
+
+// LeakyReLUSlope is the negative slope of the conditioner's LeakyReLU, fixed
+// as in the paper (not a params.toml key).
+const LeakyReLUSlope = 0.01
+
+// DefaultConfig returns the defaults of every key; the required keys
+// (lattice.L, train.steps, train.batch_size, train.seed) are zero, and
+// defaults referring to other keys are unresolved (zero).
+func DefaultConfig() Config {
+	return Config{
+		Lat: LatticeConfig{Beta: 2.0, Kappa: 0.276},
+		Model: ModelConfig{NLayers: 48, NKnots: 9, HiddenChannels: []int{64, 64}, KernelSize: 3,
+			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32"},
+		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
+			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500},
+		IO: IOConfig{OutDir: "run", Restart: "auto"},
+	}
+}
+
+// defaultSlurm returns the defaults of the [slurm] section.
+func defaultSlurm() SlurmConfig {
+	return SlurmConfig{Nodes: 1, NTasks: 1, CPUsPerTask: 1, Time: "01:00:00", SignalSeconds: 300, MaxRequeues: 10}
+}
+
+// requiredKeys have no default.
+var requiredKeys = [][2]string{{"lattice", "L"}, {"train", "steps"}, {"train", "batch_size"}, {"train", "seed"}}
+
+// KeyError is a configuration error attributed to one key; its message
+// names the key, the value and what is allowed, e.g.
+// "train.learning_rate = -1: must be > 0".
+type KeyError struct {
+	Key string // dotted key, "train.learning_rate"; a section name for section errors
+	Msg string // the rest of the message, starting with " = value: " or ": "
+}
+
+func (e *KeyError) Error() string { return e.Key + e.Msg }
+
+// bad returns a KeyError for key with value v (formatted as TOML would
+// show it) and the explanation.
+func bad(key string, v any, format string, args ...any) error {
+	return &KeyError{Key: key, Msg: " = " + tomlValue(v) + ": " + fmt.Sprintf(format, args...)}
+}
+
+func tomlValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case []int:
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = strconv.Itoa(x)
+		}
+		return "[" + strings.Join(s, ", ") + "]"
+	case []float64:
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		return "[" + strings.Join(s, ", ") + "]"
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// Load reads and parses the parameter file at path (see Parse). Errors name
+// the file.
+func Load(path string) (Config, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read parameters: %w", err)
+	}
+	c, err := Parse(string(text))
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses params.toml text: defaults for absent keys, then the file's
+// values; unknown keys, wrong types, missing required keys and values out of
+// range are errors that name the key (a *KeyError where the key is known).
+// Defaults that refer to other keys (train.micro_batch, sample.batch_size,
+// sample.seed, train.acceptance_samples) are resolved.
+func Parse(text string) (Config, error) {
+	c := DefaultConfig()
+	slurm := defaultSlurm()
+	c.Slurm = &slurm
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		return Config{}, decodeError(err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return Config{}, unknownKey(und[0])
+	}
+	for _, k := range requiredKeys {
+		if !md.IsDefined(k[0], k[1]) {
+			return Config{}, &KeyError{Key: k[0] + "." + k[1], Msg: ": required, no default (add it to [" + k[0] + "])"}
+		}
+	}
+	if !md.IsDefined("slurm") {
+		c.Slurm = nil
+	}
+	if !md.IsDefined("train", "micro_batch") {
+		c.Train.MicroBatch = c.Train.BatchSize
+	}
+	if !md.IsDefined("train", "acceptance_samples") {
+		c.Train.AcceptanceSamples = c.Train.BatchSize
+	}
+	if !md.IsDefined("sample", "batch_size") {
+		c.Sample.BatchSize = c.Train.MicroBatch
+	}
+	if !md.IsDefined("sample", "seed") {
+		c.Sample.Seed = c.Train.Seed
+	}
+	c.Text = text
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+var (
+	// "toml: line 3 (last key "train.lr"): incompatible types: ..."
+	decodeRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+	// "... expected table but found int64"
+	tableRe = regexp.MustCompile(`expected table but found (\w+)`)
+)
+
+// decodeError turns the TOML library's errors into one line naming the line
+// and the key.
+func decodeError(err error) error {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	m := decodeRe.FindStringSubmatch(msg)
+	if m == nil {
+		return errors.New(strings.TrimPrefix(msg, "toml: "))
+	}
+	line, key, what := m[1], m[2], m[3]
+	if t := tableRe.FindStringSubmatch(what); t != nil {
+		what = "must be a section [" + key + "], not a value of type " + t[1]
+	} else {
+		what = strings.Replace(what, "incompatible types: ", "wrong type: ", 1)
+		what = strings.Replace(what, "; destination has type", ", expected", 1)
+	}
+	return &KeyError{Key: key, Msg: ": " + what + " (line " + line + ")"}
+}
+
+// unknownKey explains an undecoded key: an unknown section, or an unknown
+// key of a known section with the list of allowed keys.
+func unknownKey(k toml.Key) error {
+	sections := tomlKeys(reflect.TypeFor[Config]())
+	if len(k) == 1 {
+		if slices.Contains(sections, k[0]) {
+			return &KeyError{Key: k[0], Msg: ": must be a section [" + k[0] + "]"}
+		}
+		return &KeyError{Key: k[0], Msg: ": unknown key or section (sections: " + strings.Join(sections, ", ") + ")"}
+	}
+	for f := range reflect.TypeFor[Config]().Fields() {
+		if f.Tag.Get("toml") != k[0] {
+			continue
+		}
+		t := f.Type
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		return &KeyError{Key: k.String(), Msg: ": unknown key (allowed in [" + k[0] + "]: " + strings.Join(tomlKeys(t), ", ") + ")"}
+	}
+	return &KeyError{Key: k.String(), Msg: ": unknown section [" + k[0] + "] (sections: " + strings.Join(sections, ", ") + ")"}
+}
+
+// tomlKeys lists the TOML names of a struct's fields.
+func tomlKeys(t reflect.Type) []string {
+	var keys []string
+	for f := range t.Fields() {
+		if name := f.Tag.Get("toml"); name != "" && name != "-" {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+// Validate checks every value against its allowed range and the relations
+// between keys; the error names the first offending key.
+func (c Config) Validate() error {
+	for _, check := range []func() error{c.Lat.validate, c.Model.validate, c.validateModelLattice,
+		c.Train.validate, c.IO.validate, c.Sample.validate} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	if c.Slurm != nil {
+		if err := c.Slurm.validate(); err != nil {
+			return err
+		}
+		if err := c.CheckRanks(c.Slurm.NTasks); err != nil {
+			return fmt.Errorf("slurm.ntasks = %d: %w", c.Slurm.NTasks, err)
+		}
+	}
+	if err := c.Arch().Validate(); err != nil { // backstop: nf's own rules
+		return fmt.Errorf("model: %w", err)
+	}
+	return nil
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+func (l LatticeConfig) validate() error {
+	switch {
+	case l.L < 4 || l.L%4 != 0:
+		return bad("lattice.L", l.L, "must be a positive multiple of 4 (the masks have period 4)")
+	case !finite(l.Beta) || l.Beta < 0:
+		return bad("lattice.beta", l.Beta, "must be finite and ≥ 0")
+	case !finite(l.Kappa) || l.Kappa < 0:
+		return bad("lattice.kappa", l.Kappa, "must be finite and ≥ 0")
+	}
+	return nil
+}
+
+func (m ModelConfig) validate() error {
+	switch {
+	case m.NLayers < 1:
+		return bad("model.n_layers", m.NLayers, "must be ≥ 1")
+	case m.NKnots < 2:
+		return bad("model.n_knots", m.NKnots, "must be ≥ 2 (one bin or more)")
+	case m.KernelSize < 1 || m.KernelSize%2 == 0:
+		return bad("model.kernel_size", m.KernelSize, "must be odd and ≥ 1")
+	case !slices.Contains(Maskings, m.Masking):
+		return bad("model.masking", m.Masking, "allowed: %s", quoteList(Maskings))
+	case !slices.Contains(Precisions, m.Precision):
+		return bad("model.precision", m.Precision, "allowed: %s", quoteList(Precisions))
+	case len(m.Dilation) != len(m.HiddenChannels)+1:
+		return bad("model.dilation", m.Dilation, "needs one entry per convolution, len(hidden_channels) + 1 = %d", len(m.HiddenChannels)+1)
+	}
+	for _, h := range m.HiddenChannels {
+		if h < 1 {
+			return bad("model.hidden_channels", m.HiddenChannels, "every entry must be ≥ 1")
+		}
+	}
+	for _, d := range m.Dilation {
+		if d < 1 {
+			return bad("model.dilation", m.Dilation, "every entry must be ≥ 1")
+		}
+	}
+	return nil
+}
+
+// validateModelLattice checks that the circular padding of every
+// convolution fits the lattice.
+func (c Config) validateModelLattice() error {
+	for _, d := range c.Model.Dilation {
+		if pad := d * (c.Model.KernelSize - 1) / 2; pad >= c.Lat.L {
+			return bad("model.dilation", c.Model.Dilation, "padding %d (dilation × (kernel_size − 1)/2) must be < lattice.L = %d", pad, c.Lat.L)
+		}
+	}
+	return nil
+}
+
+func (t TrainConfig) validate() error {
+	switch {
+	case !slices.Contains(Estimators, t.Estimator):
+		return bad("train.estimator", t.Estimator, "allowed: %s", quoteList(Estimators))
+	case t.Steps < 0:
+		return bad("train.steps", t.Steps, "must be ≥ 0")
+	case t.BatchSize < 1:
+		return bad("train.batch_size", t.BatchSize, "must be ≥ 1")
+	case t.MicroBatch < 1:
+		return bad("train.micro_batch", t.MicroBatch, "must be ≥ 1")
+	case t.BatchSize%t.MicroBatch != 0:
+		return bad("train.micro_batch", t.MicroBatch, "must divide train.batch_size = %d", t.BatchSize)
+	case !finite(t.LearningRate) || t.LearningRate <= 0:
+		return bad("train.learning_rate", t.LearningRate, "must be > 0")
+	case len(t.AdamBetas) != 2:
+		return bad("train.adam_betas", t.AdamBetas, "must be two numbers [β₁, β₂]")
+	case !(t.AdamBetas[0] >= 0 && t.AdamBetas[0] < 1 && t.AdamBetas[1] >= 0 && t.AdamBetas[1] < 1):
+		return bad("train.adam_betas", t.AdamBetas, "each must be in [0, 1)")
+	case !finite(t.AdamEps) || t.AdamEps <= 0:
+		return bad("train.adam_eps", t.AdamEps, "must be > 0")
+	case !finite(t.GradClip) || t.GradClip < 0:
+		return bad("train.grad_clip", t.GradClip, "must be ≥ 0 (0 = no clipping)")
+	case t.Seed < 0:
+		return bad("train.seed", t.Seed, "must be ≥ 0")
+	case t.LogEvery < 1:
+		return bad("train.log_every", t.LogEvery, "must be ≥ 1")
+	case t.CheckpointEvery < 0:
+		return bad("train.checkpoint_every", t.CheckpointEvery, "must be ≥ 0 (0 = only at the end)")
+	case t.AcceptanceEvery < 0:
+		return bad("train.acceptance_every", t.AcceptanceEvery, "must be ≥ 0 (0 = never)")
+	case t.AcceptanceSamples < 1:
+		return bad("train.acceptance_samples", t.AcceptanceSamples, "must be ≥ 1")
+	}
+	return nil
+}
+
+func (o IOConfig) validate() error {
+	switch {
+	case strings.TrimSpace(o.OutDir) == "":
+		return bad("io.out_dir", o.OutDir, "must name a directory")
+	case strings.TrimSpace(o.Restart) == "":
+		return bad("io.restart", o.Restart, `allowed: "auto", "never" or the path of a checkpoint`)
+	}
+	return nil
+}
+
+func (s SampleConfig) validate() error {
+	switch {
+	case s.NSamples < 0:
+		return bad("sample.n_samples", s.NSamples, "must be ≥ 0 (0 = no sampling)")
+	case s.BatchSize < 1:
+		return bad("sample.batch_size", s.BatchSize, "must be ≥ 1")
+	case s.Seed < 0:
+		return bad("sample.seed", s.Seed, "must be ≥ 0")
+	}
+	return nil
+}
+
+// timeRe matches a Slurm time limit "HH:MM:SS" (hours may exceed 99).
+var timeRe = regexp.MustCompile(`^(\d+):([0-5]\d):([0-5]\d)$`)
+
+func (s SlurmConfig) validate() error {
+	switch {
+	case s.Nodes < 1:
+		return bad("slurm.nodes", s.Nodes, "must be ≥ 1")
+	case s.NTasks < s.Nodes:
+		return bad("slurm.ntasks", s.NTasks, "must be ≥ slurm.nodes = %d", s.Nodes)
+	case s.CPUsPerTask < 1:
+		return bad("slurm.cpus_per_task", s.CPUsPerTask, "must be ≥ 1")
+	case s.GPUsPerTask < 0:
+		return bad("slurm.gpus_per_task", s.GPUsPerTask, "must be ≥ 0")
+	case !timeRe.MatchString(s.Time):
+		return bad("slurm.time", s.Time, `must be "HH:MM:SS"`)
+	case s.SignalSeconds < 1:
+		return bad("slurm.signal_seconds", s.SignalSeconds, "must be ≥ 1")
+	case s.SignalSeconds >= s.TimeLimitSeconds():
+		return bad("slurm.signal_seconds", s.SignalSeconds, "must be shorter than slurm.time = %q", s.Time)
+	case s.MaxRequeues < 0:
+		return bad("slurm.max_requeues", s.MaxRequeues, "must be ≥ 0")
+	case strings.ContainsAny(s.Partition, " \t\n'\"$`\\"):
+		return bad("slurm.partition", s.Partition, "must not contain blanks, quotes or shell characters")
+	case strings.ContainsAny(s.Account, " \t\n'\"$`\\"):
+		return bad("slurm.account", s.Account, "must not contain blanks, quotes or shell characters")
+	}
+	return nil
+}
+
+// TimeLimitSeconds returns the job time limit in seconds (0 if Time is not
+// "HH:MM:SS").
+func (s SlurmConfig) TimeLimitSeconds() int {
+	m := timeRe.FindStringSubmatch(s.Time)
+	if m == nil {
+		return 0
+	}
+	h, _ := strconv.Atoi(m[1])
+	mi, _ := strconv.Atoi(m[2])
+	sec, _ := strconv.Atoi(m[3])
+	return 3600*h + 60*mi + sec
+}
+
+// CheckRanks reports whether the batch splits over ranks MPI ranks: every
+// rank gets batch_size/ranks configurations, a whole number of
+// micro-batches. Errors name the key to change.
+func (c Config) CheckRanks(ranks int) error {
+	if ranks < 1 {
+		panic(fmt.Sprintf("nfio: CheckRanks(%d)", ranks))
+	}
+	b, mb := c.Train.BatchSize, c.Train.MicroBatch
+	if b%ranks != 0 {
+		return bad("train.batch_size", b, "must be divisible by the number of ranks, %d", ranks)
+	}
+	if (b/ranks)%mb != 0 {
+		return bad("train.micro_batch", mb, "must divide the per-rank batch, batch_size/ranks = %d/%d = %d", b, ranks, b/ranks)
+	}
+	return nil
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = strconv.Quote(v)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Arch returns the flow architecture the configuration describes.
+func (c Config) Arch() nf.Arch {
+	return nf.Arch{
+		L:              c.Lat.L,
+		NLayers:        c.Model.NLayers,
+		NKnots:         c.Model.NKnots,
+		Hidden:         slices.Clone(c.Model.HiddenChannels),
+		KernelSize:     c.Model.KernelSize,
+		Dilation:       slices.Clone(c.Model.Dilation),
+		Masking:        c.Model.Masking,
+		LeakyReLUSlope: LeakyReLUSlope,
+	}
+}
+
+// Lattice returns the lattice parameters L, β, κ.
+func (c Config) Lattice() lgt.Params {
+	return lgt.Params{L: c.Lat.L, Beta: c.Lat.Beta, Kappa: c.Lat.Kappa}
+}

@@ -1,0 +1,79 @@
+// Package nfio (directory io/) holds nfschwinger's files: the params.toml
+// schema with its defaults and validation, and the HDF5 files a run reads and
+// writes. The package is named nfio, not io, so that it does not shadow the
+// standard library's io in files that need both; import it as
+//
+//	nfio "nfschwinger/io"
+//
+// Nothing here is collective: files are written by one process (rank 0)
+// and read by any.
+//
+// # params.toml
+//
+// Four sections, plus two optional ones; defaults in brackets, required keys
+// marked. Unknown keys or sections, wrong types and values out of range are
+// errors naming the key (see Config and Parse).
+//
+//	[lattice] L (required, multiple of 4), beta [2.0], kappa [0.276]
+//	[model]   n_layers [48], n_knots [9], hidden_channels [[64, 64]],
+//	          kernel_size [3], dilation [[1, 2, 3]] (len(hidden_channels)+1
+//	          entries), masking ["2x1"], precision ["float32"] | "float64"
+//	[train]   estimator ["reinforce"] | "rt" | "path", steps (required),
+//	          batch_size (required, over all ranks), micro_batch [batch_size]
+//	          (per rank, divides batch_size/ranks), learning_rate [2.5e-4],
+//	          adam_betas [[0.9, 0.999]], adam_eps [1e-8], grad_clip [0 = off],
+//	          seed (required), log_every [10], checkpoint_every [500],
+//	          acceptance_every [0 = off], acceptance_samples [batch_size]
+//	[io]      out_dir ["run"], restart ["auto"] | "never" | a checkpoint path
+//	[sample]  n_samples [0 = no sampling], batch_size [train.micro_batch],
+//	          save_configs [false], seed [train.seed]
+//	[slurm]   partition, account, nodes [1], ntasks [1], cpus_per_task [1],
+//	          gpus_per_task [0], time ["01:00:00"], signal_seconds [300],
+//	          max_requeues [10]
+//
+// # HDF5 files
+//
+// All files are plain HDF5 (readable with h5py and h5dump), float64 unless
+// stated, and written so that a crash never leaves a half-written file in
+// place: whole files (checkpoints, measurements) go through WriteAtomic
+// (temporary ".NAME.tmp" in the same directory, fsync, rename, directory
+// fsync); append-only files (history, chain) use extendible datasets whose
+// first axis grows (internal/h5.CreateExtendible, Append) and are flushed
+// after every append, so a killed run keeps every row written.
+//
+// history.h5 (out_dir/history.h5, History): one row per logged step, every
+// column its own one-dimensional extendible dataset of the same length,
+// chunked by 256 rows, with string attributes "unit" and "description":
+//
+//	step           int64    optimizer steps completed
+//	loss           float64  surrogate loss of the estimator, batch mean
+//	ess            float64  effective sample size per configuration, eq. (26)
+//	logq_mean      float64  batch mean of log q(φ)
+//	logp_mean      float64  batch mean of log p(φ) = −S(φ)
+//	grad_norm      float64  global L2 norm of the gradient before clipping
+//	learning_rate  float64  learning rate of the step
+//	skipped        int64    steps skipped so far for non-finite gradients
+//	wall_time      float64  seconds of training so far, summed over restarts
+//
+// A run restarted from the checkpoint of step k reopens the file with
+// OpenHistory(path, k), which drops rows with step > k first.
+//
+// checkpoint.h5 (out_dir/checkpoint.h5, previous one kept as
+// checkpoint.prev.h5): /model with the weights /model/layers/KK/convJ/weight
+// (C_out, C_in, K, K) and /model/layers/KK/convJ/bias (C_out), KK = 00, 01,
+// …, J = 0, 1, 2, and the architecture as attributes of /model;
+// /optimizer with the Adam moments in the same tree and the step count;
+// /config, the params.toml text (Config.Text); a format version and a
+// checksum over all arrays verified on load.
+//
+// chain.h5 (issue 6): one row per NMCMC chain step in extendible datasets
+// accepted, logq, logp, logw, condensate, sign, topological_charge,
+// plaquette, optionally the configurations.
+//
+// Output of `nfschwinger measure` (any name): datasets of shape (N)
+// gauge_action, fermion_action, action, log_abs_det_D, sign_det_D,
+// condensate, topological_charge, mean_cos_plaquette, and with -force
+// force (N, 2, L, L) = dS/dθ; root attributes L (int64), beta, kappa
+// (float64) and source (the input file's name). Conventions as in
+// shared/vectors/README.md.
+package nfio

@@ -1,0 +1,133 @@
+package nfio
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// TempPath returns the temporary name under which WriteAtomic writes path:
+// a hidden file ".NAME.tmp" in the same directory (so the final rename stays
+// within one file system).
+func TempPath(path string) string {
+	dir, name := filepath.Split(path)
+	return filepath.Join(dir, "."+name+".tmp")
+}
+
+// PrevPath returns the name under which WriteAtomic keeps the previous
+// version of path: "checkpoint.h5" → "checkpoint.prev.h5" (".prev" before the
+// extension; appended when there is none).
+func PrevPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".prev" + ext
+}
+
+// WriteAtomic replaces the file at path by what write produces, so that a
+// crash at any moment leaves either the old or the new file complete at
+// path, never a partial one:
+//
+//  1. write is called with the temporary name TempPath(path) and creates
+//     that file (any stale temporary file is removed first);
+//  2. the temporary file is fsynced;
+//  3. with keepPrev, an existing target is hard-linked (or, where links are
+//     not supported, copied) to PrevPath(path), replacing an older one;
+//  4. the temporary file is renamed over path, and the directory fsynced.
+//
+// When write or any step fails, the temporary file is removed, path is
+// untouched and the error is returned (wrapped with the file name). Only one
+// writer per target may run at a time.
+func WriteAtomic(path string, keepPrev bool, write func(tmp string) error) (err error) {
+	tmp := TempPath(path)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write %s: remove stale temporary file: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := syncFile(tmp); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if keepPrev {
+		if err := keepPrevious(path); err != nil {
+			return fmt.Errorf("write %s: keep previous version: %w", path, err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// keepPrevious makes PrevPath(path) a copy of path, if path exists, while
+// path itself stays in place.
+func keepPrevious(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	prev := PrevPath(path)
+	if err := os.Remove(prev); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Link(path, prev); err == nil {
+		return nil
+	}
+	return copyFile(prev, path)
+}
+
+// copyFile copies src to dst (through a temporary file, then renamed) and
+// syncs it.
+func copyFile(dst, src string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := TempPath(dst)
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncFile(tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// syncFile flushes the file at path to stable storage.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// SyncDir flushes the directory entry list of dir, making renames and new
+// files in it durable. File systems that cannot sync a directory (EINVAL)
+// are accepted silently.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package nfio
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"nfschwinger/internal/h5"
+	"nfschwinger/nf"
+)
+
+// ModelGroup is the group of a checkpoint that holds the model: the
+// architecture as attributes, the weights as datasets below it.
+const ModelGroup = "/model"
+
+// Names of the architecture attributes of a model group: the same as the
+// root attributes of the reference vectors (shared/vectors/flow_L8.h5).
+const (
+	attrL         = "L"                // int64: lattice extent
+	attrNLayers   = "n_layers"         // int64: coupling layers
+	attrNKnots    = "n_knots"          // int64: spline knots
+	attrHidden    = "hidden_channels"  // int64 array: hidden channels of the conditioner
+	attrKernel    = "kernel_size"      // int64: convolution kernel size
+	attrDilation  = "dilation"         // int64 array: dilation of each convolution
+	attrMasking   = "masking"          // string: conditioner input, "2x1"
+	attrSlope     = "leaky_relu_slope" // float64: LeakyReLU negative slope
+	attrModelDesc = "description"      // string: what the group holds
+)
+
+// modelDescription is stored with every model so that a reader of the file
+// (h5dump, h5py) knows the layout without this documentation.
+const modelDescription = "gauge-equivariant normalizing flow (nfschwinger): " +
+	"layers/KK/convJ/weight (C_out, C_in, kernel_size, kernel_size) and layers/KK/convJ/bias (C_out), " +
+	"PyTorch Conv2d layout, circular padding dilation*(kernel_size-1)/2; architecture in the attributes"
+
+// tensorPath returns the dataset path of tensor name below group.
+func tensorPath(group, name string) string {
+	return strings.TrimSuffix(group, "/") + "/" + name
+}
+
+// WriteModel writes the model into /model of f: the attributes L, n_layers,
+// n_knots, hidden_channels, kernel_size, dilation, masking and
+// leaky_relu_slope of arch (int64, float64 and a string, the types of the
+// reference vectors) and every tensor of ps as the dataset
+// /model/<tensor name> with its shape, stored in T's precision (for
+// instance /model/layers/00/conv0/weight, shape (C_out, C_in, k, k)). The
+// architecture is validated first; ps must be allocated.
+func WriteModel[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T]) error {
+	return writeModelAt(f, ModelGroup, arch, ps)
+}
+
+func writeModelAt[T nf.Float](f *h5.File, group string, arch nf.Arch, ps *nf.ParamSet[T]) error {
+	if err := arch.Validate(); err != nil {
+		return fmt.Errorf("write model to %s: %w", f.Path(), err)
+	}
+	if ps.Data == nil && ps.Len() > 0 {
+		return fmt.Errorf("write model to %s: parameters not allocated", f.Path())
+	}
+	for _, t := range ps.Tensors {
+		if err := h5.Write(f, tensorPath(group, t.Name), ps.Data[t.Offset:t.Offset+t.Size], t.Shape); err != nil {
+			return fmt.Errorf("write model: %w", err)
+		}
+	}
+	errs := []error{
+		h5.WriteScalarAttr(f, group, attrL, int64(arch.L)),
+		h5.WriteScalarAttr(f, group, attrNLayers, int64(arch.NLayers)),
+		h5.WriteScalarAttr(f, group, attrNKnots, int64(arch.NKnots)),
+		h5.WriteAttr(f, group, attrHidden, toInt64(arch.Hidden)),
+		h5.WriteScalarAttr(f, group, attrKernel, int64(arch.KernelSize)),
+		h5.WriteAttr(f, group, attrDilation, toInt64(arch.Dilation)),
+		h5.WriteStringAttr(f, group, attrMasking, arch.Masking),
+		h5.WriteScalarAttr(f, group, attrSlope, arch.LeakyReLUSlope),
+		h5.WriteStringAttr(f, group, attrModelDesc, modelDescription),
+	}
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("write model: %w", err)
+		}
+	}
+	return nil
+}
+
+func toInt64(x []int) []int64 {
+	y := make([]int64, len(x))
+	for i, v := range x {
+		y[i] = int64(v)
+	}
+	return y
+}
+
+// ReadArch reads the architecture attributes of group ("/model" in a
+// checkpoint, "/" in the reference vectors) and validates it. Errors name the
+// file, the group and the attribute.
+func ReadArch(f *h5.File, group string) (nf.Arch, error) {
+	var a nf.Arch
+	wrap := func(err error) error {
+		return fmt.Errorf("read model architecture from %s:%s: %w", f.Path(), group, err)
+	}
+	ints := []struct {
+		name string
+		dst  *int
+	}{{attrL, &a.L}, {attrNLayers, &a.NLayers}, {attrNKnots, &a.NKnots}, {attrKernel, &a.KernelSize}}
+	for _, v := range ints {
+		x, err := h5.ReadScalarAttr[int64](f, group, v.name)
+		if err != nil {
+			return nf.Arch{}, wrap(err)
+		}
+		*v.dst = int(x)
+	}
+	lists := []struct {
+		name string
+		dst  *[]int
+	}{{attrHidden, &a.Hidden}, {attrDilation, &a.Dilation}}
+	for _, v := range lists {
+		x, err := h5.ReadAttr[int64](f, group, v.name)
+		if err != nil {
+			return nf.Arch{}, wrap(err)
+		}
+		*v.dst = make([]int, len(x))
+		for i, e := range x {
+			(*v.dst)[i] = int(e)
+		}
+	}
+	var err error
+	if a.Masking, err = h5.ReadStringAttr(f, group, attrMasking); err != nil {
+		return nf.Arch{}, wrap(err)
+	}
+	if a.LeakyReLUSlope, err = h5.ReadScalarAttr[float64](f, group, attrSlope); err != nil {
+		return nf.Arch{}, wrap(err)
+	}
+	if err := a.Validate(); err != nil {
+		return nf.Arch{}, wrap(err)
+	}
+	return a, nil
+}
+
+// ReadModelInto reads every tensor of ps from the datasets group/<tensor
+// name> of f, stored as float32 or float64 (converted to T), into ps.Data.
+// A missing tensor, a shape that differs from the declared one, or a
+// non-finite value is an error naming the tensor; ps.Data may then be
+// partly overwritten. ps must be allocated.
+func ReadModelInto[T nf.Float](f *h5.File, group string, ps *nf.ParamSet[T]) error {
+	if ps.Data == nil && ps.Len() > 0 {
+		return fmt.Errorf("read model from %s: parameters not allocated", f.Path())
+	}
+	for _, t := range ps.Tensors {
+		p := tensorPath(group, t.Name)
+		if !f.Exists(p) {
+			return fmt.Errorf("read model from %s: tensor %s missing (no dataset %s)", f.Path(), t.Name, p)
+		}
+		data, shape, err := h5.Read[T](f, p)
+		if err != nil {
+			return fmt.Errorf("read model: tensor %s: %w", t.Name, err)
+		}
+		if !slices.Equal(shape, t.Shape) {
+			return fmt.Errorf("read model from %s: tensor %s has shape %v, the architecture needs %v", f.Path(), t.Name, shape, t.Shape)
+		}
+		for i, v := range data {
+			if x := float64(v); math.IsNaN(x) || math.IsInf(x, 0) {
+				return fmt.Errorf("read model from %s: tensor %s: element %d is %v", f.Path(), t.Name, i, x)
+			}
+		}
+		copy(ps.Data[t.Offset:t.Offset+t.Size], data)
+	}
+	return nil
+}

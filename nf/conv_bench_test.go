@@ -1,0 +1,135 @@
+package nf
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/netlib/blas/netlib"
+)
+
+// benchConditioner is the paper's conditioner, 6 → 64 → 64 → 25 channels,
+// kernel 3, dilations 1, 2, 3, LeakyReLU(0.01) between the convolutions, on
+// a micro-batch of B configurations of L×L, with its activations.
+type benchConditioner struct {
+	convs      [3]*Conv2D[float32]
+	x, h0, h1  []float32 // input and hidden activations
+	out        []float32
+	g0, g1, g2 []float32 // gradients of h0, h1, out
+	ws         Workspace[float32]
+	B, L       int
+}
+
+func newBenchConditioner(B, L int) *benchConditioner {
+	rng := rand.New(rand.NewPCG(1, 2))
+	N := B * L * L
+	ch := []int{6, 64, 64, 25}
+	c := &benchConditioner{B: B, L: L}
+	for i := range 3 {
+		cv := &Conv2D[float32]{Cin: ch[i], Cout: ch[i+1], K: 3, Dil: i + 1}
+		nw := cv.Cout * cv.Cin * 9
+		cv.Weight, cv.Bias = make([]float32, nw), make([]float32, cv.Cout)
+		cv.GradWeight, cv.GradBias = make([]float32, nw), make([]float32, cv.Cout)
+		InitConvUniform(cv.Weight, cv.Bias, cv.Cin*9, rng)
+		c.convs[i] = cv
+	}
+	c.x = convCast[float32](convRandSlice(rng, 6*N))
+	c.h0, c.h1, c.out = make([]float32, 64*N), make([]float32, 64*N), make([]float32, 25*N)
+	c.g0, c.g1 = make([]float32, 64*N), make([]float32, 64*N)
+	c.g2 = convCast[float32](convRandSlice(rng, 25*N))
+	return c
+}
+
+func (c *benchConditioner) forward(be Backend) {
+	c.convs[0].Forward(be, c.h0, c.x, c.B, c.L, &c.ws)
+	c.ws.LeakyReLU(be, c.h0, 0.01)
+	c.convs[1].Forward(be, c.h1, c.h0, c.B, c.L, &c.ws)
+	c.ws.LeakyReLU(be, c.h1, 0.01)
+	c.convs[2].Forward(be, c.out, c.h1, c.B, c.L, &c.ws)
+}
+
+func (c *benchConditioner) backward(be Backend) {
+	c.convs[2].Backward(be, c.g1, c.g2, c.h1, c.B, c.L, &c.ws)
+	c.ws.LeakyReLUBackward(be, c.g1, c.h1, 0.01)
+	c.convs[1].Backward(be, c.g0, c.g1, c.h0, c.B, c.L, &c.ws)
+	c.ws.LeakyReLUBackward(be, c.g0, c.h0, 0.01)
+	c.convs[0].Backward(be, nil, c.g0, c.x, c.B, c.L, &c.ws)
+}
+
+// flops returns the flops of the forward pass and of the backward pass
+// (weight gradients of all three, input gradients of the last two).
+func (c *benchConditioner) flops() (fwd, bwd float64) {
+	for i, cv := range c.convs {
+		f := cv.FLOPs(c.B, c.L)
+		fwd += f
+		bwd += f
+		if i > 0 {
+			bwd += f
+		}
+	}
+	return fwd, bwd
+}
+
+const benchMicroBatch = 64
+
+// BenchmarkConditioner times the conditioner in float32 at L = 8 and 16,
+// micro-batch 64, forward and forward+backward, reporting GFLOP/s of the
+// convolutions (the matrix products' flops; im2col, col2im, bias and
+// LeakyReLU are in the time but not in the count).
+func BenchmarkConditioner(b *testing.B) {
+	be := CPU(0)
+	for _, L := range []int{8, 16} {
+		c := newBenchConditioner(benchMicroBatch, L)
+		fwd, bwd := c.flops()
+		b.Run(fmt.Sprintf("L=%d/forward", L), func(b *testing.B) {
+			c.forward(be)
+			b.ResetTimer()
+			for b.Loop() {
+				c.forward(be)
+			}
+			b.ReportMetric(fwd*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(fmt.Sprintf("L=%d/forward+backward", L), func(b *testing.B) {
+			c.forward(be)
+			c.backward(be)
+			b.ResetTimer()
+			for b.Loop() {
+				c.forward(be)
+				c.backward(be)
+			}
+			b.ReportMetric((fwd+bwd)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkSgemm is the reference: a plain OpenBLAS sgemm of the shape of
+// the conditioner's middle convolution (m = 64, k = 64·9, n = 64·L²), once
+// through the CPU backend (sequential OpenBLAS on one column block per
+// worker) and once as one call with OpenBLAS's own threads, one per core.
+func BenchmarkSgemm(b *testing.B) {
+	be := CPU(0)
+	for _, L := range []int{8, 16} {
+		m, k, n := 64, 64*9, benchMicroBatch*L*L
+		rng := rand.New(rand.NewPCG(3, 4))
+		A := convCast[float32](convRandSlice(rng, m*k))
+		B := convCast[float32](convRandSlice(rng, k*n))
+		C := make([]float32, m*n)
+		flops := 2 * float64(m) * float64(n) * float64(k)
+		b.Run(fmt.Sprintf("L=%d/backend", L), func(b *testing.B) {
+			for b.Loop() {
+				be.Gemm32(false, false, m, n, k, 1, A, k, B, n, 0, C, n)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(fmt.Sprintf("L=%d/openblas-threads", L), func(b *testing.B) {
+			SetBLASThreads(runtime.GOMAXPROCS(0))
+			defer SetBLASThreads(1)
+			for b.Loop() {
+				netlib.Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, A, k, B, n, 0, C, n)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -1,0 +1,320 @@
+package nf
+
+import (
+	"math"
+
+	"nfschwinger/lgt"
+)
+
+// The gauge-equivariant coupling layer (shared/vectors/README.md, "The
+// coupling layer, in words"), forward and reverse, with hand-written
+// vector–Jacobian products. One layer over a micro-batch of B configurations:
+//
+//  1. P = plaquettes, ℓ = 2x1 loops of the incoming links (mod 2π).
+//  2. Conditioner input [6][B·V]: cos(P·frozen), sin(P·frozen), cos(ℓ_c·frozen_c)
+//     (c = 0, 1), sin(ℓ_c·frozen_c).
+//  3. Convolutions with LeakyReLU between them: raw spline parameters [3n+1][B·V].
+//  4. Active plaquettes: forward P' = (g(P) + t) mod 2π, log J += log g'(P);
+//     reverse P = g⁻¹((P' − t) mod 2π), log J −= log g'(P).
+//  5. δ = P' − P; masked links θ_μ(x) += δ(x) (μ = 0) or −= δ(x) (μ = 1), mod 2π.
+//
+// The frozen plaquettes and loops contain no updated link, so the reverse
+// layer sees the same conditioner input as the forward one.
+//
+// What a layer records for its backward pass (a layerRecord, one per layer in
+// a Tape): the conditioner's input and the output of every convolution after
+// its activation ([C][B·V] each; the last is the raw spline parameters), and
+// the spline's argument at every site (the plaquette P before the layer, in
+// both directions; meaningful at active sites). The backward pass recomputes
+// everything else: knots from the raw parameters, cos/sin of the frozen
+// angles are the recorded input itself.
+
+// coupling is one coupling layer: its masks and its conditioner.
+type coupling[T Float] struct {
+	masks *Masks
+	convs []Conv2D[T] // views into the flow's ParamSet
+}
+
+// layerRecord is the view of one layer's recorded activations for a batch of
+// B configurations (N = B·V): acts[j] is [C_j][N] with C_j = Arch.Channels()[j]
+// (acts[0] the conditioner input, acts[len−1] the raw spline parameters), x
+// the spline argument [N].
+type layerRecord[T Float] struct {
+	acts [][]T
+	x    []T
+}
+
+// kernelArgs are the arguments of the per-configuration kernels of the
+// current layer; the kernels are func values bound once (Backend.ParallelFor
+// then does not allocate).
+type kernelArgs[T Float] struct {
+	layer   *coupling[T]
+	rec     layerRecord[T]
+	links   []T       // B·2V links, updated in place (forward/reverse) or their gradient (backward)
+	logJ    []float64 // B, accumulated
+	glogJ   []float64 // B, upstream gradient of log J (nil: zero)
+	B, N, V int
+}
+
+// sign returns +1 for direction 0 and −1 for direction 1: the sign with which
+// δ enters the updated link.
+func (m *Masks) sign() float64 {
+	if m.Mu == 0 {
+		return 1
+	}
+	return -1
+}
+
+// inputsRange computes, for configurations [lo, hi), the plaquettes (into
+// rec.x) and loops of the links and the conditioner input rec.acts[0].
+func (f *Flow[T]) inputsRange(lo, hi int) {
+	k := &f.k
+	m := k.layer.masks
+	L, V, N := f.Arch.L, k.V, k.N
+	inp := k.rec.acts[0]
+	for b := lo; b < hi; b++ {
+		links := k.links[b*2*V : (b+1)*2*V]
+		P := k.rec.x[b*V : (b+1)*V]
+		lp := f.loops[b*2*V : (b+1)*2*V]
+		lgt.Plaquettes(P, links, L)
+		lgt.Loops2x1(lp, links, L)
+		o := b * V
+		for x := 0; x < V; x++ {
+			c, s := T(1), T(0)
+			if m.PlaqFrozen[x] {
+				c, s = cosSin(P[x])
+			}
+			inp[o+x], inp[N+o+x] = c, s
+			for ch := 0; ch < 2; ch++ {
+				c, s := T(1), T(0)
+				if m.LoopsFrozen[ch*V+x] {
+					c, s = cosSin(lp[ch*V+x])
+				}
+				inp[(2+ch)*N+o+x], inp[(4+ch)*N+o+x] = c, s
+			}
+		}
+	}
+}
+
+// cosSin returns cos v and sin v in T.
+func cosSin[T Float](v T) (T, T) {
+	s, c := math.Sincos(float64(v))
+	return T(c), T(s)
+}
+
+// couplingForwardRange applies the spline to the active plaquettes of
+// configurations [lo, hi) and updates their links and log J.
+func (f *Flow[T]) couplingForwardRange(lo, hi int) {
+	k := &f.k
+	m := k.layer.masks
+	V, N := k.V, k.N
+	n := f.Arch.NKnots - 1
+	raw := k.rec.acts[len(k.rec.acts)-1]
+	sgn := T(m.sign())
+	var sp splineSite[T]
+	for b := lo; b < hi; b++ {
+		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
+		logJ := 0.0
+		for _, x := range m.Active {
+			s := b*V + x
+			sp.load(raw, N, s, n)
+			P := k.rec.x[s]
+			g, logd, _ := sp.forward(P)
+			Pp := lgt.Mod2Pi(g + raw[3*n*N+s])
+			links[x] = lgt.Mod2Pi(links[x] + sgn*(Pp-P))
+			logJ += logd
+		}
+		k.logJ[b] += logJ
+	}
+}
+
+// couplingReverseRange inverts the spline on the active plaquettes of
+// configurations [lo, hi), updates their links and log J, and overwrites
+// rec.x at the active sites with the preimages P.
+func (f *Flow[T]) couplingReverseRange(lo, hi int) {
+	k := &f.k
+	m := k.layer.masks
+	V, N := k.V, k.N
+	n := f.Arch.NKnots - 1
+	raw := k.rec.acts[len(k.rec.acts)-1]
+	sgn := T(m.sign())
+	var sp splineSite[T]
+	for b := lo; b < hi; b++ {
+		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
+		logJ := 0.0
+		for _, x := range m.Active {
+			s := b*V + x
+			sp.load(raw, N, s, n)
+			Pp := k.rec.x[s]
+			P, logd := sp.inverse(lgt.Mod2Pi(Pp - raw[3*n*N+s]))
+			k.rec.x[s] = P
+			links[x] = lgt.Mod2Pi(links[x] - sgn*(Pp-P))
+			logJ -= logd
+		}
+		k.logJ[b] += logJ
+	}
+}
+
+// splineBackwardRange starts the backward pass of a layer for configurations
+// [lo, hi): from the gradient of the outgoing links (k.links, read at the
+// updated links) and of log J it writes the gradient of the raw spline
+// parameters (f.gbuf[0], all sites; zero at inactive ones) and the direct
+// gradient of the incoming plaquettes at the active sites (f.pbar, zero
+// elsewhere). reverse selects the reverse layer.
+func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
+	k := &f.k
+	m := k.layer.masks
+	V, N := k.V, k.N
+	n := f.Arch.NKnots - 1
+	nOut := 3*n + 1
+	raw := k.rec.acts[len(k.rec.acts)-1]
+	graw := f.gbuf[0][:nOut*N]
+	sgn := T(m.sign())
+	var sp splineSite[T]
+	for b := lo; b < hi; b++ {
+		for c := 0; c < nOut; c++ {
+			clear(graw[c*N+b*V : c*N+(b+1)*V])
+		}
+		clear(f.pbar[b*V : (b+1)*V])
+		var gl T
+		if k.glogJ != nil {
+			gl = T(k.glogJ[b])
+		}
+		glinks := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
+		for _, x := range m.Active {
+			s := b*V + x
+			sp.load(raw, N, s, n)
+			P := k.rec.x[s]
+			if !reverse {
+				// θ' = θ ± δ, δ = g(P) + t − P (mod 2π, derivative 1).
+				gd := sgn * glinks[x]
+				gx := sp.backwardForward(P, gd, gl, graw, N, s)
+				graw[3*n*N+s] = gd
+				f.pbar[s] = gx - gd
+			} else {
+				// θ = θ' ∓ δ, δ = P' − P, P = g⁻¹(u), u = P' − t, log J = −log g'(P);
+				// here f.pbar is the gradient of the incoming plaquette P'.
+				gd := -sgn * glinks[x]
+				gu := sp.backwardInverse(P, -gd, gl, graw, N, s)
+				graw[3*n*N+s] = -gu
+				f.pbar[s] = gd + gu
+			}
+		}
+	}
+}
+
+func (f *Flow[T]) splineBackwardForwardRange(lo, hi int) { f.splineBackwardRange(lo, hi, false) }
+func (f *Flow[T]) splineBackwardReverseRange(lo, hi int) { f.splineBackwardRange(lo, hi, true) }
+
+// inputsBackwardRange finishes the backward pass of a layer for
+// configurations [lo, hi): it adds the gradient of the conditioner input
+// (f.ginp) to the plaquette gradients f.pbar and the loop gradients of the
+// frozen ones, and adds their transposes into the link gradient k.links.
+func (f *Flow[T]) inputsBackwardRange(lo, hi int) {
+	k := &f.k
+	m := k.layer.masks
+	L, V, N := f.Arch.L, k.V, k.N
+	inp, gin := k.rec.acts[0], f.ginp
+	for b := lo; b < hi; b++ {
+		o := b * V
+		pbar := f.pbar[o : o+V]
+		lbar := f.lbar[b*2*V : (b+1)*2*V]
+		for x := 0; x < V; x++ {
+			// d cos(P)/dP = −sin P = −inp[1], d sin(P)/dP = cos P = inp[0].
+			if m.PlaqFrozen[x] {
+				pbar[x] += -inp[N+o+x]*gin[o+x] + inp[o+x]*gin[N+o+x]
+			}
+			for ch := 0; ch < 2; ch++ {
+				var g T
+				if m.LoopsFrozen[ch*V+x] {
+					ic, is := (2+ch)*N+o+x, (4+ch)*N+o+x
+					g = -inp[is]*gin[ic] + inp[ic]*gin[is]
+				}
+				lbar[ch*V+x] = g
+			}
+		}
+		plaquettesTranspose(k.links[b*2*V:(b+1)*2*V], pbar, L)
+		loopsTranspose(k.links[b*2*V:(b+1)*2*V], lbar, L)
+	}
+}
+
+// plaquettesTranspose adds to the link gradient g (2V) the transpose of
+// lgt.Plaquettes applied to the plaquette gradient pbar (V).
+func plaquettesTranspose[T Float](g, pbar []T, L int) {
+	V := L * L
+	g0, g1 := g[:V], g[V:2*V]
+	for i := 0; i < L; i++ {
+		ip := (i + 1) % L
+		for j := 0; j < L; j++ {
+			x := i*L + j
+			p := pbar[x]
+			if p == 0 {
+				continue
+			}
+			jp := (j + 1) % L
+			g0[x] += p
+			g1[ip*L+j] += p
+			g0[i*L+jp] -= p
+			g1[x] -= p
+		}
+	}
+}
+
+// loopsTranspose adds to the link gradient g (2V) the transpose of
+// lgt.Loops2x1 applied to the loop gradient lbar (2V).
+func loopsTranspose[T Float](g, lbar []T, L int) {
+	V := L * L
+	g0, g1 := g[:V], g[V:2*V]
+	for i := 0; i < L; i++ {
+		for j := 0; j < L; j++ {
+			x := i*L + j
+			if p := lbar[x]; p != 0 {
+				g0[x] += p
+				g0[lgt.Site(i+1, j, L)] += p
+				g1[lgt.Site(i+2, j, L)] += p
+				g0[lgt.Site(i+1, j+1, L)] -= p
+				g0[lgt.Site(i, j+1, L)] -= p
+				g1[x] -= p
+			}
+			if p := lbar[V+x]; p != 0 {
+				g1[x] += p
+				g1[lgt.Site(i, j+1, L)] += p
+				g0[lgt.Site(i, j+2, L)] += p
+				g1[lgt.Site(i+1, j+1, L)] -= p
+				g1[lgt.Site(i+1, j, L)] -= p
+				g0[x] -= p
+			}
+		}
+	}
+}
+
+// conditionerForward runs the convolutions of layer c on rec.acts[0], writing
+// rec.acts[1:], with LeakyReLU after all but the last.
+func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B int) {
+	L := f.Arch.L
+	for j := range c.convs {
+		c.convs[j].Forward(f.be, rec.acts[j+1], rec.acts[j], B, L, &f.ws)
+		if j < len(c.convs)-1 {
+			f.ws.LeakyReLU(f.be, rec.acts[j+1], T(f.Arch.LeakyReLUSlope))
+		}
+	}
+}
+
+// conditionerBackward propagates the gradient of the raw spline parameters
+// (f.gbuf[0]) back through the convolutions of layer c, adding the parameter
+// gradients, and leaves the gradient of the conditioner input in f.ginp.
+func (f *Flow[T]) conditionerBackward(c *coupling[T], rec layerRecord[T], B int) {
+	L, N := f.Arch.L, B*f.Arch.L*f.Arch.L
+	cur := 0 // f.gbuf[cur] holds the gradient of rec.acts[j+1]
+	for j := len(c.convs) - 1; j >= 0; j-- {
+		cv := &c.convs[j]
+		gout := f.gbuf[cur][:cv.Cout*N]
+		gin := f.gbuf[1-cur][:cv.Cin*N]
+		cv.Backward(f.be, gin, gout, rec.acts[j], B, L, &f.ws)
+		if j > 0 {
+			f.ws.LeakyReLUBackward(f.be, gin, rec.acts[j], T(f.Arch.LeakyReLUSlope))
+		}
+		cur = 1 - cur
+	}
+	f.ginp = f.gbuf[cur][:InChannels*N]
+}

@@ -1,0 +1,333 @@
+package nf
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Estimator names a gradient estimator of the reverse Kullback–Leibler
+// divergence F_q = E_q[log q − log p].
+type Estimator string
+
+// The gradient estimators.
+const (
+	// REINFORCE is g_RE of eq. (18): the gradient of
+	// mean[log q(φ)(s − s̄)] with φ = f(z) held fixed, s = log q + S and s̄
+	// the mean of s over the whole (global) batch; log q(φ) comes from the
+	// reverse flow. The derivative of the action is never needed.
+	REINFORCE Estimator = "reinforce"
+	// ReparamTrick is g_rt of eq. (12): the gradient of
+	// mean[log q(z) + S(f(z))] through the forward flow; needs the force dS/dφ.
+	ReparamTrick Estimator = "rt"
+	// PathGradient: with G = ∂ log q(φ)/∂φ at φ = f(z) computed through the
+	// reverse flow and held constant, the gradient of mean[φ·G + S(φ)]
+	// through the forward flow.
+	PathGradient Estimator = "path"
+)
+
+// ParseEstimator checks an estimator name.
+func ParseEstimator(s string) (Estimator, error) {
+	switch e := Estimator(s); e {
+	case REINFORCE, ReparamTrick, PathGradient:
+		return e, nil
+	}
+	return "", fmt.Errorf("unknown estimator %q (want reinforce, rt or path)", s)
+}
+
+// Target is the distribution to learn, p(φ) ∝ exp(−S(φ)): the action of a
+// batch of configurations (B·2V angles, float64) and optionally its force
+// dS/dφ (nil: not wanted). lgt.Pool implements it.
+type Target interface {
+	Action(action, force, links []float64) error
+}
+
+// Reducer sums and maximizes float64 buffers in place over all ranks
+// (collective). comm.Comm implements it; a single process uses Local.
+type Reducer interface {
+	AllreduceSum(buf []float64)
+	AllreduceMax(buf []float64)
+}
+
+// Local is the Reducer of a single process: it does nothing.
+type Local struct{}
+
+// AllreduceSum does nothing: one rank holds the whole sum.
+func (Local) AllreduceSum([]float64) {}
+
+// AllreduceMax does nothing: one rank holds the whole maximum.
+func (Local) AllreduceMax([]float64) {}
+
+// StepStats are the global statistics of one gradient step (identical on
+// every rank).
+type StepStats struct {
+	N         int     // global batch size
+	Loss      float64 // mean of s = log q + S over the batch: F_q up to log Z
+	ESS       float64 // effective sample size per sample, eq. (26)
+	LogqMean  float64 // mean log q(φ)
+	LogpMean  float64 // mean log p(φ) = −S(φ) (unnormalized)
+	ThreePass bool    // REINFORCE used the three-pass form
+}
+
+// Trainer computes one rank's share of the gradient of a training step.
+// It owns the workspaces for its flow and micro-batch size; it is not safe
+// for concurrent use.
+type Trainer[T Float] struct {
+	Flow      *Flow[T]
+	Target    Target
+	Estimator Estimator
+	Micro     int    // configurations per micro-batch
+	Seed      uint64 // seed of the prior streams
+
+	n     int       // 2V
+	z, x  []T       // one micro-batch
+	zr    []T       // reverse image of a micro-batch (path gradient)
+	gx    []T       // gradient w.r.t. links of a micro-batch
+	gz    []T       // zero upstream gradient w.r.t. z
+	x64   []float64 // links of one micro-batch in float64
+	f64   []float64 // force of one micro-batch
+	logJ  []float64
+	act   []float64
+	glogJ []float64
+	phi   []T       // REINFORCE: φ of every local sample
+	sig   []float64 // signal s of every local sample
+	logq  []float64 // log q of every local sample
+	logp  []float64 // log p of every local sample
+	logw  []float64 // log w = log p − log q of every local sample
+	save  []T       // path gradient: saved parameter gradients
+	tape  *Tape[T]
+	red   [4]float64
+}
+
+// NewTrainer returns a trainer for micro-batches of micro configurations.
+func NewTrainer[T Float](f *Flow[T], target Target, est Estimator, micro int, seed uint64) *Trainer[T] {
+	n := 2 * f.Arch.L * f.Arch.L
+	return &Trainer[T]{
+		Flow: f, Target: target, Estimator: est, Micro: micro, Seed: seed, n: n,
+		z: make([]T, micro*n), x: make([]T, micro*n), zr: make([]T, micro*n),
+		gx: make([]T, micro*n), gz: make([]T, micro*n),
+		x64: make([]float64, micro*n), f64: make([]float64, micro*n),
+		logJ: make([]float64, micro), act: make([]float64, micro), glogJ: make([]float64, micro),
+		tape: f.NewTape(micro),
+	}
+}
+
+// ErrNonFinite reports a NaN or infinite action or log-density in a batch.
+var ErrNonFinite = errors.New("non-finite action or log density")
+
+// Step adds to t.Flow.Params.Grad this rank's share of the gradient of
+// training step `step`: the local samples are those with global indices
+// first … first+nLocal−1 of a global batch of nGlobal, drawn from the prior
+// streams keyed by (Seed, step, index), processed in micro-batches of
+// t.Micro (nLocal must be a multiple). The gradient is normalized by
+// nGlobal, so the sum over ranks is the estimator. Collective: every rank
+// calls Step with the same step and nGlobal. The caller zeroes the gradient
+// before and sums it over ranks after.
+func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGlobal int) (StepStats, error) {
+	if nLocal%t.Micro != 0 {
+		panic(fmt.Sprintf("nf: Trainer.Step: %d local samples not a multiple of micro-batch %d", nLocal, t.Micro))
+	}
+	t.ensure(nLocal)
+	var err error
+	switch t.Estimator {
+	case REINFORCE:
+		err = t.reinforce(red, step, first, nLocal, nGlobal)
+	case ReparamTrick, PathGradient:
+		err = t.reparam(step, first, nLocal, nGlobal)
+	default:
+		panic("nf: Trainer.Step: unknown estimator " + string(t.Estimator))
+	}
+	// Agree on failure before any further collective: a rank whose action
+	// failed still joins the reductions below.
+	bad := 0.0
+	if err != nil {
+		bad = 1
+	}
+	st := t.stats(red, nLocal, nGlobal, bad)
+	if err != nil {
+		return st, err
+	}
+	if math.IsNaN(st.Loss) {
+		return st, fmt.Errorf("step %d: %w on another rank", step, ErrNonFinite)
+	}
+	return st, nil
+}
+
+func (t *Trainer[T]) ensure(nLocal int) {
+	if len(t.sig) < nLocal {
+		t.sig = make([]float64, nLocal)
+		t.logq = make([]float64, nLocal)
+		t.logp = make([]float64, nLocal)
+		t.logw = make([]float64, nLocal)
+	}
+	if t.Estimator == REINFORCE && len(t.phi) < nLocal*t.n {
+		t.phi = make([]T, nLocal*t.n)
+	}
+	if t.Estimator == PathGradient && len(t.save) != t.Flow.Params.Len() {
+		t.save = make([]T, t.Flow.Params.Len())
+	}
+}
+
+// evaluate computes action (and force if wanted) of the micro-batch in t.x
+// and fills signal, log q, log p of samples off…off+Micro−1 from t.logJ,
+// which is the forward log J.
+func (t *Trainer[T]) evaluate(off int, withForce bool) error {
+	for i, v := range t.x {
+		t.x64[i] = float64(v)
+	}
+	var force []float64
+	if withForce {
+		force = t.f64
+	}
+	if err := t.Target.Action(t.act, force, t.x64); err != nil {
+		return err
+	}
+	lp := LogPrior(t.Flow.Arch.L)
+	for b := 0; b < t.Micro; b++ {
+		lq := lp - t.logJ[b]
+		S := t.act[b]
+		if math.IsNaN(lq+S) || math.IsInf(lq+S, 0) {
+			return fmt.Errorf("sample %d: log q = %v, S = %v: %w", off+b, lq, S, ErrNonFinite)
+		}
+		t.logq[off+b], t.logp[off+b], t.sig[off+b] = lq, -S, lq+S
+	}
+	return nil
+}
+
+// reinforce: forward passes without tape for the signal, one reduction for
+// the baseline, then reverse passes with backward.
+func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal int) error {
+	mb, n := t.Micro, t.n
+	var err error
+	for off := 0; off < nLocal && err == nil; off += mb {
+		SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
+		t.Flow.Forward(t.x, t.z, t.logJ, mb, nil)
+		copy(t.phi[off*n:(off+mb)*n], t.x)
+		err = t.evaluate(off, false)
+	}
+	// Global baseline: sum of s and a failure flag in one reduction.
+	var sum, bad float64
+	if err != nil {
+		bad = 1
+	} else {
+		for _, s := range t.sig[:nLocal] {
+			sum += s
+		}
+	}
+	t.red[0], t.red[1] = sum, bad
+	red.AllreduceSum(t.red[:2])
+	if t.red[1] != 0 {
+		if err == nil {
+			err = fmt.Errorf("%w on another rank", ErrNonFinite)
+		}
+		return err
+	}
+	t.ReinforceGradient(t.phi[:nLocal*n], t.sig[:nLocal], t.red[0]/float64(nGlobal), nGlobal)
+	return nil
+}
+
+// ReinforceGradient adds to the parameter gradients the gradient of
+// Σ_b log q(φ_b)(s_b − baseline)/nGlobal over the configurations phi
+// (len(signal)·2V angles, a multiple of the micro-batch), with φ held fixed
+// and log q(φ) = log prior + log J of the reverse flow.
+func (t *Trainer[T]) ReinforceGradient(phi []T, signal []float64, baseline float64, nGlobal int) {
+	mb, n := t.Micro, t.n
+	for off := 0; off < len(signal); off += mb {
+		copy(t.x, phi[off*n:(off+mb)*n])
+		t.Flow.Reverse(t.z, t.x, t.logJ, mb, t.tape)
+		for b := 0; b < mb; b++ {
+			t.glogJ[b] = (signal[off+b] - baseline) / float64(nGlobal)
+		}
+		// z' does not enter the loss (the prior is flat).
+		clear(t.gz)
+		t.Flow.BackwardReverse(t.tape, nil, t.gz, t.glogJ)
+	}
+}
+
+// reparam: the r.t. and path-gradient estimators on the prior samples of
+// this rank.
+func (t *Trainer[T]) reparam(step, first uint64, nLocal, nGlobal int) error {
+	mb := t.Micro
+	for off := 0; off < nLocal; off += mb {
+		SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
+		if err := t.ReparamGradient(t.z, off, nGlobal); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReparamGradient adds to the parameter gradients the r.t. or path
+// gradient (t.Estimator) of one micro-batch of prior samples z, normalized
+// by nGlobal, and records signal, log q and log p of the samples as local
+// samples off … off+Micro−1.
+func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
+	mb := t.Micro
+	inv := 1 / float64(nGlobal)
+	if t.Estimator == PathGradient {
+		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, without
+		// touching the parameter gradients.
+		t.Flow.Forward(t.x, z, t.logJ, mb, nil)
+		copy(t.save, t.Flow.Params.Grad)
+		t.Flow.Reverse(t.zr, t.x, t.logJ, mb, t.tape)
+		for b := range t.glogJ[:mb] {
+			t.glogJ[b] = 1
+		}
+		clear(t.gz)
+		t.Flow.BackwardReverse(t.tape, t.gx, t.gz, t.glogJ)
+		copy(t.Flow.Params.Grad, t.save)
+	}
+	t.Flow.Forward(t.x, z, t.logJ, mb, t.tape)
+	if err := t.evaluate(off, true); err != nil {
+		return err
+	}
+	if t.Estimator == PathGradient {
+		for i := range t.gx {
+			t.gx[i] = T((float64(t.gx[i]) + t.f64[i]) * inv)
+		}
+		clear(t.glogJ)
+	} else {
+		for i := range t.gx {
+			t.gx[i] = T(t.f64[i] * inv)
+		}
+		for b := range t.glogJ[:mb] {
+			t.glogJ[b] = -inv // log q(z) = log prior − log J
+		}
+	}
+	t.Flow.BackwardForward(t.tape, nil, t.gx, t.glogJ)
+	return nil
+}
+
+// stats reduces the step statistics over ranks: sums of s, log q, log p and
+// a failure flag, then the ESS through a global maximum of log w = −s.
+func (t *Trainer[T]) stats(red Reducer, nLocal, nGlobal int, bad float64) StepStats {
+	var ss, sq, sp float64
+	maxw := math.Inf(-1)
+	if bad == 0 {
+		for i := 0; i < nLocal; i++ {
+			ss += t.sig[i]
+			sq += t.logq[i]
+			sp += t.logp[i]
+			maxw = math.Max(maxw, -t.sig[i])
+		}
+	}
+	t.red = [4]float64{ss, sq, sp, bad}
+	red.AllreduceSum(t.red[:4])
+	N := float64(nGlobal)
+	st := StepStats{N: nGlobal, Loss: t.red[0] / N, LogqMean: t.red[1] / N, LogpMean: t.red[2] / N}
+	if t.red[3] != 0 {
+		st.Loss = math.NaN()
+		st.ESS = math.NaN()
+		return st
+	}
+	t.red[0] = maxw
+	red.AllreduceMax(t.red[:1])
+	shift := t.red[0]
+	for i := 0; i < nLocal; i++ {
+		t.logw[i] = -t.sig[i]
+	}
+	t.red[0], t.red[1] = ESSSums(t.logw[:nLocal], shift)
+	red.AllreduceSum(t.red[:2])
+	st.ESS = t.red[0] * t.red[0] / (N * t.red[1])
+	return st
+}
