@@ -40,8 +40,8 @@ type trainOptions struct {
 	// Stop, when it yields, asks the run to finish the current step,
 	// write a checkpoint and return errStopped.
 	Stop <-chan os.Signal
-	// FailAtStep injects a failure at that step on rank FailRank (tests); 0: none.
-	FailAtStep, FailRank int
+	// Faults are injected faults (tests; see FaultEnv).
+	Faults []fault
 }
 
 // runTrainCmd is `nfschwinger PARAMS.toml`.
@@ -65,7 +65,11 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(stop)
-	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop}
+	faults, err := parseFaults(os.Getenv(FaultEnv))
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop, Faults: faults}
 	return c.Guard(func() error {
 		if cfg.Model.Precision == "float64" {
 			return runTrain[float64](context.Background(), cfg, opts)
@@ -245,8 +249,8 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		if err != nil {
 			return fmt.Errorf("step %d: %w", step, err)
 		}
-		if r.opts.FailAtStep > 0 && int(step) == r.opts.FailAtStep && c.Rank() == r.opts.FailRank {
-			return fmt.Errorf("step %d: injected failure", step)
+		if err := inject(r.opts.Faults, step, c.Rank(), r.flow.Params.Grad); err != nil {
+			return fmt.Errorf("step %d: %w", step, err)
 		}
 		allreduceGrad(c, r.flow.Params.Grad)
 		var norm float64
@@ -267,6 +271,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 			skippedInARow = 0
 		}
 		r.state.Step++
+		r.state.WallTime += time.Since(t0).Seconds()
 		// Stop requests: a signal may reach only some ranks; agree.
 		flag[0] = 0
 		select {
@@ -277,10 +282,12 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		c.AllreduceMax(flag[:])
 		if c.Rank() == 0 {
 			elapsed := time.Since(start).Seconds()
-			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps || flag[0] != 0 {
+			// Rows depend only on the step, so a stopped and restarted run
+			// writes the same history as an uninterrupted one.
+			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps {
 				row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
 					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
-					Skipped: r.state.Skipped, WallTime: time.Since(t0).Seconds()}
+					Skipped: r.state.Skipped, WallTime: r.state.WallTime}
 				if err := r.hist.Append(row); err != nil {
 					return err
 				}

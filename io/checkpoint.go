@@ -24,6 +24,7 @@ type TrainState struct {
 	Skipped  int64     // steps whose gradient was non-finite and not applied
 	AdamStep int       // Adam updates applied (Step − Skipped)
 	M, V     []float64 // Adam's first and second moments, ParamSet layout
+	WallTime float64   // wall-clock seconds of training so far, summed over restarts
 	Config   string    // the params.toml text of the run
 }
 
@@ -42,7 +43,8 @@ var ErrCheckpointCorrupt = errors.New("checkpoint is corrupt")
 //	/model      the flow (see WriteModel)
 //	/optimizer  attributes step (Adam updates), lr_note; datasets
 //	            m/<tensor name>, v/<tensor name> (float64, tensor shapes)
-//	/train      attributes step (steps done), skipped (steps not applied)
+//	/train      attributes step (steps done), skipped (steps not applied),
+//	            wall_time (seconds of training so far)
 //	/rng        attribute scheme: the prior samples of step t, global index
 //	            i are ChaCha8 keyed by (seed, domain, t, i), so the step is
 //	            the whole generator state of every rank
@@ -97,6 +99,9 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 		if err := h5.WriteScalarAttr(f, a.path, a.name, a.v); err != nil {
 			return err
 		}
+	}
+	if err := h5.WriteScalarAttr(f, trainGroup, "wall_time", st.WallTime); err != nil {
+		return err
 	}
 	strs := []struct{ path, name, v string }{
 		{"/", "created_by", "nfschwinger"},
@@ -173,6 +178,9 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 		}
 		*a.dst = v
 	}
+	if st.WallTime, err = h5.ReadScalarAttr[float64](f, trainGroup, "wall_time"); err != nil {
+		return fail(ErrCheckpointCorrupt, err)
+	}
 	adam, err := h5.ReadScalarAttr[int64](f, optimizerGroup, "step")
 	if err != nil {
 		return fail(ErrCheckpointCorrupt, err)
@@ -209,6 +217,7 @@ func checksum[T nf.Float](params []T, st TrainState) string {
 	for _, v := range st.V {
 		put(v)
 	}
+	put(st.WallTime)
 	for _, v := range []int64{st.Step, st.Skipped, int64(st.AdamStep)} {
 		binary.LittleEndian.PutUint64(b[:], uint64(v))
 		h.Write(b[:])

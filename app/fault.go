@@ -1,0 +1,87 @@
+package app
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// FaultEnv is the environment variable that injects faults into a training
+// run, for the fault-tolerance tests. Its value is a comma-separated list of
+// KIND@STEP[:RANK] (RANK defaults to 0): at the start of step STEP on rank
+// RANK,
+//
+//	error   the step returns an error (the job ends, exit status 1)
+//	panic   the step panics (caught by comm.Guard: the job ends)
+//	nan     the rank's gradient is set to NaN (the step is skipped)
+//	kill    the process sends itself SIGKILL (as a node failure would)
+//	signal  the process sends itself SIGTERM (as Slurm does before the limit)
+//
+// Never set it in production.
+const FaultEnv = "NFSCHWINGER_FAULT"
+
+// fault is one injected fault.
+type fault struct {
+	kind       string
+	step, rank int
+}
+
+// faults parses FaultEnv; an unset variable gives none.
+func parseFaults(v string) ([]fault, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var fs []fault
+	for _, item := range strings.Split(v, ",") {
+		kind, rest, ok := strings.Cut(strings.TrimSpace(item), "@")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q: want KIND@STEP[:RANK]", FaultEnv, item)
+		}
+		stepS, rankS, hasRank := strings.Cut(rest, ":")
+		f := fault{kind: kind}
+		var err error
+		if f.step, err = strconv.Atoi(stepS); err != nil {
+			return nil, fmt.Errorf("%s: %q: bad step: %w", FaultEnv, item, err)
+		}
+		if hasRank {
+			if f.rank, err = strconv.Atoi(rankS); err != nil {
+				return nil, fmt.Errorf("%s: %q: bad rank: %w", FaultEnv, item, err)
+			}
+		}
+		switch kind {
+		case "error", "panic", "nan", "kill", "signal":
+		default:
+			return nil, fmt.Errorf("%s: %q: unknown kind %q", FaultEnv, item, kind)
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+// inject performs the faults due at step on rank; grad is the rank's
+// gradient after the local backward pass.
+func inject[T interface{ ~float32 | ~float64 }](fs []fault, step int64, rank int, grad []T) error {
+	for _, f := range fs {
+		if int64(f.step) != step || f.rank != rank {
+			continue
+		}
+		switch f.kind {
+		case "error":
+			return fmt.Errorf("injected failure (%s)", FaultEnv)
+		case "panic":
+			panic(fmt.Sprintf("injected panic (%s)", FaultEnv))
+		case "nan":
+			for i := range grad {
+				grad[i] = T(math.NaN())
+			}
+		case "kill":
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		case "signal":
+			syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}
+	}
+	return nil
+}
