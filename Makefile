@@ -59,7 +59,12 @@ test: deps
 	$(MAKE) build
 	$(CGO_ENV) $(MPI_ENV) $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $(PKG)
 
+# The timing and memory tables of the paper (nfschwinger bench; a few
+# minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full
+# list, BENCH_FLAGS for more, e.g. -plot bench.png or -json), then the Go
+# benchmarks of the kernels.
 bench: build
+	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 $${BENCH_FLAGS:-}
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 2x ./lgt/ ./nf/
 
 # Prints the build environment, for `eval $$(make -s env)` in a shell.

@@ -43,8 +43,11 @@ func usagef(format string, args ...any) error {
 const usageText = `usage:
   nfschwinger PARAMS.toml                 train (and sample) as PARAMS.toml says
   nfschwinger check PARAMS.toml           validate PARAMS.toml, print parameters and memory per rank
+  nfschwinger slurm PARAMS.toml           print the Slurm batch script of the run ([slurm] section)
   nfschwinger measure [flags] IN.h5 OUT.h5
                                           action, force and observables of configurations
+  nfschwinger analyze [-json] DIR         tables and plots from DIR/history.h5 and DIR/chain.h5
+  nfschwinger bench [flags]               time training steps and the action; markdown tables or -json
 run 'nfschwinger COMMAND -h' for the flags of a command.
 `
 
@@ -79,8 +82,14 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return cmdMeasure(ctx, args[1:], stdout, stderr)
+	case cmd == "analyze":
+		return cmdAnalyze(args[1:], stdout)
 	case cmd == "check":
 		return cmdCheck(args[1:], stdout)
+	case cmd == "bench":
+		return cmdBench(args[1:], stdout, stderr)
+	case cmd == "slurm":
+		return runSlurmCmd(args[1:], stdout, stderr)
 	case strings.HasSuffix(cmd, ".toml"):
 		if len(args) > 1 {
 			return usagef("unexpected arguments after %s: %q", cmd, args[1:])

@@ -2,11 +2,12 @@ package app
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"nfschwinger/nf"
 )
 
 // FaultEnv is the environment variable that injects faults into a training
@@ -63,7 +64,7 @@ func parseFaults(v string) ([]fault, error) {
 
 // inject performs the faults due at step on rank; grad is the rank's
 // gradient after the local backward pass.
-func inject[T interface{ ~float32 | ~float64 }](fs []fault, step int64, rank int, grad []T) error {
+func inject[T nf.Float](fs []fault, step int64, rank int, grad []T) error {
 	for _, f := range fs {
 		if int64(f.step) != step || f.rank != rank {
 			continue
@@ -74,9 +75,7 @@ func inject[T interface{ ~float32 | ~float64 }](fs []fault, step int64, rank int
 		case "panic":
 			panic(fmt.Sprintf("injected panic (%s)", FaultEnv))
 		case "nan":
-			for i := range grad {
-				grad[i] = T(math.NaN())
-			}
+			poison(grad)
 		case "kill":
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		case "signal":
@@ -84,4 +83,16 @@ func inject[T interface{ ~float32 | ~float64 }](fs []fault, step int64, rank int
 		}
 	}
 	return nil
+}
+
+// signalDue reports whether a "signal" fault is injected at step on rank:
+// the run then waits for the signal to arrive, so that the stop happens
+// after this very step (signal delivery is asynchronous).
+func signalDue(fs []fault, step int64, rank int) bool {
+	for _, f := range fs {
+		if f.kind == "signal" && int64(f.step) == step && f.rank == rank {
+			return true
+		}
+	}
+	return false
 }

@@ -24,6 +24,12 @@ float64 angles, from IN.h5 and writes to OUT.h5 one value per configuration in
 the datasets gauge_action, fermion_action, action, log_abs_det_D, sign_det_D,
 condensate, topological_charge, mean_cos_plaquette (shape (N)), and with
 -force the force dS/dθ (N, 2, L, L); L, beta and kappa as attributes.
+
+With -checkpoint FILE (a training checkpoint, model in /model, or a bare
+weight file with the model at the root, as shared/vectors/flow_L8.h5) every
+configuration φ also gets logq = log q(φ) = log prior + log J of the reverse
+flow (N) and z = f⁻¹(φ), the reverse image (N, 2, L, L), computed in the
+precision of -precision. The model's L must be the configurations' L.
 Conventions: shared/vectors/README.md. OUT.h5 appears only when complete.
 
 flags:
@@ -40,10 +46,13 @@ type measureOptions struct {
 	// Progress receives progress lines (runs longer than progressAfter)
 	// and a final summary line; nil: silent.
 	Progress io.Writer
-	// Issue 3 adds here Checkpoint (a model file) and Precision: with a
-	// checkpoint, every configuration also gets log q through the reverse
-	// flow and its reverse image z (extra datasets "logq", "z" in the same
-	// chunked loop, see measureChunkInto).
+	// Checkpoint is a model file (training checkpoint or bare weight
+	// file); when set, every configuration also gets log q through the
+	// reverse flow and its reverse image z (datasets "logq" and "z").
+	Checkpoint string
+	// Precision of the flow with a checkpoint: "float32" (default when
+	// empty) or "float64".
+	Precision string
 }
 
 // measureChunk is the default number of configurations per chunk: it bounds
@@ -82,9 +91,16 @@ func cmdMeasure(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Float64Var(&opts.Kappa, "kappa", 0.276, "hopping parameter κ")
 	fs.BoolVar(&opts.Force, "force", false, "also write the force dS/dθ, shape (N, 2, L, L)")
 	fs.IntVar(&opts.Workers, "workers", 0, "worker goroutines (default: all cores)")
+	fs.StringVar(&opts.Checkpoint, "checkpoint", "", "model file: also write logq (N) and z (N, 2, L, L) through the reverse flow")
+	fs.StringVar(&opts.Precision, "precision", "float32", "precision of the flow with -checkpoint: float32 or float64")
 	pos, err := parseFlags(fs, args, measureUsage, stdout)
 	if err != nil || pos == nil {
 		return err
+	}
+	precisionSet := false
+	fs.Visit(func(f *flag.Flag) { precisionSet = precisionSet || f.Name == "precision" })
+	if precisionSet && opts.Checkpoint == "" {
+		return usagef("measure: -precision applies only with -checkpoint")
 	}
 	if len(pos) != 2 {
 		return usagef("measure: need IN.h5 and OUT.h5, got %d file arguments (see nfschwinger measure -h)", len(pos))
@@ -148,6 +164,15 @@ func runMeasure(ctx context.Context, opts measureOptions) error {
 	if err := p.Validate(); err != nil {
 		return usagef("measure: %v", err)
 	}
+	var model reverseModel
+	if opts.Checkpoint != "" {
+		if opts.Precision == "" {
+			opts.Precision = "float32"
+		}
+		if model, err = loadReverseModel(opts.Checkpoint, opts.Precision, in.l, opts.In); err != nil {
+			return err
+		}
+	}
 	// Scan every angle before any work: a NaN in the last configuration
 	// should not cost the whole run.
 	if err := scanFinite(in, opts.Chunk, opts.In); err != nil {
@@ -157,7 +182,7 @@ func runMeasure(ctx context.Context, opts measureOptions) error {
 	start := time.Now()
 	pool := lgt.NewPool(p, opts.Workers)
 	err = nfio.WriteAtomic(opts.Out, false, func(tmp string) error {
-		return measureInto(ctx, tmp, in, pool, opts, start)
+		return measureInto(ctx, tmp, in, pool, model, opts, start)
 	})
 	if err != nil {
 		return err
@@ -272,8 +297,9 @@ func scanFinite(in measureInput, chunk int, path string) error {
 	return nil
 }
 
-// measureInto measures the input chunk by chunk and writes the file tmp.
-func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Pool, opts measureOptions, start time.Time) (err error) {
+// measureInto measures the input chunk by chunk and writes the file tmp;
+// with a model (nil: none) also logq and z.
+func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Pool, model reverseModel, opts measureOptions, start time.Time) (err error) {
 	out, err := h5.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("measure: %w", err)
@@ -294,6 +320,19 @@ func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Poo
 		if err := h5.CreateExtendible[float64](out, "force", []int{2, l, l}, chunkRows); err != nil {
 			return fmt.Errorf("measure: %w", err)
 		}
+	}
+	var logq, z []float64
+	if model != nil {
+		if err := h5.CreateExtendible[float64](out, "logq", nil, chunkRows); err != nil {
+			return fmt.Errorf("measure: %w", err)
+		}
+		if err := h5.CreateExtendible[float64](out, "z", []int{2, l, l}, chunkRows); err != nil {
+			return fmt.Errorf("measure: %w", err)
+		}
+		if err := h5.WriteStringAttr(out, "/", "model", model.Describe()); err != nil {
+			return fmt.Errorf("measure: %w", err)
+		}
+		logq, z = make([]float64, opts.Chunk), make([]float64, opts.Chunk*v2)
 	}
 	if err := writeMeasureAttrs(out, pool.Params(), opts); err != nil {
 		return fmt.Errorf("measure: %w", err)
@@ -335,6 +374,11 @@ func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Poo
 				return fmt.Errorf("measure: %w", err)
 			}
 		}
+		if model != nil {
+			if err := writeModelColumns(out, model, links, logq[:nb], z[:nb*v2]); err != nil {
+				return fmt.Errorf("measure: configurations %d to %d: %w", b0, b0+nb-1, err)
+			}
+		}
 		if now := time.Now(); opts.Progress != nil && now.Sub(start) > progressAfter && now.Sub(lastReport) > progressEvery {
 			lastReport = now
 			done := b0 + nb
@@ -362,5 +406,7 @@ func writeMeasureAttrs(out *h5.File, p lgt.Params, opts measureOptions) error {
 		return err
 	}
 	return h5.WriteStringAttr(out, "/", "description",
-		"nfschwinger measure: one value per configuration of source:/links; force = dS/dtheta; conventions of shared/vectors/README.md")
+		"nfschwinger measure: one value per configuration of source:/links; force = dS/dtheta; "+
+			"with a model: logq = log q(links) = log prior + log J of the reverse flow, z = its reverse image; "+
+			"conventions of shared/vectors/README.md")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -70,42 +71,108 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 		return &UsageError{Err: err}
 	}
 	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop, Faults: faults}
-	return c.Guard(func() error {
+	// A stop by signal is agreed by every rank (see loop): it must not
+	// reach Guard, which would abort the job instead of exiting with
+	// ExitContinue after MPI_Finalize.
+	stopped := false
+	err = c.Guard(func() error {
+		var err error
 		if cfg.Model.Precision == "float64" {
-			return runTrain[float64](context.Background(), cfg, opts)
+			err = runTrain[float64](context.Background(), cfg, opts)
+		} else {
+			err = runTrain[float32](context.Background(), cfg, opts)
 		}
-		return runTrain[float32](context.Background(), cfg, opts)
+		if errors.Is(err, errStopped) {
+			stopped = true
+			return nil
+		}
+		return err
 	})
+	if stopped {
+		return errStopped
+	}
+	return err
 }
+
+// timedComm is the run's communicator with a clock: spent is the wall time
+// this rank spent in collectives (transfer and waiting for the other
+// ranks). Buffers of up to len(scratch) elements are reduced through
+// scratch, an array of their own: cgo refuses to hand C a pointer into a Go
+// object that also holds pointers, as the small reduction buffers inside
+// nf.Trainer are.
+type timedComm struct {
+	comm.Comm
+	spent   time.Duration
+	scratch []float64
+}
+
+func newTimedComm(c comm.Comm) *timedComm {
+	return &timedComm{Comm: c, scratch: make([]float64, 16)}
+}
+
+func (c *timedComm) reduce(buf []float64, op func([]float64)) {
+	t0 := time.Now()
+	if len(buf) <= len(c.scratch) {
+		s := c.scratch[:len(buf)]
+		copy(s, buf)
+		op(s)
+		copy(buf, s)
+	} else {
+		op(buf)
+	}
+	c.spent += time.Since(t0)
+}
+
+func (c *timedComm) AllreduceSum(buf []float64) { c.reduce(buf, c.Comm.AllreduceSum) }
+func (c *timedComm) AllreduceMax(buf []float64) { c.reduce(buf, c.Comm.AllreduceMax) }
+func (c *timedComm) Bcast(buf []float64, root int) {
+	c.reduce(buf, func(b []float64) { c.Comm.Bcast(b, root) })
+}
+
+func (c *timedComm) AllreduceSum32(buf []float32) {
+	defer c.since(time.Now())
+	c.Comm.AllreduceSum32(buf)
+}
+
+func (c *timedComm) Bcast32(buf []float32, root int) {
+	defer c.since(time.Now())
+	c.Comm.Bcast32(buf, root)
+}
+
+func (c *timedComm) since(t0 time.Time) { c.spent += time.Since(t0) }
 
 // run is the state of one training run on one rank.
 type run[T nf.Float] struct {
 	cfg     nfio.Config
 	opts    trainOptions
 	c       comm.Comm
+	tc      *timedComm // c, with its clock
 	flow    *nf.Flow[T]
 	adam    *nf.Adam
 	trainer *nf.Trainer[T]
+	pool    *lgt.Pool // action, force and observables of this rank's configurations
 	state   nfio.TrainState
 	hist    *nfio.History
 	outDir  string
 }
 
 func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) error {
-	c := o.Comm
+	tc := newTimedComm(o.Comm)
+	c := comm.Comm(tc)
 	arch := cfg.Arch()
 	flow, err := nf.NewFlow[T](arch, nf.CPU(0))
 	if err != nil {
 		return &UsageError{Err: err}
 	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
-	r := &run[T]{cfg: cfg, opts: o, c: c, flow: flow, outDir: cfg.IO.OutDir}
+	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir}
 	n := flow.Params.Len()
 	r.adam = nf.NewAdam(n, cfg.Train.LearningRate, cfg.Train.AdamBetas[0], cfg.Train.AdamBetas[1], cfg.Train.AdamEps)
 	if err := r.restore(); err != nil {
 		return err
 	}
-	pool := lgt.NewPool(cfg.Lattice(), 0)
+	r.pool = lgt.NewPool(cfg.Lattice(), 0)
+	pool := r.pool
 	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
 	nLocal := cfg.Train.BatchSize / c.Size()
 	r.trainer = nf.NewTrainer(flow, pool, est, min(cfg.Train.MicroBatch, nLocal), uint64(cfg.Train.Seed))
@@ -116,7 +183,22 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 			}
 		}()
 	}
-	return r.loop(ctx, nLocal)
+	if err := r.loop(ctx, nLocal); err != nil {
+		return err
+	}
+	// NMCMC with the trained flow ([sample]); a stop signal ends it after
+	// the current block, which is flushed, and the chain continues on
+	// restart.
+	sctx, cancel := stopContext(ctx, o.Stop)
+	defer cancel()
+	err = runSampleWith(sctx, cfg, c, flow, r.pool, o.Stdout)
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		if c.Rank() == 0 {
+			fmt.Fprintf(o.Stdout, "sampling stopped by signal; %s continues on restart\n", filepath.Join(cfg.IO.OutDir, ChainFile))
+		}
+		return errStopped
+	}
+	return err
 }
 
 // restore loads the checkpoint that restart names on rank 0 and broadcasts
@@ -153,6 +235,20 @@ func (r *run[T]) restore() error {
 		}
 	}
 	return c.AgreeError(err)
+}
+
+// stopContext returns a context that is cancelled when stop yields or ctx
+// ends.
+func stopContext(ctx context.Context, stop <-chan os.Signal) (context.Context, context.CancelFunc) {
+	sctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	return sctx, cancel
 }
 
 // readCheckpointOrPrev reads the checkpoint at path; when it is corrupt it
@@ -206,6 +302,13 @@ func checkpointToLoad(cfg nfio.Config) (string, error) {
 	}
 }
 
+// poison sets every element of g to NaN.
+func poison[T nf.Float](g []T) {
+	for i := range g {
+		g[i] = T(math.NaN())
+	}
+}
+
 // bcastParams broadcasts the parameters from rank 0.
 func bcastParams[T nf.Float](c comm.Comm, p []T) {
 	switch p := any(p).(type) {
@@ -238,21 +341,30 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		return nil
 	}
 	skippedInARow := 0
-	var flag [1]float64
+	var flag [2]float64 // stop requested, step skipped
 	start := time.Now()
 	startStep := r.state.Step
+	var gradComm time.Duration // part of r.tc.spent in the gradient allreduce
 	for r.state.Step < steps {
 		step := r.state.Step
 		t0 := time.Now()
 		r.flow.Params.ZeroGrad()
 		st, err := r.trainer.Step(c, uint64(step), first, nLocal, N)
-		if err != nil {
+		if errors.Is(err, nf.ErrNonFinite) {
+			// Every rank got this error (Step agrees on it): poison the
+			// gradient so that the step is skipped like any non-finite
+			// gradient, and go on.
+			fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, err)
+			poison(r.flow.Params.Grad)
+		} else if err != nil {
 			return fmt.Errorf("step %d: %w", step, err)
 		}
 		if err := inject(r.opts.Faults, step, c.Rank(), r.flow.Params.Grad); err != nil {
 			return fmt.Errorf("step %d: %w", step, err)
 		}
+		tg := time.Now()
 		allreduceGrad(c, r.flow.Params.Grad)
+		gradComm += time.Since(tg)
 		var norm float64
 		skipped := false
 		if c.Rank() == 0 {
@@ -264,7 +376,22 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 			}
 		}
 		bcastParams(c, r.flow.Params.Data)
+		// Stop requests: a signal may reach only some ranks; agree. Rank 0
+		// tells the others whether it skipped the step, so that every rank
+		// counts skips (and gives up after too many) alike.
+		flag[0], flag[1] = 0, 0
+		wait := time.Duration(0)
+		if signalDue(r.opts.Faults, step, c.Rank()) {
+			wait = 10 * time.Second // an injected signal is on its way
+		}
+		if stopRequested(r.opts.Stop, wait) {
+			flag[0] = 1
+		}
 		if skipped {
+			flag[1] = 1
+		}
+		c.AllreduceMax(flag[:])
+		if flag[1] != 0 {
 			r.state.Skipped++
 			skippedInARow++
 		} else {
@@ -272,26 +399,27 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 		r.state.Step++
 		r.state.WallTime += time.Since(t0).Seconds()
-		// Stop requests: a signal may reach only some ranks; agree.
-		flag[0] = 0
-		select {
-		case <-r.opts.Stop:
-			flag[0] = 1
-		default:
+		// The acceptance probe (figure 2, right) of the flow after the step.
+		acc := math.NaN()
+		probe := cfg.Train.AcceptanceEvery > 0 && r.state.Step%int64(cfg.Train.AcceptanceEvery) == 0
+		if probe {
+			if acc, err = measureAcceptance(c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
+				cfg.Train.AcceptanceSamples, r.trainer.Micro); err != nil {
+				return fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)
+			}
 		}
-		c.AllreduceMax(flag[:])
 		if c.Rank() == 0 {
 			elapsed := time.Since(start).Seconds()
 			// Rows depend only on the step, so a stopped and restarted run
 			// writes the same history as an uninterrupted one.
-			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps {
+			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps || probe {
 				row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
 					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
-					Skipped: r.state.Skipped, WallTime: r.state.WallTime}
+					Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
 				if err := r.hist.Append(row); err != nil {
 					return err
 				}
-				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)
+				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed, acc)
 			} else {
 				prog.tick(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)
 			}
@@ -313,8 +441,38 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 			return err
 		}
 	}
-	prog.printf("training done: %d steps, checkpoint %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"))
+	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"),
+		commSummary(time.Since(start), r.tc.spent, gradComm, steps-startStep, c.Size()))
 	return nil
+}
+
+// commSummary describes the communication cost of rank 0 over n steps of
+// this session: wall time per step, time in collectives per step and its
+// share, and the share of the gradient allreduce alone.
+func commSummary(wall, spent, grad time.Duration, n int64, ranks int) string {
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(max(n, 1)) }
+	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / max(wall.Seconds(), 1e-9) }
+	return fmt.Sprintf("%d steps in %.3f s on %d rank(s): %.3f ms/step, communication %.3f ms/step (%.1f%%; gradient allreduce %.1f%%)",
+		n, wall.Seconds(), ranks, ms(wall), ms(spent), pct(spent), pct(grad))
+}
+
+// stopRequested reports whether a stop signal has arrived, waiting for one
+// up to wait.
+func stopRequested(stop <-chan os.Signal, wait time.Duration) bool {
+	if wait <= 0 {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case <-stop:
+		return true
+	case <-time.After(wait):
+		return false
+	}
 }
 
 // checkpoint writes the checkpoint on rank 0; every rank learns whether it
@@ -364,8 +522,14 @@ func (p *progress) status(step int64, st nf.StepStats, rate float64) string {
 	return fmt.Sprintf("step %d/%d  loss %.4f  ESS %.4f  %.2f steps/s  ETA %s", step, p.steps, st.Loss, st.ESS, rate, eta)
 }
 
-func (p *progress) line(step int64, st nf.StepStats, rate float64) {
-	p.printf("%s\n", p.status(step, st, rate))
+// line prints the status of step, with the acceptance rate when measured
+// (not NaN).
+func (p *progress) line(step int64, st nf.StepStats, rate, acceptance float64) {
+	if math.IsNaN(acceptance) {
+		p.printf("%s\n", p.status(step, st, rate))
+		return
+	}
+	p.printf("%s  acceptance %.4f\n", p.status(step, st, rate), acceptance)
 }
 
 func (p *progress) tick(step int64, st nf.StepStats, rate float64) {

@@ -19,6 +19,7 @@ type HistoryRow struct {
 	LearningRate float64 // learning rate used for the step
 	Skipped      int64   // steps skipped so far for non-finite gradients (cumulative)
 	WallTime     float64 // wall-clock seconds of training so far, summed over restarts
+	Acceptance   float64 // MCMC acceptance rate of the flow after the step; NaN when not measured
 }
 
 // historyColumn describes one dataset of history.h5: its name, unit and
@@ -40,6 +41,7 @@ var historyColumns = []historyColumn{
 	{name: "learning_rate", unit: "1", doc: "learning rate of the step", f64: func(r *HistoryRow) *float64 { return &r.LearningRate }},
 	{name: "skipped", unit: "1", doc: "steps skipped so far because of a non-finite gradient (cumulative)", i64: func(r *HistoryRow) *int64 { return &r.Skipped }},
 	{name: "wall_time", unit: "s", doc: "wall-clock seconds of training so far, summed over restarts", f64: func(r *HistoryRow) *float64 { return &r.WallTime }},
+	{name: "acceptance", unit: "1", doc: "Metropolis acceptance rate of the flow as proposal after the step (train.acceptance_every), NaN when not measured", f64: func(r *HistoryRow) *float64 { return &r.Acceptance }},
 }
 
 // HistoryColumns returns the dataset names of history.h5, in order.

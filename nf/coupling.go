@@ -22,12 +22,21 @@ import (
 // layer sees the same conditioner input as the forward one.
 //
 // What a layer records for its backward pass (a layerRecord, one per layer in
-// a Tape): the conditioner's input and the output of every convolution after
-// its activation ([C][B·V] each; the last is the raw spline parameters), and
-// the spline's argument at every site (the plaquette P before the layer, in
-// both directions; meaningful at active sites). The backward pass recomputes
-// everything else: knots from the raw parameters, cos/sin of the frozen
-// angles are the recorded input itself.
+// a store-everything Tape): the conditioner's input and the output of every
+// convolution after its activation ([C][B·V] each; the last is the raw
+// spline parameters), and the spline's argument at every site (the
+// plaquette P before the layer, in both directions; meaningful at active
+// sites). The backward pass recomputes everything else: knots from the raw
+// parameters, cos/sin of the frozen angles are the recorded input itself.
+//
+// A recompute-mode Tape keeps less per layer: the links on the forward side
+// of the layer [B·2V], the last hidden activation (the record's acts[len−2])
+// and the raw spline parameters at the active sites only ([3n+1][B·nA],
+// kernelArgs.rawA, nA = len(Masks.Active)). The backward pass rebuilds the
+// rest of the record in the flow's scratch: inputsRange on the kept links
+// gives the conditioner input and P (the forward input plaquette, which is
+// also the reverse layer's preimage), and the convolutions before the last
+// two give the other hidden activations.
 
 // coupling is one coupling layer: its masks and its conditioner.
 type coupling[T Float] struct {
@@ -53,7 +62,22 @@ type kernelArgs[T Float] struct {
 	links   []T       // B·2V links, updated in place (forward/reverse) or their gradient (backward)
 	logJ    []float64 // B, accumulated
 	glogJ   []float64 // B, upstream gradient of log J (nil: zero)
+	rawA    []T       // recompute mode: raw spline parameters at the active sites, [3n+1][B·nA]; nil otherwise
 	B, N, V int
+	nA      int // active sites per configuration (stride of rawA)
+}
+
+// keepActive copies the raw spline parameters of configuration b at the
+// active sites of mask m from raw ([nOut][N]) into k.rawA.
+func (k *kernelArgs[T]) keepActive(raw []T, m *Masks, b, nOut int) {
+	M := k.B * k.nA
+	for c := 0; c < nOut; c++ {
+		src := raw[c*k.N+b*k.V : c*k.N+(b+1)*k.V]
+		dst := k.rawA[c*M+b*k.nA : c*M+(b+1)*k.nA]
+		for i, x := range m.Active {
+			dst[i] = src[x]
+		}
+	}
 }
 
 // sign returns +1 for direction 0 and −1 for direction 1: the sign with which
@@ -125,6 +149,9 @@ func (f *Flow[T]) couplingForwardRange(lo, hi int) {
 			logJ += logd
 		}
 		k.logJ[b] += logJ
+		if k.rawA != nil {
+			k.keepActive(raw, m, b, 3*n+1)
+		}
 	}
 }
 
@@ -152,6 +179,9 @@ func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 			logJ -= logd
 		}
 		k.logJ[b] += logJ
+		if k.rawA != nil {
+			k.keepActive(raw, m, b, 3*n+1)
+		}
 	}
 }
 
@@ -160,14 +190,18 @@ func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 // updated links) and of log J it writes the gradient of the raw spline
 // parameters (f.gbuf[0], all sites; zero at inactive ones) and the direct
 // gradient of the incoming plaquettes at the active sites (f.pbar, zero
-// elsewhere). reverse selects the reverse layer.
+// elsewhere). reverse selects the reverse layer. The raw spline parameters
+// come from k.rawA when kept compactly (recompute mode), else from the record.
 func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 	k := &f.k
 	m := k.layer.masks
 	V, N := k.V, k.N
 	n := f.Arch.NKnots - 1
 	nOut := 3*n + 1
-	raw := k.rec.acts[len(k.rec.acts)-1]
+	raw, stride := k.rec.acts[len(k.rec.acts)-1], N
+	if k.rawA != nil {
+		raw, stride = k.rawA, k.B*k.nA
+	}
 	graw := f.gbuf[0][:nOut*N]
 	sgn := T(m.sign())
 	var sp splineSite[T]
@@ -181,9 +215,13 @@ func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 			gl = T(k.glogJ[b])
 		}
 		glinks := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
-		for _, x := range m.Active {
+		for i, x := range m.Active {
 			s := b*V + x
-			sp.load(raw, N, s, n)
+			if k.rawA != nil {
+				sp.load(raw, stride, b*k.nA+i, n)
+			} else {
+				sp.load(raw, stride, s, n)
+			}
 			P := k.rec.x[s]
 			if !reverse {
 				// θ' = θ ± δ, δ = g(P) + t − P (mod 2π, derivative 1).
@@ -288,11 +326,12 @@ func loopsTranspose[T Float](g, lbar []T, L int) {
 	}
 }
 
-// conditionerForward runs the convolutions of layer c on rec.acts[0], writing
-// rec.acts[1:], with LeakyReLU after all but the last.
-func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B int) {
+// conditionerForward runs the first nConv convolutions of layer c on
+// rec.acts[0], writing rec.acts[1:nConv+1], with LeakyReLU after all but the
+// last convolution of the conditioner.
+func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B, nConv int) {
 	L := f.Arch.L
-	for j := range c.convs {
+	for j := range c.convs[:nConv] {
 		c.convs[j].Forward(f.be, rec.acts[j+1], rec.acts[j], B, L, &f.ws)
 		if j < len(c.convs)-1 {
 			f.ws.LeakyReLU(f.be, rec.acts[j+1], T(f.Arch.LeakyReLUSlope))

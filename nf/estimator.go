@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"nfschwinger/lgt"
 )
 
 // Estimator names a gradient estimator of the reverse Kullback–Leibler
@@ -78,6 +80,10 @@ type Trainer[T Float] struct {
 	Estimator Estimator
 	Micro     int    // configurations per micro-batch
 	Seed      uint64 // seed of the prior streams
+	// Timings accumulates the time of the flow passes, the action and
+	// the backward passes of every Step (see StepTimings); reset it to
+	// measure.
+	Timings StepTimings
 
 	n     int       // 2V
 	z, x  []T       // one micro-batch
@@ -112,7 +118,9 @@ func NewTrainer[T Float](f *Flow[T], target Target, est Estimator, micro int, se
 	}
 }
 
-// ErrNonFinite reports a NaN or infinite action or log-density in a batch.
+// ErrNonFinite reports a batch that cannot give a gradient: a NaN or
+// infinite action, log density or link angle, or a singular Dirac operator.
+// The step should be skipped (every rank learns of it through Step).
 var ErrNonFinite = errors.New("non-finite action or log density")
 
 // Step adds to t.Flow.Params.Grad this rank's share of the gradient of
@@ -144,6 +152,7 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 		bad = 1
 	}
 	st := t.stats(red, nLocal, nGlobal, bad)
+	st.ThreePass = t.Estimator == REINFORCE && nLocal == t.Micro
 	if err != nil {
 		return st, err
 	}
@@ -160,7 +169,7 @@ func (t *Trainer[T]) ensure(nLocal int) {
 		t.logp = make([]float64, nLocal)
 		t.logw = make([]float64, nLocal)
 	}
-	if t.Estimator == REINFORCE && len(t.phi) < nLocal*t.n {
+	if t.Estimator == REINFORCE && nLocal > t.Micro && len(t.phi) < nLocal*t.n { // the three-pass form needs no φ
 		t.phi = make([]T, nLocal*t.n)
 	}
 	if t.Estimator == PathGradient && len(t.save) != t.Flow.Params.Len() {
@@ -179,7 +188,11 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 	if withForce {
 		force = t.f64
 	}
-	if err := t.Target.Action(t.act, force, t.x64); err != nil {
+	if err := t.action(t.act, force, t.x64); err != nil {
+		if errors.Is(err, lgt.ErrNonFinite) || errors.Is(err, lgt.ErrSingular) {
+			// A diverging flow produced unusable links: skip the step.
+			return fmt.Errorf("%w: %w", ErrNonFinite, err)
+		}
 		return err
 	}
 	lp := LogPrior(t.Flow.Arch.L)
@@ -195,13 +208,17 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 }
 
 // reinforce: forward passes without tape for the signal, one reduction for
-// the baseline, then reverse passes with backward.
+// the baseline, then reverse passes with backward; the three-pass form
+// (flow_threepass.go) when the local batch is one micro-batch.
 func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal int) error {
+	if nLocal == t.Micro {
+		return t.reinforceThreePass(red, step, first, nGlobal)
+	}
 	mb, n := t.Micro, t.n
 	var err error
 	for off := 0; off < nLocal && err == nil; off += mb {
 		SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
-		t.Flow.Forward(t.x, t.z, t.logJ, mb, nil)
+		t.forward(t.x, t.z, t.logJ, mb, nil)
 		copy(t.phi[off*n:(off+mb)*n], t.x)
 		err = t.evaluate(off, false)
 	}
@@ -234,13 +251,13 @@ func (t *Trainer[T]) ReinforceGradient(phi []T, signal []float64, baseline float
 	mb, n := t.Micro, t.n
 	for off := 0; off < len(signal); off += mb {
 		copy(t.x, phi[off*n:(off+mb)*n])
-		t.Flow.Reverse(t.z, t.x, t.logJ, mb, t.tape)
+		t.reverse(t.z, t.x, t.logJ, mb, t.tape)
 		for b := 0; b < mb; b++ {
 			t.glogJ[b] = (signal[off+b] - baseline) / float64(nGlobal)
 		}
 		// z' does not enter the loss (the prior is flat).
 		clear(t.gz)
-		t.Flow.BackwardReverse(t.tape, nil, t.gz, t.glogJ)
+		t.backwardReverse(t.tape, nil, t.gz, t.glogJ)
 	}
 }
 
@@ -267,17 +284,17 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	if t.Estimator == PathGradient {
 		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, without
 		// touching the parameter gradients.
-		t.Flow.Forward(t.x, z, t.logJ, mb, nil)
+		t.forward(t.x, z, t.logJ, mb, nil)
 		copy(t.save, t.Flow.Params.Grad)
-		t.Flow.Reverse(t.zr, t.x, t.logJ, mb, t.tape)
+		t.reverse(t.zr, t.x, t.logJ, mb, t.tape)
 		for b := range t.glogJ[:mb] {
 			t.glogJ[b] = 1
 		}
 		clear(t.gz)
-		t.Flow.BackwardReverse(t.tape, t.gx, t.gz, t.glogJ)
+		t.backwardReverse(t.tape, t.gx, t.gz, t.glogJ)
 		copy(t.Flow.Params.Grad, t.save)
 	}
-	t.Flow.Forward(t.x, z, t.logJ, mb, t.tape)
+	t.forward(t.x, z, t.logJ, mb, t.tape)
 	if err := t.evaluate(off, true); err != nil {
 		return err
 	}
@@ -294,7 +311,7 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 			t.glogJ[b] = -inv // log q(z) = log prior − log J
 		}
 	}
-	t.Flow.BackwardForward(t.tape, nil, t.gx, t.glogJ)
+	t.backwardForward(t.tape, nil, t.gx, t.glogJ)
 	return nil
 }
 

@@ -23,10 +23,12 @@ type Flow[T Float] struct {
 	Arch   Arch
 	Params *ParamSet[T]
 
-	be     Backend
-	layers []coupling[T]
-	ch     []int // Arch.Channels(), cached (it allocates)
-	ws     Workspace[T]
+	be        Backend
+	layers    []coupling[T]
+	ch        []int // Arch.Channels(), cached (it allocates)
+	ws        Workspace[T]
+	recompute bool // tapes keep the reduced record (see SetRecompute)
+	nA        int  // active sites per layer (the same in every layer: V/4)
 
 	// Scratch, grown to the largest micro-batch B (N = B·V).
 	rec    []T    // one layer's record when no tape is kept
@@ -92,6 +94,13 @@ func NewFlow[T Float](a Arch, be Backend) (*Flow[T], error) {
 		}
 	}
 	f.ch = ch
+	f.nA = len(f.layers[0].masks.Active)
+	for k := range f.layers {
+		if len(f.layers[k].masks.Active) != f.nA {
+			panic("nf: NewFlow: layers with different numbers of active sites")
+		}
+	}
+	f.recompute = DefaultRecompute
 	f.acts = make([][]T, len(ch))
 	f.inputsFn = f.inputsRange
 	f.fwdFn = f.couplingForwardRange
@@ -117,14 +126,59 @@ func (f *Flow[T]) Init(rng *rand.Rand) {
 // Backend returns the backend the flow computes on.
 func (f *Flow[T]) Backend() Backend { return f.be }
 
+// DefaultRecompute is the tape mode of a new Flow (see SetRecompute).
+const DefaultRecompute = true
+
+// SetRecompute selects what a tape keeps of each layer. With on = false
+// ("store everything") it keeps the conditioner input, every convolution's
+// output after its activation and the spline argument: (Σ Arch.Channels() +
+// 1)·V elements per configuration and layer (StoreAllBytesPerConfigLayer).
+// With on = true it keeps only the layer boundary (the 2V links on the
+// forward side of the layer), the last hidden activation (the input of the
+// last convolution) and the raw spline parameters at the V/4 active sites;
+// the backward pass recomputes the conditioner input and the spline
+// argument from the links and the earlier hidden activations by running
+// the convolutions before the last two again (for the paper's architecture
+// only the first, 6 → 64 channels, ≈6% of the conditioner's forward flops).
+// The mode applies to every later recording; a tape made for the other
+// mode is laid out anew (one allocation) at its next recording.
+func (f *Flow[T]) SetRecompute(on bool) { f.recompute = on }
+
+// Recompute reports the tape mode (see SetRecompute).
+func (f *Flow[T]) Recompute() bool { return f.recompute }
+
+// keptHidden returns the channels of the hidden activation a recompute-mode
+// tape keeps (the input of the last convolution), 0 without hidden layers.
+func (f *Flow[T]) keptHidden() int {
+	if len(f.ch) < 3 {
+		return 0
+	}
+	return f.ch[len(f.ch)-2]
+}
+
 // recordSize returns the number of elements of one layer's record per
-// configuration: all conditioner activations plus the spline argument, times V.
-func (f *Flow[T]) recordSize() int {
+// configuration: in store-everything mode all conditioner activations plus
+// the spline argument, times V; in recompute mode the layer's 2V links, the
+// kept hidden activation and the raw spline parameters at the active sites.
+func (f *Flow[T]) recordSize(recompute bool) int {
+	V := f.Arch.L * f.Arch.L
+	if recompute {
+		return (2+f.keptHidden())*V + f.Arch.OutChannels()*f.nA
+	}
 	c := 1
 	for _, n := range f.ch {
 		c += n
 	}
-	return c * f.Arch.L * f.Arch.L
+	return c * V
+}
+
+// StoreAllBytesPerConfigLayer returns the bytes per configuration and layer
+// that a tape storing every activation keeps (the store-everything mode of
+// SetRecompute): conditioner input, every convolution's output and the
+// spline argument. A framework that also kept pre-activations and the
+// spline's intermediates would need more.
+func (f *Flow[T]) StoreAllBytesPerConfigLayer() int {
+	return f.recordSize(false) * int(unsafe.Sizeof(T(0)))
 }
 
 // view slices one layer's record for B configurations out of block.
@@ -148,7 +202,7 @@ func (f *Flow[T]) grow(B int) {
 	for _, c := range f.ch {
 		maxC = max(maxC, c)
 	}
-	f.rec = make([]T, B*f.recordSize())
+	f.rec = make([]T, B*f.recordSize(false))
 	f.loops = make([]T, 2*N)
 	f.pbar = make([]T, N)
 	f.lbar = make([]T, 2*N)
@@ -157,17 +211,21 @@ func (f *Flow[T]) grow(B int) {
 }
 
 // Tape keeps what the backward pass through one Forward or Reverse call
-// needs, for a micro-batch of up to B configurations: per layer the
-// conditioner input, every convolution's output after its activation, and
-// the spline argument — (Σ Arch.Channels() + 1)·V elements of T per
-// configuration and layer (see BytesPerConfigLayer). A tape records one call
-// at a time; recording again overwrites it.
+// needs, for a micro-batch of up to B configurations, per layer: in the
+// store-everything mode the conditioner input, every convolution's output
+// after its activation, and the spline argument; in the recompute mode (the
+// default) the layer boundary links, the last hidden activation and the raw
+// spline parameters at the active sites (see Flow.SetRecompute and
+// BytesPerConfigLayer). A tape records one call at a time; recording again
+// overwrites it.
 type Tape[T Float] struct {
-	cap, B  int
-	dir     int // 0: empty, 1: recorded Forward, 2: recorded Reverse
-	perCfg  int // elements of one layer's record per configuration
-	nLayers int
-	data    []T // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
+	cap, B    int
+	dir       int  // 0: empty, 1: recorded Forward, 2: recorded Reverse
+	recompute bool // layout of the records (Flow.SetRecompute)
+	perCfg    int  // elements of one layer's record per configuration
+	bufs      int  // buffers of one layer's record
+	nLayers   int
+	data      []T // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
 }
 
 const (
@@ -181,8 +239,27 @@ func (f *Flow[T]) NewTape(B int) *Tape[T] {
 	if B < 1 {
 		panic(fmt.Sprintf("nf: NewTape(%d): need B ≥ 1", B))
 	}
-	per := f.recordSize()
-	return &Tape[T]{cap: B, perCfg: per, nLayers: f.Arch.NLayers, data: make([]T, B*per*f.Arch.NLayers)}
+	t := &Tape[T]{cap: B, nLayers: f.Arch.NLayers}
+	f.layout(t)
+	return t
+}
+
+// layout lays the tape out for the flow's current mode, reallocating its
+// storage when the size changes.
+func (f *Flow[T]) layout(t *Tape[T]) {
+	t.recompute = f.recompute
+	t.perCfg = f.recordSize(t.recompute)
+	t.bufs = len(f.ch) + 1
+	if t.recompute {
+		t.bufs = 2
+		if f.keptHidden() > 0 {
+			t.bufs++
+		}
+	}
+	if n := t.cap * t.perCfg * t.nLayers; len(t.data) != n {
+		t.data = make([]T, n)
+	}
+	t.dir = tapeEmpty
 }
 
 // BytesPerConfigLayer returns the bytes a tape keeps per configuration and
@@ -191,17 +268,46 @@ func (t *Tape[T]) BytesPerConfigLayer() int {
 	return t.perCfg * int(unsafe.Sizeof(T(0)))
 }
 
-// Bytes returns the total size of the tape's storage in bytes.
-func (t *Tape[T]) Bytes() int { return t.BytesPerConfigLayer() * t.cap * t.nLayers }
+// BytesPerConfig returns the bytes a tape keeps per configuration, all
+// layers together.
+func (t *Tape[T]) BytesPerConfig() int { return t.BytesPerConfigLayer() * t.nLayers }
 
-// layerRecord returns the record of layer k, on the tape or (tape nil) in
-// the flow's scratch.
-func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) layerRecord[T] {
+// Bytes returns the total size of the tape's storage in bytes (for its
+// capacity of configurations).
+func (t *Tape[T]) Bytes() int { return t.BytesPerConfig() * t.cap }
+
+// Buffers returns the number of distinct buffers the tape keeps for the
+// backward pass (each of them B configurations wide): per layer 5 in the
+// store-everything mode of the paper's architecture, 3 in the recompute mode.
+func (t *Tape[T]) Buffers() int { return t.bufs * t.nLayers }
+
+// Recompute reports the mode the tape is laid out for.
+func (t *Tape[T]) Recompute() bool { return t.recompute }
+
+// layerRecord returns the record of layer k: on the tape in the
+// store-everything mode, else in the flow's scratch; in the recompute mode
+// with a tape, the scratch record's last hidden activation is the tape's,
+// and links and rawA are the tape's kept layer links and raw spline
+// parameters at the active sites (nil otherwise).
+func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) (rec layerRecord[T], links, rawA []T) {
 	if tape == nil {
-		return f.view(f.rec, B)
+		return f.view(f.rec, B), nil, nil
 	}
 	n := tape.cap * tape.perCfg
-	return f.view(tape.data[k*n:(k+1)*n], B)
+	block := tape.data[k*n : (k+1)*n]
+	if !tape.recompute {
+		return f.view(block, B), nil, nil
+	}
+	rec = f.view(f.rec, B)
+	V := f.Arch.L * f.Arch.L
+	links = block[: 2*B*V : 2*B*V]
+	off := 2 * B * V
+	if h := f.keptHidden() * B * V; h > 0 {
+		rec.acts[len(rec.acts)-2] = block[off : off+h : off+h]
+		off += h
+	}
+	nr := f.Arch.OutChannels() * B * f.nA
+	return rec, links, block[off : off+nr : off+nr]
 }
 
 // checkCall panics unless the slices fit B configurations (programming errors).
@@ -215,7 +321,7 @@ func (f *Flow[T]) checkCall(name string, B int, tape *Tape[T], links ...[]T) {
 			panic(fmt.Sprintf("nf: Flow.%s: links of length %d, want B·2V = %d", name, len(l), B*2*V))
 		}
 	}
-	if tape != nil && (B > tape.cap || tape.nLayers != f.Arch.NLayers || tape.perCfg != f.recordSize()) {
+	if tape != nil && (B > tape.cap || tape.nLayers != f.Arch.NLayers || tape.perCfg != f.recordSize(tape.recompute)) {
 		panic(fmt.Sprintf("nf: Flow.%s: tape for B ≤ %d of another flow or too small for B = %d", name, tape.cap, B))
 	}
 }
@@ -231,6 +337,9 @@ func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
 		panic(fmt.Sprintf("nf: Flow.Forward: len(logJ) = %d, want %d", len(logJ), B))
 	}
 	f.grow(B)
+	if tape != nil && tape.recompute != f.recompute {
+		f.layout(tape)
+	}
 	copy(x, z)
 	clear(logJ)
 	for k := range f.layers {
@@ -251,6 +360,9 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 		panic(fmt.Sprintf("nf: Flow.Reverse: len(logJ) = %d, want %d", len(logJ), B))
 	}
 	f.grow(B)
+	if tape != nil && tape.recompute != f.recompute {
+		f.layout(tape)
+	}
 	copy(z, x)
 	clear(logJ)
 	for k := len(f.layers) - 1; k >= 0; k-- {
@@ -262,19 +374,27 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 }
 
 // layerForward applies layer k (reverse: its inverse) to links in place.
+// In the recompute mode it keeps the links on the forward side of the layer
+// (the input going forward, the output in reverse).
 func (f *Flow[T]) layerForward(k int, links []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
 	V := f.Arch.L * f.Arch.L
 	c := &f.layers[k]
-	rec := f.layerRecord(tape, k, B)
-	f.k = kernelArgs[T]{layer: c, rec: rec, links: links, logJ: logJ, B: B, N: B * V, V: V}
+	rec, kept, rawA := f.layerRecord(tape, k, B)
+	if kept != nil && !reverse {
+		copy(kept, links)
+	}
+	f.k = kernelArgs[T]{layer: c, rec: rec, links: links, logJ: logJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
 	f.be.ParallelFor(B, f.inputsFn)
-	f.conditionerForward(c, rec, B)
+	f.conditionerForward(c, rec, B, len(c.convs))
 	if reverse {
 		f.be.ParallelFor(B, f.revFn)
 	} else {
 		f.be.ParallelFor(B, f.fwdFn)
 	}
 	f.k = kernelArgs[T]{}
+	if kept != nil && reverse {
+		copy(kept, links)
+	}
 }
 
 // BackwardForward is the vector–Jacobian product of the Forward call the
@@ -306,6 +426,33 @@ func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 	}
 }
 
+// BackwardReverseFromForward is the vector–Jacobian product of the REVERSE
+// flow at x = f(z), computed from the tape of the Forward call that
+// produced x (the three-pass REINFORCE: no Reverse call is needed). Given
+// gz = ∂L/∂z' for z' = f⁻¹(x) and glogJ = ∂L/∂logJ_rev (nil: zero), where
+// logJ_rev = Σ_layers −log g'(preimage) is the log J that Reverse would
+// return, it ADDS ∂L/∂θ (x held fixed) into f.Params.Grad and WRITES ∂L/∂x
+// into gx (nil: not returned). gx may be gz itself.
+//
+// This is exact, not an approximation: layer k of the reverse pass from x
+// sees the links the forward pass left after layer k, its conditioner sees
+// the same frozen plaquettes and loops (so the same activations), and the
+// preimage it solves for is the forward input plaquette P that the tape
+// holds. The reverse layer's parameter dependence — log J = −log g'(P(θ))
+// with P(θ) = g⁻¹(P' − t; θ) at fixed P', whose preimage moves with θ by
+// ∂P/∂θ = −(∂g/∂θ + ∂t/∂θ)/g'(P) — is what the reverse VJP computes
+// (splineSite.backwardInverse), here at the forward tape's P. The result
+// equals BackwardReverse after Reverse(x) up to rounding.
+func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
+	if tape == nil || tape.dir != tapeForward {
+		panic("nf: Flow.BackwardReverseFromForward: the tape holds no Forward call")
+	}
+	g := f.backwardStart("BackwardReverseFromForward", tape, gx, gz, glogJ)
+	for k := range f.layers {
+		f.layerBackward(k, g, glogJ, tape, true)
+	}
+}
+
 // backwardStart checks the arguments and returns the buffer that carries the
 // link gradient through the layers: dst if given, else scratch.
 func (f *Flow[T]) backwardStart(name string, tape *Tape[T], dst, src []T, glogJ []float64) []T {
@@ -328,13 +475,20 @@ func (f *Flow[T]) backwardStart(name string, tape *Tape[T], dst, src []T, glogJ 
 
 // layerBackward turns g from the gradient of layer k's output links into the
 // gradient of its input links (reverse: of the inverse layer), adding the
-// parameter gradients.
+// parameter gradients. In the recompute mode it first recomputes the
+// conditioner input and the spline argument from the kept links, and the
+// hidden activations before the kept one.
 func (f *Flow[T]) layerBackward(k int, g []T, glogJ []float64, tape *Tape[T], reverse bool) {
 	B := tape.B
 	V := f.Arch.L * f.Arch.L
 	c := &f.layers[k]
-	rec := f.layerRecord(tape, k, B)
-	f.k = kernelArgs[T]{layer: c, rec: rec, links: g, glogJ: glogJ, B: B, N: B * V, V: V}
+	rec, kept, rawA := f.layerRecord(tape, k, B)
+	if kept != nil {
+		f.k = kernelArgs[T]{layer: c, rec: rec, links: kept, B: B, N: B * V, V: V}
+		f.be.ParallelFor(B, f.inputsFn)
+		f.conditionerForward(c, rec, B, max(len(c.convs)-2, 0))
+	}
+	f.k = kernelArgs[T]{layer: c, rec: rec, links: g, glogJ: glogJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
 	if reverse {
 		f.be.ParallelFor(B, f.splineBwdRevFn)
 	} else {

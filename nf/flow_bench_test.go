@@ -78,32 +78,116 @@ func BenchmarkCouplingLayer(b *testing.B) {
 	}
 }
 
-// TestFlowDoesNotAllocate: Forward, Reverse and both backward passes do not
-// allocate once the scratch has grown.
+// TestFlowDoesNotAllocate: Forward, Reverse and the backward passes do not
+// allocate once the scratch has grown, in both tape modes.
 func TestFlowDoesNotAllocate(t *testing.T) {
 	const L, B = 8, 4
 	fl, z := benchFlow(t, L, 2, B)
 	x := make([]float32, len(z))
 	g := make([]float32, len(z))
 	logJ := make([]float64, B)
-	tape := fl.NewTape(B)
-	for _, c := range []struct {
-		name string
-		fn   func()
-	}{
-		{"Forward", func() { fl.Forward(x, z, logJ, B, nil) }},
-		{"Forward+BackwardForward", func() {
-			fl.Forward(x, z, logJ, B, tape)
-			fl.BackwardForward(tape, g, x, logJ)
-		}},
-		{"Reverse+BackwardReverse", func() {
-			fl.Reverse(x, z, logJ, B, tape)
-			fl.BackwardReverse(tape, nil, x, logJ)
-		}},
-	} {
-		c.fn()
-		if n := testing.AllocsPerRun(5, c.fn); n != 0 {
-			t.Errorf("%s: %v allocations per call", c.name, n)
+	for _, recompute := range []bool{false, true} {
+		fl.SetRecompute(recompute)
+		tape := fl.NewTape(B)
+		for _, c := range []struct {
+			name string
+			fn   func()
+		}{
+			{"Forward", func() { fl.Forward(x, z, logJ, B, nil) }},
+			{"Forward+BackwardForward", func() {
+				fl.Forward(x, z, logJ, B, tape)
+				fl.BackwardForward(tape, g, x, logJ)
+			}},
+			{"Forward+BackwardReverseFromForward", func() {
+				fl.Forward(x, z, logJ, B, tape)
+				fl.BackwardReverseFromForward(tape, g, x, logJ)
+			}},
+			{"Reverse+BackwardReverse", func() {
+				fl.Reverse(x, z, logJ, B, tape)
+				fl.BackwardReverse(tape, nil, x, logJ)
+			}},
+		} {
+			c.fn()
+			if n := testing.AllocsPerRun(5, c.fn); n != 0 {
+				t.Errorf("recompute=%v: %s: %v allocations per call", recompute, c.name, n)
+			}
+		}
+	}
+}
+
+// Benchmark sizes of BenchmarkGradientStep: a few layers of the paper's
+// architecture (the time per layer does not depend on their number) and a
+// micro-batch of 16 on 2 cores.
+const (
+	benchStepLayers = 8
+	benchStepBatch  = 16
+)
+
+// BenchmarkGradientStep times the flow's part of one gradient step per
+// configuration, without the action, in float32 with the paper's
+// architecture (benchStepLayers layers; the time and memory scale with the
+// number of layers) at L = 8 and 16, for both tape modes:
+//
+//	rt:   Forward with tape + BackwardForward (upstream: a fixed "force")
+//	re3:  Forward with tape + BackwardReverseFromForward (three-pass REINFORCE)
+//	re4:  Forward + Reverse with tape + BackwardReverse (four-pass REINFORCE)
+//
+// Metrics: ns/cfg, the time per configuration; tape-B/cfg, the bytes kept
+// for the backward pass per configuration (all layers); store-all-B/cfg,
+// what keeping every activation would cost; tape-buffers.
+func BenchmarkGradientStep(b *testing.B) {
+	const B = benchStepBatch
+	for _, L := range []int{8, 16} {
+		fl, z := benchFlow(b, L, benchStepLayers, B)
+		x := make([]float32, len(z))
+		zr := make([]float32, len(z))
+		gx := make([]float32, len(z))
+		gz := make([]float32, len(z))
+		for i := range gx {
+			gx[i] = 1e-3 * float32(i%7)
+		}
+		logJ, glogJ := make([]float64, B), make([]float64, B)
+		for i := range glogJ {
+			glogJ[i] = float64(i%3) - 1
+		}
+		steps := []struct {
+			name string
+			fn   func(tape *Tape[float32])
+		}{
+			{"rt", func(tape *Tape[float32]) {
+				fl.Forward(x, z, logJ, B, tape)
+				fl.BackwardForward(tape, nil, gx, glogJ)
+			}},
+			{"re3", func(tape *Tape[float32]) {
+				fl.Forward(x, z, logJ, B, tape)
+				fl.BackwardReverseFromForward(tape, nil, gz, glogJ)
+			}},
+			{"re4", func(tape *Tape[float32]) {
+				fl.Forward(x, z, logJ, B, nil)
+				fl.Reverse(zr, x, logJ, B, tape)
+				fl.BackwardReverse(tape, nil, gz, glogJ)
+			}},
+		}
+		for _, recompute := range []bool{true, false} {
+			fl.SetRecompute(recompute)
+			tape := fl.NewTape(B)
+			mode := "store-all"
+			if recompute {
+				mode = "recompute"
+			}
+			for _, st := range steps {
+				b.Run(fmt.Sprintf("L=%d/%s/%s", L, st.name, mode), func(b *testing.B) {
+					st.fn(tape)
+					b.ResetTimer()
+					for b.Loop() {
+						st.fn(tape)
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*B), "ns/cfg")
+					b.ReportMetric(float64(tape.BytesPerConfig()), "tape-B/cfg")
+					b.ReportMetric(float64(fl.StoreAllBytesPerConfigLayer()*benchStepLayers), "store-all-B/cfg")
+					b.ReportMetric(float64(tape.Buffers()), "tape-buffers")
+				})
+			}
 		}
 	}
 }

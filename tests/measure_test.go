@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"nfschwinger/internal/h5"
+	nfio "nfschwinger/io"
+	"nfschwinger/nf"
 )
 
 // Reference tolerances (shared/vectors/README.md, issue 2): the vectors are
@@ -285,5 +287,198 @@ func assertNoTemp(t *testing.T, dir string) {
 	m, _ := filepath.Glob(filepath.Join(dir, ".*.tmp"))
 	if len(m) > 0 {
 		t.Errorf("temporary files left behind: %v", m)
+	}
+}
+
+const flowL8 = "../../shared/vectors/flow_L8.h5"
+
+// Tolerances of measure -checkpoint against flow_L8.h5 (float64 results of
+// the seed's PyTorch code on forward/x).
+const (
+	// ckptTol64: in float64 log q and z agree with the reference to
+	// rounding amplified by 8 layers of conditioners (about 1e-13); the
+	// bound of the issue is 1e-9.
+	ckptTol64 = 1e-9
+	// ckptAngleTol32: in float32 the input angles alone are rounded by up
+	// to ε₃₂/2·2π ≈ 3.7e-7 rad, and each of the 8 layers adds rounding of
+	// the same order plus the conditioner's (fan-in 576: ε₃₂·√576
+	// relative) times an O(1) derivative: about 1e-6 rad, bound 1e-5.
+	ckptAngleTol32 = 1e-5
+	// ckptLogqTol32: log q sums 8 layers × V/4 = 128 log-derivatives, each
+	// carrying the angle error above times |∂ log g'/∂x| = O(10) and its
+	// own float32 rounding: a few 1e-5, bound 3e-4 (log q ≈ −800, so
+	// 4e-7 relative).
+	ckptLogqTol32 = 3e-4
+)
+
+// angleDist is the distance of two angles on the circle.
+func angleDist(a, b float64) float64 {
+	d := math.Mod(math.Abs(a-b), 2*math.Pi)
+	return math.Min(d, 2*math.Pi-d)
+}
+
+// writeCheckpointOf writes the weights of the bare weight file src as a
+// training checkpoint (model in /model) at dst.
+func writeCheckpointOf(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := h5.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	arch, err := nfio.ReadArch(f, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := nf.NewFlow[float64](arch, nf.CPU(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nfio.ReadModelInto(f, "/", flow.Params); err != nil {
+		t.Fatal(err)
+	}
+	n := flow.Params.Len()
+	st := nfio.TrainState{Step: 3, AdamStep: 3, M: make([]float64, n), V: make([]float64, n), Config: "# test"}
+	if err := nfio.WriteCheckpoint(dst, arch, flow.Params, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMeasureCheckpoint runs measure -checkpoint on the configurations
+// forward/x of flow_L8.h5, with the file itself as a bare weight file and
+// with its weights in a training checkpoint: logq must reproduce
+// forward/logq and z the prior samples z, in float64 and float32; the
+// observables are those of measure without a model.
+func TestMeasureCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	x, shape := readAll(t, flowL8, "forward/x")
+	writeLinks(t, filepath.Join(dir, "x.h5"), x, shape)
+	writeCheckpointOf(t, flowL8, filepath.Join(dir, "ckpt.h5"))
+	wantLogq, _ := readAll(t, flowL8, "forward/logq")
+	wantZ, _ := readAll(t, flowL8, "z")
+	weights, err := filepath.Abs(flowL8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := []struct {
+		name, model, precision, out string
+		angTol, logqTol             float64
+	}{
+		{"bare float64", weights, "float64", "bare64.h5", ckptTol64, ckptTol64},
+		{"checkpoint float64", "ckpt.h5", "float64", "ckpt64.h5", ckptTol64, ckptTol64},
+		{"bare float32", weights, "float32", "bare32.h5", ckptAngleTol32, ckptLogqTol32},
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			_, stderr, status := runNF(t, dir, "measure", "-checkpoint", r.model, "-precision", r.precision, "x.h5", r.out)
+			if status != 0 {
+				t.Fatalf("exit status %d: %s", status, stderr)
+			}
+			out := filepath.Join(dir, r.out)
+			logq, lshape := readAll(t, out, "logq")
+			if !slices.Equal(lshape, []int{shape[0]}) {
+				t.Fatalf("logq has shape %v, want (%d)", lshape, shape[0])
+			}
+			worst := 0.0
+			for b := range wantLogq {
+				if d := math.Abs(logq[b] - wantLogq[b]); !(d <= worst) {
+					worst = d
+				}
+			}
+			if !(worst <= r.logqTol) {
+				t.Errorf("logq %v, want %v: |difference| %.3g > %g", logq, wantLogq, worst, r.logqTol)
+			}
+			z, zshape := readAll(t, out, "z")
+			if !slices.Equal(zshape, shape) {
+				t.Fatalf("z has shape %v, want %v", zshape, shape)
+			}
+			worst, at := 0.0, 0
+			for i := range wantZ {
+				if z[i] < 0 || z[i] >= 2*math.Pi {
+					t.Fatalf("z[%d] = %v outside [0, 2π)", i, z[i])
+				}
+				if d := angleDist(z[i], wantZ[i]); !(d <= worst) {
+					worst, at = d, i
+				}
+			}
+			if !(worst <= r.angTol) {
+				t.Errorf("z[%d] = %.17g, want %.17g: distance on the circle %.3g > %g", at, z[at], wantZ[at], worst, r.angTol)
+			}
+			t.Logf("%s: max |Δ logq| %.3g, max |Δz| %.3g", r.name, maxAbs(logq, wantLogq), worst)
+		})
+	}
+	// The weight file and the checkpoint are the same model; the
+	// observables do not depend on the model.
+	for _, name := range append([]string{"logq", "z"}, measureDatasets...) {
+		a, _ := readAll(t, filepath.Join(dir, "bare64.h5"), name)
+		b, _ := readAll(t, filepath.Join(dir, "ckpt64.h5"), name)
+		if !slices.Equal(a, b) {
+			t.Errorf("%s: weight file and checkpoint give different results", name)
+		}
+	}
+	if _, stderr, status := runNF(t, dir, "measure", "x.h5", "plain.h5"); status != 0 {
+		t.Fatalf("measure without a model: exit status %d: %s", status, stderr)
+	}
+	for _, name := range measureDatasets {
+		a, _ := readAll(t, filepath.Join(dir, "bare32.h5"), name)
+		b, _ := readAll(t, filepath.Join(dir, "plain.h5"), name)
+		if !slices.Equal(a, b) {
+			t.Errorf("%s: differs with and without -checkpoint", name)
+		}
+	}
+}
+
+func maxAbs(a, b []float64) float64 {
+	m := 0.0
+	for i := range a {
+		m = math.Max(m, math.Abs(a[i]-b[i]))
+	}
+	return m
+}
+
+// TestMeasureCheckpointErrors: a model for another lattice size, a missing
+// or broken model file and a bad precision end with exit status 2, one line
+// on stderr, and no output.
+func TestMeasureCheckpointErrors(t *testing.T) {
+	dir := t.TempDir()
+	weights, err := filepath.Abs(flowL8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, shape := readAll(t, "../../shared/vectors/schwinger_L4.h5", "links")
+	writeLinks(t, filepath.Join(dir, "l4.h5"), links, shape)
+	x, xshape := readAll(t, flowL8, "forward/x")
+	writeLinks(t, filepath.Join(dir, "x.h5"), x, xshape)
+	os.WriteFile(filepath.Join(dir, "text.h5"), []byte("not HDF5\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"lattice mismatch", []string{"-checkpoint", weights, "l4.h5", "o.h5"},
+			"is for L = 8, the configurations in l4.h5 have L = 4"},
+		{"missing model", []string{"-checkpoint", "nope.h5", "x.h5", "o.h5"}, "nope.h5: no such file"},
+		{"model not hdf5", []string{"-checkpoint", "text.h5", "x.h5", "o.h5"}, "text.h5: not an HDF5 file"},
+		{"no model in file", []string{"-checkpoint", "x.h5", "x.h5", "o.h5"}, "holds no model: no attribute L on /"},
+		{"bad precision", []string{"-checkpoint", weights, "-precision", "float16", "x.h5", "o.h5"}, `-precision "float16"`},
+		{"precision without model", []string{"-precision", "float64", "x.h5", "o.h5"}, "-precision applies only with -checkpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, status := runNF(t, dir, append([]string{"measure"}, tc.args...)...)
+			if status != 2 {
+				t.Errorf("exit status %d, want 2 (stderr %q)", status, stderr)
+			}
+			if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q: want one line containing %q", stderr, tc.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "o.h5")); err == nil {
+				t.Error("output o.h5 was created")
+			}
+			assertNoTemp(t, dir)
+		})
 	}
 }

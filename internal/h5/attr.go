@@ -32,6 +32,7 @@ func (f *File) holder(path string) (attrHolder, func(), error) {
 // the root). Scalars and one-dimensional attributes are both returned as a
 // slice.
 func ReadAttr[T Number](f *File, path, name string) ([]T, error) {
+	defer enter()()
 	h, done, err := f.holder(path)
 	if err != nil {
 		return nil, err
@@ -59,6 +60,7 @@ func ReadAttr[T Number](f *File, path, name string) ([]T, error) {
 
 // ReadScalarAttr reads a scalar numeric attribute.
 func ReadScalarAttr[T Number](f *File, path, name string) (T, error) {
+	defer enter()()
 	v, err := ReadAttr[T](f, path, name)
 	if err != nil {
 		return 0, err

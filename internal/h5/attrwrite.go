@@ -122,12 +122,14 @@ func (f *File) object(path string, create bool) (C.hid_t, func(), error) {
 // values, stored with T's type. A missing group at path is created; an
 // existing attribute of that name is replaced.
 func WriteAttr[T Number](f *File, path, name string, values []T) error {
+	defer enter()()
 	return writeNumAttr(f, path, name, values, 1)
 }
 
 // WriteScalarAttr writes a scalar numeric attribute (as h5py writes a
 // Python int or float), replacing an existing one; see WriteAttr.
 func WriteScalarAttr[T Number](f *File, path, name string, v T) error {
+	defer enter()()
 	return writeNumAttr(f, path, name, []T{v}, 0)
 }
 
@@ -155,6 +157,7 @@ func writeNumAttr[T Number](f *File, path, name string, values []T, rank int) er
 // as h5py writes a Python str), replacing an existing one; see WriteAttr.
 // value must not contain NUL bytes.
 func WriteStringAttr(f *File, path, name, value string) error {
+	defer enter()()
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("%s: attribute %s of %s: value contains a NUL byte", f.path, name, path)
 	}
@@ -176,6 +179,7 @@ func WriteStringAttr(f *File, path, name, value string) error {
 // fixed-length (trailing NULs and padding spaces of fixed-length strings are
 // kept as HDF5 returns them, up to the first NUL).
 func ReadStringAttr(f *File, path, name string) (string, error) {
+	defer enter()()
 	id, done, err := f.object(path, false)
 	if err != nil {
 		return "", err
@@ -201,6 +205,7 @@ func ReadStringAttr(f *File, path, name string) (string, error) {
 // HasAttr reports whether the object at path has an attribute name; false
 // when the object does not exist.
 func HasAttr(f *File, path, name string) bool {
+	defer enter()()
 	id, done, err := f.object(path, false)
 	if err != nil {
 		return false

@@ -13,14 +13,22 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"gonum.org/v1/hdf5"
 )
 
-// HDF5 prints its error stack to stderr by default; every failure reaches
-// the caller as an error instead.
-func init() { C.quiet() }
+// enter prepares a call into HDF5 and returns the function that ends it.
+// HDF5 prints its error stack to stderr by default, and Debian's library is
+// built thread-safe, which makes that setting per OS thread: every exported
+// function of this package pins its goroutine to its thread and silences
+// the printing there, so failures reach the caller only as errors.
+func enter() func() {
+	runtime.LockOSThread()
+	C.quiet()
+	return runtime.UnlockOSThread
+}
 
 // memType returns HDF5's native type for T; the caller closes it.
 func memType[T Number]() *hdf5.Datatype {

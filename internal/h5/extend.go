@@ -25,6 +25,7 @@ const unlimited = ^uint(0)
 // OpenRW opens an existing HDF5 file for reading and writing (to append to
 // its extendible datasets or add objects).
 func OpenRW(path string) (*File, error) {
+	defer enter()()
 	if !hdf5.IsHDF5(path) {
 		return nil, fmt.Errorf("open %s: not an HDF5 file (or missing)", path)
 	}
@@ -41,6 +42,7 @@ func OpenRW(path string) (*File, error) {
 // (a one-dimensional dataset of scalars). chunkRows must be positive and
 // every entry of rowShape non-negative; otherwise CreateExtendible panics.
 func CreateExtendible[T Number](f *File, path string, rowShape []int, chunkRows int) error {
+	defer enter()()
 	if chunkRows < 1 {
 		panic(fmt.Sprintf("h5: CreateExtendible %s: chunkRows = %d", path, chunkRows))
 	}
@@ -88,6 +90,7 @@ func CreateExtendible[T Number](f *File, path string, rowShape []int, chunkRows 
 // panics. The values are converted to the dataset's element type. Appending
 // to a dataset that was not created extendible is an error.
 func Append[T Number](f *File, path string, rows []T) error {
+	defer enter()()
 	ds, err := f.f.OpenDataset(path)
 	if err != nil {
 		return fmt.Errorf("%s: dataset %s: %w", f.path, path, err)
@@ -136,6 +139,7 @@ func Append[T Number](f *File, path string, rows []T) error {
 // dataset with at most rows rows is left as it is. rows must be
 // non-negative.
 func Truncate(f *File, path string, rows int) error {
+	defer enter()()
 	if rows < 0 {
 		panic(fmt.Sprintf("h5: Truncate %s to %d rows", path, rows))
 	}
@@ -161,6 +165,7 @@ func Truncate(f *File, path string, rows int) error {
 // Rows returns the length of the first axis of the dataset at path (the
 // number of rows appended so far for an extendible dataset).
 func Rows(f *File, path string) (int, error) {
+	defer enter()()
 	ds, err := f.f.OpenDataset(path)
 	if err != nil {
 		return 0, fmt.Errorf("%s: dataset %s: %w", f.path, path, err)
@@ -178,6 +183,7 @@ func Rows(f *File, path string) (int, error) {
 // The dataset need not be extendible. A range outside the dataset is an
 // error.
 func ReadRows[T Number](f *File, path string, start, n int) ([]T, []int, error) {
+	defer enter()()
 	ds, err := f.f.OpenDataset(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: dataset %s: %w", f.path, path, err)

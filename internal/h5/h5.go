@@ -22,6 +22,7 @@ type File struct {
 
 // Open opens an existing file read-only.
 func Open(path string) (*File, error) {
+	defer enter()()
 	if !hdf5.IsHDF5(path) {
 		return nil, fmt.Errorf("open %s: not an HDF5 file (or missing)", path)
 	}
@@ -34,6 +35,7 @@ func Open(path string) (*File, error) {
 
 // Create creates (truncating) a file for writing.
 func Create(path string) (*File, error) {
+	defer enter()()
 	f, err := hdf5.CreateFile(path, hdf5.F_ACC_TRUNC)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
@@ -50,6 +52,7 @@ func (f *File) Raw() *hdf5.File { return f.f }
 
 // Close closes the file.
 func (f *File) Close() error {
+	defer enter()()
 	if err := f.f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", f.path, err)
 	}
@@ -58,6 +61,7 @@ func (f *File) Close() error {
 
 // Flush asks HDF5 to write its buffers to the file.
 func (f *File) Flush() error {
+	defer enter()()
 	if err := f.f.Flush(hdf5.F_SCOPE_GLOBAL); err != nil {
 		return fmt.Errorf("flush %s: %w", f.path, err)
 	}
@@ -67,6 +71,7 @@ func (f *File) Flush() error {
 // Exists reports whether the object at path (group or dataset) exists. Every
 // intermediate group is checked, so a missing parent is not an error.
 func (f *File) Exists(path string) bool {
+	defer enter()()
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	cur := ""
 	for _, p := range parts {
@@ -80,6 +85,7 @@ func (f *File) Exists(path string) bool {
 
 // Shape returns the dimensions of the dataset at path.
 func (f *File) Shape(path string) ([]int, error) {
+	defer enter()()
 	ds, err := f.f.OpenDataset(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: dataset %s: %w", f.path, path, err)
@@ -118,6 +124,7 @@ const maxElements = 1 << 34
 // Read reads the whole numeric dataset at path, converting to T, and returns
 // the data in row-major order with the shape.
 func Read[T Number](f *File, path string) ([]T, []int, error) {
+	defer enter()()
 	ds, err := f.f.OpenDataset(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: dataset %s: %w", f.path, path, err)
@@ -147,6 +154,7 @@ func Read[T Number](f *File, path string) ([]T, []int, error) {
 // writes data, creating missing parent groups. len(data) must equal the
 // product of shape.
 func Write[T Number](f *File, path string, data []T, shape []int) error {
+	defer enter()()
 	n := 1
 	dims := make([]uint, len(shape))
 	for i, v := range shape {

@@ -1,0 +1,179 @@
+package app
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+
+	"nfschwinger/internal/stats"
+)
+
+// Plot sizes and colours.
+var (
+	plotWidth  = 16 * vg.Centimeter
+	plotHeight = 10 * vg.Centimeter
+	grey       = color.RGBA{R: 170, G: 170, B: 170, A: 255}
+	blue       = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	red        = color.RGBA{R: 214, G: 39, B: 40, A: 255}
+)
+
+// writePlots writes the plots that the available data allow and returns
+// their paths: ess.png (training ESS against step with its moving
+// average), acceptance.png (acceptance probes against step, if the
+// history has them), chain_history.png (an excerpt of the Monte Carlo
+// history of the sign and the condensate, long rejection runs in red).
+func writePlots(a *analysis, opts analyzeOptions) ([]string, error) {
+	var files []string
+	if err := os.MkdirAll(opts.PlotDir, 0o755); err != nil {
+		return nil, err
+	}
+	if t := a.Training; t != nil && t.Rows > 0 {
+		path := filepath.Join(opts.PlotDir, "ess.png")
+		if err := plotESS(path, t, opts.Window); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+		if xy := finiteXY(t.step, t.acceptance); len(xy) > 0 {
+			path := filepath.Join(opts.PlotDir, "acceptance.png")
+			if err := plotAcceptance(path, xy); err != nil {
+				return files, err
+			}
+			files = append(files, path)
+		}
+	}
+	if c := a.Chain; c != nil && c.Steps > 0 {
+		path := filepath.Join(opts.PlotDir, "chain_history.png")
+		if err := plotChainHistory(path, c, opts); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+	}
+	return files, nil
+}
+
+// finiteXY pairs x and y where y is finite.
+func finiteXY(x, y []float64) plotter.XYs {
+	var xy plotter.XYs
+	for i := range min(len(x), len(y)) {
+		if !math.IsNaN(y[i]) && !math.IsInf(y[i], 0) {
+			xy = append(xy, plotter.XY{X: x[i], Y: y[i]})
+		}
+	}
+	return xy
+}
+
+func plotESS(path string, t *trainingStats, window int) error {
+	p := plot.New()
+	p.Title.Text = "Effective sample size during training"
+	p.X.Label.Text = "gradient step"
+	p.Y.Label.Text = "ESS"
+	raw, err := plotter.NewLine(finiteXY(t.step, t.ess))
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	raw.Color = grey
+	avg, err := plotter.NewLine(finiteXY(t.step, stats.MovingAverage(t.ess, window)))
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	avg.Color, avg.Width = blue, vg.Points(1.5)
+	p.Add(plotter.NewGrid(), raw, avg)
+	p.Legend.Add("per step", raw)
+	p.Legend.Add(fmt.Sprintf("moving average over %d rows", window), avg)
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Y.Min = 0
+	return savePlot(p, path)
+}
+
+func plotAcceptance(path string, xy plotter.XYs) error {
+	p := plot.New()
+	p.Title.Text = "Metropolis acceptance during training"
+	p.X.Label.Text = "gradient step"
+	p.Y.Label.Text = "acceptance rate"
+	l, s, err := plotter.NewLinePoints(xy)
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	l.Color, s.Color = blue, blue
+	p.Add(plotter.NewGrid(), l, s)
+	p.Y.Min, p.Y.Max = 0, 1
+	return savePlot(p, path)
+}
+
+// plotChainHistory draws steps [from, from+excerpt) of the sign and the
+// condensate of the chain, one panel each, with the rejection runs longer
+// than opts.LongRun in red.
+func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
+	from := min(opts.From, c.Steps-1)
+	to := min(from+opts.Excerpt, c.Steps)
+	series := []struct {
+		name string
+		y    []float64
+	}{{"sign of det D", c.data.State.Sign}, {"condensate", c.data.State.Condensate}}
+	rows := make([][]*plot.Plot, len(series))
+	for k, s := range series {
+		p := plot.New()
+		p.Y.Label.Text = s.name
+		if k == len(series)-1 {
+			p.X.Label.Text = "chain step"
+		} else {
+			p.Title.Text = fmt.Sprintf("Monte Carlo history, steps %d to %d (red: rejection runs > %d steps)", from, to-1, opts.LongRun)
+		}
+		xy := make(plotter.XYs, 0, to-from)
+		for i := from; i < to; i++ {
+			xy = append(xy, plotter.XY{X: float64(i), Y: s.y[i]})
+		}
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", path, err)
+		}
+		l.Width = vg.Points(0.6)
+		p.Add(l)
+		for _, r := range c.runs {
+			if r.Len <= opts.LongRun || r.Start+r.Len <= from || r.Start >= to {
+				continue
+			}
+			// The run repeats the state of step r.Start−1.
+			a, b := max(r.Start-1, from), min(r.Start+r.Len-1, to-1)
+			seg, err := plotter.NewLine(plotter.XYs{{X: float64(a), Y: s.y[b]}, {X: float64(b), Y: s.y[b]}})
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", path, err)
+			}
+			seg.Color, seg.Width = red, vg.Points(2.5)
+			p.Add(seg)
+		}
+		p.X.Min, p.X.Max = float64(from), float64(max(to-1, from+1))
+		rows[k] = []*plot.Plot{p}
+	}
+	img := vgimg.New(plotWidth, 1.4*plotHeight)
+	dc := draw.New(img)
+	canvases := plot.Align(rows, draw.Tiles{Rows: len(rows), Cols: 1, PadY: vg.Millimeter}, dc)
+	for k := range rows {
+		rows[k][0].Draw(canvases[k][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("plot: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// savePlot writes p as PNG to path.
+func savePlot(p *plot.Plot, path string) error {
+	if err := p.Save(plotWidth, plotHeight, path); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nfschwinger/lgt"
+	"nfschwinger/nf"
+)
+
+// tinyBench are the options of a benchmark small enough for a unit test:
+// L = 4, one layer with 8 hidden channels, two micro-batches of 2.
+func tinyBench() benchOptions {
+	return benchOptions{Ls: []int{4}, Estimators: []nf.Estimator{nf.REINFORCE, nf.ReparamTrick, nf.PathGradient},
+		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, hidden: []int{8, 8}}
+}
+
+// TestBenchJSON: with -json every line is one JSON object; the step rows
+// (one per estimator) have every field of the interface, all positive, and
+// the action row has both timings.
+func TestBenchJSON(t *testing.T) {
+	var out, progress bytes.Buffer
+	args := []string{"-L", "4", "-layers", "1", "-batch", "4", "-micro-batch", "2", "-steps", "1", "-sgemm-n", "256", "-json"}
+	if err := cmdBench(args, &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	fields := []string{"L", "batch", "micro_batch", "step_seconds", "loss_seconds", "backward_seconds",
+		"peak_rss_bytes", "kept_bytes", "kept_buffers", "conv_gflops", "sgemm_gflops"}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	seen := map[string]bool{}
+	actions := 0
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		switch m["kind"] {
+		case "step":
+			est, _ := m["estimator"].(string)
+			seen[est] = true
+			for _, f := range fields {
+				v, ok := m[f].(float64)
+				if !ok || !(v > 0) {
+					t.Errorf("%s: field %s = %v, want a positive number", est, f, m[f])
+				}
+			}
+			if want := map[string]any{"reinforce": "four-pass"}[est]; m["form"] != want {
+				t.Errorf("%s: form %v, want %v", est, m["form"], want)
+			}
+			if m["L"] != 4.0 || m["batch"] != 4.0 || m["micro_batch"] != 2.0 {
+				t.Errorf("%s: L, batch, micro_batch = %v, %v, %v; want 4, 4, 2", est, m["L"], m["batch"], m["micro_batch"])
+			}
+			if s, l, b := m["step_seconds"].(float64), m["loss_seconds"].(float64), m["backward_seconds"].(float64); !(l < s && b < s) {
+				t.Errorf("%s: loss %v s and backward %v s not both below the step %v s", est, l, b, s)
+			}
+		case "action":
+			actions++
+			for _, f := range []string{"evenodd_seconds", "dense_seconds"} {
+				if v, ok := m[f].(float64); !ok || !(v > 0) {
+					t.Errorf("action: %s = %v, want a positive number", f, m[f])
+				}
+			}
+		default:
+			t.Errorf("line %q: unknown kind", line)
+		}
+	}
+	for _, e := range []string{"reinforce", "rt", "path"} {
+		if !seen[e] {
+			t.Errorf("no row for estimator %s", e)
+		}
+	}
+	if actions != 1 {
+		t.Errorf("%d action rows, want 1", actions)
+	}
+}
+
+// TestBenchTableAndPlot: the markdown tables have a header, a separator and
+// one row per (L, estimator) with the header's number of cells, and the
+// plot is a PNG.
+func TestBenchTableAndPlot(t *testing.T) {
+	o := tinyBench()
+	o.Ls = []int{4, 8}
+	o.Estimators = []nf.Estimator{nf.REINFORCE, nf.ReparamTrick}
+	o.Batch = o.Micro // the Trainer's three-pass REINFORCE, and the four-pass row beside it
+	o.Plot = filepath.Join(t.TempDir(), "steps.png")
+	var out, progress bytes.Buffer
+	if err := runBench(o, &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	tables := [][]string{}
+	var cur []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "|") {
+			cur = append(cur, line)
+		} else if cur != nil {
+			tables = append(tables, cur)
+			cur = nil
+		}
+	}
+	if len(tables) != 2 {
+		t.Fatalf("%d tables, want 2 (steps, action):\n%s", len(tables), out.String())
+	}
+	for i, want := range []int{2 + 6, 2 + 2} {
+		tab := tables[i]
+		if len(tab) != want {
+			t.Errorf("table %d has %d lines, want %d:\n%s", i, len(tab), want, strings.Join(tab, "\n"))
+			continue
+		}
+		cells := strings.Count(tab[0], "|")
+		for _, line := range tab {
+			if strings.Count(line, "|") != cells {
+				t.Errorf("table %d: line %q has %d separators, header %d", i, line, strings.Count(line, "|"), cells)
+			}
+			if strings.Contains(line, "NaN") || strings.Contains(line, "Inf") {
+				t.Errorf("table %d: line %q has a non-finite value", i, line)
+			}
+		}
+		if !strings.HasPrefix(tab[1], "|---") {
+			t.Errorf("table %d: no separator line: %q", i, tab[1])
+		}
+	}
+	for _, h := range []string{"step s", "loss s", "backward s", "peak RSS", "kept", "conv GFLOP/s", "sgemm GFLOP/s"} {
+		if !strings.Contains(tables[0][0], h) {
+			t.Errorf("header %q lacks %q", tables[0][0], h)
+		}
+	}
+	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
+		!strings.Contains(tables[0][7], "| 8 | rt |") {
+		t.Errorf("rows out of order:\n%s", strings.Join(tables[0], "\n"))
+	}
+	f, err := os.Open(o.Plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("plot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+		t.Errorf("plot is %v", b)
+	}
+}
+
+// TestBenchUsage: bad flags are usage errors.
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"-L", "6"},
+		{"-L", "8,x"},
+		{"-estimators", "reinforce,magic"},
+		{"-batch", "5", "-micro-batch", "2"},
+		{"-layers", "0"},
+		{"-steps", "0"},
+		{"extra"},
+	} {
+		var out, progress bytes.Buffer
+		err := cmdBench(args, &out, &progress)
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%q: error %v, want a usage error", args, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: printed %q", args, out.String())
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		x    []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.x); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.x, got, tc.want)
+		}
+	}
+}
+
+// TestFourPassMatchesTrainer: the bench's four-pass REINFORCE step gives
+// bit for bit the gradient of nf.Trainer.Step, which runs the four-pass form
+// when the batch holds several micro-batches; so the four-pass row times
+// the same computation.
+func TestFourPassMatchesTrainer(t *testing.T) {
+	o := tinyBench()
+	be := nf.CPU(0)
+	grads := make([][]float32, 2)
+	for k := range grads {
+		flow, err := nf.NewFlow[float32](o.arch(4), be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
+		pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 0)
+		tr := nf.NewTrainer(flow, pool, nf.REINFORCE, o.Micro, o.Seed)
+		if k == 0 {
+			st, err := tr.Step(nf.Local{}, 3, 0, o.Batch, o.Batch)
+			if err != nil || st.ThreePass {
+				t.Fatalf("Trainer.Step: three-pass %v, %v", st.ThreePass, err)
+			}
+		} else if err := newFourPass(tr, pool, o.Batch).step(3); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Timings.Passes == 0 || tr.Timings.BackwardPasses == 0 {
+			t.Errorf("run %d: timings not filled: %+v", k, tr.Timings)
+		}
+		grads[k] = flow.Params.Grad
+	}
+	nonzero := false
+	for i := range grads[0] {
+		if grads[0][i] != grads[1][i] {
+			t.Fatalf("gradient %d: Trainer %v, bench four-pass %v", i, grads[0][i], grads[1][i])
+		}
+		nonzero = nonzero || grads[0][i] != 0
+	}
+	if !nonzero {
+		t.Fatal("the gradient is zero")
+	}
+}

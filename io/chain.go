@@ -1,0 +1,600 @@
+package nfio
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"nfschwinger/internal/h5"
+)
+
+// ChainFormat and ChainVersion identify chain.h5 (root attributes "format"
+// and "version").
+const (
+	ChainFormat  = "nfschwinger chain"
+	ChainVersion = 1
+)
+
+// ChainObservables are the four observables of one configuration kept in
+// chain.h5 (conventions of shared/vectors/README.md).
+type ChainObservables struct {
+	Condensate        float64 // Re Tr D⁻¹ / V
+	Sign              float64 // sign of det D, ±1
+	TopologicalCharge float64 // Σ_x wrap(P(x)) / 2π
+	Plaquette         float64 // Σ_x cos P(x) / V
+}
+
+// ChainRow is one step of the NMCMC chain: the proposal offered at that
+// step, whether it was accepted, and the state of the chain afterwards.
+type ChainRow struct {
+	Accepted bool             // the proposal became the state (the first step always does)
+	LogQ     float64          // log q of the proposal
+	LogP     float64          // log p = −S of the proposal, unnormalized
+	LogW     float64          // LogP − LogQ of the proposal
+	State    ChainObservables // observables of the chain's state after the step
+	Proposal ChainObservables // observables of the proposal (for importance sampling)
+}
+
+// ChainMeta describes a chain: what must agree for a chain to be continued.
+type ChainMeta struct {
+	L           int     // lattice extent
+	Beta, Kappa float64 // couplings
+	Seed        int64   // [sample] seed: key of the proposal and accept streams
+	SaveConfigs bool    // the file has the dataset "configs"
+	Precision   string  // "float32" or "float64", the flow's precision
+	ModelHash   string  // hex SHA-256 of the flow's architecture and parameters
+	Source      string  // checkpoint the model was read from ("" if none)
+}
+
+// Same reports whether a chain with meta o continues one with meta m: all
+// fields but Source agree.
+func (m ChainMeta) Same(o ChainMeta) bool {
+	o.Source = m.Source
+	return m == o
+}
+
+// chainColumn is one float64 dataset of chain.h5 with its description.
+type chainColumn struct {
+	name, doc string
+	get       func(*ChainRow) *float64
+}
+
+// chainColumns are the float64 datasets of chain.h5 in file order (the
+// uint8 dataset "accepted" and the float32 "configs" are handled apart).
+var chainColumns = []chainColumn{
+	{"logq", "log q(phi) of the proposal offered at this step", func(r *ChainRow) *float64 { return &r.LogQ }},
+	{"logp", "log p(phi) = -S(phi) of the proposal, unnormalized", func(r *ChainRow) *float64 { return &r.LogP }},
+	{"logw", "log weight logp - logq of the proposal", func(r *ChainRow) *float64 { return &r.LogW }},
+	{"condensate", "chain state after the step: condensate Re Tr D^-1 / V", func(r *ChainRow) *float64 { return &r.State.Condensate }},
+	{"sign", "chain state after the step: sign of det D", func(r *ChainRow) *float64 { return &r.State.Sign }},
+	{"topological_charge", "chain state after the step: topological charge", func(r *ChainRow) *float64 { return &r.State.TopologicalCharge }},
+	{"plaquette", "chain state after the step: mean cos P over the lattice", func(r *ChainRow) *float64 { return &r.State.Plaquette }},
+	{"proposal/condensate", "proposal: condensate Re Tr D^-1 / V", func(r *ChainRow) *float64 { return &r.Proposal.Condensate }},
+	{"proposal/sign", "proposal: sign of det D", func(r *ChainRow) *float64 { return &r.Proposal.Sign }},
+	{"proposal/topological_charge", "proposal: topological charge", func(r *ChainRow) *float64 { return &r.Proposal.TopologicalCharge }},
+	{"proposal/plaquette", "proposal: mean cos P over the lattice", func(r *ChainRow) *float64 { return &r.Proposal.Plaquette }},
+}
+
+// ChainColumns returns the names of the one-dimensional datasets of
+// chain.h5 (all of length Len): "accepted" first, then the float64 ones.
+// "configs" (present with save_configs) has shape (Len, 2, L, L).
+func ChainColumns() []string {
+	names := []string{"accepted"}
+	for _, c := range chainColumns {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// chainChunkRows is the chunk length of the scalar columns (1024 rows of 8
+// bytes); configurations are chunked by one row.
+const chainChunkRows = 1024
+
+// Chain is chain.h5 open for appending. It is written by one process (rank
+// 0) only; its methods are not collective.
+type Chain struct {
+	f         *h5.File
+	path      string
+	meta      ChainMeta
+	rows      int
+	accepted  int64
+	configLen int // 2·L·L
+}
+
+// CreateChain creates (truncating) a chain file at path with empty datasets
+// and meta as root attributes.
+func CreateChain(path string, meta ChainMeta) (*Chain, error) {
+	f, err := h5.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	c := &Chain{f: f, path: path, meta: meta, configLen: 2 * meta.L * meta.L}
+	if err := c.create(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	if err := c.updateCounts(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Chain) create() error {
+	f := c.f
+	if err := h5.CreateExtendible[uint8](f, "accepted", nil, chainChunkRows); err != nil {
+		return err
+	}
+	if err := describe(f, "accepted", "1", "1 if the proposal of this step was accepted (the first step always is), else 0"); err != nil {
+		return err
+	}
+	for _, col := range chainColumns {
+		if err := h5.CreateExtendible[float64](f, col.name, nil, chainChunkRows); err != nil {
+			return err
+		}
+		if err := describe(f, col.name, "1", col.doc); err != nil {
+			return err
+		}
+	}
+	if c.meta.SaveConfigs {
+		L := c.meta.L
+		if err := h5.CreateExtendible[float32](f, "configs", []int{2, L, L}, 1); err != nil {
+			return err
+		}
+		if err := describe(f, "configs", "rad", "chain state after the step: link angles [step, mu, i, j] in [0, 2pi)"); err != nil {
+			return err
+		}
+	}
+	if err := h5.WriteStringAttr(f, "proposal", "description",
+		"observables of the proposal offered at each step (not of the chain state), for importance sampling"); err != nil {
+		return err
+	}
+	m := c.meta
+	for _, a := range []struct{ name, val string }{
+		{"format", ChainFormat},
+		{"description", "NMCMC chain of the Metropolized independence sampler, eq. (3): one row per chain step"},
+		{"precision", m.Precision},
+		{"model_sha256", m.ModelHash},
+		{"source_checkpoint", m.Source},
+	} {
+		if err := h5.WriteStringAttr(f, "/", a.name, a.val); err != nil {
+			return err
+		}
+	}
+	saveConfigs := int64(0)
+	if m.SaveConfigs {
+		saveConfigs = 1
+	}
+	for _, a := range []struct {
+		name string
+		val  int64
+	}{{"version", ChainVersion}, {"L", int64(m.L)}, {"seed", m.Seed}, {"save_configs", saveConfigs}} {
+		if err := h5.WriteScalarAttr(f, "/", a.name, a.val); err != nil {
+			return err
+		}
+	}
+	if err := h5.WriteScalarAttr(f, "/", "beta", m.Beta); err != nil {
+		return err
+	}
+	return h5.WriteScalarAttr(f, "/", "kappa", m.Kappa)
+}
+
+// describe writes the "unit" and "description" attributes of a dataset.
+func describe(f *h5.File, path, unit, doc string) error {
+	if err := h5.WriteStringAttr(f, path, "unit", unit); err != nil {
+		return err
+	}
+	return h5.WriteStringAttr(f, path, "description", doc)
+}
+
+// ReadChainMeta reads the metadata of the chain file at path.
+func ReadChainMeta(path string) (ChainMeta, error) {
+	f, err := h5.Open(path)
+	if err != nil {
+		return ChainMeta{}, fmt.Errorf("chain: %w", err)
+	}
+	defer f.Close()
+	m, err := readChainMeta(f)
+	if err != nil {
+		return ChainMeta{}, fmt.Errorf("chain: %w", err)
+	}
+	return m, nil
+}
+
+func readChainMeta(f *h5.File) (ChainMeta, error) {
+	var m ChainMeta
+	format, err := h5.ReadStringAttr(f, "/", "format")
+	if err != nil || format != ChainFormat {
+		return m, fmt.Errorf("%s: not a chain file of this program (root attribute format = %q)", f.Path(), format)
+	}
+	version, err := h5.ReadScalarAttr[int64](f, "/", "version")
+	if err != nil {
+		return m, err
+	}
+	if version != ChainVersion {
+		return m, fmt.Errorf("%s: chain format version %d, this program reads %d", f.Path(), version, ChainVersion)
+	}
+	var L, save int64
+	for _, a := range []struct {
+		name string
+		dst  *int64
+	}{{"L", &L}, {"seed", &m.Seed}, {"save_configs", &save}} {
+		if *a.dst, err = h5.ReadScalarAttr[int64](f, "/", a.name); err != nil {
+			return m, err
+		}
+	}
+	m.L, m.SaveConfigs = int(L), save != 0
+	if m.Beta, err = h5.ReadScalarAttr[float64](f, "/", "beta"); err != nil {
+		return m, err
+	}
+	if m.Kappa, err = h5.ReadScalarAttr[float64](f, "/", "kappa"); err != nil {
+		return m, err
+	}
+	for _, a := range []struct {
+		name string
+		dst  *string
+	}{{"precision", &m.Precision}, {"model_sha256", &m.ModelHash}, {"source_checkpoint", &m.Source}} {
+		if *a.dst, err = h5.ReadStringAttr(f, "/", a.name); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+// OpenChain opens the chain file at path to continue it. Columns of
+// unequal length (a run killed in the middle of an append) are cut to the
+// shortest, so the file holds whole steps only; the counts in the root
+// attributes are brought up to date.
+func OpenChain(path string) (*Chain, error) {
+	f, err := h5.OpenRW(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	c := &Chain{f: f, path: path}
+	if err := c.open(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	if err := c.updateCounts(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Chain) open() error {
+	var err error
+	if c.meta, err = readChainMeta(c.f); err != nil {
+		return err
+	}
+	c.configLen = 2 * c.meta.L * c.meta.L
+	names := c.datasets()
+	n := -1
+	for _, name := range names {
+		if !c.f.Exists(name) {
+			return fmt.Errorf("%s: no dataset %s", c.path, name)
+		}
+		r, err := h5.Rows(c.f, name)
+		if err != nil {
+			return err
+		}
+		if n < 0 || r < n {
+			n = r
+		}
+	}
+	for _, name := range names {
+		if err := h5.Truncate(c.f, name, n); err != nil {
+			return err
+		}
+	}
+	c.rows = n
+	acc, _, err := h5.ReadRows[uint8](c.f, "accepted", 0, n)
+	if err != nil {
+		return err
+	}
+	for _, a := range acc {
+		c.accepted += int64(a)
+	}
+	return nil
+}
+
+// datasets lists every per-step dataset of the file.
+func (c *Chain) datasets() []string {
+	names := ChainColumns()
+	if c.meta.SaveConfigs {
+		names = append(names, "configs")
+	}
+	return names
+}
+
+// Path returns the file name.
+func (c *Chain) Path() string { return c.path }
+
+// Meta returns the chain's metadata.
+func (c *Chain) Meta() ChainMeta { return c.meta }
+
+// Len returns the number of chain steps in the file.
+func (c *Chain) Len() int { return c.rows }
+
+// Accepted returns the number of accepted steps in the file.
+func (c *Chain) Accepted() int64 { return c.accepted }
+
+// Append adds rows at the end of the chain, with their configurations
+// (the chain states, len(rows)·2L², angles [step, μ, i, j]) when the file
+// keeps them (configs must be nil otherwise), then updates the root
+// attributes n_steps, n_accepted and acceptance_rate and flushes the file,
+// so a run killed afterwards keeps them. Mismatched lengths panic.
+func (c *Chain) Append(rows []ChainRow, configs []float32) error {
+	if c.meta.SaveConfigs != (configs != nil) || configs != nil && len(configs) != len(rows)*c.configLen {
+		panic(fmt.Sprintf("nfio: Chain.Append: %d configuration values for %d rows (save_configs %v, %d per row)",
+			len(configs), len(rows), c.meta.SaveConfigs, c.configLen))
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	acc := make([]uint8, len(rows))
+	var nacc int64
+	for i := range rows {
+		if rows[i].Accepted {
+			acc[i] = 1
+			nacc++
+		}
+	}
+	if err := h5.Append(c.f, "accepted", acc); err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	col := make([]float64, len(rows))
+	for _, cc := range chainColumns {
+		for i := range rows {
+			col[i] = *cc.get(&rows[i])
+		}
+		if err := h5.Append(c.f, cc.name, col); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+	}
+	if configs != nil {
+		if err := h5.Append(c.f, "configs", configs); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+	}
+	c.rows += len(rows)
+	c.accepted += nacc
+	return c.updateCounts()
+}
+
+// updateCounts writes n_steps, n_accepted and acceptance_rate and flushes.
+func (c *Chain) updateCounts() error {
+	rate := 0.0
+	if c.rows > 0 {
+		rate = float64(c.accepted) / float64(c.rows)
+	}
+	err := errors.Join(
+		h5.WriteScalarAttr(c.f, "/", "n_steps", int64(c.rows)),
+		h5.WriteScalarAttr(c.f, "/", "n_accepted", c.accepted),
+		h5.WriteScalarAttr(c.f, "/", "acceptance_rate", rate),
+	)
+	if err == nil {
+		err = c.f.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	return nil
+}
+
+// Resume is what a continued chain needs from the file: the sampler state
+// after the last step and the observables (and configuration) of that
+// state.
+type Resume struct {
+	Steps    int64            // steps in the file
+	Accepted int64            // accepted steps in the file
+	Current  int64            // step whose proposal is the current state (the last accepted one); −1 for an empty chain
+	LogW     float64          // log weight of the current state
+	State    ChainObservables // its observables (those of the last row)
+	Config   []float32        // its configuration (2L²), nil unless the file keeps them
+}
+
+// Resume reads the state of the chain after its last step.
+func (c *Chain) Resume() (Resume, error) {
+	r := Resume{Steps: int64(c.rows), Accepted: c.accepted, Current: -1}
+	if c.rows == 0 {
+		return r, nil
+	}
+	acc, _, err := h5.ReadRows[uint8](c.f, "accepted", 0, c.rows)
+	if err != nil {
+		return r, fmt.Errorf("chain: %w", err)
+	}
+	for i := len(acc) - 1; i >= 0; i-- {
+		if acc[i] != 0 {
+			r.Current = int64(i)
+			break
+		}
+	}
+	if r.Current < 0 {
+		return r, fmt.Errorf("chain: %s: no accepted step, but the first step is always accepted: corrupt file", c.path)
+	}
+	read := func(name string, row int64) (float64, error) {
+		v, _, err := h5.ReadRows[float64](c.f, name, int(row), 1)
+		if err != nil {
+			return 0, fmt.Errorf("chain: %w", err)
+		}
+		return v[0], nil
+	}
+	if r.LogW, err = read("logw", r.Current); err != nil {
+		return r, err
+	}
+	last := int64(c.rows - 1)
+	for _, o := range []struct {
+		name string
+		dst  *float64
+	}{{"condensate", &r.State.Condensate}, {"sign", &r.State.Sign},
+		{"topological_charge", &r.State.TopologicalCharge}, {"plaquette", &r.State.Plaquette}} {
+		if *o.dst, err = read(o.name, last); err != nil {
+			return r, err
+		}
+	}
+	if c.meta.SaveConfigs {
+		if r.Config, _, err = h5.ReadRows[float32](c.f, "configs", int(last), 1); err != nil {
+			return r, fmt.Errorf("chain: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// WriteSummary stores the estimates of a finished (part of the) chain as
+// float64 attributes of the group /summary, replacing earlier ones with the
+// same names, and flushes. names and values have equal length.
+func (c *Chain) WriteSummary(names []string, values []float64) error {
+	if len(names) != len(values) {
+		panic("nfio: Chain.WriteSummary: names and values differ in length")
+	}
+	if err := h5.WriteStringAttr(c.f, "summary", "description",
+		"estimates from the chain (Gamma method) and by importance sampling on the proposals (bootstrap errors), written when sampling ends"); err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	for i, n := range names {
+		if err := h5.WriteScalarAttr(c.f, "summary", n, values[i]); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+	}
+	if err := c.f.Flush(); err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	return nil
+}
+
+// ObservableColumns are the four observables of a chain as columns.
+type ObservableColumns struct {
+	Condensate, Sign, TopologicalCharge, Plaquette []float64
+}
+
+// ChainData is the whole content of a chain file except the
+// configurations (see ReadChainConfigs).
+type ChainData struct {
+	Meta     ChainMeta
+	Accepted []bool    // per step
+	LogQ     []float64 // of the proposals
+	LogP     []float64
+	LogW     []float64
+	State    ObservableColumns // chain state after each step
+	Proposal ObservableColumns // proposals
+	// Summary holds the attributes of /summary (empty before the first
+	// WriteSummary).
+	Summary map[string]float64
+}
+
+// Len returns the number of steps.
+func (d *ChainData) Len() int { return len(d.Accepted) }
+
+// ReadChain reads the chain file at path. Columns of unequal length are cut
+// to the shortest.
+func ReadChain(path string) (*ChainData, error) {
+	f, err := h5.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	defer f.Close()
+	d := &ChainData{Summary: map[string]float64{}}
+	if d.Meta, err = readChainMeta(f); err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	n := -1
+	for _, name := range ChainColumns() {
+		if !f.Exists(name) {
+			return nil, fmt.Errorf("chain: %s: no dataset %s", path, name)
+		}
+		r, err := h5.Rows(f, name)
+		if err != nil {
+			return nil, fmt.Errorf("chain: %w", err)
+		}
+		if n < 0 || r < n {
+			n = r
+		}
+	}
+	acc, _, err := h5.ReadRows[uint8](f, "accepted", 0, n)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	d.Accepted = make([]bool, n)
+	for i, a := range acc {
+		d.Accepted[i] = a != 0
+	}
+	dst := map[string]*[]float64{
+		"logq": &d.LogQ, "logp": &d.LogP, "logw": &d.LogW,
+		"condensate": &d.State.Condensate, "sign": &d.State.Sign,
+		"topological_charge": &d.State.TopologicalCharge, "plaquette": &d.State.Plaquette,
+		"proposal/condensate": &d.Proposal.Condensate, "proposal/sign": &d.Proposal.Sign,
+		"proposal/topological_charge": &d.Proposal.TopologicalCharge, "proposal/plaquette": &d.Proposal.Plaquette,
+	}
+	for _, col := range chainColumns {
+		if *dst[col.name], _, err = h5.ReadRows[float64](f, col.name, 0, n); err != nil {
+			return nil, fmt.Errorf("chain: %w", err)
+		}
+	}
+	for _, name := range SummaryNames {
+		if h5.HasAttr(f, "summary", name) {
+			if d.Summary[name], err = h5.ReadScalarAttr[float64](f, "summary", name); err != nil {
+				return nil, fmt.Errorf("chain: %w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// ReadChainConfigs reads the configurations of steps [start, start+n) of
+// the chain file at path (n·2L² angles); an error if the file keeps none.
+func ReadChainConfigs(path string, start, n int) ([]float32, error) {
+	f, err := h5.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	defer f.Close()
+	if !f.Exists("configs") {
+		return nil, fmt.Errorf("chain: %s has no configurations (sample.save_configs was false)", path)
+	}
+	v, _, err := h5.ReadRows[float32](f, "configs", start, n)
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	return v, nil
+}
+
+// Close closes the file.
+func (c *Chain) Close() error {
+	if err := c.f.Close(); err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	return nil
+}
+
+// ChainObservableNames are the names of the four observables, as datasets
+// of chain.h5 and in the summary attribute names.
+var ChainObservableNames = []string{"condensate", "sign", "topological_charge", "plaquette"}
+
+// SummaryNames are the attributes of /summary in chain.h5, written when
+// sampling ends: for every observable X of ChainObservableNames
+//
+//	X_mean, X_err               chain average and its error (Γ-method)
+//	X_tau_int, X_tau_int_err    integrated autocorrelation time in chain steps
+//	X_nis_mean, X_nis_err       importance-sampling estimate on the proposals
+//	                            (self-normalized weights w = p/q) with its
+//	                            bootstrap error
+//
+// and free_energy_q (−mean log w, the variational bound), free_energy_nis
+// (−log mean w), each with _err (bootstrap), ess (effective sample size per
+// proposal, eq. (26)), n_steps, acceptance_rate and longest_rejection_run.
+// Free energies are −log Z for the unnormalized p = exp(−S) in units of
+// the lattice action, not divided by the volume.
+var SummaryNames = summaryNames()
+
+func summaryNames() []string {
+	var names []string
+	for _, o := range ChainObservableNames {
+		for _, s := range []string{"_mean", "_err", "_tau_int", "_tau_int_err", "_nis_mean", "_nis_err"} {
+			names = append(names, o+s)
+		}
+	}
+	return append(names, "free_energy_q", "free_energy_q_err", "free_energy_nis", "free_energy_nis_err",
+		"ess", "n_steps", "acceptance_rate", "longest_rejection_run")
+}

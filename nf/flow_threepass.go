@@ -1,0 +1,59 @@
+package nf
+
+import (
+	"fmt"
+	"time"
+)
+
+// The three-pass REINFORCE (Trainer side). When a rank's batch is one
+// micro-batch, the forward pass keeps its tape, the global baseline is
+// reduced, and the gradient of Σ_b log q(φ_b)(s_b − s̄)/nGlobal with φ held
+// fixed is computed through the reverse flow from the forward tape
+// (Flow.BackwardReverseFromForward): a forward pass and a backward pass
+// (worth two) instead of a forward, a reverse and a backward pass, with the
+// same tape. With several micro-batches the baseline is known only after
+// all of them went forward, so the tapes would have to be kept for all of
+// them; Trainer.reinforce then runs the four-pass form.
+
+// reinforceThreePass is the REINFORCE step of a rank whose nLocal samples
+// are one micro-batch (nLocal == t.Micro). Its collectives are those of the
+// four-pass form (one sum of the signal and a failure flag), so ranks may
+// mix the two forms.
+func (t *Trainer[T]) reinforceThreePass(red Reducer, step, first uint64, nGlobal int) error {
+	mb := t.Micro
+	SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first)
+	t.forward(t.x, t.z, t.logJ, mb, t.tape)
+	err := t.evaluate(0, false)
+	var sum, bad float64
+	if err != nil {
+		bad = 1
+	} else {
+		for _, s := range t.sig[:mb] {
+			sum += s
+		}
+	}
+	t.red[0], t.red[1] = sum, bad
+	red.AllreduceSum(t.red[:2])
+	if t.red[1] != 0 {
+		if err == nil {
+			err = fmt.Errorf("%w on another rank", ErrNonFinite)
+		}
+		return err
+	}
+	baseline := t.red[0] / float64(nGlobal)
+	for b := 0; b < mb; b++ {
+		t.glogJ[b] = (t.sig[b] - baseline) / float64(nGlobal)
+	}
+	// z' = f⁻¹(φ) does not enter the loss (the prior is flat).
+	clear(t.gz)
+	t.backwardReverseFromForward(t.tape, nil, t.gz, t.glogJ)
+	return nil
+}
+
+// backwardReverseFromForward is t.Flow.BackwardReverseFromForward, timed
+// into t.Timings as a backward pass.
+func (t *Trainer[T]) backwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
+	t0 := time.Now()
+	t.Flow.BackwardReverseFromForward(tape, gx, gz, glogJ)
+	t.Timings.backward(t0, 2*t.Flow.ConvFLOPs(tape.B))
+}

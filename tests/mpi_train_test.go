@@ -1,0 +1,524 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	nfio "nfschwinger/io"
+	"nfschwinger/nf"
+)
+
+// rankTol is the agreement of float64 runs on different numbers of ranks
+// (issue 5). The ranks sum their shares of the gradient, the baseline and
+// the logged means in another order than one process does, which changes
+// results by a few ulp (1e-16 relative) per step; Adam's division by
+// √v̂ + ε and a few steps keep that far below 1e-10.
+const rankTol = 1e-10
+
+// trainCase is a tiny training run (issues 5 and 9): about 1 ms per step at
+// L = 4, so that a test runs dozens of them.
+type trainCase struct {
+	L               int
+	Estimator       string // "reinforce" (default), "rt", "path"
+	Precision       string // "float32" (default), "float64"
+	Steps           int
+	Batch, Micro    int // defaults 12 and 2: 12 splits over 1, 2, 3, 4 and 6 ranks
+	CheckpointEvery int // default 1: a checkpoint after every step
+	OutDir          string
+}
+
+// config returns the params.toml text of c.
+func (c trainCase) config() string {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.L, 4)
+	def(&c.Batch, 12)
+	def(&c.Micro, 2)
+	def(&c.CheckpointEvery, 1)
+	if c.Estimator == "" {
+		c.Estimator = "reinforce"
+	}
+	if c.Precision == "" {
+		c.Precision = "float32"
+	}
+	if c.OutDir == "" {
+		c.OutDir = "run"
+	}
+	return fmt.Sprintf(`[lattice]
+L = %d
+[model]
+n_layers = 2
+hidden_channels = [8]
+dilation = [1, 1]
+precision = %q
+[train]
+estimator = %q
+steps = %d
+batch_size = %d
+micro_batch = %d
+seed = 7
+log_every = 1
+checkpoint_every = %d
+[io]
+out_dir = %q
+`, c.L, c.Precision, c.Estimator, c.Steps, c.Batch, c.Micro, c.CheckpointEvery, c.OutDir)
+}
+
+// write writes c as dir/params.toml and returns its name relative to dir.
+func (c trainCase) write(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "params.toml"), []byte(c.config()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "params.toml"
+}
+
+// arch is the flow architecture of c.
+func (c trainCase) arch(t *testing.T) nf.Arch {
+	t.Helper()
+	cfg, err := nfio.Parse(c.config())
+	if err != nil {
+		t.Fatalf("config of %+v: %v", c, err)
+	}
+	return cfg.Arch()
+}
+
+// ckpt is what a checkpoint holds, as float64 (exact for float32 runs).
+type ckpt struct {
+	Params, M, V    []float64
+	Step, Skipped   int64
+	AdamStep        int
+	Tensors, Shapes []string // tensor names, for messages
+}
+
+// readCkpt reads the checkpoint at path with the program's own reader, so
+// its checksum is verified, in the precision of c.
+func readCkpt(t *testing.T, path string, c trainCase) ckpt {
+	t.Helper()
+	k, err := loadCkpt(path, c.arch(t), c.Precision)
+	if err != nil {
+		t.Fatalf("reading the checkpoint: %v", err)
+	}
+	return k
+}
+
+func loadCkpt(path string, arch nf.Arch, precision string) (ckpt, error) {
+	if precision == "float64" {
+		return loadCkptT[float64](path, arch)
+	}
+	return loadCkptT[float32](path, arch)
+}
+
+func loadCkptT[T nf.Float](path string, arch nf.Arch) (ckpt, error) {
+	flow, err := nf.NewFlow[T](arch, nf.CPU(1))
+	if err != nil {
+		return ckpt{}, err
+	}
+	st, err := nfio.ReadCheckpoint(path, arch, flow.Params)
+	if err != nil {
+		return ckpt{}, err
+	}
+	k := ckpt{M: st.M, V: st.V, Step: st.Step, Skipped: st.Skipped, AdamStep: st.AdamStep}
+	for _, v := range flow.Params.Data {
+		k.Params = append(k.Params, float64(v))
+	}
+	for _, tn := range flow.Params.Tensors {
+		k.Tensors = append(k.Tensors, tn.Name)
+	}
+	return k, nil
+}
+
+// relDiff is max|a−b| / max|b| over all elements (∞ when the lengths
+// differ or a value is NaN).
+func relDiff(a, b []float64) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d, s float64
+	for i := range a {
+		e := math.Abs(a[i] - b[i])
+		if !(e <= d) {
+			d = e
+		}
+		s = max(s, math.Abs(b[i]))
+	}
+	if s == 0 {
+		return d
+	}
+	return d / s
+}
+
+// sameBits reports whether two checkpoints hold the same parameters, Adam
+// moments and counters, bit for bit, and else describes the first
+// difference.
+func sameBits(got, want ckpt) string {
+	if got.Step != want.Step || got.Skipped != want.Skipped || got.AdamStep != want.AdamStep {
+		return fmt.Sprintf("step/skipped/adam step %d/%d/%d, want %d/%d/%d",
+			got.Step, got.Skipped, got.AdamStep, want.Step, want.Skipped, want.AdamStep)
+	}
+	for _, p := range []struct {
+		name   string
+		gv, wv []float64
+	}{{"parameter", got.Params, want.Params}, {"Adam m", got.M, want.M}, {"Adam v", got.V, want.V}} {
+		if len(p.gv) != len(p.wv) {
+			return fmt.Sprintf("%d %ss, want %d", len(p.gv), p.name, len(p.wv))
+		}
+		for i := range p.gv {
+			if math.Float64bits(p.gv[i]) != math.Float64bits(p.wv[i]) {
+				return fmt.Sprintf("%s %d = %v, want %v (relative difference of all: %.3g)",
+					p.name, i, p.gv[i], p.wv[i], relDiff(p.gv, p.wv))
+			}
+		}
+	}
+	return ""
+}
+
+// jobResult is the outcome of one run of the program.
+type jobResult struct {
+	Stdout, Stderr string
+	Status         int           // exit status; -1 when killed by a signal or hung
+	Elapsed        time.Duration // wall time
+	Hung           bool          // still running after the limit: killed
+	Signaled       bool          // ended by a signal
+}
+
+// jobEnv is the environment of a training job: commEnv's (no inherited
+// rank or thread settings, Open MPI allowed to run as root), without an
+// inherited fault, plus extra.
+func jobEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range commEnv() {
+		if !strings.HasPrefix(kv, "NFSCHWINGER_FAULT=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// runJob runs argv in dir with env in a process group of its own, killing
+// the group after limit. A failure to start it ends the test.
+func runJob(t testing.TB, dir string, env []string, limit time.Duration, argv ...string) jobResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir = env, dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := jobResult{Elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		r.Hung, r.Status = true, -1
+	case errors.As(err, &ee):
+		r.Status = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.Signaled = true
+		}
+	case err != nil:
+		t.Fatalf("running %v: %v", argv, err)
+	}
+	r.Stdout, r.Stderr = out.String(), errb.String()
+	return r
+}
+
+// mpirunPath returns mpirun's path, or skips the test.
+func mpirunPath(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun is not on PATH: skipping the multi-rank training tests")
+	}
+	return p
+}
+
+// trainArgv is the command line of a training job on n ranks: the binary
+// alone for n = 0, under mpirun for n ≥ 1.
+func trainArgv(t testing.TB, n int, cfg string) []string {
+	if n == 0 {
+		return []string{nfBinary, cfg}
+	}
+	return []string{mpirunPath(t), "--oversubscribe", "-n", strconv.Itoa(n), nfBinary, cfg}
+}
+
+// trainLimit bounds every training job of these tests: each takes a second
+// or two; a job still running after this hangs.
+const trainLimit = 60 * time.Second
+
+// train runs c on n ranks (0: no launcher) in dir with the extra
+// environment and fails the test unless it exits with status want.
+func train(t *testing.T, dir string, c trainCase, n, want int, extra ...string) jobResult {
+	t.Helper()
+	cfg := c.write(t, dir)
+	r := runJob(t, dir, jobEnv(extra...), trainLimit, trainArgv(t, n, cfg)...)
+	if r.Hung || r.Status != want {
+		t.Fatalf("%d rank(s), %v: exit status %d (hung %v), want %d\nstdout:\n%s\nstderr:\n%s",
+			n, extra, r.Status, r.Hung, want, tail(r.Stdout), tail(r.Stderr))
+	}
+	return r
+}
+
+// tail returns the last lines of s, for messages.
+func tail(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > 25 {
+		lines = append([]string{"..."}, lines[len(lines)-25:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestMPITrainRanksAgree: 1, 2 and 3 ranks (and no launcher) train the same
+// run, float64, within rankTol, for REINFORCE and r.t. (issue 5).
+func TestMPITrainRanksAgree(t *testing.T) {
+	mpirunPath(t)
+	for _, est := range []string{"reinforce", "rt"} {
+		t.Run(est, func(t *testing.T) {
+			c := trainCase{Estimator: est, Precision: "float64", Steps: 4, CheckpointEvery: 4}
+			refDir := t.TempDir()
+			train(t, refDir, c, 0, 0)
+			ref := readCkpt(t, filepath.Join(refDir, "run", "checkpoint.h5"), c)
+			refHist := readHistory(t, filepath.Join(refDir, "run", "history.h5"))
+			if ref.Step != 4 || ref.AdamStep != 4 {
+				t.Fatalf("reference run: step %d, Adam step %d, want 4, 4", ref.Step, ref.AdamStep)
+			}
+			for _, n := range []int{1, 2, 3} {
+				dir := t.TempDir()
+				r := train(t, dir, c, n, 0)
+				if !strings.Contains(r.Stdout, fmt.Sprintf("%d rank(s)", n)) {
+					t.Errorf("%d ranks: stdout does not announce %d rank(s):\n%s", n, n, r.Stdout)
+				}
+				got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c)
+				d := relDiff(got.Params, ref.Params)
+				t.Logf("%d rank(s): parameters differ from one process by %.3g relative", n, d)
+				if !(d <= rankTol) {
+					t.Errorf("%d rank(s): parameters differ from one process by %.3g relative > %g", n, d, rankTol)
+				}
+				if got.Step != ref.Step || got.AdamStep != ref.AdamStep {
+					t.Errorf("%d rank(s): step %d, Adam step %d, want %d, %d", n, got.Step, got.AdamStep, ref.Step, ref.AdamStep)
+				}
+				// The logged global means agree too.
+				compareHistory(t, readHistory(t, filepath.Join(dir, "run", "history.h5")), refHist, rankTol)
+			}
+		})
+	}
+}
+
+// readHistory reads history.h5 with the program's reader.
+func readHistory(t *testing.T, path string) []nfio.HistoryRow {
+	t.Helper()
+	rows, err := nfio.ReadHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// TestMPITrainRestartOtherRanks: a run stopped by a signal on 2 ranks and
+// continued on 3 is the run of one process (issue 5).
+func TestMPITrainRestartOtherRanks(t *testing.T) {
+	mpirunPath(t)
+	c := trainCase{Precision: "float64", Steps: 6, CheckpointEvery: 100}
+	ref := t.TempDir()
+	train(t, ref, c, 0, 0)
+	want := readCkpt(t, filepath.Join(ref, "run", "checkpoint.h5"), c)
+
+	dir := t.TempDir()
+	// SIGTERM reaches rank 0 during step 2: every rank finishes the step,
+	// the checkpoint is written and the job exits with 75.
+	r := train(t, dir, c, 2, 75, "NFSCHWINGER_FAULT=signal@2:0")
+	if !strings.Contains(r.Stdout, "stopped at step 3 of 6") {
+		t.Errorf("stdout does not report the stop at step 3:\n%s", r.Stdout)
+	}
+	mid := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c)
+	if mid.Step != 3 {
+		t.Fatalf("checkpoint of the stopped job at step %d, want 3", mid.Step)
+	}
+	r = train(t, dir, c, 3, 0)
+	if !strings.Contains(r.Stdout, "at step 3") {
+		t.Errorf("the 3-rank job does not say it restarts at step 3:\n%s", r.Stdout)
+	}
+	got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c)
+	d := relDiff(got.Params, want.Params)
+	t.Logf("2 ranks to step 3, then 3 ranks to step 6: %.3g relative from one process", d)
+	if !(d <= rankTol) || got.Step != 6 {
+		t.Errorf("step %d, parameters %.3g relative from one process's; want step 6 within %g", got.Step, d, rankTol)
+	}
+	compareHistory(t, readHistory(t, filepath.Join(dir, "run", "history.h5")),
+		readHistory(t, filepath.Join(ref, "run", "history.h5")), rankTol)
+}
+
+// compareHistory checks that got has the rows of want (steps, skips and the
+// logged values within tol relative; wall times are free).
+func compareHistory(t *testing.T, got, want []nfio.HistoryRow, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("history has %d rows, want %d", len(got), len(want))
+		return
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Step != w.Step || g.Skipped != w.Skipped {
+			t.Errorf("history row %d: step %d, skipped %d; want %d, %d", i, g.Step, g.Skipped, w.Step, w.Skipped)
+			continue
+		}
+		gv := []float64{g.Loss, g.ESS, g.LogqMean, g.LogpMean, g.GradNorm}
+		wv := []float64{w.Loss, w.ESS, w.LogqMean, w.LogpMean, w.GradNorm}
+		if d := relDiff(gv, wv); !(d <= tol) {
+			t.Errorf("history row %d (step %d): loss, ESS, log q, log p, |g| = %v, want %v", i, g.Step, gv, wv)
+		}
+	}
+}
+
+// TestMPITrainFailureOnRank1: an error or a panic on rank 1 ends the whole
+// job within commJobLimit, with a non-zero status and a message naming
+// rank 1 (issue 5).
+func TestMPITrainFailureOnRank1(t *testing.T) {
+	mpirunPath(t)
+	c := trainCase{Steps: 8}
+	for _, tc := range []struct {
+		fault string
+		want  *regexp.Regexp
+	}{
+		{"error@3:1", regexp.MustCompile(`(?m)^rank 1: step 3: injected failure`)},
+		{"panic@3:1", regexp.MustCompile(`(?m)^rank 1: panic: injected panic`)},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := c.write(t, dir)
+			r := runJob(t, dir, jobEnv("NFSCHWINGER_FAULT="+tc.fault), commJobLimit, trainArgv(t, 3, cfg)...)
+			t.Logf("job ended after %v with status %d", r.Elapsed.Round(time.Millisecond), r.Status)
+			if r.Hung {
+				t.Fatalf("the job did not end within %v\nstderr:\n%s", commJobLimit, tail(r.Stderr))
+			}
+			if r.Status == 0 {
+				t.Error("exit status 0, want non-zero")
+			}
+			if !tc.want.MatchString(r.Stderr) {
+				t.Errorf("stderr does not match %q:\n%s", tc.want, tail(r.Stderr))
+			}
+			// The checkpoint of step 3 (written before the failure) is intact.
+			if k := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c); k.Step != 3 {
+				t.Errorf("checkpoint at step %d, want 3", k.Step)
+			}
+		})
+	}
+}
+
+// TestMPITrainBatchNotDivisible: a batch that does not split over the
+// ranks is a configuration error (exit status 2) before any work.
+func TestMPITrainBatchNotDivisible(t *testing.T) {
+	mpirunPath(t)
+	for _, tc := range []struct {
+		c    trainCase
+		n    int
+		want string
+	}{
+		{trainCase{Steps: 2, Batch: 10, Micro: 5}, 3, "train.batch_size"},
+		{trainCase{Steps: 2, Batch: 12, Micro: 4}, 2, "train.micro_batch"},
+	} {
+		t.Run(fmt.Sprintf("batch %d micro %d on %d ranks", tc.c.Batch, tc.c.Micro, tc.n), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tc.c.write(t, dir)
+			r := runJob(t, dir, jobEnv(), commJobLimit, trainArgv(t, tc.n, cfg)...)
+			if r.Hung || r.Status != 2 {
+				t.Errorf("exit status %d (hung %v), want 2\nstderr:\n%s", r.Status, r.Hung, tail(r.Stderr))
+			}
+			if !strings.Contains(r.Stderr, tc.want) {
+				t.Errorf("stderr does not name %s:\n%s", tc.want, tail(r.Stderr))
+			}
+			if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+				t.Error("the job created its output directory: it did work before refusing")
+			}
+		})
+	}
+}
+
+// summaryRe parses the summary line of a training run (app/train.go).
+var summaryRe = regexp.MustCompile(`(\d+) steps in ([0-9.]+) s on (\d+) rank\(s\): ([0-9.]+) ms/step, communication ([0-9.]+) ms/step \(([0-9.]+)%; gradient allreduce ([0-9.]+)%\)`)
+
+// trainSummary is the summary line of rank 0.
+type trainSummary struct {
+	MsPerStep, CommMs, CommPct, GradPct float64
+}
+
+func parseSummary(stdout string) (trainSummary, bool) {
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		m := summaryRe.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := func(i int) float64 { v, _ := strconv.ParseFloat(m[i], 64); return v }
+		return trainSummary{MsPerStep: f(4), CommMs: f(5), CommPct: f(6), GradPct: f(7)}, true
+	}
+	return trainSummary{}, false
+}
+
+// BenchmarkMPITrain compares 2 ranks × 1 thread with 1 rank × 2 threads at
+// the same global batch (issue 5), at L = 8 and 16. It reports the time per
+// step of the second run of each pair (after a warm-up run), the share of
+// rank 0's time in collectives and in the gradient allreduce, and the
+// parallel efficiency t(1 rank × 2 threads) / t(2 ranks × 1 thread). Run
+// with
+//
+//	go test -run '^$' -bench MPITrain -benchtime 1x ./tests/
+func BenchmarkMPITrain(b *testing.B) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		b.Skip("mpirun is not on PATH")
+	}
+	for _, L := range []int{8, 16} {
+		c := trainCase{L: L, Steps: 10, Batch: 16, Micro: 8, CheckpointEvery: 1000}
+		b.Run(fmt.Sprintf("L=%d", L), func(b *testing.B) {
+			var ms [2]float64
+			for i := 0; i < b.N; i++ {
+				for j, setup := range []struct {
+					argv []string
+					env  []string
+				}{
+					{[]string{mpirun, "--bind-to", "none", "-n", "1", nfBinary, "params.toml"}, jobEnv("GOMAXPROCS=2", "OPENBLAS_NUM_THREADS=2")},
+					{[]string{mpirun, "--bind-to", "none", "-n", "2", nfBinary, "params.toml"}, jobEnv("GOMAXPROCS=1", "OPENBLAS_NUM_THREADS=1")},
+				} {
+					dir := b.TempDir()
+					os.WriteFile(filepath.Join(dir, "params.toml"), []byte(c.config()), 0o644)
+					r := runJob(b, dir, setup.env, 5*time.Minute, setup.argv...)
+					s, ok := parseSummary(r.Stdout)
+					if r.Status != 0 || !ok {
+						b.Fatalf("%v: status %d, no summary\n%s\n%s", setup.argv, r.Status, tail(r.Stdout), tail(r.Stderr))
+					}
+					ms[j] = s.MsPerStep
+					if j == 1 {
+						b.ReportMetric(s.CommPct, "comm%")
+						b.ReportMetric(s.GradPct, "allreduce%")
+					}
+					b.Logf("L=%d %s: %.2f ms/step, collectives %.2f ms/step (%.1f%%), gradient allreduce %.1f%%",
+						L, map[int]string{0: "1 rank × 2 threads", 1: "2 ranks × 1 thread"}[j], s.MsPerStep, s.CommMs, s.CommPct, s.GradPct)
+				}
+			}
+			b.ReportMetric(ms[0], "ms/step-1x2")
+			b.ReportMetric(ms[1], "ms/step-2x1")
+			b.ReportMetric(ms[0]/ms[1], "efficiency")
+		})
+	}
+}
