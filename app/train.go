@@ -417,7 +417,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
 					Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
 				if err := r.hist.Append(row); err != nil {
-					return err
+					return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
 				}
 				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed, acc)
 			} else {
@@ -482,9 +482,33 @@ func (r *run[T]) checkpoint() error {
 	if r.c.Rank() == 0 {
 		r.state.AdamStep, r.state.M, r.state.V = r.adam.Step, r.adam.M, r.adam.V
 		r.state.Config = r.cfg.Text
-		err = nfio.WriteCheckpoint(filepath.Join(r.outDir, "checkpoint.h5"), r.cfg.Arch(), r.flow.Params, r.state)
+		path := filepath.Join(r.outDir, "checkpoint.h5")
+		err = nfio.WriteCheckpoint(path, r.cfg.Arch(), r.flow.Params, r.state)
+		if err != nil {
+			need := int64(1 << 20)
+			if fi, serr := os.Stat(path); serr == nil {
+				need = fi.Size()
+			}
+			err = fmt.Errorf("checkpoint of step %d not written (%s still holds the previous one): %w%s",
+				r.state.Step, path, err, diskFull(r.outDir, need))
+		}
 	}
 	return r.c.AgreeError(err)
+}
+
+// diskFull explains a failed write (HDF5 does not pass on the system's
+// error) when the file system of dir has less than need bytes free:
+// "; no space left on device (N bytes free in DIR)", else "".
+func diskFull(dir string, need int64) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return ""
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if free >= need {
+		return ""
+	}
+	return fmt.Sprintf("; no space left on device (%d bytes free in %s)", free, dir)
 }
 
 // progress prints training progress on rank 0: a line every log_every steps,

@@ -30,13 +30,16 @@ import (
 // parameters, cos/sin of the frozen angles are the recorded input itself.
 //
 // A recompute-mode Tape keeps less per layer: the links on the forward side
-// of the layer [B·2V], the last hidden activation (the record's acts[len−2])
-// and the raw spline parameters at the active sites only ([3n+1][B·nA],
-// kernelArgs.rawA, nA = len(Masks.Active)). The backward pass rebuilds the
-// rest of the record in the flow's scratch: inputsRange on the kept links
-// gives the conditioner input and P (the forward input plaquette, which is
-// also the reverse layer's preimage), and the convolutions before the last
-// two give the other hidden activations.
+// of the layer [B·2V], the last hidden activation (the record's acts[len−2]),
+// and at the active sites only the raw spline parameters and the spline
+// argument P ([3n+2][B·nA], kernelArgs.rawA, nA = len(Masks.Active); P as
+// computed going forward, or the preimage solved in reverse, so that the
+// backward pass sees exactly the store-everything record). The backward
+// pass rebuilds the rest of the record in the flow's scratch: inputsRange
+// on the kept links gives the conditioner input (the frozen plaquettes and
+// loops contain no updated link, so they are the same on both sides of the
+// layer), and the convolutions before the last two give the other hidden
+// activations.
 
 // coupling is one coupling layer: its masks and its conditioner.
 type coupling[T Float] struct {
@@ -62,17 +65,23 @@ type kernelArgs[T Float] struct {
 	links   []T       // B·2V links, updated in place (forward/reverse) or their gradient (backward)
 	logJ    []float64 // B, accumulated
 	glogJ   []float64 // B, upstream gradient of log J (nil: zero)
-	rawA    []T       // recompute mode: raw spline parameters at the active sites, [3n+1][B·nA]; nil otherwise
+	rawA    []T       // recompute mode: raw spline parameters and spline argument at the active sites, [3n+2][B·nA]; nil otherwise
 	B, N, V int
 	nA      int // active sites per configuration (stride of rawA)
 }
 
-// keepActive copies the raw spline parameters of configuration b at the
-// active sites of mask m from raw ([nOut][N]) into k.rawA.
+// keepActive copies the raw spline parameters ([nOut][N]) and the spline
+// argument (k.rec.x) of configuration b at the active sites of mask m into
+// k.rawA.
 func (k *kernelArgs[T]) keepActive(raw []T, m *Masks, b, nOut int) {
 	M := k.B * k.nA
-	for c := 0; c < nOut; c++ {
-		src := raw[c*k.N+b*k.V : c*k.N+(b+1)*k.V]
+	for c := 0; c <= nOut; c++ {
+		var src []T
+		if c < nOut {
+			src = raw[c*k.N+b*k.V : c*k.N+(b+1)*k.V]
+		} else {
+			src = k.rec.x[b*k.V : (b+1)*k.V]
+		}
 		dst := k.rawA[c*M+b*k.nA : c*M+(b+1)*k.nA]
 		for i, x := range m.Active {
 			dst[i] = src[x]
@@ -199,8 +208,10 @@ func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 	n := f.Arch.NKnots - 1
 	nOut := 3*n + 1
 	raw, stride := k.rec.acts[len(k.rec.acts)-1], N
+	xs := k.rec.x // spline argument, indexed like raw
 	if k.rawA != nil {
 		raw, stride = k.rawA, k.B*k.nA
+		xs = k.rawA[nOut*stride : (nOut+1)*stride]
 	}
 	graw := f.gbuf[0][:nOut*N]
 	sgn := T(m.sign())
@@ -217,12 +228,12 @@ func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 		glinks := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		for i, x := range m.Active {
 			s := b*V + x
+			si := s
 			if k.rawA != nil {
-				sp.load(raw, stride, b*k.nA+i, n)
-			} else {
-				sp.load(raw, stride, s, n)
+				si = b*k.nA + i
 			}
-			P := k.rec.x[s]
+			sp.load(raw, stride, si, n)
+			P := xs[si]
 			if !reverse {
 				// θ' = θ ± δ, δ = g(P) + t − P (mod 2π, derivative 1).
 				gd := sgn * glinks[x]

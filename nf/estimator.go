@@ -24,7 +24,8 @@ const (
 	ReparamTrick Estimator = "rt"
 	// PathGradient: with G = ∂ log q(φ)/∂φ at φ = f(z) computed through the
 	// reverse flow and held constant, the gradient of mean[φ·G + S(φ)]
-	// through the forward flow.
+	// through the forward flow. One forward pass with tape serves both
+	// backward passes.
 	PathGradient Estimator = "path"
 )
 
@@ -281,24 +282,21 @@ func (t *Trainer[T]) reparam(step, first uint64, nLocal, nGlobal int) error {
 func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	mb := t.Micro
 	inv := 1 / float64(nGlobal)
-	if t.Estimator == PathGradient {
-		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, without
-		// touching the parameter gradients.
-		t.forward(t.x, z, t.logJ, mb, nil)
-		copy(t.save, t.Flow.Params.Grad)
-		t.reverse(t.zr, t.x, t.logJ, mb, t.tape)
-		for b := range t.glogJ[:mb] {
-			t.glogJ[b] = 1
-		}
-		clear(t.gz)
-		t.backwardReverse(t.tape, t.gx, t.gz, t.glogJ)
-		copy(t.Flow.Params.Grad, t.save)
-	}
 	t.forward(t.x, z, t.logJ, mb, t.tape)
 	if err := t.evaluate(off, true); err != nil {
 		return err
 	}
 	if t.Estimator == PathGradient {
+		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, from the
+		// forward tape (the reverse map at φ = f(z) sees the same
+		// conditioner inputs), without touching the parameter gradients.
+		copy(t.save, t.Flow.Params.Grad)
+		for b := range t.glogJ[:mb] {
+			t.glogJ[b] = 1
+		}
+		clear(t.gz)
+		t.backwardReverseFromForward(t.tape, t.gx, t.gz, t.glogJ)
+		copy(t.Flow.Params.Grad, t.save)
 		for i := range t.gx {
 			t.gx[i] = T((float64(t.gx[i]) + t.f64[i]) * inv)
 		}

@@ -3,6 +3,7 @@ package nf
 import (
 	"errors"
 	"math"
+	"slices"
 	"math/rand/v2"
 	"testing"
 
@@ -115,6 +116,7 @@ func TestTrainingRaisesESS(t *testing.T) {
 		L, N, steps, window = 4, 64, 300, 30
 		essGain             = 1.3
 		lossSigmas          = 5
+		clip                = 1.0 // global gradient norm bound
 	)
 	for _, est := range []Estimator{REINFORCE, ReparamTrick, PathGradient} {
 		t.Run(string(est), func(t *testing.T) {
@@ -124,6 +126,7 @@ func TestTrainingRaisesESS(t *testing.T) {
 			adam := NewAdam(f.Params.Len(), 5e-3, 0.9, 0.999, 1e-8)
 			var ess, loss []float64
 			skipped := 0
+			var norms []float64
 			for s := 0; s < steps; s++ {
 				f.Params.ZeroGrad()
 				st, err := tr.Step(Local{}, uint64(s), 0, N, N)
@@ -134,6 +137,7 @@ func TestTrainingRaisesESS(t *testing.T) {
 				} else if err != nil {
 					t.Fatal(err)
 				}
+				norms = append(norms, ClipGradNorm(f.Params.Grad, clip))
 				Update(adam, f.Params.Data, f.Params.Grad)
 				ess = append(ess, st.ESS)
 				loss = append(loss, st.Loss)
@@ -151,7 +155,8 @@ func TestTrainingRaisesESS(t *testing.T) {
 			n := len(ess)
 			e0, e1 := mean(ess[:window]), mean(ess[n-window:])
 			l0, l1 := mean(loss[:window]), mean(loss[n-window:])
-			t.Logf("ESS %.3f → %.3f, loss %.3f → %.3f, %d steps skipped", e0, e1, l0, l1, skipped)
+			slices.Sort(norms)
+			t.Logf("ESS %.3f → %.3f, loss %.3f → %.3f, %d steps skipped, median gradient norm %.3g", e0, e1, l0, l1, skipped, norms[len(norms)/2])
 			if !(e1 > essGain*e0) {
 				t.Errorf("ESS %.4f → %.4f: not raised by a factor %v", e0, e1, essGain)
 			}

@@ -135,7 +135,9 @@ const DefaultRecompute = true
 // 1)·V elements per configuration and layer (StoreAllBytesPerConfigLayer).
 // With on = true it keeps only the layer boundary (the 2V links on the
 // forward side of the layer), the last hidden activation (the input of the
-// last convolution) and the raw spline parameters at the V/4 active sites;
+// last convolution), and the raw spline parameters and the spline argument
+// (the forward input plaquette, the reverse pass's preimage) at the V/4
+// active sites;
 // the backward pass recomputes the conditioner input and the spline
 // argument from the links and the earlier hidden activations by running
 // the convolutions before the last two again (for the paper's architecture
@@ -159,11 +161,12 @@ func (f *Flow[T]) keptHidden() int {
 // recordSize returns the number of elements of one layer's record per
 // configuration: in store-everything mode all conditioner activations plus
 // the spline argument, times V; in recompute mode the layer's 2V links, the
-// kept hidden activation and the raw spline parameters at the active sites.
+// kept hidden activation, and the raw spline parameters and the spline
+// argument at the active sites.
 func (f *Flow[T]) recordSize(recompute bool) int {
 	V := f.Arch.L * f.Arch.L
 	if recompute {
-		return (2+f.keptHidden())*V + f.Arch.OutChannels()*f.nA
+		return (2+f.keptHidden())*V + (f.Arch.OutChannels()+1)*f.nA
 	}
 	c := 1
 	for _, n := range f.ch {
@@ -214,9 +217,9 @@ func (f *Flow[T]) grow(B int) {
 // needs, for a micro-batch of up to B configurations, per layer: in the
 // store-everything mode the conditioner input, every convolution's output
 // after its activation, and the spline argument; in the recompute mode (the
-// default) the layer boundary links, the last hidden activation and the raw
-// spline parameters at the active sites (see Flow.SetRecompute and
-// BytesPerConfigLayer). A tape records one call at a time; recording again
+// default) the layer boundary links, the last hidden activation, and the raw
+// spline parameters and spline argument at the active sites (see
+// Flow.SetRecompute and BytesPerConfigLayer). A tape records one call at a time; recording again
 // overwrites it.
 type Tape[T Float] struct {
 	cap, B    int
@@ -288,7 +291,7 @@ func (t *Tape[T]) Recompute() bool { return t.recompute }
 // store-everything mode, else in the flow's scratch; in the recompute mode
 // with a tape, the scratch record's last hidden activation is the tape's,
 // and links and rawA are the tape's kept layer links and raw spline
-// parameters at the active sites (nil otherwise).
+// parameters plus spline argument at the active sites (nil otherwise).
 func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) (rec layerRecord[T], links, rawA []T) {
 	if tape == nil {
 		return f.view(f.rec, B), nil, nil
@@ -306,7 +309,7 @@ func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) (rec layerRecord[T], link
 		rec.acts[len(rec.acts)-2] = block[off : off+h : off+h]
 		off += h
 	}
-	nr := f.Arch.OutChannels() * B * f.nA
+	nr := (f.Arch.OutChannels() + 1) * B * f.nA
 	return rec, links, block[off : off+nr : off+nr]
 }
 
@@ -329,8 +332,8 @@ func (f *Flow[T]) checkCall(name string, B int, tape *Tape[T], links ...[]T) {
 // Forward applies the flow to B prior configurations z (len B·2V, angles in
 // [0, 2π)) and writes x = f(z) (len B·2V; may be z itself) and logJ[b] =
 // Σ_layers Σ_active log g' (len B, float64), so that log q(x) = LogPrior −
-// logJ. With a non-nil tape it records what BackwardForward needs; with a
-// nil tape it keeps nothing.
+// logJ. With a non-nil tape it records what BackwardForward and
+// BackwardReverseFromForward need; with a nil tape it keeps nothing.
 func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
 	f.checkCall("Forward", B, tape, x, z)
 	if len(logJ) != B {

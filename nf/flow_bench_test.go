@@ -3,7 +3,9 @@ package nf
 import (
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchFlow returns a float32 flow with the paper's architecture and n
@@ -132,7 +134,9 @@ const (
 //	re3:  Forward with tape + BackwardReverseFromForward (three-pass REINFORCE)
 //	re4:  Forward + Reverse with tape + BackwardReverse (four-pass REINFORCE)
 //
-// Metrics: ns/cfg, the time per configuration; tape-B/cfg, the bytes kept
+// Metrics: ns/cfg, the time per configuration; cpu-ns/cfg, the CPU time of
+// the process per configuration (user + system, all threads: less disturbed
+// than the wall time when other processes share the cores); tape-B/cfg, the bytes kept
 // for the backward pass per configuration (all layers); store-all-B/cfg,
 // what keeping every activation would cost; tape-buffers.
 func BenchmarkGradientStep(b *testing.B) {
@@ -179,10 +183,12 @@ func BenchmarkGradientStep(b *testing.B) {
 				b.Run(fmt.Sprintf("L=%d/%s/%s", L, st.name, mode), func(b *testing.B) {
 					st.fn(tape)
 					b.ResetTimer()
+					c0 := cpuTime()
 					for b.Loop() {
 						st.fn(tape)
 					}
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*B), "ns/cfg")
+					b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N*B), "cpu-ns/cfg")
 					b.ReportMetric(float64(tape.BytesPerConfig()), "tape-B/cfg")
 					b.ReportMetric(float64(fl.StoreAllBytesPerConfigLayer()*benchStepLayers), "store-all-B/cfg")
 					b.ReportMetric(float64(tape.Buffers()), "tape-buffers")
@@ -190,4 +196,13 @@ func BenchmarkGradientStep(b *testing.B) {
 			}
 		}
 	}
+}
+
+// cpuTime returns the CPU time (user + system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
