@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -29,7 +30,14 @@ action) and the backward part; the peak memory of the process; the bytes and
 buffers kept for the backward pass; the achieved GFLOP/s of the
 convolutions next to a large OpenBLAS sgemm measured in the same run. Then
 the action with its force per configuration, even–odd against dense.
-Prints markdown tables, or with -json one JSON object per line.
+Prints markdown tables, or with -json one JSON object per line: "kind":
+"step" objects with L, estimator, form (REINFORCE: three-pass or four-pass),
+batch, micro_batch, layers, step_seconds, loss_seconds, backward_seconds,
+flow_seconds, action_seconds, peak_rss_bytes, kept_bytes, kept_buffers,
+conv_gflops, conv_step_gflops, sgemm_gflops; "kind": "action" objects with
+L, evenodd_seconds, dense_seconds. With a batch of one micro-batch the
+REINFORCE row appears twice, in the trainer's three-pass form and in the
+four-pass form.
 
 flags:
 `
@@ -161,6 +169,11 @@ func (o *benchOptions) validate() error {
 		return usagef("bench: -steps %d, -warmup %d: need at least one timed step", o.Steps, o.Warmup)
 	case o.SgemmN < 1:
 		return usagef("bench: -sgemm-n %d: must be positive", o.SgemmN)
+	}
+	if o.Plot != "" {
+		if d, err := os.Stat(filepath.Dir(o.Plot)); err != nil || !d.IsDir() {
+			return usagef("bench: -plot %s: directory %s does not exist", o.Plot, filepath.Dir(o.Plot))
+		}
 	}
 	for _, L := range o.Ls {
 		if err := o.arch(L).Validate(); err != nil {

@@ -158,6 +158,7 @@ func TestBenchUsage(t *testing.T) {
 		{"-layers", "0"},
 		{"-steps", "0"},
 		{"extra"},
+		{"-plot", "/nonexistent-dir/p.png"},
 	} {
 		var out, progress bytes.Buffer
 		err := cmdBench(args, &out, &progress)

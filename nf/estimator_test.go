@@ -3,8 +3,8 @@ package nf
 import (
 	"errors"
 	"math"
-	"slices"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"nfschwinger/lgt"
