@@ -18,7 +18,26 @@ type Pool struct {
 	p   Params
 	mu  sync.Mutex
 	evs []*Evaluator
+
+	// The call in progress, read by the workers (set under mu): no
+	// closures or per-call slices, so that a call does not allocate.
+	kind         jobKind
+	action       []float64
+	obs          []Observables
+	force, links []float64
+	errs         []error
+	next         atomic.Int64
+	wg           sync.WaitGroup
+	start        []chan int // one per worker goroutine, started at the first parallel call
 }
+
+// jobKind is what a Pool call computes per configuration.
+type jobKind int
+
+const (
+	jobAction jobKind = iota
+	jobMeasure
+)
 
 // NewPool returns a pool of workers Evaluators for the lattice p; workers
 // ≤ 0 means runtime.GOMAXPROCS(0). It panics if p is invalid.
@@ -48,11 +67,10 @@ func (pl *Pool) Workers() int { return len(pl.evs) }
 func (pl *Pool) Action(action, force, links []float64) error {
 	B := len(action)
 	pl.check("Action", B, force, links)
-	return pl.run(B, func(ev *Evaluator, b int, lk, f []float64) error {
-		var err error
-		action[b], err = ev.Action(lk, f)
-		return err
-	}, force, links)
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pl.kind, pl.action = jobAction, action
+	return pl.run(B, force, links)
 }
 
 // Measure writes the observables of every configuration of links into obs
@@ -61,11 +79,10 @@ func (pl *Pool) Action(action, force, links []float64) error {
 func (pl *Pool) Measure(obs []Observables, force, links []float64) error {
 	B := len(obs)
 	pl.check("Measure", B, force, links)
-	return pl.run(B, func(ev *Evaluator, b int, lk, f []float64) error {
-		var err error
-		obs[b], err = ev.Measure(lk, f)
-		return err
-	}, force, links)
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pl.kind, pl.obs = jobMeasure, obs
+	return pl.run(B, force, links)
 }
 
 // check panics on inconsistent slice lengths.
@@ -79,46 +96,84 @@ func (pl *Pool) check(fn string, B int, force, links []float64) {
 	}
 }
 
-// run calls job for every configuration b on some worker, with the links
-// and force (nil or) slices of b, and returns the error of the lowest
-// failing b.
-func (pl *Pool) run(B int, job func(ev *Evaluator, b int, links, force []float64) error, force, links []float64) error {
+// one computes configuration b of the call in progress on ev.
+func (pl *Pool) one(ev *Evaluator, b int) {
+	n := 2 * pl.p.V()
+	var f []float64
+	if pl.force != nil {
+		f = pl.force[b*n : (b+1)*n]
+	}
+	lk := pl.links[b*n : (b+1)*n]
+	var err error
+	switch pl.kind {
+	case jobAction:
+		pl.action[b], err = ev.Action(lk, f)
+	case jobMeasure:
+		pl.obs[b], err = ev.Measure(lk, f)
+	}
+	pl.errs[b] = err
+}
+
+// worker is the goroutine of evaluator ev: for each call it receives the
+// batch size B and takes configurations of the call in progress until none
+// is left. It ends when Close closes its channel.
+func (pl *Pool) worker(ev *Evaluator, start <-chan int) {
+	for B := range start {
+		for {
+			b := int(pl.next.Add(1)) - 1
+			if b >= B {
+				break
+			}
+			pl.one(ev, b)
+		}
+		pl.wg.Done()
+	}
+}
+
+// Close ends the pool's worker goroutines. The pool must not be used
+// afterwards. A pool that is simply dropped keeps its idle goroutines.
+func (pl *Pool) Close() {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	n := 2 * pl.p.V()
-	errs := make([]error, B)
-	one := func(ev *Evaluator, b int) {
-		var f []float64
-		if force != nil {
-			f = force[b*n : (b+1)*n]
-		}
-		errs[b] = job(ev, b, links[b*n:(b+1)*n], f)
+	for _, c := range pl.start {
+		close(c)
 	}
+	pl.start = nil
+}
+
+// run computes every configuration of the call set up in pl (mu held) on
+// some worker and returns the error of the lowest failing one.
+func (pl *Pool) run(B int, force, links []float64) error {
+	pl.force, pl.links = force, links
+	if cap(pl.errs) < B {
+		pl.errs = make([]error, B)
+	}
+	pl.errs = pl.errs[:B]
+	clear(pl.errs)
 	defer serialBLAS()()
 	workers := min(len(pl.evs), B)
 	if workers <= 1 {
 		for b := 0; b < B; b++ {
-			one(pl.evs[0], b)
+			pl.one(pl.evs[0], b)
 		}
 	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func(ev *Evaluator) {
-				defer wg.Done()
-				for {
-					b := int(next.Add(1)) - 1
-					if b >= B {
-						return
-					}
-					one(ev, b)
-				}
-			}(pl.evs[w])
+		if pl.start == nil {
+			// Long-lived workers: starting goroutines per call allocates.
+			pl.start = make([]chan int, len(pl.evs))
+			for w := range pl.start {
+				pl.start[w] = make(chan int)
+				go pl.worker(pl.evs[w], pl.start[w])
+			}
 		}
-		wg.Wait()
+		pl.next.Store(0)
+		pl.wg.Add(workers)
+		for w := 0; w < workers; w++ {
+			pl.start[w] <- B
+		}
+		pl.wg.Wait()
 	}
-	for b, err := range errs {
+	pl.action, pl.obs, pl.force, pl.links = nil, nil, nil, nil
+	for b, err := range pl.errs {
 		if err != nil {
 			return fmt.Errorf("lgt: configuration %d of %d: %w", b, B, err)
 		}

@@ -86,24 +86,25 @@ type Trainer[T Float] struct {
 	// measure.
 	Timings StepTimings
 
-	n     int       // 2V
-	z, x  []T       // one micro-batch
-	zr    []T       // reverse image of a micro-batch (path gradient)
-	gx    []T       // gradient w.r.t. links of a micro-batch
-	gz    []T       // zero upstream gradient w.r.t. z
-	x64   []float64 // links of one micro-batch in float64
-	f64   []float64 // force of one micro-batch
-	logJ  []float64
-	act   []float64
-	glogJ []float64
-	phi   []T       // REINFORCE: φ of every local sample
-	sig   []float64 // signal s of every local sample
-	logq  []float64 // log q of every local sample
-	logp  []float64 // log p of every local sample
-	logw  []float64 // log w = log p − log q of every local sample
-	save  []T       // path gradient: saved parameter gradients
-	tape  *Tape[T]
-	red   [4]float64
+	n       int       // 2V
+	z, x    []T       // one micro-batch
+	zr      []T       // reverse image of a micro-batch (path gradient)
+	gx      []T       // gradient w.r.t. links of a micro-batch
+	gz      []T       // zero upstream gradient w.r.t. z
+	x64     []float64 // links of one micro-batch in float64
+	f64     []float64 // force of one micro-batch
+	logJ    []float64
+	act     []float64
+	glogJ   []float64
+	phi     []T       // REINFORCE: φ of every local sample
+	sig     []float64 // signal s of every local sample
+	logq    []float64 // log q of every local sample
+	logp    []float64 // log p of every local sample
+	logw    []float64 // log w = log p − log q of every local sample
+	save    []T       // path gradient: saved parameter gradients
+	tape    *Tape[T]
+	streams *Streams // prior streams, re-keyed per sample
+	red     [4]float64
 }
 
 // NewTrainer returns a trainer for micro-batches of micro configurations.
@@ -115,7 +116,7 @@ func NewTrainer[T Float](f *Flow[T], target Target, est Estimator, micro int, se
 		gx: make([]T, micro*n), gz: make([]T, micro*n),
 		x64: make([]float64, micro*n), f64: make([]float64, micro*n),
 		logJ: make([]float64, micro), act: make([]float64, micro), glogJ: make([]float64, micro),
-		tape: f.NewTape(micro),
+		tape: f.NewTape(micro), streams: NewStreams(),
 	}
 }
 
@@ -218,7 +219,7 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 	mb, n := t.Micro, t.n
 	var err error
 	for off := 0; off < nLocal && err == nil; off += mb {
-		SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
+		SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
 		t.forward(t.x, t.z, t.logJ, mb, nil)
 		copy(t.phi[off*n:(off+mb)*n], t.x)
 		err = t.evaluate(off, false)
@@ -267,7 +268,7 @@ func (t *Trainer[T]) ReinforceGradient(phi []T, signal []float64, baseline float
 func (t *Trainer[T]) reparam(step, first uint64, nLocal, nGlobal int) error {
 	mb := t.Micro
 	for off := 0; off < nLocal; off += mb {
-		SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
+		SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
 		if err := t.ReparamGradient(t.z, off, nGlobal); err != nil {
 			return err
 		}

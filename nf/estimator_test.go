@@ -181,3 +181,30 @@ func variance(x []float64) float64 {
 	}
 	return s / float64(len(x)-1)
 }
+
+// TestTrainerStepDoesNotAllocate checks that a training step in the steady
+// state (after the first, which sizes the workspaces) allocates nothing,
+// for every estimator and both REINFORCE forms.
+func TestTrainerStepDoesNotAllocate(t *testing.T) {
+	const L, mb = 4, 4
+	for _, c := range []struct {
+		est   Estimator
+		batch int
+	}{{REINFORCE, mb}, {REINFORCE, 2 * mb}, {ReparamTrick, 2 * mb}, {PathGradient, mb}} {
+		f := tinyFlow[float32](t, L, 2, []int{4}, 1)
+		pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 2) // two workers: goroutines too
+		tr := NewTrainer(f, pool, c.est, mb, 1)
+		step := uint64(0)
+		run := func() {
+			f.Params.ZeroGrad()
+			if _, err := tr.Step(Local{}, step, 0, c.batch, c.batch); err != nil {
+				t.Fatal(err)
+			}
+			step++
+		}
+		run()
+		if n := testing.AllocsPerRun(5, run); n != 0 {
+			t.Errorf("%s, batch %d: %v allocations per step", c.est, c.batch, n)
+		}
+	}
+}

@@ -21,7 +21,7 @@ import (
 // mix the two forms.
 func (t *Trainer[T]) reinforceThreePass(red Reducer, step, first uint64, nGlobal int) error {
 	mb := t.Micro
-	SamplePrior(t.z, mb, t.Seed, DomainTrain, step, first)
+	SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first)
 	t.forward(t.x, t.z, t.logJ, mb, t.tape)
 	err := t.evaluate(0, false)
 	var sum, bad float64
