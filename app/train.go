@@ -416,6 +416,9 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 				row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
 					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
 					Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
+				if st.ThreePass {
+					row.ThreePass = 1
+				}
 				if err := r.hist.Append(row); err != nil {
 					return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
 				}

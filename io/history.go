@@ -20,6 +20,7 @@ type HistoryRow struct {
 	Skipped      int64   // steps skipped so far for non-finite gradients (cumulative)
 	WallTime     float64 // wall-clock seconds of training so far, summed over restarts
 	Acceptance   float64 // MCMC acceptance rate of the flow after the step; NaN when not measured
+	ThreePass    int64   // 1 when the step used the three-pass REINFORCE form, else 0
 }
 
 // historyColumn describes one dataset of history.h5: its name, unit and
@@ -41,6 +42,7 @@ var historyColumns = []historyColumn{
 	{name: "learning_rate", unit: "1", doc: "learning rate of the step", f64: func(r *HistoryRow) *float64 { return &r.LearningRate }},
 	{name: "skipped", unit: "1", doc: "steps skipped so far because of a non-finite gradient (cumulative)", i64: func(r *HistoryRow) *int64 { return &r.Skipped }},
 	{name: "wall_time", unit: "s", doc: "wall-clock seconds of training so far, summed over restarts", f64: func(r *HistoryRow) *float64 { return &r.WallTime }},
+	{name: "three_pass", unit: "1", doc: "1 when the step ran the three-pass REINFORCE form (one micro-batch per rank), 0 for the four-pass form and the other estimators", i64: func(r *HistoryRow) *int64 { return &r.ThreePass }},
 	{name: "acceptance", unit: "1", doc: "Metropolis acceptance rate of the flow as proposal after the step (train.acceptance_every), NaN when not measured", f64: func(r *HistoryRow) *float64 { return &r.Acceptance }},
 }
 
