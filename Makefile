@@ -73,3 +73,13 @@ env:
 
 clean:
 	rm -f nfschwinger
+
+# The fault-injection report of issue 9 (README, reliability section): runs
+# every fault scenario of tests/faults_test.go and prints the table, then
+# fuzzes the HDF5 readers on damaged files for FUZZTIME each.
+FUZZTIME ?= 20s
+.PHONY: faults
+faults: build
+	$(CGO_ENV) $(MPI_ENV) NFSCHWINGER_FAULT_REPORT=1 $(GO) test -count=1 -v -run '^TestFaultReport$$' ./tests/
+	$(CGO_ENV) $(GO) test -run '^$$' -fuzz '^FuzzReadCheckpoint$$' -fuzztime $(FUZZTIME) ./io/
+	$(CGO_ENV) $(GO) test -run '^$$' -fuzz '^FuzzReadHistory$$' -fuzztime $(FUZZTIME) ./io/

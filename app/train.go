@@ -96,37 +96,27 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 
 // timedComm is the run's communicator with a clock: spent is the wall time
 // this rank spent in collectives (transfer and waiting for the other
-// ranks). Buffers of up to len(scratch) elements are reduced through
-// scratch, an array of their own: cgo refuses to hand C a pointer into a Go
-// object that also holds pointers, as the small reduction buffers inside
-// nf.Trainer are.
+// ranks).
 type timedComm struct {
 	comm.Comm
-	spent   time.Duration
-	scratch []float64
+	spent time.Duration
 }
 
-func newTimedComm(c comm.Comm) *timedComm {
-	return &timedComm{Comm: c, scratch: make([]float64, 16)}
+func newTimedComm(c comm.Comm) *timedComm { return &timedComm{Comm: c} }
+
+func (c *timedComm) AllreduceSum(buf []float64) {
+	defer c.since(time.Now())
+	c.Comm.AllreduceSum(buf)
 }
 
-func (c *timedComm) reduce(buf []float64, op func([]float64)) {
-	t0 := time.Now()
-	if len(buf) <= len(c.scratch) {
-		s := c.scratch[:len(buf)]
-		copy(s, buf)
-		op(s)
-		copy(buf, s)
-	} else {
-		op(buf)
-	}
-	c.spent += time.Since(t0)
+func (c *timedComm) AllreduceMax(buf []float64) {
+	defer c.since(time.Now())
+	c.Comm.AllreduceMax(buf)
 }
 
-func (c *timedComm) AllreduceSum(buf []float64) { c.reduce(buf, c.Comm.AllreduceSum) }
-func (c *timedComm) AllreduceMax(buf []float64) { c.reduce(buf, c.Comm.AllreduceMax) }
 func (c *timedComm) Bcast(buf []float64, root int) {
-	c.reduce(buf, func(b []float64) { c.Comm.Bcast(b, root) })
+	defer c.since(time.Now())
+	c.Comm.Bcast(buf, root)
 }
 
 func (c *timedComm) AllreduceSum32(buf []float32) {

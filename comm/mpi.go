@@ -28,15 +28,31 @@ static int nfs_local_split(int *rank, int *size) {
 	return MPI_Comm_size(nfs_local, size);
 }
 
-// nfs_allreduce reduces buf in place over MPI_COMM_WORLD. kind: 0 double
-// sum, 1 float sum, 2 double max.
-static int nfs_allreduce(void *buf, int n, int kind) {
-	MPI_Datatype t = kind == 1 ? MPI_FLOAT : MPI_DOUBLE;
-	MPI_Op op = kind == 2 ? MPI_MAX : MPI_SUM;
-	return MPI_Allreduce(MPI_IN_PLACE, buf, n, t, op, MPI_COMM_WORLD);
+// The buffers are typed (double*, float*, char*), not void*: cgo checks a
+// void* argument against the whole Go object it points into, which fails
+// for small buffers inside structs that also hold pointers; a pointer to
+// pointer-free elements needs no check.
+
+// nfs_allreduce_d reduces n doubles in place over MPI_COMM_WORLD: max when
+// max is non-zero, else sum.
+static int nfs_allreduce_d(double *buf, int n, int max) {
+	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, max ? MPI_MAX : MPI_SUM, MPI_COMM_WORLD);
 }
 
-static int nfs_bcast_bytes(void *buf, int n, int root) {
+// nfs_allreduce_f sums n floats in place over MPI_COMM_WORLD.
+static int nfs_allreduce_f(float *buf, int n) {
+	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+}
+
+static int nfs_bcast_d(double *buf, int n, int root) {
+	return MPI_Bcast(buf, n, MPI_DOUBLE, root, MPI_COMM_WORLD);
+}
+
+static int nfs_bcast_f(float *buf, int n, int root) {
+	return MPI_Bcast(buf, n, MPI_FLOAT, root, MPI_COMM_WORLD);
+}
+
+static int nfs_bcast_bytes(char *buf, int n, int root) {
 	return MPI_Bcast(buf, n, MPI_BYTE, root, MPI_COMM_WORLD);
 }
 
@@ -109,50 +125,36 @@ func (c *mpiComm) lock() {
 	}
 }
 
-// allreduce reduces n elements of size elem at p in place, in chunks.
-func (c *mpiComm) allreduce(p unsafe.Pointer, n, elem int, kind C.int) {
+// chunks calls fn(off, m) for consecutive chunks of at most maxCount of n
+// elements, with c's lock held.
+func (c *mpiComm) chunks(n int, fn func(off, m int)) {
 	c.lock()
 	defer c.mu.Unlock()
 	for off := 0; off < n; off += maxCount {
-		m := min(maxCount, n-off)
-		C.nfs_allreduce(unsafe.Add(p, off*elem), C.int(m), kind)
+		fn(off, min(maxCount, n-off))
 	}
 }
 
 func (c *mpiComm) AllreduceSum(buf []float64) {
-	if len(buf) > 0 {
-		c.allreduce(unsafe.Pointer(&buf[0]), len(buf), 8, 0)
-	}
+	c.chunks(len(buf), func(off, m int) { C.nfs_allreduce_d((*C.double)(&buf[off]), C.int(m), 0) })
 }
 
 func (c *mpiComm) AllreduceSum32(buf []float32) {
-	if len(buf) > 0 {
-		c.allreduce(unsafe.Pointer(&buf[0]), len(buf), 4, 1)
-	}
+	c.chunks(len(buf), func(off, m int) { C.nfs_allreduce_f((*C.float)(&buf[off]), C.int(m)) })
 }
 
 func (c *mpiComm) AllreduceMax(buf []float64) {
-	if len(buf) > 0 {
-		c.allreduce(unsafe.Pointer(&buf[0]), len(buf), 8, 2)
-	}
+	c.chunks(len(buf), func(off, m int) { C.nfs_allreduce_d((*C.double)(&buf[off]), C.int(m), 1) })
 }
 
 func (c *mpiComm) Bcast(buf []float64, root int) {
 	checkRoot(root, c.size)
-	c.lock()
-	defer c.mu.Unlock()
-	for off := 0; off < len(buf); off += maxCount {
-		c.world.BcastFloat64s(buf[off:min(len(buf), off+maxCount)], root)
-	}
+	c.chunks(len(buf), func(off, m int) { C.nfs_bcast_d((*C.double)(&buf[off]), C.int(m), C.int(root)) })
 }
 
 func (c *mpiComm) Bcast32(buf []float32, root int) {
 	checkRoot(root, c.size)
-	c.lock()
-	defer c.mu.Unlock()
-	for off := 0; off < len(buf); off += maxCount {
-		c.world.BcastFloat32s(buf[off:min(len(buf), off+maxCount)], root)
-	}
+	c.chunks(len(buf), func(off, m int) { C.nfs_bcast_f((*C.float)(&buf[off]), C.int(m), C.int(root)) })
 }
 
 func (c *mpiComm) BcastBytes(buf []byte, root int) []byte {
@@ -166,7 +168,7 @@ func (c *mpiComm) BcastBytes(buf []byte, root int) []byte {
 	}
 	for off := 0; off < len(buf); off += maxCount {
 		m := min(maxCount, len(buf)-off)
-		C.nfs_bcast_bytes(unsafe.Pointer(&buf[off]), C.int(m), C.int(root))
+		C.nfs_bcast_bytes((*C.char)(unsafe.Pointer(&buf[off])), C.int(m), C.int(root))
 	}
 	return buf
 }

@@ -1,12 +1,14 @@
 package nfio
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 
 	"nfschwinger/internal/h5"
@@ -36,7 +38,8 @@ var ErrCheckpointMismatch = errors.New("checkpoint does not match the configurat
 // wrong: truncated, altered or not a checkpoint.
 var ErrCheckpointCorrupt = errors.New("checkpoint is corrupt")
 
-// Checkpoint layout (all under the root of checkpoint.h5):
+// Checkpoint layout (all under the root of checkpoint.h5, followed by the
+// checksum trailer of appendTrailer):
 //
 //	attributes  format_version (int), checksum_sha256 (hex string over the
 //	            arrays and counters below, see checksum), created_by
@@ -70,8 +73,56 @@ func WriteCheckpoint[T nf.Float](path string, arch nf.Arch, ps *nf.ParamSet[T], 
 			f.Close()
 			return fmt.Errorf("write checkpoint %s: %w", path, err)
 		}
-		return f.Close()
+		if err := f.Close(); err != nil {
+			return err
+		}
+		return appendTrailer(tmp)
 	})
+}
+
+// The checkpoint trailer: the file ends with trailerMagic and the SHA-256 of
+// every byte before the trailer. HDF5 ignores bytes past the end of its
+// data, so h5py and h5dump read the file as usual; ReadCheckpoint verifies
+// the trailer before HDF5 parses anything, because the HDF5 library can
+// crash (not merely fail) on some corrupted metadata. A tool that rewrites
+// the file drops the trailer, and the checkpoint is then refused.
+const trailerMagic = "NFSCSUM1"
+
+// trailerLen is the length of the trailer in bytes.
+const trailerLen = len(trailerMagic) + sha256.Size
+
+// appendTrailer appends the checksum trailer to the file at path.
+func appendTrailer(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append([]byte(trailerMagic), sum[:]...)); err != nil {
+		f.Close()
+		return fmt.Errorf("append checksum to %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// verifyTrailer checks the checksum trailer of the file at path.
+func verifyTrailer(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	n := len(data) - trailerLen
+	if n < 0 || string(data[n:n+len(trailerMagic)]) != trailerMagic {
+		return errors.New("no checksum trailer (truncated, or not written by nfschwinger)")
+	}
+	if sum := sha256.Sum256(data[:n]); !bytes.Equal(sum[:], data[n+len(trailerMagic):]) {
+		return errors.New("file checksum does not match (the file was altered or damaged)")
+	}
+	return nil
 }
 
 func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], st TrainState) error {
@@ -124,6 +175,9 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 // error ps may hold partial data.
 func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (TrainState, error) {
 	var st TrainState
+	if err := verifyTrailer(path); err != nil {
+		return st, fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	}
 	f, err := h5.Open(path)
 	if err != nil {
 		return st, fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)

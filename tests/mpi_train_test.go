@@ -476,11 +476,13 @@ func parseSummary(stdout string) (trainSummary, bool) {
 }
 
 // BenchmarkMPITrain compares 2 ranks × 1 thread with 1 rank × 2 threads at
-// the same global batch (issue 5), at L = 8 and 16. It reports the time per
-// step of the second run of each pair (after a warm-up run), the share of
-// rank 0's time in collectives and in the gradient allreduce, and the
-// parallel efficiency t(1 rank × 2 threads) / t(2 ranks × 1 thread). Run
-// with
+// the same global batch (issue 5), at L = 8 and 16, 40 steps. For each
+// setup it takes the best of three runs (the machines these tests run on
+// are shared) and reports the time per step, the share of rank 0's time in
+// collectives and in the gradient allreduce, and the parallel efficiency
+// t(1 rank × 2 threads) / t(2 ranks × 1 thread). The ranks yield the CPU
+// while they wait (mpi_yield_when_idle): with busy polling, a rank
+// descheduled on a loaded node stalls the other. Run with
 //
 //	go test -run '^$' -bench MPITrain -benchtime 1x ./tests/
 func BenchmarkMPITrain(b *testing.B) {
@@ -489,36 +491,46 @@ func BenchmarkMPITrain(b *testing.B) {
 		b.Skip("mpirun is not on PATH")
 	}
 	for _, L := range []int{8, 16} {
-		c := trainCase{L: L, Steps: 10, Batch: 16, Micro: 8, CheckpointEvery: 1000}
+		c := trainCase{L: L, Steps: 40, Batch: 16, Micro: 8, CheckpointEvery: 1000}
 		b.Run(fmt.Sprintf("L=%d", L), func(b *testing.B) {
-			var ms [2]float64
+			setups := []struct {
+				name string
+				argv []string
+				env  []string
+			}{
+				{"1 rank × 2 threads", []string{mpirun, "--bind-to", "none", "-n", "1", nfBinary, "params.toml"},
+					jobEnv("GOMAXPROCS=2", "OPENBLAS_NUM_THREADS=2")},
+				{"2 ranks × 1 thread", []string{mpirun, "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-n", "2", nfBinary, "params.toml"},
+					jobEnv("GOMAXPROCS=1", "OPENBLAS_NUM_THREADS=1")},
+			}
+			best := make([]trainSummary, len(setups))
 			for i := 0; i < b.N; i++ {
-				for j, setup := range []struct {
-					argv []string
-					env  []string
-				}{
-					{[]string{mpirun, "--bind-to", "none", "-n", "1", nfBinary, "params.toml"}, jobEnv("GOMAXPROCS=2", "OPENBLAS_NUM_THREADS=2")},
-					{[]string{mpirun, "--bind-to", "none", "-n", "2", nfBinary, "params.toml"}, jobEnv("GOMAXPROCS=1", "OPENBLAS_NUM_THREADS=1")},
-				} {
-					dir := b.TempDir()
-					os.WriteFile(filepath.Join(dir, "params.toml"), []byte(c.config()), 0o644)
-					r := runJob(b, dir, setup.env, 5*time.Minute, setup.argv...)
-					s, ok := parseSummary(r.Stdout)
-					if r.Status != 0 || !ok {
-						b.Fatalf("%v: status %d, no summary\n%s\n%s", setup.argv, r.Status, tail(r.Stdout), tail(r.Stderr))
+				for j, setup := range setups {
+					for range 3 {
+						dir := b.TempDir()
+						if err := os.WriteFile(filepath.Join(dir, "params.toml"), []byte(c.config()), 0o644); err != nil {
+							b.Fatal(err)
+						}
+						r := runJob(b, dir, setup.env, 5*time.Minute, setup.argv...)
+						s, ok := parseSummary(r.Stdout)
+						if r.Status != 0 || !ok {
+							b.Fatalf("%v: status %d, no summary\n%s\n%s", setup.argv, r.Status, tail(r.Stdout), tail(r.Stderr))
+						}
+						if best[j].MsPerStep == 0 || s.MsPerStep < best[j].MsPerStep {
+							best[j] = s
+						}
 					}
-					ms[j] = s.MsPerStep
-					if j == 1 {
-						b.ReportMetric(s.CommPct, "comm%")
-						b.ReportMetric(s.GradPct, "allreduce%")
-					}
-					b.Logf("L=%d %s: %.2f ms/step, collectives %.2f ms/step (%.1f%%), gradient allreduce %.1f%%",
-						L, map[int]string{0: "1 rank × 2 threads", 1: "2 ranks × 1 thread"}[j], s.MsPerStep, s.CommMs, s.CommPct, s.GradPct)
 				}
 			}
-			b.ReportMetric(ms[0], "ms/step-1x2")
-			b.ReportMetric(ms[1], "ms/step-2x1")
-			b.ReportMetric(ms[0]/ms[1], "efficiency")
+			for j, s := range best {
+				b.Logf("L=%d %s: %.2f ms/step, collectives %.2f ms/step (%.1f%%), gradient allreduce %.1f%%",
+					L, setups[j].name, s.MsPerStep, s.CommMs, s.CommPct, s.GradPct)
+			}
+			b.ReportMetric(best[0].MsPerStep, "ms/step-1x2")
+			b.ReportMetric(best[1].MsPerStep, "ms/step-2x1")
+			b.ReportMetric(best[1].CommPct, "comm%")
+			b.ReportMetric(best[1].GradPct, "allreduce%")
+			b.ReportMetric(best[0].MsPerStep/best[1].MsPerStep, "efficiency")
 		})
 	}
 }
