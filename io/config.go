@@ -36,6 +36,10 @@ type Config struct {
 	// Text is the TOML text the Config was parsed from, stored verbatim in
 	// checkpoints as /config.
 	Text string `toml:"-"`
+
+	// microDefault records that micro_batch was not given: a rank then
+	// processes its whole share of the batch in one pass.
+	microDefault bool
 }
 
 // LatticeConfig is the [lattice] section: the physics.
@@ -63,7 +67,7 @@ type TrainConfig struct {
 	Estimator       string    `toml:"estimator"`        // [estimator] "reinforce" (default), "rt" or "path"
 	Steps           int       `toml:"steps"`            // [steps] total optimizer steps of the run, required, ≥ 0
 	BatchSize       int       `toml:"batch_size"`       // [batch_size] configurations per step over all ranks, required
-	MicroBatch      int       `toml:"micro_batch"`      // [micro_batch] configurations per rank per pass, default batch_size
+	MicroBatch      int       `toml:"micro_batch"`      // [micro_batch] configurations per rank per pass, default batch_size (on several ranks: batch_size/ranks)
 	LearningRate    float64   `toml:"learning_rate"`    // [learning_rate] Adam step size, default 2.5e-4
 	AdamBetas       []float64 `toml:"adam_betas"`       // [adam_betas] Adam's β₁, β₂, default [0.9, 0.999]
 	AdamEps         float64   `toml:"adam_eps"`         // [adam_eps] Adam's ε (outside the square root), default 1e-8
@@ -225,6 +229,7 @@ func Parse(text string) (Config, error) {
 	}
 	if !md.IsDefined("train", "micro_batch") {
 		c.Train.MicroBatch = c.Train.BatchSize
+		c.microDefault = true
 	}
 	if !md.IsDefined("train", "acceptance_samples") {
 		c.Train.AcceptanceSamples = c.Train.BatchSize
@@ -487,6 +492,9 @@ func (c Config) CheckRanks(ranks int) error {
 	b, mb := c.Train.BatchSize, c.Train.MicroBatch
 	if b%ranks != 0 {
 		return bad("train.batch_size", b, "must be divisible by the number of ranks, %d", ranks)
+	}
+	if c.microDefault {
+		mb = b / ranks // one pass per rank
 	}
 	if (b/ranks)%mb != 0 {
 		return bad("train.micro_batch", mb, "must divide the per-rank batch, batch_size/ranks = %d/%d = %d", b, ranks, b/ranks)

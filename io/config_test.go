@@ -22,6 +22,31 @@ batch_size = 64
 seed = 7
 `
 
+// TestCheckRanksDefaultMicroBatch: without micro_batch every rank takes its
+// whole share in one pass, so any rank count that divides the batch works;
+// with an explicit micro_batch it must divide the share.
+func TestCheckRanksDefaultMicroBatch(t *testing.T) {
+	c, err := Parse(minimal) // batch_size = 64, no micro_batch
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int{1, 2, 4, 64} {
+		if err := c.CheckRanks(r); err != nil {
+			t.Errorf("%d ranks: %v", r, err)
+		}
+	}
+	if err := c.CheckRanks(3); err == nil {
+		t.Error("3 ranks for a batch of 64 accepted")
+	}
+	e, err := Parse(minimal + "micro_batch = 32\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CheckRanks(4); err == nil {
+		t.Error("micro_batch 32 accepted for a per-rank batch of 16")
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	c, err := Parse(minimal)
 	if err != nil {
@@ -36,6 +61,7 @@ func TestParseDefaults(t *testing.T) {
 	want.Sample.BatchSize = 64
 	want.Sample.Seed = 7
 	want.Text = minimal
+	want.microDefault = true
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse(minimal) =\n%+v\nwant\n%+v", c, want)
 	}
