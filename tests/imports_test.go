@@ -1,0 +1,46 @@
+package tests
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportGraph checks the package boundaries of DESIGN.md and STYLE.md:
+// the physics (lgt) and the flow (nf) never import the communicator, the
+// files or the command layer; only comm imports MPI.
+func TestImportGraph(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps=false", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "nfschwinger/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := map[string][]string{
+		"nfschwinger/lgt": {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app", "nfschwinger/nf"},
+		"nfschwinger/nf":  {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app"},
+		"nfschwinger/io":  {"nfschwinger/comm", "nfschwinger/app"},
+	}
+	const mpi = "github.com/sbromberger/gompi"
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imps, _ := strings.Cut(line, ": ")
+		imports := strings.Fields(imps)
+		for _, bad := range forbidden[pkg] {
+			for _, imp := range imports {
+				if imp == bad || strings.HasPrefix(imp, bad+"/") {
+					t.Errorf("%s imports %s", pkg, imp)
+				}
+			}
+		}
+		if _, ok := forbidden[pkg]; ok {
+			seen++
+		}
+		for _, imp := range imports {
+			if imp == mpi && pkg != "nfschwinger/comm" {
+				t.Errorf("%s imports MPI (%s); only nfschwinger/comm may", pkg, mpi)
+			}
+		}
+	}
+	if seen != len(forbidden) {
+		t.Fatalf("go list listed %d of the %d checked packages:\n%s", seen, len(forbidden), out)
+	}
+}
