@@ -224,7 +224,19 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 		copy(t.phi[off*n:(off+mb)*n], t.x)
 		err = t.evaluate(off, false)
 	}
-	// Global baseline: sum of s and a failure flag in one reduction.
+	baseline, err := t.baseline(red, nLocal, nGlobal, err)
+	if err != nil {
+		return err
+	}
+	t.ReinforceGradient(t.phi[:nLocal*n], t.sig[:nLocal], baseline, nGlobal)
+	return nil
+}
+
+// baseline returns the REINFORCE baseline s̄, the mean of the signal over
+// the global batch, from one reduction of the local sum and a failure flag
+// (err, this rank's failure of the forward passes). Collective: every rank
+// learns of a failure anywhere and returns an error.
+func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (float64, error) {
 	var sum, bad float64
 	if err != nil {
 		bad = 1
@@ -239,10 +251,9 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 		if err == nil {
 			err = fmt.Errorf("%w on another rank", ErrNonFinite)
 		}
-		return err
+		return 0, err
 	}
-	t.ReinforceGradient(t.phi[:nLocal*n], t.sig[:nLocal], t.red[0]/float64(nGlobal), nGlobal)
-	return nil
+	return t.red[0] / float64(nGlobal), nil
 }
 
 // ReinforceGradient adds to the parameter gradients the gradient of

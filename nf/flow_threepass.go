@@ -1,7 +1,6 @@
 package nf
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -23,24 +22,10 @@ func (t *Trainer[T]) reinforceThreePass(red Reducer, step, first uint64, nGlobal
 	mb := t.Micro
 	SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first)
 	t.forward(t.x, t.z, t.logJ, mb, t.tape)
-	err := t.evaluate(0, false)
-	var sum, bad float64
+	baseline, err := t.baseline(red, mb, nGlobal, t.evaluate(0, false))
 	if err != nil {
-		bad = 1
-	} else {
-		for _, s := range t.sig[:mb] {
-			sum += s
-		}
-	}
-	t.red[0], t.red[1] = sum, bad
-	red.AllreduceSum(t.red[:2])
-	if t.red[1] != 0 {
-		if err == nil {
-			err = fmt.Errorf("%w on another rank", ErrNonFinite)
-		}
 		return err
 	}
-	baseline := t.red[0] / float64(nGlobal)
 	for b := 0; b < mb; b++ {
 		t.glogJ[b] = (t.sig[b] - baseline) / float64(nGlobal)
 	}
