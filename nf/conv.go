@@ -50,6 +50,12 @@ type Workspace[T Float] struct {
 	biasFn, gbiasFn    func(lo, hi int)
 	fwdFn, bwdFn       func(lo, hi int)
 
+	// Convolutions at a subset of the sites (conv_sites.go): the sites,
+	// the source site of every kernel tap for each of them, and the loops.
+	sites               []int
+	taps                []int32
+	gatherFn, scatterFn func(lo, hi int)
+
 	// Arguments of the parallel activation kernels.
 	actX, actY []T
 	slope      T
@@ -80,6 +86,8 @@ func (ws *Workspace[T]) bind() {
 		ws.fwdFn = ws.forwardSlots
 		ws.bwdFn = ws.backwardSlots
 		ws.actFn = ws.actRange
+		ws.gatherFn = ws.gatherRange
+		ws.scatterFn = ws.scatterRange
 	}
 }
 
@@ -117,7 +125,7 @@ func (ws *Workspace[T]) setup(c *Conv2D[T], be Backend, B, L int, withGrad bool)
 
 // clearArgs drops the references to the caller's buffers.
 func (ws *Workspace[T]) clearArgs() {
-	ws.c, ws.seq, ws.in, ws.out, ws.gout, ws.gin = nil, nil, nil, nil, nil, nil
+	ws.c, ws.seq, ws.in, ws.out, ws.gout, ws.gin, ws.sites = nil, nil, nil, nil, nil, nil, nil
 }
 
 // check panics unless the slices fit the convolution over B configurations of

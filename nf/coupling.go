@@ -13,7 +13,9 @@ import (
 //  1. P = plaquettes, ℓ = 2x1 loops of the incoming links (mod 2π).
 //  2. Conditioner input [6][B·V]: cos(P·frozen), sin(P·frozen), cos(ℓ_c·frozen_c)
 //     (c = 0, 1), sin(ℓ_c·frozen_c).
-//  3. Convolutions with LeakyReLU between them: raw spline parameters [3n+1][B·V].
+//  3. Convolutions with LeakyReLU between them: raw spline parameters
+//     [3n+1][B·nA], the last convolution evaluated at the nA = V/4 active
+//     sites only (Conv2D.ForwardSites).
 //  4. Active plaquettes: forward P' = (g(P) + t) mod 2π, log J += log g'(P);
 //     reverse P = g⁻¹((P' − t) mod 2π), log J −= log g'(P).
 //  5. δ = P' − P; masked links θ_μ(x) += δ(x) (μ = 0) or −= δ(x) (μ = 1), mod 2π.
@@ -23,8 +25,8 @@ import (
 //
 // What a layer records for its backward pass (a layerRecord, one per layer in
 // a store-everything Tape): the conditioner's input and the output of every
-// convolution after its activation ([C][B·V] each; the last is the raw
-// spline parameters), and the spline's argument at every site (the
+// convolution after its activation ([C][B·V] each; the last, the raw
+// spline parameters, [C][B·nA] at the active sites), and the spline's argument at every site (the
 // plaquette P before the layer, in both directions; meaningful at active
 // sites). The backward pass recomputes everything else: knots from the raw
 // parameters, cos/sin of the frozen angles are the recorded input itself.
@@ -49,8 +51,10 @@ type coupling[T Float] struct {
 
 // layerRecord is the view of one layer's recorded activations for a batch of
 // B configurations (N = B·V): acts[j] is [C_j][N] with C_j = Arch.Channels()[j]
-// (acts[0] the conditioner input, acts[len−1] the raw spline parameters), x
-// the spline argument [N].
+// (acts[0] the conditioner input), except the last, the raw spline
+// parameters, which is [C][B·nA]: computed at the active sites only, column
+// b·nA + i for site Masks.Active[i] of configuration b; x is the spline
+// argument [N].
 type layerRecord[T Float] struct {
 	acts [][]T
 	x    []T
@@ -70,22 +74,16 @@ type kernelArgs[T Float] struct {
 	nA      int // active sites per configuration (stride of rawA)
 }
 
-// keepActive copies the raw spline parameters ([nOut][N]) and the spline
-// argument (k.rec.x) of configuration b at the active sites of mask m into
-// k.rawA.
-func (k *kernelArgs[T]) keepActive(raw []T, m *Masks, b, nOut int) {
+// keepActive copies the spline argument (k.rec.x) of configuration b at the
+// active sites of mask m into channel nOut of k.rawA (the raw spline
+// parameters are there already: the last convolution writes them into the
+// tape).
+func (k *kernelArgs[T]) keepActive(m *Masks, b, nOut int) {
 	M := k.B * k.nA
-	for c := 0; c <= nOut; c++ {
-		var src []T
-		if c < nOut {
-			src = raw[c*k.N+b*k.V : c*k.N+(b+1)*k.V]
-		} else {
-			src = k.rec.x[b*k.V : (b+1)*k.V]
-		}
-		dst := k.rawA[c*M+b*k.nA : c*M+(b+1)*k.nA]
-		for i, x := range m.Active {
-			dst[i] = src[x]
-		}
+	src := k.rec.x[b*k.V : (b+1)*k.V]
+	dst := k.rawA[nOut*M+b*k.nA : nOut*M+(b+1)*k.nA]
+	for i, x := range m.Active {
+		dst[i] = src[x]
 	}
 }
 
@@ -140,26 +138,26 @@ func cosSin[T Float](v T) (T, T) {
 func (f *Flow[T]) couplingForwardRange(lo, hi int) {
 	k := &f.k
 	m := k.layer.masks
-	V, N := k.V, k.N
+	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
-	raw := k.rec.acts[len(k.rec.acts)-1]
+	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
 	for b := lo; b < hi; b++ {
 		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		logJ := 0.0
-		for _, x := range m.Active {
-			s := b*V + x
-			sp.load(raw, N, s, n)
-			P := k.rec.x[s]
+		for i, x := range m.Active {
+			si := b*k.nA + i
+			sp.load(raw, M, si, n)
+			P := k.rec.x[b*V+x]
 			g, logd, _ := sp.forward(P)
-			Pp := lgt.Mod2Pi(g + raw[3*n*N+s])
+			Pp := lgt.Mod2Pi(g + raw[3*n*M+si])
 			links[x] = lgt.Mod2Pi(links[x] + sgn*(Pp-P))
 			logJ += logd
 		}
 		k.logJ[b] += logJ
 		if k.rawA != nil {
-			k.keepActive(raw, m, b, 3*n+1)
+			k.keepActive(m, b, 3*n+1)
 		}
 	}
 }
@@ -170,26 +168,26 @@ func (f *Flow[T]) couplingForwardRange(lo, hi int) {
 func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 	k := &f.k
 	m := k.layer.masks
-	V, N := k.V, k.N
+	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
-	raw := k.rec.acts[len(k.rec.acts)-1]
+	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
 	for b := lo; b < hi; b++ {
 		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		logJ := 0.0
-		for _, x := range m.Active {
-			s := b*V + x
-			sp.load(raw, N, s, n)
+		for i, x := range m.Active {
+			s, si := b*V+x, b*k.nA+i
+			sp.load(raw, M, si, n)
 			Pp := k.rec.x[s]
-			P, logd := sp.inverse(lgt.Mod2Pi(Pp - raw[3*n*N+s]))
+			P, logd := sp.inverse(lgt.Mod2Pi(Pp - raw[3*n*M+si]))
 			k.rec.x[s] = P
 			links[x] = lgt.Mod2Pi(links[x] - sgn*(Pp-P))
 			logJ -= logd
 		}
 		k.logJ[b] += logJ
 		if k.rawA != nil {
-			k.keepActive(raw, m, b, 3*n+1)
+			k.keepActive(m, b, 3*n+1)
 		}
 	}
 }
@@ -197,29 +195,25 @@ func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 // splineBackwardRange starts the backward pass of a layer for configurations
 // [lo, hi): from the gradient of the outgoing links (k.links, read at the
 // updated links) and of log J it writes the gradient of the raw spline
-// parameters (f.gbuf[0], all sites; zero at inactive ones) and the direct
+// parameters (f.gbuf[0], [3n+1][B·nA], active sites only) and the direct
 // gradient of the incoming plaquettes at the active sites (f.pbar, zero
 // elsewhere). reverse selects the reverse layer. The raw spline parameters
-// come from k.rawA when kept compactly (recompute mode), else from the record.
+// and the spline argument come from k.rawA in recompute mode, else from the
+// record.
 func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 	k := &f.k
 	m := k.layer.masks
-	V, N := k.V, k.N
+	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
 	nOut := 3*n + 1
-	raw, stride := k.rec.acts[len(k.rec.acts)-1], N
-	xs := k.rec.x // spline argument, indexed like raw
+	raw := k.rec.acts[len(k.rec.acts)-1]
 	if k.rawA != nil {
-		raw, stride = k.rawA, k.B*k.nA
-		xs = k.rawA[nOut*stride : (nOut+1)*stride]
+		raw = k.rawA
 	}
-	graw := f.gbuf[0][:nOut*N]
+	graw := f.gbuf[0][:nOut*M] // every entry is written below
 	sgn := T(m.sign())
 	var sp splineSite[T]
 	for b := lo; b < hi; b++ {
-		for c := 0; c < nOut; c++ {
-			clear(graw[c*N+b*V : c*N+(b+1)*V])
-		}
 		clear(f.pbar[b*V : (b+1)*V])
 		var gl T
 		if k.glogJ != nil {
@@ -227,25 +221,26 @@ func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 		}
 		glinks := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		for i, x := range m.Active {
-			s := b*V + x
-			si := s
+			s, si := b*V+x, b*k.nA+i
+			sp.load(raw, M, si, n)
+			var P T
 			if k.rawA != nil {
-				si = b*k.nA + i
+				P = k.rawA[nOut*M+si]
+			} else {
+				P = k.rec.x[s]
 			}
-			sp.load(raw, stride, si, n)
-			P := xs[si]
 			if !reverse {
 				// θ' = θ ± δ, δ = g(P) + t − P (mod 2π, derivative 1).
 				gd := sgn * glinks[x]
-				gx := sp.backwardForward(P, gd, gl, graw, N, s)
-				graw[3*n*N+s] = gd
+				gx := sp.backwardForward(P, gd, gl, graw, M, si)
+				graw[3*n*M+si] = gd
 				f.pbar[s] = gx - gd
 			} else {
 				// θ = θ' ∓ δ, δ = P' − P, P = g⁻¹(u), u = P' − t, log J = −log g'(P);
 				// here f.pbar is the gradient of the incoming plaquette P'.
 				gd := -sgn * glinks[x]
-				gu := sp.backwardInverse(P, -gd, gl, graw, N, s)
-				graw[3*n*N+s] = -gu
+				gu := sp.backwardInverse(P, -gd, gl, graw, M, si)
+				graw[3*n*M+si] = -gu
 				f.pbar[s] = gd + gu
 			}
 		}
@@ -339,28 +334,41 @@ func loopsTranspose[T Float](g, lbar []T, L int) {
 
 // conditionerForward runs the first nConv convolutions of layer c on
 // rec.acts[0], writing rec.acts[1:nConv+1], with LeakyReLU after all but the
-// last convolution of the conditioner.
+// last convolution of the conditioner. The last convolution is evaluated at
+// the layer's active sites only (Conv2D.ForwardSites: the spline reads
+// nothing else), into the compact [3n+1][B·nA] layout.
 func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B, nConv int) {
 	L := f.Arch.L
+	last := len(c.convs) - 1
 	for j := range c.convs[:nConv] {
-		c.convs[j].Forward(f.be, rec.acts[j+1], rec.acts[j], B, L, &f.ws)
-		if j < len(c.convs)-1 {
-			f.ws.LeakyReLU(f.be, rec.acts[j+1], T(f.Arch.LeakyReLUSlope))
+		if j == last {
+			c.convs[j].ForwardSites(f.be, rec.acts[j+1], rec.acts[j], B, L, c.masks.Active, &f.ws)
+			continue
 		}
+		c.convs[j].Forward(f.be, rec.acts[j+1], rec.acts[j], B, L, &f.ws)
+		f.ws.LeakyReLU(f.be, rec.acts[j+1], T(f.Arch.LeakyReLUSlope))
 	}
 }
 
 // conditionerBackward propagates the gradient of the raw spline parameters
-// (f.gbuf[0]) back through the convolutions of layer c, adding the parameter
-// gradients, and leaves the gradient of the conditioner input in f.ginp.
+// (f.gbuf[0], compact at the active sites) back through the convolutions of
+// layer c, adding the parameter gradients, and leaves the gradient of the
+// conditioner input in f.ginp. The last convolution's input gradient is
+// non-zero only in the receptive fields of the active sites
+// (Conv2D.BackwardSites).
 func (f *Flow[T]) conditionerBackward(c *coupling[T], rec layerRecord[T], B int) {
 	L, N := f.Arch.L, B*f.Arch.L*f.Arch.L
+	last := len(c.convs) - 1
 	cur := 0 // f.gbuf[cur] holds the gradient of rec.acts[j+1]
-	for j := len(c.convs) - 1; j >= 0; j-- {
+	for j := last; j >= 0; j-- {
 		cv := &c.convs[j]
-		gout := f.gbuf[cur][:cv.Cout*N]
 		gin := f.gbuf[1-cur][:cv.Cin*N]
-		cv.Backward(f.be, gin, gout, rec.acts[j], B, L, &f.ws)
+		if j == last {
+			gout := f.gbuf[cur][:cv.Cout*B*len(c.masks.Active)]
+			cv.BackwardSites(f.be, gin, gout, rec.acts[j], B, L, c.masks.Active, &f.ws)
+		} else {
+			cv.Backward(f.be, gin, f.gbuf[cur][:cv.Cout*N], rec.acts[j], B, L, &f.ws)
+		}
 		if j > 0 {
 			f.ws.LeakyReLUBackward(f.be, gin, rec.acts[j], T(f.Arch.LeakyReLUSlope))
 		}

@@ -184,12 +184,20 @@ func (f *Flow[T]) StoreAllBytesPerConfigLayer() int {
 	return f.recordSize(false) * int(unsafe.Sizeof(T(0)))
 }
 
-// view slices one layer's record for B configurations out of block.
+// view slices one layer's record for B configurations out of block. The
+// last activation (the raw spline parameters) is computed at the active
+// sites only: its view is the compact [C][B·nA] at the start of its slot
+// (the slot keeps the full [C][B·V] size, so that the store-everything
+// record stays what storing every activation costs).
 func (f *Flow[T]) view(block []T, B int) layerRecord[T] {
 	N := B * f.Arch.L * f.Arch.L
 	off := 0
 	for j, c := range f.ch {
-		f.acts[j] = block[off : off+c*N : off+c*N]
+		n := c * N
+		if j == len(f.ch)-1 {
+			n = c * B * f.nA
+		}
+		f.acts[j] = block[off : off+n : off+n]
 		off += c * N
 	}
 	return layerRecord[T]{acts: f.acts, x: block[off : off+N : off+N]}
@@ -310,7 +318,12 @@ func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) (rec layerRecord[T], link
 		off += h
 	}
 	nr := (f.Arch.OutChannels() + 1) * B * f.nA
-	return rec, links, block[off : off+nr : off+nr]
+	rawA = block[off : off+nr : off+nr]
+	// The last convolution writes the raw spline parameters straight into
+	// the tape.
+	nRaw := f.Arch.OutChannels() * B * f.nA
+	rec.acts[len(rec.acts)-1] = rawA[:nRaw:nRaw]
+	return rec, links, rawA
 }
 
 // checkCall panics unless the slices fit B configurations (programming errors).

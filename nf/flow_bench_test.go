@@ -28,8 +28,12 @@ func benchFlow(tb testing.TB, L, layers, B int) (*Flow[float32], []float32) {
 // over B configurations: forward, and backward (weight and input gradients
 // of every convolution).
 func (f *Flow[T]) convFLOPs(B int) (fwd, bwd float64) {
-	for _, cv := range f.layers[0].convs {
+	convs := f.layers[0].convs
+	for j, cv := range convs {
 		fl := cv.FLOPs(B, f.Arch.L)
+		if j == len(convs)-1 {
+			fl = cv.FLOPsSites(B, f.nA) // computed at the active sites only
+		}
 		fwd += fl
 		bwd += 2 * fl
 	}

@@ -35,13 +35,17 @@ func (s *StepTimings) Reset() { *s = StepTimings{} }
 
 // ConvFLOPs returns the floating-point operations of the conditioner's
 // convolutions in one Forward or Reverse pass over B configurations, all
-// layers (Σ Conv2D.FLOPs: 2 per multiply–add of the matrix products).
+// layers (Σ Conv2D.FLOPs, the last convolution at the active sites only:
+// 2 per multiply–add of the matrix products).
 func (f *Flow[T]) ConvFLOPs(B int) float64 {
 	var fl float64
 	for k := range f.layers {
-		for j := range f.layers[k].convs {
-			fl += f.layers[k].convs[j].FLOPs(B, f.Arch.L)
+		cs := f.layers[k].convs
+		for j := range cs[:len(cs)-1] {
+			fl += cs[j].FLOPs(B, f.Arch.L)
 		}
+		// The last convolution runs only at the active sites.
+		fl += cs[len(cs)-1].FLOPsSites(B, len(f.layers[k].masks.Active))
 	}
 	return fl
 }

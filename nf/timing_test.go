@@ -45,12 +45,18 @@ func TestStepTimings(t *testing.T) {
 			t.Error("Reset left", tr.Timings)
 		}
 	}
-	// ConvFLOPs: 2 flops per multiply–add, summed over layers and convolutions.
+	// ConvFLOPs: 2 flops per multiply–add, summed over layers and
+	// convolutions; the last convolution of a layer runs at its active
+	// sites only, a quarter of the lattice.
 	f := tinyFlow[float32](t, L, 2, []int{4}, 1)
 	ch := f.Arch.Channels()
 	per := 0
 	for j := 0; j+1 < len(ch); j++ {
-		per += 2 * ch[j+1] * ch[j] * 9 * L * L
+		sites := L * L
+		if j+2 == len(ch) {
+			sites /= 4
+		}
+		per += 2 * ch[j+1] * ch[j] * 9 * sites
 	}
 	if got := f.ConvFLOPs(3); got != float64(2*3*per) {
 		t.Errorf("ConvFLOPs(3) = %g, want %d", got, 2*3*per)
