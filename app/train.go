@@ -61,7 +61,9 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 	}
 	plan := threads.Configure(c.LocalSize())
 	if c.Rank() == 0 {
-		fmt.Fprintf(stdout, "nfschwinger: %d rank(s); rank 0: %s\n", c.Size(), plan)
+		// The flow's CPU backend runs OpenBLAS single-threaded inside its
+		// own goroutines, so the thread count is plan.Procs.
+		fmt.Fprintf(stdout, "nfschwinger: %d rank(s); %d threads per rank (%s)\n", c.Size(), plan.Procs, plan.Reason)
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
