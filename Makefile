@@ -54,10 +54,17 @@ vet:
 
 # Every test: unit tests beside the code, then the end-to-end tests in tests/
 # (which build the binary and run it, also under mpirun).
+# Fuzzing in the test run is bounded: FUZZTIME_TEST per target (0 skips it).
+FUZZTIME_TEST ?= 10s
+
 test: deps
 	$(MAKE) vet
 	$(MAKE) build
 	$(CGO_ENV) $(MPI_ENV) $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $(PKG)
+	@if [ "$(FUZZTIME_TEST)" != 0 ]; then for f in FuzzParse FuzzReadCheckpoint FuzzReadHistory; do \
+		echo "fuzzing $$f for $(FUZZTIME_TEST)"; \
+		$(CGO_ENV) $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME_TEST) ./io/ || exit 1; \
+	done; fi
 
 # The timing and memory tables of the paper (nfschwinger bench; a few
 # minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full

@@ -516,6 +516,11 @@ type progress struct {
 
 func newProgress(w io.Writer, on bool, steps, done int64) *progress {
 	p := &progress{w: w, on: on, steps: steps}
+	// mpirun hands rank 0 a pseudo-terminal even when its own output goes
+	// to a batch log, so a launched run always prints plain lines.
+	if l, err := comm.Launched(nil); err == nil && l.MPI {
+		return p
+	}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
