@@ -54,6 +54,10 @@ vet:
 
 # Every test: unit tests beside the code, then the end-to-end tests in tests/
 # (which build the binary and run it, also under mpirun).
+# The race detector runs on the concurrent packages whose tests stay fast
+# under it (the heavy numerics of nf and the end-to-end tests run without).
+RACE_PKG ?= ./comm/ ./internal/... ./app/ ./lgt/
+
 # Fuzzing in the test run is bounded: FUZZTIME_TEST per target (0 skips it).
 FUZZTIME_TEST ?= 10s
 
@@ -61,6 +65,7 @@ test: deps
 	$(MAKE) vet
 	$(MAKE) build
 	$(CGO_ENV) $(MPI_ENV) $(GO) test -timeout $(TEST_TIMEOUT) -count=1 $(PKG)
+	$(CGO_ENV) $(GO) test -race -count=1 $(RACE_PKG)
 	@if [ "$(FUZZTIME_TEST)" != 0 ]; then for f in FuzzParse FuzzReadCheckpoint FuzzReadHistory; do \
 		echo "fuzzing $$f for $(FUZZTIME_TEST)"; \
 		$(CGO_ENV) $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME_TEST) ./io/ || exit 1; \
