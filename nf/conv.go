@@ -38,6 +38,7 @@ type Conv2D[T Float] struct {
 // use.
 type Workspace[T Float] struct {
 	col   []T           // whole im2col matrix [Cin·K·K][B·V] (generic path)
+	wflip []T           // [Cin][Cout·K·K], the flipped weights of backwardTileT
 	slots []convSlot[T] // one per worker (fused CPU path)
 
 	// Arguments of the current parallel loop: the fn values below are bound
@@ -65,8 +66,8 @@ type Workspace[T Float] struct {
 // convSlot is the scratch of one worker of the fused path: a tile of the
 // im2col matrix and its partial weight gradient.
 type convSlot[T Float] struct {
-	col []T // [Cin·K·K][tile columns]
-	gw  []T // [Cout][Cin·K·K], this worker's share of dL/dW
+	col []T // [Cin·K·K][tile columns], or [Cout·K·K][tile columns] (backwardTileT)
+	gw  []T // [Cout][Cin·K·K], this worker's share of dL/dW ([Cout·K·K][Cin] in backwardTileT)
 }
 
 // convTileCols is the target number of columns (sites of the batch) of one
@@ -110,15 +111,18 @@ func (ws *Workspace[T]) setup(c *Conv2D[T], be Backend, B, L int, withGrad bool)
 	if len(ws.slots) < ws.nslots {
 		ws.slots = append(ws.slots, make([]convSlot[T], ws.nslots-len(ws.slots))...)
 	}
-	CKK := c.Cin * c.K * c.K
+	rows := c.Cin * c.K * c.K
+	if withGrad && ws.gin != nil {
+		rows = max(rows, c.Cout*c.K*c.K) // backwardTileT
+	}
 	tile := min(tileConfigs(L), B) * L * L
 	for s := range ws.slots[:ws.nslots] {
 		sl := &ws.slots[s]
 		if c.K > 1 {
-			sl.col = grow(sl.col, CKK*tile)
+			sl.col = grow(sl.col, rows*tile)
 		}
 		if withGrad {
-			sl.gw = grow(sl.gw, c.Cout*CKK)
+			sl.gw = grow(sl.gw, c.Cout*c.Cin*c.K*c.K)
 		}
 	}
 }
@@ -203,9 +207,34 @@ func (c *Conv2D[T]) Backward(be Backend, gin, gout, in []T, B, L int, ws *Worksp
 	if seq, ok := be.(seqGemmer); ok {
 		ws.seq = seq
 		ws.setup(c, be, B, L, true)
+		if gin == nil || c.K == 1 {
+			be.ParallelFor(ws.nslots, ws.bwdFn)
+			for s := range ws.slots[:ws.nslots] {
+				addTo(c.GradWeight, ws.slots[s].gw)
+			}
+			return
+		}
+		// backwardTileT: flipped weights in, flipped gradients out.
+		KK := c.K * c.K
+		ws.wflip = grow(ws.wflip, len(c.Weight))
+		for co := range c.Cout {
+			for ci := range c.Cin {
+				for t := range KK {
+					ws.wflip[(ci*c.Cout+co)*KK+KK-1-t] = c.Weight[(co*c.Cin+ci)*KK+t]
+				}
+			}
+		}
 		be.ParallelFor(ws.nslots, ws.bwdFn)
 		for s := range ws.slots[:ws.nslots] {
-			addTo(c.GradWeight, ws.slots[s].gw)
+			gw := ws.slots[s].gw
+			for co := range c.Cout {
+				for t := range KK {
+					g := gw[(co*KK+KK-1-t)*c.Cin:][:c.Cin]
+					for ci, v := range g {
+						c.GradWeight[(co*c.Cin+ci)*KK+t] += v
+					}
+				}
+			}
 		}
 		return
 	}
@@ -256,15 +285,18 @@ func (ws *Workspace[T]) forwardSlots(lo, hi int) {
 			col, ldcol := ws.in[t0*V:], N
 			if c.K > 1 {
 				col, ldcol = ws.slots[s].col, n
-				im2col(col, ldcol, ws.in, N, c, t0, t1, L)
+				im2col(col, ldcol, ws.in, N, c.Cin, c.K, c.Dil, t0, t1, L)
 			}
 			gemmSeq(ws.seq, false, false, c.Cout, n, CKK, 1, c.Weight, CKK, col, ldcol, 1, ws.out[t0*V:], N)
 		}
 	}
 }
 
-// backwardSlots is the fused backward pass of slots [lo, hi): per tile,
-// im2col, the slot's weight gradient, then dcol = Wᵀ·gout and col2im.
+// backwardSlots is the fused backward pass of slots [lo, hi). Without an
+// input gradient (or for K = 1): per tile, im2col of the input, then the
+// slot's weight gradient gout·colᵀ (and gin = Wᵀ·gout for K = 1). With an
+// input gradient and K > 1 it uses the im2col matrix of the OUTPUT gradient
+// instead (see backwardTileT): one im2col per tile and no col2im.
 func (ws *Workspace[T]) backwardSlots(lo, hi int) {
 	c, L := ws.c, ws.L
 	V := L * L
@@ -277,29 +309,53 @@ func (ws *Workspace[T]) backwardSlots(lo, hi int) {
 		beta := T(0)
 		for t0 := b0; t0 < b1; t0 += tb {
 			t1 := min(t0+tb, b1)
+			if ws.gin != nil && c.K > 1 {
+				ws.backwardTileT(sl, t0, t1, beta)
+				beta = 1
+				continue
+			}
 			n := (t1 - t0) * V
 			col, ldcol := ws.in[t0*V:], N
 			if c.K > 1 {
 				col, ldcol = sl.col, n
-				im2col(col, ldcol, ws.in, N, c, t0, t1, L)
+				im2col(col, ldcol, ws.in, N, c.Cin, c.K, c.Dil, t0, t1, L)
 			}
 			gout := ws.gout[t0*V:]
 			gemmSeq(ws.seq, false, true, c.Cout, CKK, n, 1, gout, N, col, ldcol, beta, sl.gw, CKK)
 			beta = 1
-			if ws.gin == nil {
-				continue
-			}
-			if c.K == 1 {
+			if ws.gin != nil { // K == 1
 				gemmSeq(ws.seq, true, false, CKK, n, c.Cout, 1, c.Weight, CKK, gout, N, 0, ws.gin[t0*V:], N)
-				continue
 			}
-			gemmSeq(ws.seq, true, false, CKK, n, c.Cout, 1, c.Weight, CKK, gout, N, 0, col, ldcol)
-			col2im(ws.gin, N, col, ldcol, c, t0, t1, L)
 		}
 		if beta == 0 { // no configurations: contribute nothing
 			clear(sl.gw)
 		}
 	}
+}
+
+// backwardTileT is the backward pass of configurations [t0, t1) through the
+// im2col matrix of the output gradient, colG[(co·K² + s)][n] =
+// gout[co][n + d_s] (im2col with Cout channels). With the flipped tap
+// s̄ = K²−1−s, d_s̄ = −d_s, so that
+//
+//	dW[co][ci][t]  = Σ_n gout[co][n] in[ci][n + d_t] = Σ_n colG[(co, t̄)][n] in[ci][n]
+//	gin[ci][n]     = Σ_{co,t} W[co][ci][t] gout[co][n − d_t] = Σ_{co,s} Wf[ci][(co, s)] colG[(co, s)][n]
+//
+// with Wf[ci][(co, s)] = W[co][ci][s̄] (ws.wflip). The first product goes,
+// in the layout [(co, s)][ci], into the slot's sl.gw (beta = 0 on the
+// slot's first tile, then 1); Backward adds it to GradWeight, un-flipping
+// the taps. This replaces im2col of the input plus col2im (K² strided
+// accumulations) by one im2col, and the products keep their sizes.
+func (ws *Workspace[T]) backwardTileT(sl *convSlot[T], t0, t1 int, beta T) {
+	c, L := ws.c, ws.L
+	V := L * L
+	N := ws.B * V
+	n := (t1 - t0) * V
+	CoKK := c.Cout * c.K * c.K
+	im2col(sl.col, n, ws.gout, N, c.Cout, c.K, c.Dil, t0, t1, L)
+	in := ws.in[t0*V:]
+	gemmSeq(ws.seq, false, true, CoKK, c.Cin, n, 1, sl.col, n, in, N, beta, sl.gw, c.Cin)
+	gemmSeq(ws.seq, false, false, c.Cin, n, CoKK, 1, ws.wflip, CoKK, sl.col, n, 0, ws.gin[t0*V:], N)
 }
 
 // fillBias sets out[co][n0:n1] = bias[co] for every channel (rows of length N).
@@ -337,7 +393,7 @@ func (ws *Workspace[T]) gbiasRange(lo, hi int) {
 func (ws *Workspace[T]) im2colRange(lo, hi int) {
 	V := ws.L * ws.L
 	N := ws.B * V
-	im2col(ws.col[lo*V:], N, ws.in, N, ws.c, lo, hi, ws.L)
+	im2col(ws.col[lo*V:], N, ws.in, N, ws.c.Cin, ws.c.K, ws.c.Dil, lo, hi, ws.L)
 }
 
 // col2imRange writes gin of configurations [lo, hi) from the whole column
@@ -357,34 +413,56 @@ func (ws *Workspace[T]) col2imRange(lo, hi int) {
 // row), and then every other row as a rotation of the centre row of its kj
 // by whole lattice rows (2 long copies): K× fewer short copies than shifting
 // every tap directly.
-func im2col[T Float](col []T, ld int, in []T, N int, c *Conv2D[T], b0, b1, L int) {
+func im2col[T Float](col []T, ld int, in []T, N int, Cin, K, Dil int, b0, b1, L int) {
 	V := L * L
-	K, h := c.K, c.K/2
-	for ci := range c.Cin {
+	h := K / 2
+	for ci := range Cin {
 		for b := b0; b < b1; b++ {
 			src := in[ci*N+b*V : ci*N+(b+1)*V]
 			off := (b - b0) * V
 			for kj := range K {
-				dj := mod(kj-h, L, c.Dil)
 				centre := col[((ci*K+h)*K+kj)*ld+off:][:V]
-				for i := range L {
-					d := centre[i*L : (i+1)*L]
-					s := src[i*L : (i+1)*L]
-					copy(d[:L-dj], s[dj:])
-					copy(d[L-dj:], s[:dj])
-				}
+				shiftRows(centre, src, L, mod(kj-h, L, Dil))
 				for ki := range K {
 					if ki == h {
 						continue
 					}
 					// row ki: element i·L+j is the centre's ((i+di) mod L)·L+j.
-					sh := mod(ki-h, L, c.Dil) * L
+					sh := mod(ki-h, L, Dil) * L
 					d := col[((ci*K+ki)*K+kj)*ld+off:][:V]
 					copy(d[:V-sh], centre[sh:])
 					copy(d[V-sh:], centre[:sh])
 				}
 			}
 		}
+	}
+}
+
+// shiftRows sets d[i·L + j] = s[i·L + (j+dj) mod L] for the L rows of
+// length L of d and s (len L², 0 ≤ dj < L): one long copy of the whole
+// block shifted by e ≡ dj (mod L), |e| ≤ L/2, which is right except for the
+// |e| wrapped elements at one end of every row, then those elements.
+// Cheaper than two short copies per row when rows are short.
+func shiftRows[T Float](d, s []T, L, dj int) {
+	V := L * L
+	d, s = d[:V], s[:V]
+	e := dj
+	if 2*e > L {
+		e -= L
+	}
+	switch {
+	case e > 0: // the last e elements of each row come from its start
+		copy(d[:V-e], s[e:])
+		for i := 0; i < V; i += L {
+			copy(d[i+L-e:i+L], s[i:i+e])
+		}
+	case e < 0: // the first −e elements of each row come from its end
+		copy(d[-e:], s[:V+e])
+		for i := 0; i < V; i += L {
+			copy(d[i:i-e], s[i+L+e:i+L])
+		}
+	default:
+		copy(d, s)
 	}
 }
 
