@@ -139,7 +139,8 @@ type chainReport struct {
 	Acceptance    num                `json:"acceptance"`
 	LongestRun    int                `json:"longest_rejection_run"`
 	LongestRunAt  int                `json:"longest_rejection_run_start"`
-	LongRuns      int                `json:"long_rejection_runs"` // runs longer than defaultLongRun
+	LongRuns      int                `json:"long_rejection_runs"` // runs longer than LongRun
+	LongRun       int                `json:"long_run"`            // the threshold of LongRuns (-long-run)
 	ESS           num                `json:"ess"`                 // of the proposals, eq. (26)
 	Observables   []observableReport `json:"observables"`
 	FreeEnergyQ   estimate           `json:"free_energy_q"`
@@ -154,14 +155,16 @@ type chainReport struct {
 }
 
 // summarizeChain computes the chain report with defaultBootstrapReps
-// resamples.
+// resamples, counting rejection runs longer than defaultLongRun.
 func summarizeChain(d *nfio.ChainData) *chainReport {
-	return summarizeChainReps(d, defaultBootstrapReps)
+	return summarizeChainReps(d, defaultBootstrapReps, defaultLongRun)
 }
 
-func summarizeChainReps(d *nfio.ChainData, reps int) *chainReport {
+// summarizeChainReps computes the chain report with reps bootstrap
+// resamples, counting rejection runs longer than longRun.
+func summarizeChainReps(d *nfio.ChainData, reps, longRun int) *chainReport {
 	n := d.Len()
-	r := &chainReport{Steps: n, data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L}
+	r := &chainReport{Steps: n, data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L, LongRun: longRun}
 	for _, a := range d.Accepted {
 		if a {
 			r.Accepted++
@@ -173,7 +176,7 @@ func summarizeChainReps(d *nfio.ChainData, reps int) *chainReport {
 		if run.Len > r.LongestRun {
 			r.LongestRun, r.LongestRunAt = run.Len, run.Start
 		}
-		if run.Len > defaultLongRun {
+		if run.Len > longRun {
 			r.LongRuns++
 		}
 	}
@@ -263,7 +266,7 @@ func printChainReport(w io.Writer, r *chainReport) {
 	fmt.Fprintf(w, "\nNMCMC chain (seed %d, L = %d)\n", r.Seed, r.L)
 	fmt.Fprintf(w, "  steps                      %d\n", r.Steps)
 	fmt.Fprintf(w, "  acceptance rate            %.4f (%d accepted)\n", float64(r.Acceptance), r.Accepted)
-	fmt.Fprintf(w, "  longest rejection run      %d steps (from step %d); %d runs > %d\n", r.LongestRun, r.LongestRunAt, r.LongRuns, defaultLongRun)
+	fmt.Fprintf(w, "  longest rejection run      %d steps (from step %d); %d runs > %d\n", r.LongestRun, r.LongestRunAt, r.LongRuns, r.LongRun)
 	fmt.Fprintf(w, "  ESS of the proposals       %.4f\n", float64(r.ESS))
 	fmt.Fprintf(w, "\n  %-19s %-26s %-18s %s\n", "observable", "chain mean ± error", "tau_int ± error", "importance sampling")
 	for _, o := range r.Observables {
@@ -293,7 +296,9 @@ func readTraining(path string, window int) (*trainingStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &trainingStats{Rows: len(rows), Window: min(window, len(rows)), FinalESS: num(math.NaN()),
+	// The final ESS averages the last window rows, at most the last quarter
+	// of the run, so that it describes the end of training.
+	t := &trainingStats{Rows: len(rows), Window: min(window, max(1, len(rows)/4)), FinalESS: num(math.NaN()),
 		FinalESSErr: num(math.NaN()), TimePerStep: num(math.NaN()), FinalLoss: num(math.NaN()), FinalAcceptance: num(math.NaN())}
 	for _, r := range rows {
 		t.step = append(t.step, float64(r.Step))
@@ -396,7 +401,7 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 			return fmt.Errorf("analyze: %w", err)
 		}
 		if d.Len() > 0 {
-			a.Chain = summarizeChainReps(d, opts.Bootstrap)
+			a.Chain = summarizeChainReps(d, opts.Bootstrap, opts.LongRun)
 		}
 	}
 	if a.Training == nil && a.Chain == nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -37,7 +38,7 @@ func writePlots(a *analysis, opts analyzeOptions) ([]string, error) {
 	}
 	if t := a.Training; t != nil && t.Rows > 0 {
 		path := filepath.Join(opts.PlotDir, "ess.png")
-		if err := plotESS(path, t, opts.Window); err != nil {
+		if err := plotESS(path, t, t.Window); err != nil {
 			return files, err
 		}
 		files = append(files, path)
@@ -86,8 +87,8 @@ func plotESS(path string, t *trainingStats, window int) error {
 	}
 	avg.Color, avg.Width = blue, vg.Points(1.5)
 	p.Add(plotter.NewGrid(), raw, avg)
-	p.Legend.Add("per step", raw)
-	p.Legend.Add(fmt.Sprintf("moving average over %d rows", window), avg)
+	p.Legend.Add("logged steps", raw)
+	p.Legend.Add(fmt.Sprintf("moving average over %d logged steps", window), avg)
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Y.Min = 0
 	return savePlot(p, path)
@@ -105,6 +106,7 @@ func plotAcceptance(path string, xy plotter.XYs) error {
 	l.Color, s.Color = blue, blue
 	p.Add(plotter.NewGrid(), l, s)
 	p.Y.Min, p.Y.Max = 0, 1
+	p.X.Tick.Marker = integerTicks{}
 	return savePlot(p, path)
 }
 
@@ -137,6 +139,10 @@ func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
 		}
 		l.Width = vg.Points(0.6)
 		p.Add(l)
+		if k == 0 { // the sign of det D is ±1: show both values
+			p.Y.Min, p.Y.Max = -1.2, 1.2
+			p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: -1, Label: "−1"}, {Value: 0, Label: "0"}, {Value: 1, Label: "+1"}})
+		}
 		for _, r := range c.runs {
 			if r.Len <= opts.LongRun || r.Start+r.Len <= from || r.Start >= to {
 				continue
@@ -176,4 +182,18 @@ func savePlot(p *plot.Plot, path string) error {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return nil
+}
+
+// integerTicks labels an axis of step numbers without decimals.
+type integerTicks struct{}
+
+// Ticks returns gonum/plot's default ticks with integer labels.
+func (integerTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', 0, 64)
+		}
+	}
+	return ts
 }

@@ -72,7 +72,8 @@ func countParams(a nf.Arch) int {
 // conditioner, K the kernel size and W lattice workers:
 //
 //	Links       = 3 · B · 2V · 8                 links in and out, force/work (float64)
-//	Activations = n_layers · B · V · s · Σ_j C_j  conditioner activations kept per layer
+//	Activations = n_layers · B · s · nf.Arch.TapeElemsPerConfigLayer   kept for the backward pass
+//	              (per layer: links 2V, last hidden activation, spline parameters at the V/4 active sites)
 //	Im2col      = B · V · K² · max_j C_j · s      unfolded input of the widest convolution
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
@@ -96,15 +97,14 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 	if c.Model.Precision == "float64" {
 		s = 8
 	}
-	sumC, maxC := int64(0), int64(0)
+	maxC := int64(0)
 	for _, ch := range a.Channels() {
-		sumC += int64(ch)
 		maxC = max(maxC, int64(ch))
 	}
 	k2 := int64(a.KernelSize * a.KernelSize)
 	return memEstimate{
 		Links:       3 * b * 2 * v * 8,
-		Activations: int64(a.NLayers) * b * v * s * sumC,
+		Activations: int64(a.NLayers) * b * s * int64(a.TapeElemsPerConfigLayer(nf.DefaultRecompute)),
 		Im2col:      b * v * k2 * maxC * s,
 		Determinant: int64(workers) * 16 * v * v,
 		Parameters:  int64(countParams(a)) * (2*s + 16),
@@ -153,7 +153,7 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int) {
 		n             int64
 	}{
 		{"links", "3 B 2V 8", m.Links},
-		{"activations", "n_layers B V s sum(C)", m.Activations},
+		{"activations", "n_layers B s tape(layer)", m.Activations},
 		{"im2col", "B V K^2 max(C) s", m.Im2col},
 		{"determinant", "workers 16 V^2", m.Determinant},
 		{"parameters", "P (2s + 16)", m.Parameters},

@@ -77,18 +77,18 @@ seed = 1
 		t.Fatal(err)
 	}
 	want := memEstimate{
-		Links:       3 * 4 * 128 * 8,     // 3 B 2V 8
-		Activations: 2 * 4 * 64 * 4 * 33, // n_layers B V s (6+2+25)
-		Im2col:      4 * 64 * 9 * 25 * 4, // B V K² max C s
-		Determinant: 3 * 16 * 64 * 64,    // workers 16 V²
-		Parameters:  2 * 585 * (8 + 16),  // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
+		Links:       3 * 4 * 128 * 8,                    // 3 B 2V 8
+		Activations: 2 * 4 * 4 * ((2+2)*64 + (25+1)*16), // n_layers B s (links 2V + hidden 2·V + (25+1)·V/4 at active sites)
+		Im2col:      4 * 64 * 9 * 25 * 4,                // B V K² max C s
+		Determinant: 3 * 16 * 64 * 64,                   // workers 16 V²
+		Parameters:  2 * 585 * (8 + 16),                 // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
 	}
 	got := estimateMemory(c, 3)
 	if got != want {
 		t.Fatalf("estimate %+v, want %+v", got, want)
 	}
-	if got.Total() != 534960 {
-		t.Fatalf("total %d, want 534960", got.Total())
+	if got.Total() != 488880 {
+		t.Fatalf("total %d, want 488880", got.Total())
 	}
 	c.Model.Precision = "float64"
 	if g := estimateMemory(c, 3); g.Activations != 2*want.Activations || g.Parameters != 2*585*(16+16) {

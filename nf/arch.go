@@ -77,3 +77,31 @@ func (a Arch) Validate() error {
 	}
 	return nil
 }
+
+// TapeElemsPerConfigLayer returns the number of elements (of the network's
+// precision) that a Tape keeps per configuration and coupling layer: with
+// recompute (the default, see Flow.SetRecompute) the layer's links (2V),
+// the last hidden activation and the raw spline parameters and argument at
+// the active sites; without, the conditioner input, every convolution's
+// output and the spline argument (V each per channel).
+func (a Arch) TapeElemsPerConfigLayer(recompute bool) int {
+	return a.tapeElems(recompute, len(NewMasks(a.L, 0).Active))
+}
+
+// tapeElems is TapeElemsPerConfigLayer for nA active sites per layer,
+// without allocating.
+func (a Arch) tapeElems(recompute bool, nA int) int {
+	V := a.L * a.L
+	if recompute {
+		hidden := 0
+		if n := len(a.Hidden); n > 0 {
+			hidden = a.Hidden[n-1]
+		}
+		return (2+hidden)*V + (a.OutChannels()+1)*nA
+	}
+	c := 1 + InChannels + a.OutChannels()
+	for _, n := range a.Hidden {
+		c += n
+	}
+	return c * V
+}

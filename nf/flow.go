@@ -164,15 +164,7 @@ func (f *Flow[T]) keptHidden() int {
 // kept hidden activation, and the raw spline parameters and the spline
 // argument at the active sites.
 func (f *Flow[T]) recordSize(recompute bool) int {
-	V := f.Arch.L * f.Arch.L
-	if recompute {
-		return (2+f.keptHidden())*V + (f.Arch.OutChannels()+1)*f.nA
-	}
-	c := 1
-	for _, n := range f.ch {
-		c += n
-	}
-	return c * V
+	return f.Arch.tapeElems(recompute, f.nA)
 }
 
 // StoreAllBytesPerConfigLayer returns the bytes per configuration and layer
