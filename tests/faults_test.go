@@ -294,7 +294,7 @@ func killTrial(t *testing.T, dir string, c trainCase, after func(i int) time.Dur
 func faultKillRandom(t *testing.T) faultResult {
 	c := faultCase()
 	ref := undisturbed(t, c, 0)
-	res := faultResult{Scenario: "kill -9 at a random time (2 per trial)", Trials: 8}
+	res := faultResult{Scenario: "kill -9 at a random time (2 per trial)", Trials: 10}
 	rng := rand.New(rand.NewPCG(9, 1))
 	// Kill times: uniform over the undisturbed run's wall time, past the
 	// program's start-up (about a fifth of it).
