@@ -28,7 +28,10 @@ const (
 // configuration, input files); Main maps it to ExitUsage.
 type UsageError struct{ Err error }
 
+// Error returns the message of the underlying error.
 func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *UsageError) Unwrap() error { return e.Err }
 
 // ExitCode is the exit status of a usage error, also when an MPI job is

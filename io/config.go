@@ -158,6 +158,7 @@ type KeyError struct {
 	Msg string // the rest of the message, starting with " = value: " or ": "
 }
 
+// Error returns the key followed by what is wrong with it.
 func (e *KeyError) Error() string { return e.Key + e.Msg }
 
 // bad returns a KeyError for key with value v (formatted as TOML would
