@@ -54,21 +54,32 @@
 //	learning_rate  float64  learning rate of the step
 //	skipped        int64    steps skipped so far for non-finite gradients
 //	wall_time      float64  seconds of training so far, summed over restarts
+//	three_pass     int64    1 when the step ran the three-pass REINFORCE form
+//	acceptance     float64  Metropolis acceptance of the flow after the step
+//	                        (train.acceptance_every), NaN when not measured
 //
 // A run restarted from the checkpoint of step k reopens the file with
 // OpenHistory(path, k), which drops rows with step > k first.
 //
 // checkpoint.h5 (out_dir/checkpoint.h5, previous one kept as
-// checkpoint.prev.h5): /model with the weights /model/layers/KK/convJ/weight
-// (C_out, C_in, K, K) and /model/layers/KK/convJ/bias (C_out), KK = 00, 01,
-// …, J = 0, 1, 2, and the architecture as attributes of /model;
-// /optimizer with the Adam moments in the same tree and the step count;
-// /config, the params.toml text (Config.Text); a format version and a
-// checksum over all arrays verified on load.
+// checkpoint.prev.h5; see WriteCheckpoint): /model with the weights
+// /model/layers/KK/convJ/weight (C_out, C_in, K, K) and
+// /model/layers/KK/convJ/bias (C_out), KK = 00, 01, …, J = 0, 1, 2, and the
+// architecture as attributes of /model; /optimizer with the Adam moments
+// m/… and v/… in the same tree and the step count; /train with the step,
+// skipped and wall_time counters; /rng with the stream scheme; /config with
+// the params.toml text (Config.Text); root attributes format_version and
+// checksum_sha256 (over every array and counter, verified on load). The
+// file ends with a trailer, "NFSCSUM1" and the SHA-256 of every byte before
+// it, verified before HDF5 parses the file.
 //
-// chain.h5 (issue 6): one row per NMCMC chain step in extendible datasets
-// accepted, logq, logp, logw, condensate, sign, topological_charge,
-// plaquette, optionally the configurations.
+// chain.h5 (out_dir/chain.h5, see Chain): one row per NMCMC chain step in
+// extendible datasets accepted (uint8), logq, logp, logw of the proposal,
+// the chain state's condensate, sign, topological_charge, plaquette after
+// the accept/reject step, the proposal's own observables under proposal/,
+// with save_configs the configurations (N, 2, L, L), float32; root
+// attributes with the seed, lattice, model hash, source checkpoint and the
+// acceptance counters; /summary the estimates of `nfschwinger analyze`.
 //
 // Output of `nfschwinger measure` (any name): datasets of shape (N)
 // gauge_action, fermion_action, action, log_abs_det_D, sign_det_D,
