@@ -23,6 +23,13 @@ func Mod2Pi[T Float](a T) T {
 	return r
 }
 
+// AngleDist returns the distance of the angles a and b on the circle, in
+// [0, π].
+func AngleDist(a, b float64) float64 {
+	d := math.Mod(math.Abs(a-b), TwoPi)
+	return math.Min(d, TwoPi-d)
+}
+
 // Site returns the site index x = i·L + j of (i, j), with periodic wrap.
 func Site(i, j, L int) int {
 	i %= L

@@ -11,12 +11,6 @@ import (
 // vectorsDir is where shared/vectors lies relative to a package directory.
 const vectorsDir = "../../shared/vectors/"
 
-// angleDiff returns the distance of two angles on the circle.
-func angleDiff(a, b float64) float64 {
-	d := math.Mod(math.Abs(a-b), TwoPi)
-	return math.Min(d, TwoPi-d)
-}
-
 func TestGeometryAgainstVectors(t *testing.T) {
 	const tol = 1e-12 // a few roundings of sums of angles below 2π·6
 	for _, name := range []string{"schwinger_L4.h5", "schwinger_L8.h5", "schwinger_L12.h5"} {
@@ -36,12 +30,12 @@ func TestGeometryAgainstVectors(t *testing.T) {
 			Plaquettes(p, links[b*2*V:(b+1)*2*V], L)
 			Loops2x1(l, links[b*2*V:(b+1)*2*V], L)
 			for x := range p {
-				if d := angleDiff(p[x], plaq[b*V+x]); d > tol {
+				if d := AngleDist(p[x], plaq[b*V+x]); d > tol {
 					t.Fatalf("%s cfg %d plaquette %d: got %v want %v", name, b, x, p[x], plaq[b*V+x])
 				}
 			}
 			for x := range l {
-				if d := angleDiff(l[x], loops[b*2*V+x]); d > tol {
+				if d := AngleDist(l[x], loops[b*2*V+x]); d > tol {
 					t.Fatalf("%s cfg %d loop %d: got %v want %v", name, b, x, l[x], loops[b*2*V+x])
 				}
 			}
@@ -70,13 +64,24 @@ func TestGaugeTransformKeepsLoops(t *testing.T) {
 	Loops2x1(l0, links, L)
 	Loops2x1(l1, g, L)
 	for x := range p0 {
-		if angleDiff(p0[x], p1[x]) > 1e-12 {
+		if AngleDist(p0[x], p1[x]) > 1e-12 {
 			t.Fatalf("plaquette %d changed: %v -> %v", x, p0[x], p1[x])
 		}
 	}
 	for x := range l0 {
-		if angleDiff(l0[x], l1[x]) > 1e-12 {
+		if AngleDist(l0[x], l1[x]) > 1e-12 {
 			t.Fatalf("loop %d changed: %v -> %v", x, l0[x], l1[x])
+		}
+	}
+}
+
+func TestAngleDist(t *testing.T) {
+	for _, c := range []struct{ a, b, want float64 }{
+		{0, 0, 0}, {0.1, 0.3, 0.2}, {0.1, TwoPi - 0.1, 0.2}, {-0.1, 0.1, 0.2},
+		{0, math.Pi, math.Pi}, {3 * TwoPi, 0.5, 0.5},
+	} {
+		if got := AngleDist(c.a, c.b); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("AngleDist(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
 }

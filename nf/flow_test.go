@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"nfschwinger/internal/h5"
+	"nfschwinger/lgt"
 )
 
 // Tolerances against flow_L8.h5 (computed in float64 by the seed's PyTorch
@@ -25,12 +26,6 @@ const (
 	// rounding: measured 3.2e-5, bound 3e-4.
 	vecLogJTol32 = 3e-4
 )
-
-// angleDist is the distance of two angles on the circle.
-func angleDist(a, b float64) float64 {
-	d := math.Mod(math.Abs(a-b), 2*math.Pi)
-	return math.Min(d, 2*math.Pi-d)
-}
 
 // referenceFlow builds the flow of flow_L8.h5 in precision T with the
 // file's weights, and returns it with the open file (caller closes).
@@ -111,7 +106,7 @@ func read64(t *testing.T, f *h5.File, path string) []float64 {
 func compareLinks[T Float](got []T, want []float64) float64 {
 	m := 0.0
 	for i := range want {
-		m = math.Max(m, angleDist(float64(got[i]), want[i]))
+		m = math.Max(m, lgt.AngleDist(float64(got[i]), want[i]))
 	}
 	return m
 }

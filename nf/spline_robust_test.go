@@ -1,6 +1,8 @@
 package nf
 
 import (
+	"nfschwinger/lgt"
+
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -166,9 +168,9 @@ func checkExtremeSite(t *testing.T, sp32 *splineSite[float32], sp64 *splineSite[
 		// Where g is steep at the preimage, one ulp of it moves g by g' ulps:
 		// the image-side criterion is relative to max(1, g').
 		gb, lb, _ := sp32.forward(xb)
-		dx, dg := angleDist(float64(xb), float64(x)), angleDist(float64(gb), float64(g))/math.Max(1, math.Exp(lb))
+		dx, dg := lgt.AngleDist(float64(xb), float64(x)), lgt.AngleDist(float64(gb), float64(g))/math.Max(1, math.Exp(lb))
 		if bInv.w < splineRoundTripTol32 {
-			dx, dg = angleDist(float64(xb), bInv.x0), math.Inf(1)
+			dx, dg = lgt.AngleDist(float64(xb), bInv.x0), math.Inf(1)
 		}
 		if math.Min(dx, dg) > splineRoundTripTol32 {
 			t.Errorf("%s: round trip x = %v → g = %v → %v → %v (|Δx| = %g, |Δg| = %g)", name(), x, g, xb, gb, dx, dg)
@@ -241,9 +243,9 @@ func TestSplineBeyondFloat64Range(t *testing.T) {
 							}
 						}
 						gb, lb, _ := sp.forward(xb)
-						dx, dg := angleDist(xb, x), angleDist(gb, g)/math.Max(1, math.Exp(lb))
+						dx, dg := lgt.AngleDist(xb, x), lgt.AngleDist(gb, g)/math.Max(1, math.Exp(lb))
 						if b := sp.bin(searchBin(sp.y[:], n, g)); b.w < tol {
-							dx, dg = angleDist(xb, b.x0), math.Inf(1)
+							dx, dg = lgt.AngleDist(xb, b.x0), math.Inf(1)
 						}
 						if math.Min(dx, dg) > tol {
 							t.Fatalf("mag %v %s n=%d: round trip x = %v → %v → %v → %v", mag, pattern, n, x, g, xb, gb)

@@ -2,10 +2,7 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -63,30 +59,8 @@ func commEnv(extra ...string) []string {
 // status, the wall time, and whether it hung.
 func commRun(t *testing.T, env []string, argv ...string) (stdout, stderr string, status int, elapsed time.Duration, hung bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commJobLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Dir = t.TempDir()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	elapsed = time.Since(start)
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		hung = true
-		status = -1
-	case errors.As(err, &ee):
-		status = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("running %v: %v", argv, err)
-	}
-	return out.String(), errb.String(), status, elapsed, hung
+	r := runJob(t, t.TempDir(), env, commJobLimit, argv...)
+	return r.Stdout, r.Stderr, r.Status, r.Elapsed, r.Hung
 }
 
 // parseReports decodes the JSON lines of stdout, one per rank.

@@ -10,6 +10,7 @@ import (
 
 	"nfschwinger/internal/h5"
 	nfio "nfschwinger/io"
+	"nfschwinger/lgt"
 	"nfschwinger/nf"
 )
 
@@ -306,16 +307,10 @@ const (
 	ckptAngleTol32 = 1e-5
 	// ckptLogqTol32: log q sums 8 layers × V/4 = 128 log-derivatives, each
 	// carrying the angle error above times |∂ log g'/∂x| = O(10) and its
-	// own float32 rounding: a few 1e-5, bound 3e-4 (log q ≈ −800, so
-	// 4e-7 relative).
+	// own float32 rounding: a few 1e-5, bound 3e-4 (log q ≈ −230, so
+	// 1.3e-6 relative).
 	ckptLogqTol32 = 3e-4
 )
-
-// angleDist is the distance of two angles on the circle.
-func angleDist(a, b float64) float64 {
-	d := math.Mod(math.Abs(a-b), 2*math.Pi)
-	return math.Min(d, 2*math.Pi-d)
-}
 
 // writeCheckpointOf writes the weights of the bare weight file src as a
 // training checkpoint (model in /model) at dst.
@@ -397,7 +392,7 @@ func TestMeasureCheckpoint(t *testing.T) {
 				if z[i] < 0 || z[i] >= 2*math.Pi {
 					t.Fatalf("z[%d] = %v outside [0, 2π)", i, z[i])
 				}
-				if d := angleDist(z[i], wantZ[i]); !(d <= worst) {
+				if d := lgt.AngleDist(z[i], wantZ[i]); !(d <= worst) {
 					worst, at = d, i
 				}
 			}
