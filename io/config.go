@@ -64,17 +64,21 @@ type ModelConfig struct {
 // TrainConfig is the [train] section: the gradient estimator and the
 // optimizer.
 type TrainConfig struct {
-	Estimator       string    `toml:"estimator"`        // [estimator] "reinforce" (default), "rt" or "path"
-	Steps           int       `toml:"steps"`            // [steps] total optimizer steps of the run, required, ≥ 0
-	BatchSize       int       `toml:"batch_size"`       // [batch_size] configurations per step over all ranks, required
-	MicroBatch      int       `toml:"micro_batch"`      // [micro_batch] configurations per rank per pass, default batch_size (on several ranks: batch_size/ranks)
-	LearningRate    float64   `toml:"learning_rate"`    // [learning_rate] Adam step size, default 2.5e-4
-	AdamBetas       []float64 `toml:"adam_betas"`       // [adam_betas] Adam's β₁, β₂, default [0.9, 0.999]
-	AdamEps         float64   `toml:"adam_eps"`         // [adam_eps] Adam's ε (outside the square root), default 1e-8
-	GradClip        float64   `toml:"grad_clip"`        // [grad_clip] maximal global gradient norm, 0 = no clipping (default)
-	Seed            int64     `toml:"seed"`             // [seed] key of the prior-sample streams, required, ≥ 0
-	LogEvery        int       `toml:"log_every"`        // [log_every] steps between history rows and progress lines, default 10
-	CheckpointEvery int       `toml:"checkpoint_every"` // [checkpoint_every] steps between checkpoints, 0 = only at the end and on signals; default 500
+	Estimator    string    `toml:"estimator"`     // [estimator] "reinforce" (default), "rt" or "path"
+	Steps        int       `toml:"steps"`         // [steps] total optimizer steps of the run, required, ≥ 0
+	BatchSize    int       `toml:"batch_size"`    // [batch_size] configurations per step over all ranks, required
+	MicroBatch   int       `toml:"micro_batch"`   // [micro_batch] configurations per rank per pass, default batch_size (on several ranks: batch_size/ranks)
+	LearningRate float64   `toml:"learning_rate"` // [learning_rate] Adam step size, default 2.5e-4
+	AdamBetas    []float64 `toml:"adam_betas"`    // [adam_betas] Adam's β₁, β₂, default [0.9, 0.999]
+	AdamEps      float64   `toml:"adam_eps"`      // [adam_eps] Adam's ε (outside the square root), default 1e-8
+	GradClip     float64   `toml:"grad_clip"`     // [grad_clip] maximal global gradient norm, 0 = no clipping (default)
+	// GradClipValue [grad_clip_value] clamps every gradient component to
+	// ±value before the norm clip (the paper's code: 0.1, with grad_clip =
+	// 10); 0 = off (default). See nf.ClipGrad.
+	GradClipValue   float64 `toml:"grad_clip_value"`
+	Seed            int64   `toml:"seed"`             // [seed] key of the prior-sample streams, required, ≥ 0
+	LogEvery        int     `toml:"log_every"`        // [log_every] steps between history rows and progress lines, default 10
+	CheckpointEvery int     `toml:"checkpoint_every"` // [checkpoint_every] steps between checkpoints, 0 = only at the end and on signals; default 500
 	// AcceptanceEvery (issue 6) is the number of steps between MCMC
 	// acceptance measurements recorded in the history, 0 = never (default).
 	AcceptanceEvery int `toml:"acceptance_every"`
@@ -405,6 +409,8 @@ func (t TrainConfig) validate() error {
 		return bad("train.adam_eps", t.AdamEps, "must be > 0")
 	case !finite(t.GradClip) || t.GradClip < 0:
 		return bad("train.grad_clip", t.GradClip, "must be ≥ 0 (0 = no clipping)")
+	case !finite(t.GradClipValue) || t.GradClipValue < 0:
+		return bad("train.grad_clip_value", t.GradClipValue, "must be ≥ 0 (0 = no clipping)")
 	case t.Seed < 0:
 		return bad("train.seed", t.Seed, "must be ≥ 0")
 	case t.LogEvery < 1:

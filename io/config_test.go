@@ -99,6 +99,7 @@ learning_rate = 1      # an integer where a float is expected is fine
 adam_betas = [0.8, 0.99]
 adam_eps = 1e-6
 grad_clip = 5.0
+grad_clip_value = 0.1
 seed = 123
 log_every = 1
 checkpoint_every = 0
@@ -131,7 +132,7 @@ time = "48:00:00"
 	}
 	tr := c.Train
 	if tr.Estimator != "rt" || tr.MicroBatch != 512 || tr.LearningRate != 1 || tr.AdamBetas[0] != 0.8 ||
-		tr.AdamEps != 1e-6 || tr.GradClip != 5 || tr.Seed != 123 || tr.CheckpointEvery != 0 ||
+		tr.AdamEps != 1e-6 || tr.GradClip != 5 || tr.GradClipValue != 0.1 || tr.Seed != 123 || tr.CheckpointEvery != 0 ||
 		tr.AcceptanceEvery != 5 || tr.AcceptanceSamples != 32 {
 		t.Errorf("train %+v", tr)
 	}
@@ -197,6 +198,7 @@ func TestParseErrors(t *testing.T) {
 		{"betas range", "[lattice]\nL = 8\n[train]\nadam_betas = [0.9, 1.0]", "train.adam_betas = [0.9, 1]: each must be in [0, 1)", true},
 		{"eps", "[lattice]\nL = 8\n[train]\nadam_eps = 0.0", "train.adam_eps = 0", true},
 		{"grad clip", "[lattice]\nL = 8\n[train]\ngrad_clip = -0.5", "train.grad_clip = -0.5", true},
+		{"grad clip value", "[lattice]\nL = 8\n[train]\ngrad_clip_value = nan", "train.grad_clip_value = NaN", true},
 		{"seed negative", "[lattice]\nL = 8\n[train]\nsteps = 1\nbatch_size = 4\nseed = -3", "train.seed = -3: must be ≥ 0", true},
 		{"steps negative", "[lattice]\nL = 8\n[train]\nsteps = -1\nbatch_size = 4\nseed = 1", "train.steps = -1", true},
 		{"log every", "[lattice]\nL = 8\n[train]\nlog_every = 0", "train.log_every = 0", true},

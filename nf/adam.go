@@ -72,6 +72,43 @@ func ClipGradNorm[T Float](g []T, maxNorm float64) float64 {
 	return n
 }
 
+// ClipGradValue clamps every component of g into [−maxAbs, maxAbs], as
+// PyTorch's clip_grad_value_ does, and returns the number of components it
+// changed. maxAbs ≤ 0 disables clipping.
+func ClipGradValue[T Float](g []T, maxAbs float64) int {
+	if maxAbs <= 0 {
+		return 0
+	}
+	hi := T(maxAbs)
+	n := 0
+	for i, v := range g {
+		if v > hi {
+			g[i], n = hi, n+1
+		} else if v < -hi {
+			g[i], n = -hi, n+1
+		}
+	}
+	return n
+}
+
+// ClipGrad applies the clipping of the paper's training step (its public
+// code: torch.nn.utils.clip_grad_value_ then clip_grad_norm_): first every
+// component is clamped to ±maxAbs, then the whole gradient is scaled to a
+// norm of at most maxNorm (ClipGradNorm). Either bound ≤ 0 is off. It
+// returns the norm of g before any clipping, accumulated in float64.
+//
+// Why the r.t. and path estimators need it: their per-sample gradient
+// contains the fermion force, which grows like 1/d at distance d from the
+// zeros of det D, so the batch gradient is heavy-tailed (norm spikes 100×
+// the median, in float32 and float64 alike); one spike inflates Adam's
+// second moment for ~1/(1 − β₂) steps and stalls training.
+func ClipGrad[T Float](g []T, maxAbs, maxNorm float64) float64 {
+	n := GradNorm(g)
+	ClipGradValue(g, maxAbs)
+	ClipGradNorm(g, maxNorm)
+	return n
+}
+
 // AllFinite reports whether every element of g is finite.
 func AllFinite[T Float](g []T) bool {
 	for _, v := range g {

@@ -57,3 +57,36 @@ func TestClipGradNorm(t *testing.T) {
 		t.Fatal("AllFinite wrong")
 	}
 }
+
+// TestClipGrad: the paper's clipping, component values first, then the norm
+// (torch.nn.utils.clip_grad_value_ then clip_grad_norm_), table-driven.
+func TestClipGrad(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		g              []float64
+		maxAbs, maxNrm float64
+		want           []float64
+		norm           float64 // returned: the norm before any clipping
+	}{
+		{"off", []float64{3, -4}, 0, 0, []float64{3, -4}, 5},
+		{"value only", []float64{3, -4, 0.05}, 0.1, 0, []float64{0.1, -0.1, 0.05}, math.Sqrt(25.0025)},
+		{"norm only", []float64{3, -4}, 0, 1, []float64{0.6, -0.8}, 5},
+		{"value then norm", []float64{30, -40, 0}, 3, 1, []float64{1 / math.Sqrt2, -1 / math.Sqrt2, 0}, 50},
+		{"norm not reached after value", []float64{30, -40}, 0.1, 10, []float64{0.1, -0.1}, 50},
+	} {
+		g := append([]float64(nil), c.g...)
+		if n := ClipGrad(g, c.maxAbs, c.maxNrm); math.Abs(n-c.norm) > 1e-12 {
+			t.Errorf("%s: norm %v, want %v", c.name, n, c.norm)
+		}
+		for i := range g {
+			// ClipGradNorm scales by maxNorm/(norm + 1e-6), as PyTorch does.
+			if math.Abs(g[i]-c.want[i]) > 1e-6 {
+				t.Errorf("%s: g = %v, want %v", c.name, g, c.want)
+				break
+			}
+		}
+	}
+	if n := ClipGradValue([]float32{0.2, -0.3, 0.05}, 0.1); n != 2 {
+		t.Errorf("ClipGradValue changed %d components, want 2", n)
+	}
+}

@@ -2,6 +2,7 @@ package nf
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -105,65 +106,145 @@ func tensorOf[T Float](f *Flow[T], i int) string {
 	return "?"
 }
 
+// trainRun is the outcome of trainFor: the per-step ESS and loss of the
+// steps taken, the number of skipped steps and the gradient norms before
+// clipping.
+type trainRun struct {
+	ess, loss, norms []float64
+	skipped          int
+}
+
+// trainFor trains f with est for steps steps of batch N (Adam with rate lr,
+// the paper's clipping: components to ±0.1, then the norm to 10; see
+// ClipGrad), skipping steps with non-finite values as the training driver
+// does.
+func trainFor[T Float](t *testing.T, f *Flow[T], pool *lgt.Pool, est Estimator, N, steps int, lr float64, seed uint64) trainRun {
+	t.Helper()
+	tr := NewTrainer(f, pool, est, N, seed)
+	adam := NewAdam(f.Params.Len(), lr, 0.9, 0.999, 1e-8)
+	var r trainRun
+	for s := 0; s < steps; s++ {
+		f.Params.ZeroGrad()
+		st, err := tr.Step(Local{}, uint64(s), 0, N, N)
+		if errors.Is(err, ErrNonFinite) {
+			r.skipped++
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		r.norms = append(r.norms, ClipGrad(f.Params.Grad, paperClipValue, paperClipNorm))
+		Update(adam, f.Params.Data, f.Params.Grad)
+		r.ess = append(r.ess, st.ESS)
+		r.loss = append(r.loss, st.Loss)
+	}
+	return r
+}
+
+// mean returns the mean of x.
+func mean(x []float64) float64 {
+	s := 0.0
+	for _, v := range x {
+		s += v
+	}
+	return s / float64(len(x))
+}
+
+// untrainedStats returns the per-step ESS and loss of f on the batches of
+// steps 0 … n−1 without updating it: the baseline of an untrained flow on
+// the same prior samples that training starts with.
+func untrainedStats[T Float](t *testing.T, f *Flow[T], pool *lgt.Pool, N, n int, seed uint64) (ess, loss []float64) {
+	t.Helper()
+	tr := NewTrainer(f, pool, REINFORCE, N, seed)
+	for s := range n {
+		f.Params.ZeroGrad()
+		st, err := tr.Step(Local{}, uint64(s), 0, N, N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ess, loss = append(ess, st.ESS), append(loss, st.Loss)
+	}
+	f.Params.ZeroGrad()
+	return ess, loss
+}
+
 // TestTrainingRaisesESS trains a small flow (L = 8, one period of 8
-// layers, hidden channels [8], batch 64, Adam 5e-3 with the gradient norm
-// clipped at 1) with each estimator and requires the ESS averaged over the
-// last window of steps to exceed that of the first window by the factor
-// essGain, and the mean loss to drop by more than lossSigmas standard
-// errors of the window means. Measured: ESS 0.023 → 0.059 (REINFORCE),
-// 0.040 → 0.061 (r.t.), 0.032 → 0.063 (path); loss −282 → −290.
+// layers, hidden channels [8], batch 64, Adam 5e-3, float32, the paper's
+// clipping) with each estimator and compares the last window of steps with
+// the untrained flow on the first window's batches: the mean ESS must rise
+// by the factor essGain and the mean loss drop by more than lossSigmas
+// standard errors of the two window means. Measured over trainer seeds
+// 21–25 (Sapphire Rapids), ESS gain and loss drop in standard errors:
+// REINFORCE 1.93–2.22, 182–243; r.t. 2.17–3.20, 224–258; path 2.06–2.90,
+// 227–240 (seed 21, the one tested: 2.22, 2.89, 2.84). essGain = 1.5 and
+// lossSigmas = 50 lie well below every seed's value.
 func TestTrainingRaisesESS(t *testing.T) {
 	const (
 		L, N, steps, window = 8, 64, 450, 40
-		essGain             = 1.3
-		lossSigmas          = 5
-		clip                = 1.0 // global gradient norm bound
+		seed                = 21
+		essGain             = 1.5
+		lossSigmas          = 50
 	)
 	for _, est := range []Estimator{REINFORCE, ReparamTrick, PathGradient} {
 		t.Run(string(est), func(t *testing.T) {
-			f := tinyFlow[float64](t, L, 8, []int{8}, 5)
-			pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 0)
-			tr := NewTrainer(f, pool, est, N, 21)
-			adam := NewAdam(f.Params.Len(), 5e-3, 0.9, 0.999, 1e-8)
-			var ess, loss []float64
-			skipped := 0
-			var norms []float64
-			for s := 0; s < steps; s++ {
-				f.Params.ZeroGrad()
-				st, err := tr.Step(Local{}, uint64(s), 0, N, N)
-				if errors.Is(err, ErrNonFinite) {
-					// As the training driver does: skip the step.
-					skipped++
-					continue
-				} else if err != nil {
-					t.Fatal(err)
-				}
-				norms = append(norms, ClipGradNorm(f.Params.Grad, clip))
-				Update(adam, f.Params.Data, f.Params.Grad)
-				ess = append(ess, st.ESS)
-				loss = append(loss, st.Loss)
+			t.Parallel()
+			pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 1) // one per subtest: a Pool serializes its calls
+			defer pool.Close()
+			f := tinyFlow[float32](t, L, 8, []int{8}, 5)
+			ess0, loss0 := untrainedStats(t, f, pool, N, window, seed)
+			r := trainFor(t, f, pool, est, N, steps, 5e-3, seed)
+			if r.skipped > steps/20 {
+				t.Fatalf("%d of %d steps skipped for non-finite values", r.skipped, steps)
 			}
-			mean := func(x []float64) float64 {
-				s := 0.0
-				for _, v := range x {
-					s += v
-				}
-				return s / float64(len(x))
-			}
-			if skipped > steps/20 {
-				t.Fatalf("%d of %d steps skipped for non-finite values", skipped, steps)
-			}
-			n := len(ess)
-			e0, e1 := mean(ess[:window]), mean(ess[n-window:])
-			l0, l1 := mean(loss[:window]), mean(loss[n-window:])
-			slices.Sort(norms)
-			t.Logf("ESS %.3f → %.3f, loss %.3f → %.3f, %d steps skipped, median gradient norm %.3g", e0, e1, l0, l1, skipped, norms[len(norms)/2])
+			n := len(r.ess)
+			e0, e1 := mean(ess0), mean(r.ess[n-window:])
+			l0, l1 := mean(loss0), mean(r.loss[n-window:])
+			se := math.Sqrt((variance(loss0) + variance(r.loss[n-window:])) / window)
+			slices.Sort(r.norms)
+			t.Logf("untrained → trained: ESS %.3f → %.3f (×%.2f), loss %.3f → %.3f (%.1f standard errors), %d steps skipped, median gradient norm %.3g",
+				e0, e1, e1/e0, l0, l1, (l0-l1)/se, r.skipped, r.norms[len(r.norms)/2])
 			if !(e1 > essGain*e0) {
 				t.Errorf("ESS %.4f → %.4f: not raised by a factor %v", e0, e1, essGain)
 			}
-			se := math.Sqrt((variance(loss[:window]) + variance(loss[n-window:])) / window)
 			if !(l0-l1 > lossSigmas*se) {
 				t.Errorf("loss %.4f → %.4f did not drop by %v standard errors (%.4f)", l0, l1, lossSigmas, se)
+			}
+		})
+	}
+}
+
+// TestFloat32ReparamTrains is the float32 r.t. study of issue 12: L = 4,
+// 8 layers, hidden channels [32, 32], batch 256, Adam 1e-3, 400 steps, the
+// paper's clipping, seeds 1–3; the mean ESS of the last 50 steps must reach
+// minESS. Measured (last-50 ESS, seeds 1, 2, 3; Sapphire Rapids): r.t.
+// float32 0.113, 0.107, 0.111 (seeds 4, 5: see the closing note); r.t.
+// float64 0.107, 0.108, 0.102; the paper's PyTorch code in float32, which
+// clips the same way, 0.090, 0.101, 0.097. minESS = 0.085 lies below all of
+// these and far above what the same runs reach without clipping on their
+// bad seeds (0.040–0.054, in float32 and float64 alike) and the untrained
+// flow (0.009).
+func TestFloat32ReparamTrains(t *testing.T) {
+	const (
+		N, steps, window = 256, 400, 50
+		minESS           = 0.085
+	)
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			t.Parallel()
+			pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 1)
+			defer pool.Close()
+			f, err := NewFlow[float32](precisionArch(), CPU(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Init(Stream(seed, DomainInit, 0, 0))
+			r := trainFor(t, f, pool, ReparamTrick, N, steps, 1e-3, seed)
+			if r.skipped > 0 {
+				t.Errorf("%d steps skipped for non-finite values", r.skipped)
+			}
+			e := mean(r.ess[len(r.ess)-window:])
+			t.Logf("seed %d: last-%d ESS %.3f, largest gradient norm %.0f", seed, window, e, slices.Max(r.norms))
+			if !(e >= minESS) {
+				t.Errorf("seed %d: last-%d ESS %.3f < %v", seed, window, e, minESS)
 			}
 		})
 	}
