@@ -6,8 +6,10 @@ import (
 	"os"
 
 	"nfschwinger/app"
+	nfio "nfschwinger/io"
 )
 
 func main() {
+	nfio.ServeProbe() // a probe child reads one file and exits (before MPI)
 	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -292,6 +292,9 @@ func pm(v, e num) string {
 
 // readTraining reads history.h5 and summarizes it.
 func readTraining(path string, window int) (*trainingStats, error) {
+	if err := nfio.ProbeHistory(path); err != nil { // HDF5 may crash on a damaged file
+		return nil, err
+	}
 	rows, err := nfio.ReadHistory(path)
 	if err != nil {
 		return nil, err
@@ -396,6 +399,9 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 		a.Training = t
 	}
 	if fileExists(chain) {
+		if err := nfio.ProbeChain(chain); err != nil { // HDF5 may crash on a damaged file
+			return fmt.Errorf("analyze: %w", err)
+		}
 		d, err := nfio.ReadChain(chain)
 		if err != nil {
 			return fmt.Errorf("analyze: %w", err)

@@ -163,8 +163,16 @@ func openChainFile(opts chainOptions) (*nfio.Chain, nf.Metropolis, chainState, e
 	m := nf.NewMetropolis()
 	var st chainState
 	if _, err := os.Stat(opts.Path); err == nil {
-		old, err := nfio.ReadChainMeta(opts.Path)
-		if err == nil && old.Same(opts.Meta) {
+		// The file is read in a child process first: the HDF5 library can
+		// crash or hang on a damaged file (nfio.ProbeChain).
+		var why string
+		if err := nfio.ProbeChain(opts.Path); err != nil {
+			why = fmt.Sprintf("it cannot be continued: %v", err)
+		} else if old, err := nfio.ReadChainMeta(opts.Path); err != nil {
+			why = "it is not a chain file of this program"
+		} else if !old.Same(opts.Meta) {
+			why = "it is a chain of another model, seed, lattice or save_configs"
+		} else {
 			ch, err := nfio.OpenChain(opts.Path)
 			if err != nil {
 				return nil, m, st, err
@@ -179,10 +187,6 @@ func openChainFile(opts chainOptions) (*nfio.Chain, nf.Metropolis, chainState, e
 			return ch, m, st, nil
 		}
 		prev := nfio.PrevPath(opts.Path)
-		why := "it is not a chain file of this program"
-		if err == nil {
-			why = "it is a chain of another model, seed, lattice or save_configs"
-		}
 		if opts.Progress != nil {
 			fmt.Fprintf(opts.Progress, "sample: %s is kept as %s: %s\n", opts.Path, prev, why)
 		}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -419,5 +420,46 @@ func TestAnalyze(t *testing.T) {
 	var ue *UsageError
 	if !errors.As(err, &ue) {
 		t.Errorf("empty directory: %v, want a UsageError", err)
+	}
+}
+
+// TestChainDamagedStartsFresh: a chain.h5 that cannot be read (here bytes
+// that are no HDF5 file; a crash or hang of HDF5 in the probe is handled
+// alike, see nfio.TestProbe) is kept as chain.prev.h5 with a line saying
+// why, and a new chain starts — equal to the chain of an undisturbed run,
+// since proposals depend only on the model, the seed and the index.
+func TestChainDamagedStartsFresh(t *testing.T) {
+	const n = 500
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.h5")
+	opts := chainOptions{Path: full, N: n, Seed: 5, Meta: discreteMeta(false)}
+	if err := runChain(context.Background(), comm.Single(), &discreteSource{seed: 1, size: 100}, opts); err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(dir, "chain.h5")
+	junk := []byte("\x89HDF\r\n\x1a\n\x00\x00 damaged beyond repair")
+	if err := os.WriteFile(damaged, junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	opts.Path, opts.Progress = damaged, &out
+	if err := runChain(context.Background(), comm.Single(), &discreteSource{seed: 1, size: 100}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "kept as "+nfio.PrevPath(damaged)+": it cannot be continued") {
+		t.Errorf("no line about the damaged chain:\n%s", out.String())
+	}
+	if b, err := os.ReadFile(nfio.PrevPath(damaged)); err != nil || !bytes.Equal(b, junk) {
+		t.Errorf("the damaged file is not kept as %s: %v", nfio.PrevPath(damaged), err)
+	}
+	a, _ := nfio.ReadChain(full)
+	b, err := nfio.ReadChain(damaged)
+	if err != nil || b.Len() != n {
+		t.Fatalf("new chain: %v", err)
+	}
+	for i := range n {
+		if a.Accepted[i] != b.Accepted[i] || a.LogW[i] != b.LogW[i] || a.State.Condensate[i] != b.State.Condensate[i] {
+			t.Fatalf("step %d differs from the undisturbed chain", i)
+		}
 	}
 }

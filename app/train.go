@@ -219,9 +219,24 @@ func (r *run[T]) restore() error {
 		err = os.MkdirAll(r.outDir, 0o755)
 		if err == nil {
 			hp := filepath.Join(r.outDir, "history.h5")
-			if _, statErr := os.Stat(hp); statErr == nil && r.state.Step > 0 {
+			_, statErr := os.Stat(hp)
+			switch {
+			case r.state.Step > 0 && r.state.History != nil:
+				// The checkpoint holds the rows: rebuild the file from them
+				// and never parse the old one, which may be damaged.
+				r.hist, err = nfio.RestoreHistory(hp, r.state.History)
+			case r.state.Step > 0 && statErr == nil: // a format-1 checkpoint: no rows in it
+				if perr := nfio.ProbeHistory(hp); perr != nil {
+					fmt.Fprintf(r.opts.Stderr, "nfschwinger: %v; kept as %s, a new history starts at step %d\n",
+						perr, nfio.PrevPath(hp), r.state.Step)
+					r.hist, err = nfio.RestoreHistory(hp, nil)
+					break
+				}
 				r.hist, err = nfio.OpenHistory(hp, r.state.Step)
-			} else {
+				if err == nil {
+					r.state.History, err = r.hist.Rows()
+				}
+			default:
 				r.hist, err = nfio.CreateHistory(hp)
 			}
 		}
@@ -363,7 +378,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 			if !nf.AllFinite(r.flow.Params.Grad) {
 				skipped = true
 			} else {
-				norm = nf.ClipGradNorm(r.flow.Params.Grad, cfg.Train.GradClip)
+				norm = nf.ClipGrad(r.flow.Params.Grad, cfg.Train.GradClipValue, cfg.Train.GradClip)
 				nf.Update(r.adam, r.flow.Params.Data, r.flow.Params.Grad)
 			}
 		}
@@ -414,6 +429,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 				if err := r.hist.Append(row); err != nil {
 					return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
 				}
+				r.state.History = append(r.state.History, row) // for the next checkpoint
 				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed, acc)
 			} else {
 				prog.tick(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)

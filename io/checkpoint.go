@@ -16,8 +16,9 @@ import (
 )
 
 // CheckpointFormat is the format version of checkpoint files, the root
-// attribute "format_version". Readers refuse other versions.
-const CheckpointFormat = 1
+// attribute "format_version": 2 adds /history. Readers also accept version
+// 1 (no /history) and refuse others.
+const CheckpointFormat = 2
 
 // TrainState is what a checkpoint holds besides the model: the progress of
 // the run and the optimizer.
@@ -28,6 +29,10 @@ type TrainState struct {
 	M, V     []float64 // Adam's first and second moments, ParamSet layout
 	WallTime float64   // wall-clock seconds of training so far, summed over restarts
 	Config   string    // the params.toml text of the run
+	// History holds the rows of history.h5 logged up to Step, so that a
+	// restart can rebuild history.h5 without reading it (RestoreHistory);
+	// nil when read from a format-1 checkpoint.
+	History []HistoryRow
 }
 
 // ErrCheckpointMismatch reports a checkpoint whose architecture differs
@@ -52,9 +57,12 @@ var ErrCheckpointCorrupt = errors.New("checkpoint is corrupt")
 //	            i are ChaCha8 keyed by (seed, domain, t, i), so the step is
 //	            the whole generator state of every rank
 //	/config     attribute toml: the params.toml text
+//	/history    the rows of history.h5 up to /train step, one dataset per
+//	            column with the names and types of history.h5 (format 2)
 const (
 	optimizerGroup = "/optimizer"
 	trainGroup     = "/train"
+	historyGroup   = "/history"
 )
 
 // WriteCheckpoint writes the model, the optimizer state and the run's
@@ -154,6 +162,9 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 	if err := h5.WriteScalarAttr(f, trainGroup, "wall_time", st.WallTime); err != nil {
 		return err
 	}
+	if err := writeHistoryRows(f, historyGroup+"/", st.History); err != nil {
+		return err
+	}
 	strs := []struct{ path, name, v string }{
 		{"/", "created_by", "nfschwinger"},
 		{"/", "checksum_sha256", checksum(ps.Data, st)},
@@ -190,8 +201,8 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	if err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
-	if version != CheckpointFormat {
-		return fail(ErrCheckpointMismatch, fmt.Errorf("format version %d, this program reads %d", version, CheckpointFormat))
+	if version != 1 && version != CheckpointFormat {
+		return fail(ErrCheckpointMismatch, fmt.Errorf("format version %d, this program reads 1 and %d", version, CheckpointFormat))
 	}
 	arch, err := ReadArch(f, ModelGroup)
 	if err != nil {
@@ -243,6 +254,11 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	if st.Config, err = h5.ReadStringAttr(f, "/config", "toml"); err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
+	if version >= 2 {
+		if st.History, err = readHistoryRows(f, historyGroup+"/"); err != nil {
+			return fail(ErrCheckpointCorrupt, fmt.Errorf("%s: %w", historyGroup, err))
+		}
+	}
 	sum, err := h5.ReadStringAttr(f, "/", "checksum_sha256")
 	if err != nil {
 		return fail(ErrCheckpointCorrupt, err)
@@ -254,7 +270,8 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 }
 
 // checksum is the SHA-256 of the parameters (as float64), the moments, the
-// counters and the config text, in a fixed order, as hex.
+// counters, the config text and the history rows (every column of every
+// row, as 8 bytes each; none in format 1), in a fixed order, as hex.
 func checksum[T nf.Float](params []T, st TrainState) string {
 	h := sha256.New()
 	var b [8]byte
@@ -277,6 +294,16 @@ func checksum[T nf.Float](params []T, st TrainState) string {
 		h.Write(b[:])
 	}
 	h.Write([]byte(st.Config))
+	for i := range st.History {
+		for _, c := range historyColumns {
+			if c.i64 != nil {
+				binary.LittleEndian.PutUint64(b[:], uint64(*c.i64(&st.History[i])))
+				h.Write(b[:])
+			} else {
+				put(*c.f64(&st.History[i]))
+			}
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

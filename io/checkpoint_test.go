@@ -47,6 +47,10 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	// A second write keeps the first as checkpoint.prev.h5.
 	ps2, st2 := testParams(t, arch, 2)
 	st2.Step = 18
+	st2.History = []HistoryRow{
+		{Step: 9, Loss: -1.5, ESS: 0.25, GradNorm: 3, LearningRate: 1e-3, WallTime: 2, Acceptance: math.NaN(), ThreePass: 1},
+		{Step: 18, Loss: -2.5, ESS: 0.5, Skipped: 2, WallTime: 4, Acceptance: 0.125},
+	}
 	if err := WriteCheckpoint(path, arch, ps2, st2); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +76,17 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		}
 		if gst.Step != c.st.Step || gst.Skipped != c.st.Skipped || gst.AdamStep != c.st.AdamStep || gst.Config != c.st.Config {
 			t.Fatalf("%s: state %+v want %+v", c.path, gst, c.st)
+		}
+		// The history rows come back exactly (NaN included); none written, none read.
+		if len(gst.History) != len(c.st.History) {
+			t.Fatalf("%s: %d history rows, want %d", c.path, len(gst.History), len(c.st.History))
+		}
+		for i, w := range c.st.History {
+			g := gst.History[i]
+			if g.Step != w.Step || g.Loss != w.Loss || g.ESS != w.ESS || g.Skipped != w.Skipped || g.WallTime != w.WallTime ||
+				g.ThreePass != w.ThreePass || math.Float64bits(g.Acceptance) != math.Float64bits(w.Acceptance) {
+				t.Errorf("%s: history row %d = %+v, want %+v", c.path, i, g, w)
+			}
 		}
 	}
 }

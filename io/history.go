@@ -3,6 +3,7 @@ package nfio
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"nfschwinger/internal/h5"
@@ -160,6 +161,15 @@ func (h *History) truncateAfter(afterStep int64) error {
 	return nil
 }
 
+// Rows reads every row of the open file.
+func (h *History) Rows() ([]HistoryRow, error) {
+	rows, err := readHistoryRows(h.f, "")
+	if err != nil {
+		return nil, fmt.Errorf("history: %s: %w", h.path, err)
+	}
+	return rows, nil
+}
+
 // Len returns the number of rows.
 func (h *History) Len() int { return h.rows }
 
@@ -219,14 +229,25 @@ func ReadHistory(path string) ([]HistoryRow, error) {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	defer f.Close()
+	rows, err := readHistoryRows(f, "")
+	if err != nil {
+		return nil, fmt.Errorf("history: %s: %w", path, err)
+	}
+	return rows, nil
+}
+
+// readHistoryRows reads the history columns stored under group (prefix of
+// the dataset names: "" for history.h5, historyGroup+"/" in a checkpoint),
+// cut to the shortest column.
+func readHistoryRows(f *h5.File, group string) ([]HistoryRow, error) {
 	n := -1
 	for _, c := range historyColumns {
-		if !f.Exists(c.name) {
-			return nil, fmt.Errorf("history: %s: no dataset %s", path, c.name)
+		if !f.Exists(group + c.name) {
+			return nil, fmt.Errorf("no dataset %s", group+c.name)
 		}
-		r, err := h5.Rows(f, c.name)
+		r, err := h5.Rows(f, group+c.name)
 		if err != nil {
-			return nil, fmt.Errorf("history: %w", err)
+			return nil, err
 		}
 		if n < 0 || r < n {
 			n = r
@@ -235,17 +256,17 @@ func ReadHistory(path string) ([]HistoryRow, error) {
 	rows := make([]HistoryRow, n)
 	for _, c := range historyColumns {
 		if c.i64 != nil {
-			v, _, err := h5.ReadRows[int64](f, c.name, 0, n)
+			v, _, err := h5.ReadRows[int64](f, group+c.name, 0, n)
 			if err != nil {
-				return nil, fmt.Errorf("history: %w", err)
+				return nil, err
 			}
 			for i := range rows {
 				*c.i64(&rows[i]) = v[i]
 			}
 		} else {
-			v, _, err := h5.ReadRows[float64](f, c.name, 0, n)
+			v, _, err := h5.ReadRows[float64](f, group+c.name, 0, n)
 			if err != nil {
-				return nil, fmt.Errorf("history: %w", err)
+				return nil, err
 			}
 			for i := range rows {
 				*c.f64(&rows[i]) = v[i]
@@ -253,6 +274,67 @@ func ReadHistory(path string) ([]HistoryRow, error) {
 		}
 	}
 	return rows, nil
+}
+
+// writeHistoryRows writes rows as fixed-size column datasets under group
+// (see readHistoryRows).
+func writeHistoryRows(f *h5.File, group string, rows []HistoryRow) error {
+	ints := make([]int64, len(rows))
+	floats := make([]float64, len(rows))
+	shape := []int{len(rows)}
+	for _, c := range historyColumns {
+		var err error
+		if c.i64 != nil {
+			for i := range rows {
+				ints[i] = *c.i64(&rows[i])
+			}
+			err = h5.Write(f, group+c.name, ints, shape)
+		} else {
+			for i := range rows {
+				floats[i] = *c.f64(&rows[i])
+			}
+			err = h5.Write(f, group+c.name, floats, shape)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RestoreHistory replaces the history file at path by a new one holding
+// rows (those of the checkpoint a run restarts from), and opens it for
+// appending. The file that was there is never opened — HDF5 can crash or
+// hang on a damaged file — but kept as history.prev.h5 (PrevPath),
+// replacing an older one; its rows up to the checkpoint's step are the
+// checkpoint's, and rows after it would be dropped on a restart anyway.
+// The new file is written to a temporary file and renamed, so a crash
+// leaves either the old or the new file in place.
+func RestoreHistory(path string, rows []HistoryRow) (*History, error) {
+	tmp := path + ".restore.tmp"
+	h, err := CreateHistory(tmp)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Append(rows...); err != nil {
+		h.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if err := h.Close(); err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	if _, err := os.Stat(path); err == nil {
+		if err := os.Rename(path, PrevPath(path)); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("history: keep the old file: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return OpenHistory(path, math.MaxInt64)
 }
 
 // describeColumn stores the unit and meaning of a column as attributes.

@@ -1,6 +1,7 @@
 package nfio
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -257,5 +258,47 @@ with h5py.File(sys.argv[1], "r") as f:
 		if g.Unit == nil || *g.Unit != c.unit {
 			t.Errorf("%s: unit attribute %v, want %q", c.name, g.Unit, c.unit)
 		}
+	}
+}
+
+// TestRestoreHistory: RestoreHistory replaces a history file — here one
+// that HDF5 cannot parse — by one with the given rows without opening it,
+// keeps the old bytes as history.prev.h5, and appends after the rows.
+func TestRestoreHistory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "history.h5")
+	damaged := []byte("\x89HDF\r\n\x1a\n this is not a history file any more")
+	if err := os.WriteFile(path, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := RestoreHistory(path, rows(1, 3, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Len() != 3 {
+		t.Errorf("restored file has %d rows, want 3", h.Len())
+	}
+	if err := h.Append(rows(4, 4, 1)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, rows(1, 4, 1)) {
+		t.Errorf("rows after restore and append: %+v", got)
+	}
+	if b, err := os.ReadFile(PrevPath(path)); err != nil || !bytes.Equal(b, damaged) {
+		t.Errorf("the old file is not kept as %s: %v", PrevPath(path), err)
+	}
+	// Without an old file, and with no rows.
+	empty := filepath.Join(dir, "empty.h5")
+	if h, err := RestoreHistory(empty, nil); err != nil || h.Len() != 0 {
+		t.Fatalf("restore of no rows: %v", err)
+	} else {
+		h.Close()
 	}
 }

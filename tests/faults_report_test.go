@@ -24,7 +24,7 @@ func TestFaultReport(t *testing.T) {
 		t.Skipf("set %s=1 (make faults) to print the fault report", FaultReportEnv)
 	}
 	scenarios := []func(*testing.T) faultResult{
-		faultKillRandom, faultKillAtStep, faultSignal, faultCorrupt, faultDiskFull, faultNaN, faultRankKilled,
+		faultKillRandom, faultKillAtStep, faultSignal, faultCorrupt, faultDamagedHistory, faultDiskFull, faultNaN, faultRankKilled,
 	}
 	var rows []faultResult
 	start := time.Now()

@@ -385,6 +385,58 @@ func faultSignal(t *testing.T) faultResult {
 // TestFaultSignal: see faultSignal.
 func TestFaultSignal(t *testing.T) { faultSignal(t) }
 
+// faultDamagedHistory: a run stopped by a signal whose history.h5 is then
+// damaged (bytes flipped in its metadata, cut short, or replaced by
+// garbage) continues from the checkpoint to the undisturbed run's final
+// state and history: the restart rebuilds history.h5 from the rows the
+// checkpoint holds without reading the damaged file, which is kept as
+// history.prev.h5.
+func faultDamagedHistory(t *testing.T) faultResult {
+	c := faultCase()
+	ref := undisturbed(t, c, 0)
+	res := faultResult{Scenario: "damaged history.h5 (flipped, truncated, garbage)", Trials: 3}
+	damages := []func([]byte) []byte{
+		func(b []byte) []byte { // flip the bytes of the superblock and the first object header
+			for i := 8; i < min(len(b), 512); i += 3 {
+				b[i] ^= 0xff
+			}
+			return b
+		},
+		func(b []byte) []byte { return b[:len(b)/3] },
+		func(b []byte) []byte { return bytes.Repeat([]byte{0x5a}, len(b)) },
+	}
+	for trial, damage := range damages {
+		dir := t.TempDir()
+		train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@4")
+		hp := filepath.Join(dir, "run", "history.h5")
+		b, err := os.ReadFile(hp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := damage(b)
+		if err := os.WriteFile(hp, bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l := launch(t, dir, c)
+		l.wait(t)
+		res.Recover = append(res.Recover, l.out.firstStep)
+		kept, err := os.ReadFile(filepath.Join(dir, "run", "history.prev.h5"))
+		if err != nil || !bytes.Equal(kept, bad) {
+			t.Errorf("trial %d: the damaged history is not kept as history.prev.h5 (%v)", trial, err)
+		}
+		if l.status == 0 && checkSame(t, dir, c, ref) {
+			res.Survived++
+		} else {
+			t.Errorf("trial %d: relaunch status %d\n%s", trial, l.status, tail(l.out.String()))
+			res.Lost++
+		}
+	}
+	return res
+}
+
+// TestFaultDamagedHistory: see faultDamagedHistory.
+func TestFaultDamagedHistory(t *testing.T) { faultDamagedHistory(t) }
+
 // corruption is a damage done to a checkpoint file.
 type corruption struct {
 	name   string

@@ -1,0 +1,49 @@
+package nfio
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProbe: a probe reports a readable file as nil, and a reader error, a
+// crash and a hang of the child as ErrDamaged with what happened, without
+// harm to the calling process.
+func TestProbe(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "history.h5")
+	h, err := CreateHistory(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Append(rows(1, 3, 1)...); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	junk := filepath.Join(dir, "junk.h5")
+	if err := os.WriteFile(junk, []byte("not an HDF5 file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { ProbeTimeout = d }(ProbeTimeout)
+	ProbeTimeout = 2 * time.Second
+	for _, c := range []struct {
+		kind, path, want string // want: "" for success, else a part of the message
+	}{
+		{"history", good, ""},
+		{"history", junk, "history"},
+		{"chain", good, "chain"}, // a history is not a chain
+		{"test-crash", good, "crashed"},
+		{"test-hang", good, "did not finish"},
+	} {
+		err := probe(c.kind, c.path)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s: %v", c.kind, filepath.Base(c.path), err)
+		case c.want != "" && (!errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %s: error %v, want ErrDamaged mentioning %q", c.kind, filepath.Base(c.path), err, c.want)
+		}
+	}
+}
