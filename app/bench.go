@@ -262,8 +262,8 @@ func writeJSONLine(w io.Writer, v any) error {
 
 // benchStep builds a fresh flow and trainer for (L, est) and times
 // o.Warmup + o.Steps gradient steps on the whole batch, in one process.
-// With four (REINFORCE only) the step is the four-pass form run by
-// fourPassStep instead of Trainer.Step.
+// With four (REINFORCE only) the trainer runs the four-pass form
+// (nf.Trainer.FourPass) where it would run the three-pass one.
 func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool) (benchRow, error) {
 	r := benchRow{Kind: "step", L: L, Estimator: string(est), Batch: o.Batch, MicroBatch: o.Micro, Layers: o.Layers}
 	// Give memory from the previous rows back before the high-water mark
@@ -279,24 +279,15 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
 	pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 0)
 	tr := nf.NewTrainer(flow, pool, est, o.Micro, o.Seed)
-	var fp *fourPass
-	if four {
-		fp = newFourPass(tr, pool, o.Batch)
-		r.Form = "four-pass"
-	}
+	tr.FourPass = four
 	var step, loss, bwd, fl, act, gconv, gstep []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		flow.Params.ZeroGrad()
 		tr.Timings.Reset()
 		t0 := time.Now()
-		if fp != nil {
-			err = fp.step(uint64(i))
-		} else {
-			var st nf.StepStats
-			st, err = tr.Step(nf.Local{}, uint64(i), 0, o.Batch, o.Batch)
-			if est == nf.REINFORCE {
-				r.Form = map[bool]string{true: "three-pass", false: "four-pass"}[st.ThreePass]
-			}
+		st, err := tr.Step(nf.Local{}, uint64(i), 0, o.Batch, o.Batch)
+		if est == nf.REINFORCE {
+			r.Form = map[bool]string{true: "three-pass", false: "four-pass"}[st.ThreePass]
 		}
 		if err != nil {
 			return r, fmt.Errorf("bench: L = %d, %s, step %d: %w", L, est, i, err)
@@ -318,74 +309,11 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	r.FlowSeconds, r.ActionSeconds = median(fl), median(act)
 	r.ConvGFLOPs, r.ConvStepGFLOPs = median(gconv), median(gstep)
 	r.KeptBytes = int64(tr.KeptBytes())
-	if fp != nil {
-		r.KeptBytes += int64(len(fp.phi)) * 4
-	}
 	if n := tr.KeptBuffers(); n >= 0 {
 		r.KeptBuffers = &n
 	}
 	r.PeakRSSBytes, r.PeakRSSMethod = peakRSS(peakReset)
 	return r, nil
-}
-
-// fourPass runs the four-pass REINFORCE step that nf.Trainer uses when a
-// rank holds several micro-batches, on a batch of any size: forward passes
-// without a tape and the action for the signal s = log q + S of every
-// sample, the baseline, then Trainer.ReinforceGradient (reverse pass with
-// a tape and its backward pass per micro-batch). The bench uses it to show
-// both REINFORCE forms at the same batch. Its times go into the trainer's
-// Timings like those of Trainer.Step.
-type fourPass struct {
-	tr       *nf.Trainer[float32]
-	pool     *lgt.Pool
-	batch, n int
-	z, x     []float32
-	phi      []float32 // φ of the whole batch, kept for the reverse passes
-	x64      []float64
-	logJ     []float64
-	act      []float64
-	sig      []float64
-}
-
-func newFourPass(tr *nf.Trainer[float32], pool *lgt.Pool, batch int) *fourPass {
-	mb, n := tr.Micro, 2*tr.Flow.Arch.L*tr.Flow.Arch.L
-	return &fourPass{tr: tr, pool: pool, batch: batch, n: n,
-		z: make([]float32, mb*n), x: make([]float32, mb*n), phi: make([]float32, batch*n),
-		x64: make([]float64, mb*n), logJ: make([]float64, mb), act: make([]float64, mb), sig: make([]float64, batch)}
-}
-
-func (p *fourPass) step(step uint64) error {
-	tr, mb, n := p.tr, p.tr.Micro, p.n
-	lp := nf.LogPrior(tr.Flow.Arch.L)
-	for off := 0; off < p.batch; off += mb {
-		nf.SamplePrior(p.z, mb, tr.Seed, nf.DomainTrain, step, uint64(off))
-		t0 := time.Now()
-		tr.Flow.Forward(p.x, p.z, p.logJ, mb, nil)
-		tr.Timings.Flow += time.Since(t0)
-		tr.Timings.Passes++
-		tr.Timings.ConvFLOPs += tr.Flow.ConvFLOPs(mb)
-		copy(p.phi[off*n:(off+mb)*n], p.x)
-		for i, v := range p.x {
-			p.x64[i] = float64(v)
-		}
-		t0 = time.Now()
-		if err := p.pool.Action(p.act, nil, p.x64); err != nil {
-			return err
-		}
-		tr.Timings.Action += time.Since(t0)
-		for b := range mb {
-			p.sig[off+b] = lp - p.logJ[b] + p.act[b]
-		}
-	}
-	var sum float64
-	for _, s := range p.sig {
-		sum += s
-	}
-	if math.IsNaN(sum) || math.IsInf(sum, 0) {
-		return fmt.Errorf("%w in the signal", nf.ErrNonFinite)
-	}
-	tr.ReinforceGradient(p.phi, p.sig, sum/float64(p.batch), p.batch)
-	return nil
 }
 
 // median returns the median of x (the mean of the middle two for even

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"nfschwinger/lgt"
 	"nfschwinger/nf"
 )
 
@@ -183,43 +182,3 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-// TestFourPassMatchesTrainer: the bench's four-pass REINFORCE step gives
-// bit for bit the gradient of nf.Trainer.Step, which runs the four-pass form
-// when the batch holds several micro-batches; so the four-pass row times
-// the same computation.
-func TestFourPassMatchesTrainer(t *testing.T) {
-	o := tinyBench()
-	be := nf.CPU(0)
-	grads := make([][]float32, 2)
-	for k := range grads {
-		flow, err := nf.NewFlow[float32](o.arch(4), be)
-		if err != nil {
-			t.Fatal(err)
-		}
-		flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
-		pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 0)
-		tr := nf.NewTrainer(flow, pool, nf.REINFORCE, o.Micro, o.Seed)
-		if k == 0 {
-			st, err := tr.Step(nf.Local{}, 3, 0, o.Batch, o.Batch)
-			if err != nil || st.ThreePass {
-				t.Fatalf("Trainer.Step: three-pass %v, %v", st.ThreePass, err)
-			}
-		} else if err := newFourPass(tr, pool, o.Batch).step(3); err != nil {
-			t.Fatal(err)
-		}
-		if tr.Timings.Passes == 0 || tr.Timings.BackwardPasses == 0 {
-			t.Errorf("run %d: timings not filled: %+v", k, tr.Timings)
-		}
-		grads[k] = flow.Params.Grad
-	}
-	nonzero := false
-	for i := range grads[0] {
-		if grads[0][i] != grads[1][i] {
-			t.Fatalf("gradient %d: Trainer %v, bench four-pass %v", i, grads[0][i], grads[1][i])
-		}
-		nonzero = nonzero || grads[0][i] != 0
-	}
-	if !nonzero {
-		t.Fatal("the gradient is zero")
-	}
-}

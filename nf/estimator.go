@@ -81,6 +81,11 @@ type Trainer[T Float] struct {
 	Estimator Estimator
 	Micro     int    // configurations per micro-batch
 	Seed      uint64 // seed of the prior streams
+	// FourPass makes REINFORCE run the four-pass form (forward passes
+	// without a tape, the baseline, reverse passes with a tape) even when
+	// the local batch is one micro-batch, where it would run the three-pass
+	// form; the gradient is the same up to rounding. For benchmarks.
+	FourPass bool
 	// Timings accumulates the time of the flow passes, the action and
 	// the backward passes of every Step (see StepTimings); reset it to
 	// measure.
@@ -154,7 +159,7 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 		bad = 1
 	}
 	st := t.stats(red, nLocal, nGlobal, bad)
-	st.ThreePass = t.Estimator == REINFORCE && nLocal == t.Micro
+	st.ThreePass = t.threePass(nLocal)
 	if err != nil {
 		return st, err
 	}
@@ -164,6 +169,12 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 	return st, nil
 }
 
+// threePass reports whether REINFORCE runs the three-pass form on a local
+// batch of nLocal: one micro-batch, unless FourPass is set.
+func (t *Trainer[T]) threePass(nLocal int) bool {
+	return t.Estimator == REINFORCE && nLocal == t.Micro && !t.FourPass
+}
+
 func (t *Trainer[T]) ensure(nLocal int) {
 	if len(t.sig) < nLocal {
 		t.sig = make([]float64, nLocal)
@@ -171,7 +182,7 @@ func (t *Trainer[T]) ensure(nLocal int) {
 		t.logp = make([]float64, nLocal)
 		t.logw = make([]float64, nLocal)
 	}
-	if t.Estimator == REINFORCE && nLocal > t.Micro && len(t.phi) < nLocal*t.n { // the three-pass form needs no φ
+	if t.Estimator == REINFORCE && !t.threePass(nLocal) && len(t.phi) < nLocal*t.n { // the three-pass form needs no φ
 		t.phi = make([]T, nLocal*t.n)
 	}
 	if t.Estimator == PathGradient && len(t.save) != t.Flow.Params.Len() {
@@ -211,9 +222,10 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 
 // reinforce: forward passes without tape for the signal, one reduction for
 // the baseline, then reverse passes with backward; the three-pass form
-// (flow_threepass.go) when the local batch is one micro-batch.
+// (flow_threepass.go) when the local batch is one micro-batch (and
+// FourPass is not set).
 func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal int) error {
-	if nLocal == t.Micro {
+	if t.threePass(nLocal) {
 		return t.reinforceThreePass(red, step, first, nGlobal)
 	}
 	mb, n := t.Micro, t.n

@@ -125,17 +125,18 @@ func TestThreePassReinforceAgainstVectors(t *testing.T) {
 }
 
 // TestReinforceThreePassStep: Trainer.Step with the local batch in one
-// micro-batch (three-pass form) and in two (four-pass form) gives the same
-// gradient and statistics on the same samples, and StepStats says which
-// form ran.
+// micro-batch (three-pass form), in two (four-pass form), and in one with
+// FourPass set (four-pass form, as bench times it) gives the same gradient
+// and statistics on the same samples, and StepStats says which form ran.
 func TestReinforceThreePassStep(t *testing.T) {
 	const L, N = 4, 6
 	fl := newTestFlow(t, smallArch(L, 8), 9)
 	pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 1)
-	var grads [2][]float64
-	var stats [2]StepStats
-	for i, micro := range []int{N, N / 2} {
+	var grads [3][]float64
+	var stats [3]StepStats
+	for i, micro := range []int{N, N / 2, N} {
 		tr := NewTrainer(fl, pool, REINFORCE, micro, 11)
+		tr.FourPass = i == 2
 		fl.Params.ZeroGrad()
 		st, err := tr.Step(Local{}, 3, 0, N, N)
 		if err != nil {
@@ -143,8 +144,12 @@ func TestReinforceThreePassStep(t *testing.T) {
 		}
 		grads[i], stats[i] = append([]float64(nil), fl.Params.Grad...), st
 	}
-	if !stats[0].ThreePass || stats[1].ThreePass {
-		t.Errorf("ThreePass = %v (one micro-batch), %v (two): want true, false", stats[0].ThreePass, stats[1].ThreePass)
+	if !stats[0].ThreePass || stats[1].ThreePass || stats[2].ThreePass {
+		t.Errorf("ThreePass = %v (one micro-batch), %v (two), %v (FourPass): want true, false, false",
+			stats[0].ThreePass, stats[1].ThreePass, stats[2].ThreePass)
+	}
+	if d := maxRelDiff(grads[2], grads[1]); !(d <= threePassTol) {
+		t.Errorf("FourPass against two micro-batches: %.2e relative, tolerance %g", d, threePassTol)
 	}
 	if d := math.Abs(stats[0].Loss - stats[1].Loss); d > threePassTol*math.Max(1, math.Abs(stats[1].Loss)) {
 		t.Errorf("loss %v (three-pass) against %v (four-pass)", stats[0].Loss, stats[1].Loss)
