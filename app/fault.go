@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -75,7 +76,9 @@ func inject[T nf.Float](fs []fault, step int64, rank int, grad []T) error {
 		case "panic":
 			panic(fmt.Sprintf("injected panic (%s)", FaultEnv))
 		case "nan":
-			poison(grad)
+			for i := range grad {
+				grad[i] = T(math.NaN())
+			}
 		case "kill":
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		case "signal":

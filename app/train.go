@@ -142,6 +142,7 @@ type run[T nf.Float] struct {
 	flow    *nf.Flow[T]
 	adam    *nf.Adam
 	trainer *nf.Trainer[T]
+	stepper *nf.Stepper[T] // the whole step: gradient, allreduce, Adam, broadcast, agreement
 	pool    *lgt.Pool // action, force and observables of this rank's configurations
 	state   nfio.TrainState
 	hist    *nfio.History
@@ -168,6 +169,12 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
 	nLocal := cfg.Train.BatchSize / c.Size()
 	r.trainer = nf.NewTrainer(flow, pool, est, min(cfg.Train.MicroBatch, nLocal), uint64(cfg.Train.Seed))
+	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,
+		ClipValue: cfg.Train.GradClipValue, ClipNorm: cfg.Train.GradClip}
+	if len(o.Faults) > 0 {
+		rank := c.Rank()
+		r.stepper.Hook = func(step uint64, grad []T) error { return inject(o.Faults, int64(step), rank, grad) }
+	}
 	if c.Rank() == 0 {
 		defer func() {
 			if r.hist != nil {
@@ -309,13 +316,6 @@ func checkpointToLoad(cfg nfio.Config) (string, error) {
 	}
 }
 
-// poison sets every element of g to NaN.
-func poison[T nf.Float](g []T) {
-	for i := range g {
-		g[i] = T(math.NaN())
-	}
-}
-
 // bcastParams broadcasts the parameters from rank 0.
 func bcastParams[T nf.Float](c comm.Comm, p []T) {
 	switch p := any(p).(type) {
@@ -326,15 +326,6 @@ func bcastParams[T nf.Float](c comm.Comm, p []T) {
 	}
 }
 
-// allreduceGrad sums the gradient over ranks, in one call.
-func allreduceGrad[T nf.Float](c comm.Comm, g []T) {
-	switch g := any(g).(type) {
-	case []float32:
-		c.AllreduceSum32(g)
-	case []float64:
-		c.AllreduceSum(g)
-	}
-}
 
 // loop runs the training steps from the restored step to [train] steps.
 func (r *run[T]) loop(ctx context.Context, nLocal int) error {
@@ -348,57 +339,19 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		return nil
 	}
 	skippedInARow := 0
-	var flag [2]float64 // stop requested, step skipped
 	start := time.Now()
 	startStep := r.state.Step
-	var gradComm time.Duration // part of r.tc.spent in the gradient allreduce
 	for r.state.Step < steps {
 		step := r.state.Step
 		t0 := time.Now()
-		r.flow.Params.ZeroGrad()
-		st, err := r.trainer.Step(c, uint64(step), first, nLocal, N)
-		if errors.Is(err, nf.ErrNonFinite) {
-			// Every rank got this error (Step agrees on it): poison the
-			// gradient so that the step is skipped like any non-finite
-			// gradient, and go on.
-			fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, err)
-			poison(r.flow.Params.Grad)
-		} else if err != nil {
-			return fmt.Errorf("step %d: %w", step, err)
+		res, err := r.stepper.Step(c, uint64(step), first, nLocal, N, func() bool { return r.stopRequested(step) })
+		if err != nil {
+			return err
 		}
-		if err := inject(r.opts.Faults, step, c.Rank(), r.flow.Params.Grad); err != nil {
-			return fmt.Errorf("step %d: %w", step, err)
+		if res.NonFinite != nil {
+			fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, res.NonFinite)
 		}
-		tg := time.Now()
-		allreduceGrad(c, r.flow.Params.Grad)
-		gradComm += time.Since(tg)
-		var norm float64
-		skipped := false
-		if c.Rank() == 0 {
-			if !nf.AllFinite(r.flow.Params.Grad) {
-				skipped = true
-			} else {
-				norm = nf.ClipGrad(r.flow.Params.Grad, cfg.Train.GradClipValue, cfg.Train.GradClip)
-				nf.Update(r.adam, r.flow.Params.Data, r.flow.Params.Grad)
-			}
-		}
-		bcastParams(c, r.flow.Params.Data)
-		// Stop requests: a signal may reach only some ranks; agree. Rank 0
-		// tells the others whether it skipped the step, so that every rank
-		// counts skips (and gives up after too many) alike.
-		flag[0], flag[1] = 0, 0
-		wait := time.Duration(0)
-		if signalDue(r.opts.Faults, step, c.Rank()) {
-			wait = 10 * time.Second // an injected signal is on its way
-		}
-		if stopRequested(r.opts.Stop, wait) {
-			flag[0] = 1
-		}
-		if skipped {
-			flag[1] = 1
-		}
-		c.AllreduceMax(flag[:])
-		if flag[1] != 0 {
+		if res.Skipped {
 			r.state.Skipped++
 			skippedInARow++
 		} else {
@@ -406,45 +359,26 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 		r.state.Step++
 		r.state.WallTime += time.Since(t0).Seconds()
-		// The acceptance probe (figure 2, right) of the flow after the step.
-		acc := math.NaN()
-		probe := cfg.Train.AcceptanceEvery > 0 && r.state.Step%int64(cfg.Train.AcceptanceEvery) == 0
-		if probe {
-			if acc, err = measureAcceptance(c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
-				cfg.Train.AcceptanceSamples, r.trainer.Micro); err != nil {
-				return fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)
-			}
+		acc, probe, err := r.acceptanceProbe()
+		if err != nil {
+			return err
 		}
 		if c.Rank() == 0 {
-			elapsed := time.Since(start).Seconds()
-			// Rows depend only on the step, so a stopped and restarted run
-			// writes the same history as an uninterrupted one.
-			if r.state.Step%int64(cfg.Train.LogEvery) == 0 || r.state.Step == steps || probe {
-				row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
-					LogpMean: st.LogpMean, GradNorm: norm, LearningRate: cfg.Train.LearningRate,
-					Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
-				if st.ThreePass {
-					row.ThreePass = 1
-				}
-				if err := r.hist.Append(row); err != nil {
-					return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
-				}
-				r.state.History = append(r.state.History, row) // for the next checkpoint
-				prog.line(r.state.Step, st, float64(r.state.Step-startStep)/elapsed, acc)
-			} else {
-				prog.tick(r.state.Step, st, float64(r.state.Step-startStep)/elapsed)
+			rate := float64(r.state.Step-startStep) / time.Since(start).Seconds()
+			if err := r.logStep(prog, res, acc, probe, rate); err != nil {
+				return err
 			}
 		}
 		if skippedInARow >= maxSkippedInARow {
 			return fmt.Errorf("step %d: %d gradient steps in a row were non-finite; stopping with the last checkpoint intact", step, skippedInARow)
 		}
 		due := cfg.Train.CheckpointEvery > 0 && r.state.Step%int64(cfg.Train.CheckpointEvery) == 0
-		if due || r.state.Step == steps || flag[0] != 0 {
+		if due || r.state.Step == steps || res.Stop {
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
 		}
-		if flag[0] != 0 && r.state.Step < steps {
+		if res.Stop && r.state.Step < steps {
 			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
 			return errStopped
 		}
@@ -453,7 +387,48 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 	}
 	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"),
-		commSummary(time.Since(start), r.tc.spent, gradComm, steps-startStep, c.Size()))
+		commSummary(time.Since(start), r.tc.spent, r.stepper.GradComm, steps-startStep, c.Size()))
+	return nil
+}
+
+// acceptanceProbe measures the acceptance of the flow after the step just
+// done (figure 2, right, of the paper) when train.acceptance_every says so;
+// probe reports whether it did, acc is NaN otherwise. Collective.
+func (r *run[T]) acceptanceProbe() (acc float64, probe bool, err error) {
+	cfg := r.cfg
+	if cfg.Train.AcceptanceEvery <= 0 || r.state.Step%int64(cfg.Train.AcceptanceEvery) != 0 {
+		return math.NaN(), false, nil
+	}
+	acc, err = measureAcceptance(r.c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
+		cfg.Train.AcceptanceSamples, r.trainer.Micro)
+	if err != nil {
+		return acc, true, fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)
+	}
+	return acc, true, nil
+}
+
+// logStep writes the history row of the step just done (rank 0) when it is
+// due — every log_every steps, the last step and acceptance probes — and
+// prints the progress line, or the live status line otherwise. Rows depend
+// only on the step, so a stopped and restarted run writes the same history
+// as an uninterrupted one.
+func (r *run[T]) logStep(prog *progress, res nf.StepResult, acc float64, probe bool, rate float64) error {
+	cfg, st := r.cfg, res.StepStats
+	if r.state.Step%int64(cfg.Train.LogEvery) != 0 && r.state.Step != int64(cfg.Train.Steps) && !probe {
+		prog.tick(r.state.Step, st, rate)
+		return nil
+	}
+	row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
+		LogpMean: st.LogpMean, GradNorm: res.GradNorm, LearningRate: cfg.Train.LearningRate,
+		Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
+	if st.ThreePass {
+		row.ThreePass = 1
+	}
+	if err := r.hist.Append(row); err != nil {
+		return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
+	}
+	r.state.History = append(r.state.History, row) // for the next checkpoint
+	prog.line(r.state.Step, st, rate, acc)
 	return nil
 }
 
@@ -465,6 +440,17 @@ func commSummary(wall, spent, grad time.Duration, n int64, ranks int) string {
 	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / max(wall.Seconds(), 1e-9) }
 	return fmt.Sprintf("%d steps in %.3f s on %d rank(s): %.3f ms/step, communication %.3f ms/step (%.1f%%; gradient allreduce %.1f%%)",
 		n, wall.Seconds(), ranks, ms(wall), ms(spent), pct(spent), pct(grad))
+}
+
+// stopRequested reports whether this rank was asked to stop after step: a
+// signal has arrived (an injected one is waited for, so that the stop
+// happens after this very step: signal delivery is asynchronous).
+func (r *run[T]) stopRequested(step int64) bool {
+	wait := time.Duration(0)
+	if signalDue(r.opts.Faults, step, r.c.Rank()) {
+		wait = 10 * time.Second
+	}
+	return stopRequested(r.opts.Stop, wait)
 }
 
 // stopRequested reports whether a stop signal has arrived, waiting for one
