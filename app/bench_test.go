@@ -181,4 +181,3 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
-

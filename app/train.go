@@ -143,7 +143,7 @@ type run[T nf.Float] struct {
 	adam    *nf.Adam
 	trainer *nf.Trainer[T]
 	stepper *nf.Stepper[T] // the whole step: gradient, allreduce, Adam, broadcast, agreement
-	pool    *lgt.Pool // action, force and observables of this rank's configurations
+	pool    *lgt.Pool      // action, force and observables of this rank's configurations
 	state   nfio.TrainState
 	hist    *nfio.History
 	outDir  string
@@ -325,7 +325,6 @@ func bcastParams[T nf.Float](c comm.Comm, p []T) {
 		c.Bcast(p, 0)
 	}
 }
-
 
 // loop runs the training steps from the restored step to [train] steps.
 func (r *run[T]) loop(ctx context.Context, nLocal int) error {
