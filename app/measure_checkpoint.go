@@ -23,37 +23,16 @@ type reverseModel interface {
 	Describe() string
 }
 
-// flowModel is reverseModel for a flow in precision T: links are rounded to
-// T, the flow runs in T, log J is summed in float64.
+// flowModel is reverseModel for a flow in precision T (nf.Density.LogQ:
+// links are rounded to T, the flow runs in T, log J is summed in float64).
 type flowModel[T nf.Float] struct {
 	flow      *nf.Flow[T]
+	density   *nf.Density[T]
 	path      string
 	precision string
-	n         int // 2V
-	x, z      []T
-	logJ      []float64
 }
 
-func (m *flowModel[T]) Reverse(z, logq, links []float64) {
-	B := len(logq)
-	if len(m.x) < B*m.n {
-		m.x = make([]T, B*m.n)
-		m.z = make([]T, B*m.n)
-		m.logJ = make([]float64, B)
-	}
-	x, zt, logJ := m.x[:B*m.n], m.z[:B*m.n], m.logJ[:B]
-	for i, v := range links {
-		x[i] = T(v)
-	}
-	m.flow.Reverse(zt, x, logJ, B, nil)
-	lp := nf.LogPrior(m.flow.Arch.L)
-	for b := range logq {
-		logq[b] = lp + logJ[b]
-	}
-	for i, v := range zt {
-		z[i] = float64(v)
-	}
-}
+func (m *flowModel[T]) Reverse(z, logq, links []float64) { m.density.LogQ(logq, z, links) }
 
 func (m *flowModel[T]) Describe() string {
 	a := m.flow.Arch
@@ -123,7 +102,7 @@ func newFlowModel[T nf.Float](f *h5.File, group string, arch nf.Arch, path, prec
 	if err := nfio.ReadModelInto(f, group, flow.Params); err != nil {
 		return nil, usagef("measure: -checkpoint %s: %v", path, err)
 	}
-	return &flowModel[T]{flow: flow, path: path, precision: precision, n: 2 * arch.L * arch.L}, nil
+	return &flowModel[T]{flow: flow, density: nf.NewDensity(flow), path: path, precision: precision}, nil
 }
 
 // writeModelColumns runs the model on one chunk of links and appends logq

@@ -222,15 +222,15 @@ func finishChain(ch *nfio.Chain, opts chainOptions) error {
 // zero-filled buffers.
 type flowSource[T nf.Float] struct {
 	c       comm.Comm
-	flow    *nf.Flow[T]
+	density *nf.Density[T]
 	pool    *lgt.Pool
 	seed    uint64
 	perRank int
 	save    bool
 	v2      int // 2V link angles per configuration
 
-	z, x    []T
-	logJ    []float64
+	x       []T // the links of this rank's share, as the flow computed them
+	logq    []float64
 	links   []float64
 	obs     []lgt.Observables
 	gather  []float64
@@ -239,9 +239,8 @@ type flowSource[T nf.Float] struct {
 
 func newFlowSource[T nf.Float](c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, seed uint64, perRank int, save bool) *flowSource[T] {
 	v2 := 2 * pool.Params().V()
-	return &flowSource[T]{c: c, flow: flow, pool: pool, seed: seed, perRank: perRank, save: save, v2: v2,
-		z: make([]T, perRank*v2), x: make([]T, perRank*v2), logJ: make([]float64, perRank),
-		links: make([]float64, perRank*v2), obs: make([]lgt.Observables, perRank)}
+	return &flowSource[T]{c: c, density: nf.NewDensity(flow), pool: pool, seed: seed, perRank: perRank, save: save, v2: v2,
+		logq: make([]float64, perRank), links: make([]float64, perRank*v2), obs: make([]lgt.Observables, perRank)}
 }
 
 func (s *flowSource[T]) block() int { return s.perRank * s.c.Size() }
@@ -257,11 +256,7 @@ func (s *flowSource[T]) generate(ctx context.Context, first int64, n int) (*prop
 	err := ctx.Err()
 	if m > 0 && err == nil {
 		nv := m * s.v2
-		nf.SamplePrior(s.z[:nv], m, s.seed, nf.DomainSample, 0, uint64(first)+uint64(lo))
-		s.flow.Forward(s.x[:nv], s.z[:nv], s.logJ[:m], m, nil)
-		for i, v := range s.x[:nv] {
-			s.links[i] = float64(v)
-		}
+		s.x = s.density.Draw(s.links[:nv], s.logq[:m], m, s.seed, nf.DomainSample, 0, uint64(first)+uint64(lo))
 		err = s.pool.Measure(s.obs[:m], nil, s.links[:nv])
 		if err != nil {
 			err = fmt.Errorf("sample: proposals %d..%d: %w", first+int64(lo), first+int64(hi)-1, err)
@@ -275,10 +270,9 @@ func (s *flowSource[T]) generate(ctx context.Context, first int64, n int) (*prop
 	}
 	g := s.gather[:gatherColumns*n]
 	clear(g)
-	logPrior := nf.LogPrior(s.pool.Params().L)
 	for i := range m {
 		o := s.obs[i]
-		for k, v := range [gatherColumns]float64{logPrior - s.logJ[i], -o.Action, o.Condensate, o.SignDetD, o.TopologicalCharge, o.MeanCosPlaquette} {
+		for k, v := range [gatherColumns]float64{s.logq[i], -o.Action, o.Condensate, o.SignDetD, o.TopologicalCharge, o.MeanCosPlaquette} {
 			g[k*n+lo+i] = v
 		}
 	}
@@ -293,8 +287,10 @@ func (s *flowSource[T]) generate(ctx context.Context, first int64, n int) (*prop
 		}
 		p.configs = s.configs[:n*s.v2]
 		clear(p.configs)
-		for i, v := range s.x[:m*s.v2] {
-			p.configs[lo*s.v2+i] = float32(v)
+		if m > 0 {
+			for i, v := range s.x[:m*s.v2] {
+				p.configs[lo*s.v2+i] = float32(v)
+			}
 		}
 		s.c.AllreduceSum32(p.configs)
 	}
@@ -377,25 +373,19 @@ func measureAcceptance[T nf.Float](c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool
 	hi := min(lo+share, M)
 	logw := make([]float64, M)
 	B := max(min(perRank, hi-lo), 1)
-	z, x := make([]T, B*v2), make([]T, B*v2)
 	links := make([]float64, B*v2)
-	logJ, action := make([]float64, B), make([]float64, B)
-	logPrior := nf.LogPrior(pool.Params().L)
+	logq, action := make([]float64, B), make([]float64, B)
+	d := nf.NewDensity(flow)
 	var err error
 	for i := lo; i < hi && err == nil; i += B {
 		m := min(B, hi-i)
-		nv := m * v2
-		nf.SamplePrior(z[:nv], m, seed, nf.DomainProbe, uint64(step), uint64(i))
-		flow.Forward(x[:nv], z[:nv], logJ[:m], m, nil)
-		for k, v := range x[:nv] {
-			links[k] = float64(v)
-		}
-		if err = pool.Action(action[:m], nil, links[:nv]); err != nil {
+		d.Draw(links[:m*v2], logq[:m], m, seed, nf.DomainProbe, uint64(step), uint64(i))
+		if err = pool.Action(action[:m], nil, links[:m*v2]); err != nil {
 			err = fmt.Errorf("acceptance probe at step %d: %w", step, err)
 			break
 		}
 		for k := range m {
-			logw[i+k] = -action[k] - (logPrior - logJ[k])
+			logw[i+k] = -action[k] - logq[k]
 		}
 	}
 	if err := c.AgreeError(err); err != nil {
