@@ -61,8 +61,6 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 	}
 	plan := threads.Configure(c.LocalSize())
 	if c.Rank() == 0 {
-		// The flow's CPU backend runs OpenBLAS single-threaded inside its
-		// own goroutines, so the thread count is plan.Procs.
 		fmt.Fprintf(stdout, "nfschwinger: %d rank(s); %d threads per rank (%s)\n", c.Size(), plan.Procs, plan.Reason)
 	}
 	stop := make(chan os.Signal, 1)

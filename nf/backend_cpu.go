@@ -1,10 +1,5 @@
 package nf
 
-// #cgo LDFLAGS: -lopenblas
-// extern void openblas_set_num_threads(int num_threads);
-// extern int openblas_get_num_threads(void);
-import "C"
-
 import (
 	"fmt"
 	"runtime"
@@ -13,6 +8,8 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/netlib/blas/netlib"
+
+	"nfschwinger/lgt"
 )
 
 // Threading on the CPU. OpenBLAS's own threads and Go's goroutines would
@@ -38,14 +35,6 @@ const minSplitFlops = 1 << 20
 // block of C starts on a 64-byte boundary when C does.
 const splitAlign = 16
 
-// SetBLASThreads sets the number of threads of OpenBLAS for the whole process
-// (openblas_set_num_threads). CPU sets it to 1; benchmarks use this to compare
-// against OpenBLAS's own threading.
-func SetBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
-
-// BLASThreads returns the number of threads OpenBLAS uses.
-func BLASThreads() int { return int(C.openblas_get_num_threads()) }
-
 var (
 	cpuMu       sync.Mutex
 	cpuBackends = map[int]*cpuBackend{}
@@ -65,7 +54,7 @@ func CPU(workers int) Backend {
 	}
 	cpuMu.Lock()
 	defer cpuMu.Unlock()
-	SetBLASThreads(1) // every time: something may have raised it since
+	lgt.SetBLASThreads(1) // the rule of internal/threads, also without it (tests)
 	if be, ok := cpuBackends[workers]; ok {
 		return be
 	}
@@ -194,7 +183,7 @@ func (be *cpuBackend) Workers() int { return be.workers }
 
 // Name implements Backend.
 func (be *cpuBackend) Name() string {
-	return fmt.Sprintf("cpu (%d workers, OpenBLAS %d thread(s))", be.workers, BLASThreads())
+	return fmt.Sprintf("cpu (%d workers, OpenBLAS %d thread(s))", be.workers, lgt.BLASThreads())
 }
 
 // ParallelFor implements Backend.

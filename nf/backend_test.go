@@ -1,6 +1,8 @@
 package nf
 
 import (
+	"nfschwinger/lgt"
+
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -147,7 +149,7 @@ func TestCPUShared(t *testing.T) {
 	if w := CPU(3).Workers(); w != 3 {
 		t.Errorf("Workers() = %d", w)
 	}
-	if BLASThreads() != 1 {
-		t.Errorf("OpenBLAS threads = %d after CPU, want 1", BLASThreads())
+	if lgt.BLASThreads() != 1 {
+		t.Errorf("OpenBLAS threads = %d after CPU, want 1", lgt.BLASThreads())
 	}
 }

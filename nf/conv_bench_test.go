@@ -1,6 +1,8 @@
 package nf
 
 import (
+	"nfschwinger/lgt"
+
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -124,8 +126,8 @@ func BenchmarkSgemm(b *testing.B) {
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 		b.Run(fmt.Sprintf("L=%d/openblas-threads", L), func(b *testing.B) {
-			SetBLASThreads(runtime.GOMAXPROCS(0))
-			defer SetBLASThreads(1)
+			lgt.SetBLASThreads(runtime.GOMAXPROCS(0))
+			defer lgt.SetBLASThreads(1)
 			for b.Loop() {
 				netlib.Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, A, k, B, n, 0, C, n)
 			}

@@ -1,7 +1,13 @@
 // Package threads sizes the compute threads of one rank so that the ranks
-// sharing a node do not oversubscribe it: Go's scheduler (GOMAXPROCS, which
-// bounds the goroutines running kernels at once) and OpenBLAS's thread pool
-// (which runs the GEMMs of the convolutions).
+// sharing a node do not oversubscribe it. It is the one place that decides
+// the process-wide thread state: Go's scheduler (GOMAXPROCS, which bounds
+// the goroutines running kernels at once) gets the rank's share of the
+// cores, and OpenBLAS one thread, because every BLAS and LAPACK call of the
+// program runs inside a goroutine that already has a core of its own (the
+// flow's CPU backend splits its GEMMs over workers, lgt.Pool runs one
+// determinant per worker). The OpenBLAS binding itself is lgt's
+// (lgt.SetBLASThreads); nf.CPU and lgt.Pool keep to the same rule when
+// used without Configure (in tests and benchmarks).
 //
 // # The rule
 //
@@ -28,8 +34,7 @@
 //	#SBATCH --ntasks-per-node=4 --cpus-per-task=16
 //	srun --mpi=pmix --cpu-bind=cores ./nfschwinger params.toml
 //
-// Each rank then runs 16 goroutines and 16 OpenBLAS threads on its own 16
-// cores. With mpirun, either bind (mpirun -n 4 --map-by slot:PE=16
+// Each rank then runs 16 goroutines on its own 16 cores. With mpirun, either bind (mpirun -n 4 --map-by slot:PE=16
 // --bind-to core) or leave the ranks unbound (--bind-to none), in which case
 // the rule splits the node evenly. Do not set OMP_NUM_THREADS-style
 // variables to the node's core count; leave them unset or set them per rank.
@@ -46,13 +51,6 @@
 // (--cpus-per-task=2..8 is plenty).
 package threads
 
-/*
-#cgo LDFLAGS: -lopenblas
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
-*/
-import "C"
-
 import (
 	"fmt"
 	"os"
@@ -60,6 +58,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"nfschwinger/lgt"
 )
 
 // Plan is the decision of Configure, for the log.
@@ -77,8 +77,8 @@ func (p Plan) String() string {
 
 // Configure sizes this rank's threads for localSize ranks on the node (the
 // communicator's LocalSize) as the package documentation describes:
-// it sets GOMAXPROCS unless the GOMAXPROCS variable is set, and the OpenBLAS
-// thread count unless OPENBLAS_NUM_THREADS is set. Call it once at start-up,
+// it sets GOMAXPROCS to the rank's share unless the GOMAXPROCS variable is
+// set, and OpenBLAS to one thread unless OPENBLAS_NUM_THREADS is set. Call it once at start-up,
 // before any BLAS call. localSize < 1 panics.
 func Configure(localSize int) Plan {
 	if localSize < 1 {
@@ -87,7 +87,7 @@ func Configure(localSize int) Plan {
 	avail := runtime.GOMAXPROCS(0) // affinity- and quota-aware unless set by env
 	node := nodeCPUs()
 	share, reason := Share(avail, node, localSize)
-	p := Plan{Procs: share, BLASThreads: share, Reason: reason}
+	p := Plan{Procs: share, BLASThreads: 1, Reason: reason}
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		p.Procs = avail
 		p.Reason += "; GOMAXPROCS=" + v + " from the environment"
@@ -95,11 +95,11 @@ func Configure(localSize int) Plan {
 		runtime.GOMAXPROCS(share)
 	}
 	if n, err := strconv.Atoi(os.Getenv("OPENBLAS_NUM_THREADS")); err == nil && n > 0 {
-		p.BLASThreads = BLASThreads() // OpenBLAS read the variable at load
+		p.BLASThreads = lgt.BLASThreads() // OpenBLAS read the variable at load
 		p.Reason += "; OPENBLAS_NUM_THREADS from the environment"
 	} else {
-		setBLASThreads(share)
-		p.BLASThreads = BLASThreads()
+		lgt.SetBLASThreads(1)
+		p.BLASThreads = lgt.BLASThreads()
 	}
 	return p
 }
@@ -120,12 +120,6 @@ func Share(avail, node, localSize int) (int, string) {
 	}
 	return share, fmt.Sprintf("%d CPUs shared by %d ranks", avail, shared)
 }
-
-// BLASThreads returns the number of threads OpenBLAS uses.
-func BLASThreads() int { return int(C.openblas_get_num_threads()) }
-
-// setBLASThreads sets the number of threads OpenBLAS uses.
-func setBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
 
 // nodeCPUs counts the CPUs this process could be given on the node: the
 // cgroup's cpuset when one is readable (a container or a Slurm job step),

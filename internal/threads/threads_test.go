@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 	"testing"
+
+	"nfschwinger/lgt"
 )
 
 func TestShare(t *testing.T) {
@@ -64,16 +66,16 @@ func TestNodeCPUsAtLeastAffinity(t *testing.T) {
 }
 
 // TestConfigure checks that Configure applies its plan to the Go runtime
-// and to OpenBLAS (when the environment does not override them), and
-// restores the previous settings.
+// (the rank's share) and to OpenBLAS (one thread) when the environment does
+// not override them, and restores the previous settings.
 func TestConfigure(t *testing.T) {
 	if os.Getenv("GOMAXPROCS") != "" || os.Getenv("OPENBLAS_NUM_THREADS") != "" {
 		t.Skip("GOMAXPROCS or OPENBLAS_NUM_THREADS set in the environment")
 	}
-	oldProcs, oldBLAS := runtime.GOMAXPROCS(0), BLASThreads()
+	oldProcs, oldBLAS := runtime.GOMAXPROCS(0), lgt.BLASThreads()
 	defer func() {
 		runtime.GOMAXPROCS(oldProcs)
-		setBLASThreads(oldBLAS)
+		lgt.SetBLASThreads(oldBLAS)
 	}()
 	for _, local := range []int{1, 2, 64} {
 		runtime.GOMAXPROCS(oldProcs)
@@ -82,8 +84,8 @@ func TestConfigure(t *testing.T) {
 		if p.Procs != want || runtime.GOMAXPROCS(0) != want {
 			t.Errorf("Configure(%d): plan %v, GOMAXPROCS %d; want %d", local, p, runtime.GOMAXPROCS(0), want)
 		}
-		if p.BLASThreads != want || BLASThreads() != want {
-			t.Errorf("Configure(%d): plan %v, OpenBLAS threads %d; want %d", local, p, BLASThreads(), want)
+		if p.BLASThreads != 1 || lgt.BLASThreads() != 1 {
+			t.Errorf("Configure(%d): plan %v, OpenBLAS threads %d; want 1", local, p, lgt.BLASThreads())
 		}
 	}
 }
