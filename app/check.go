@@ -55,17 +55,6 @@ func runCheck(opts checkOptions, w io.Writer) error {
 	return nil
 }
 
-// countParams returns the number of trainable parameters of the flow:
-// Σ over layers and convolutions of C_out·C_in·K² + C_out.
-func countParams(a nf.Arch) int {
-	ch := a.Channels()
-	perLayer := 0
-	for j := range len(ch) - 1 {
-		perLayer += ch[j+1]*ch[j]*a.KernelSize*a.KernelSize + ch[j+1]
-	}
-	return a.NLayers * perLayer
-}
-
 // memEstimate is the memory one rank needs for one micro-batch, in bytes,
 // with B = micro_batch, V = L², s = sizeof(T) of the network's precision,
 // n_layers coupling layers, channels C_0 = 6, C_1, …, C_out through the
@@ -107,7 +96,7 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 		Activations: int64(a.NLayers) * b * s * int64(a.TapeElemsPerConfigLayer(nf.DefaultRecompute)),
 		Im2col:      b * v * k2 * maxC * s,
 		Determinant: int64(workers) * 16 * v * v,
-		Parameters:  int64(countParams(a)) * (2*s + 16),
+		Parameters:  int64(a.NumParams()) * (2*s + 16),
 	}
 }
 
@@ -132,7 +121,7 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int) {
 	for _, v := range a.Channels() {
 		ch = append(ch, fmt.Sprint(v))
 	}
-	p := countParams(a)
+	p := a.NumParams()
 	m := estimateMemory(c, workers)
 	var ranks []string
 	for n := 1; n <= min(c.Train.BatchSize, 1024); n++ {

@@ -40,66 +40,43 @@ func (m *flowModel[T]) Describe() string {
 		m.path, a.NLayers, a.L, a.NKnots, a.Hidden, m.precision)
 }
 
-// modelGroup returns the group of f that holds a model: "/model" in a
-// training checkpoint, the root in a bare weight file (the layout of
-// shared/vectors/flow_L8.h5).
-func modelGroup(f *h5.File) string {
-	if f.Exists(nfio.ModelGroup) {
-		return nfio.ModelGroup
-	}
-	return "/"
-}
-
-// archAttrs are the attributes of a model group that hold the
-// architecture (io/model.go); they are checked before nfio.ReadArch so that
-// a file without a model gets a one-line message.
-var archAttrs = []string{"L", "n_layers", "n_knots", "hidden_channels", "kernel_size", "dilation", "masking", "leaky_relu_slope"}
-
 // loadReverseModel reads the model of the checkpoint or weight file path in
 // the given precision ("float32" or "float64") and checks that it is made
 // for L×L configurations. Every failure is a *UsageError: a missing or
 // unreadable file, a model that is not complete, a lattice size that
 // differs from the configurations'.
 func loadReverseModel(path, precision string, L int, inPath string) (reverseModel, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, usagef("measure: -checkpoint %s: no such file", path)
-		}
+	m, err := nfio.OpenModelFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, usagef("measure: -checkpoint %s: no such file", path)
+	case errors.Is(err, nfio.ErrNotHDF5):
+		return nil, usagef("measure: -checkpoint %s: not an HDF5 file", path)
+	case errors.Is(err, nfio.ErrNoModel):
+		return nil, usagef("measure: -checkpoint %v", err)
+	case err != nil:
 		return nil, usagef("measure: -checkpoint: %v", err)
 	}
-	f, err := h5.Open(path)
-	if err != nil {
-		return nil, usagef("measure: -checkpoint %s: not an HDF5 file", path)
-	}
-	defer f.Close()
-	group := modelGroup(f)
-	for _, name := range archAttrs {
-		if !h5.HasAttr(f, group, name) {
-			return nil, usagef("measure: -checkpoint %s holds no model: no attribute %s on %s (want a checkpoint with /model or a weight file with the architecture as root attributes)", path, name, group)
-		}
-	}
-	arch, err := nfio.ReadArch(f, group)
-	if err != nil {
-		return nil, usagef("measure: -checkpoint %s holds no usable model: %v", path, err)
-	}
+	defer m.Close()
+	arch := m.Arch
 	if arch.L != L {
 		return nil, usagef("measure: the model in %s is for L = %d, the configurations in %s have L = %d", path, arch.L, inPath, L)
 	}
 	switch precision {
 	case "float32":
-		return newFlowModel[float32](f, group, arch, path, precision)
+		return newFlowModel[float32](m, path, precision)
 	case "float64":
-		return newFlowModel[float64](f, group, arch, path, precision)
+		return newFlowModel[float64](m, path, precision)
 	}
 	return nil, usagef("measure: -precision %q: want float32 or float64", precision)
 }
 
-func newFlowModel[T nf.Float](f *h5.File, group string, arch nf.Arch, path, precision string) (reverseModel, error) {
-	flow, err := nf.NewFlow[T](arch, nf.CPU(0))
+func newFlowModel[T nf.Float](m *nfio.ModelFile, path, precision string) (reverseModel, error) {
+	flow, err := nf.NewFlow[T](m.Arch, nf.CPU(0))
 	if err != nil {
 		return nil, usagef("measure: -checkpoint %s: %v", path, err)
 	}
-	if err := nfio.ReadModelInto(f, group, flow.Params); err != nil {
+	if err := nfio.ReadModelFile(m, flow.Params); err != nil {
 		return nil, usagef("measure: -checkpoint %s: %v", path, err)
 	}
 	return &flowModel[T]{flow: flow, density: nf.NewDensity(flow), path: path, precision: precision}, nil

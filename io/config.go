@@ -123,9 +123,7 @@ type SlurmConfig struct {
 
 // Allowed values of the string keys.
 var (
-	Estimators = []string{"reinforce", "rt", "path"}
 	Precisions = []string{"float32", "float64"}
-	Maskings   = []string{"2x1"}
 )
 
 // LeakyReLUSlope is the negative slope of the conditioner's LeakyReLU, fixed
@@ -314,7 +312,7 @@ func tomlKeys(t reflect.Type) []string {
 // Validate checks every value against its allowed range and the relations
 // between keys; the error names the first offending key.
 func (c Config) Validate() error {
-	for _, check := range []func() error{c.Lat.validate, c.Model.validate, c.validateModelLattice,
+	for _, check := range []func() error{c.Lat.validate, c.validateModel,
 		c.Train.validate, c.IO.validate, c.Sample.validate} {
 		if err := check(); err != nil {
 			return err
@@ -328,9 +326,6 @@ func (c Config) Validate() error {
 			return fmt.Errorf("slurm.ntasks = %d: %w", c.Slurm.NTasks, err)
 		}
 	}
-	if err := c.Arch().Validate(); err != nil { // backstop: nf's own rules
-		return fmt.Errorf("model: %w", err)
-	}
 	return nil
 }
 
@@ -338,8 +333,6 @@ func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 func (l LatticeConfig) validate() error {
 	switch {
-	case l.L < 4 || l.L%4 != 0:
-		return bad("lattice.L", l.L, "must be a positive multiple of 4 (the masks have period 4)")
 	case !finite(l.Beta) || l.Beta < 0:
 		return bad("lattice.beta", l.Beta, "must be finite and ≥ 0")
 	case !finite(l.Kappa) || l.Kappa < 0:
@@ -348,49 +341,44 @@ func (l LatticeConfig) validate() error {
 	return nil
 }
 
-func (m ModelConfig) validate() error {
-	switch {
-	case m.NLayers < 1:
-		return bad("model.n_layers", m.NLayers, "must be ≥ 1")
-	case m.NKnots < 2:
-		return bad("model.n_knots", m.NKnots, "must be ≥ 2 (one bin or more)")
-	case m.KernelSize < 1 || m.KernelSize%2 == 0:
-		return bad("model.kernel_size", m.KernelSize, "must be odd and ≥ 1")
-	case !slices.Contains(Maskings, m.Masking):
-		return bad("model.masking", m.Masking, "allowed: %s", quoteList(Maskings))
-	case !slices.Contains(Precisions, m.Precision):
-		return bad("model.precision", m.Precision, "allowed: %s", quoteList(Precisions))
-	case len(m.Dilation) != len(m.HiddenChannels)+1:
-		return bad("model.dilation", m.Dilation, "needs one entry per convolution, len(hidden_channels) + 1 = %d", len(m.HiddenChannels)+1)
+// validateModel checks [model] and lattice.L with the rules of the flow
+// (nf.Arch.Validate), naming the offending key; the precision is the
+// configuration's own.
+func (c Config) validateModel() error {
+	if !slices.Contains(Precisions, c.Model.Precision) {
+		return bad("model.precision", c.Model.Precision, "allowed: %s", quoteList(Precisions))
 	}
-	for _, h := range m.HiddenChannels {
-		if h < 1 {
-			return bad("model.hidden_channels", m.HiddenChannels, "every entry must be ≥ 1")
-		}
+	err := c.Arch().Validate()
+	var ae *nf.ArchError
+	if !errors.As(err, &ae) {
+		return err
 	}
-	for _, d := range m.Dilation {
-		if d < 1 {
-			return bad("model.dilation", m.Dilation, "every entry must be ≥ 1")
-		}
+	key := "model." + ae.Field
+	if ae.Field == "L" {
+		key = "lattice.L"
 	}
-	return nil
+	return bad(key, ae.Value, "%s", ae.Rule)
 }
 
-// validateModelLattice checks that the circular padding of every
-// convolution fits the lattice.
-func (c Config) validateModelLattice() error {
-	for _, d := range c.Model.Dilation {
-		if pad := d * (c.Model.KernelSize - 1) / 2; pad >= c.Lat.L {
-			return bad("model.dilation", c.Model.Dilation, "padding %d (dilation × (kernel_size − 1)/2) must be < lattice.L = %d", pad, c.Lat.L)
-		}
+// validEstimator reports whether nf knows the estimator name.
+func validEstimator(s string) bool {
+	_, err := nf.ParseEstimator(s)
+	return err == nil
+}
+
+// estimatorNames lists nf's estimators.
+func estimatorNames() []string {
+	names := make([]string, len(nf.Estimators))
+	for i, e := range nf.Estimators {
+		names[i] = string(e)
 	}
-	return nil
+	return names
 }
 
 func (t TrainConfig) validate() error {
 	switch {
-	case !slices.Contains(Estimators, t.Estimator):
-		return bad("train.estimator", t.Estimator, "allowed: %s", quoteList(Estimators))
+	case !validEstimator(t.Estimator):
+		return bad("train.estimator", t.Estimator, "allowed: %s", quoteList(estimatorNames()))
 	case t.Steps < 0:
 		return bad("train.steps", t.Steps, "must be ≥ 0")
 	case t.BatchSize < 1:

@@ -1,8 +1,10 @@
 package nfio
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 
@@ -165,3 +167,62 @@ func ReadModelInto[T nf.Float](f *h5.File, group string, ps *nf.ParamSet[T]) err
 	}
 	return nil
 }
+
+// ErrNoModel reports a file that holds no complete model: an architecture
+// attribute is missing, or the architecture is not valid.
+var ErrNoModel = errors.New("holds no model")
+
+// ErrNotHDF5 reports a file that the HDF5 library cannot open.
+var ErrNotHDF5 = errors.New("not an HDF5 file")
+
+// ModelFile is an open model file: a training checkpoint (the model in
+// /model) or a bare weight file (the model at the root, the layout of
+// shared/vectors/flow_L8.h5).
+type ModelFile struct {
+	f     *h5.File
+	Group string  // "/model" or "/"
+	Arch  nf.Arch // the architecture stored with the model
+}
+
+// archAttrs are the attributes of a model group that hold the
+// architecture, in the order ReadArch reads them.
+var archAttrs = []string{attrL, attrNLayers, attrNKnots, attrHidden, attrKernel, attrDilation, attrMasking, attrSlope}
+
+// OpenModelFile opens the model file at path and reads its architecture.
+// Errors: the file's own (os.ErrNotExist, …), ErrNotHDF5, or ErrNoModel
+// naming the first missing attribute or the broken rule.
+func OpenModelFile(path string) (*ModelFile, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	f, err := h5.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, ErrNotHDF5)
+	}
+	group := "/"
+	if f.Exists(ModelGroup) {
+		group = ModelGroup
+	}
+	for _, name := range archAttrs {
+		if !h5.HasAttr(f, group, name) {
+			f.Close()
+			return nil, fmt.Errorf("%s %w: no attribute %s on %s (want a checkpoint with %s or a weight file with the architecture as root attributes)",
+				path, ErrNoModel, name, group, ModelGroup)
+		}
+	}
+	arch, err := ReadArch(f, group)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s %w: %w", path, ErrNoModel, err)
+	}
+	return &ModelFile{f: f, Group: group, Arch: arch}, nil
+}
+
+// ReadModelFile reads the tensors of the open model file m into ps (see
+// ReadModelInto).
+func ReadModelFile[T nf.Float](m *ModelFile, ps *nf.ParamSet[T]) error {
+	return ReadModelInto(m.f, m.Group, ps)
+}
+
+// Close closes the file.
+func (m *ModelFile) Close() error { return m.f.Close() }

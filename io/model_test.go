@@ -1,8 +1,10 @@
 package nfio
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -177,5 +179,46 @@ func TestReadVectorsModel(t *testing.T) {
 		if ps32.Data[i] != float32(ps.Data[i]) {
 			t.Fatalf("float32 parameter %d: %v, want %v", i, ps32.Data[i], float32(ps.Data[i]))
 		}
+	}
+}
+
+// TestOpenModelFile: the reference weight file (model at the root) and a
+// checkpoint (model in /model) open with their architecture; a file that is
+// no HDF5 file, and an HDF5 file without a model, give ErrNotHDF5 and
+// ErrNoModel.
+func TestOpenModelFile(t *testing.T) {
+	m, err := OpenModelFile("../../shared/vectors/flow_L8.h5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Group != "/" || m.Arch.L != 8 || m.Arch.NLayers != 8 {
+		t.Errorf("vectors: group %s, arch %+v", m.Group, m.Arch)
+	}
+	m.Close()
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "checkpoint.h5")
+	arch := smallArch()
+	ps, st := testParams(t, arch, 1)
+	if err := WriteCheckpoint(ck, arch, ps, st); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := OpenModelFile(ck); err != nil || m.Group != ModelGroup || !reflect.DeepEqual(m.Arch, arch) {
+		t.Errorf("checkpoint: %v", err)
+	} else {
+		m.Close()
+	}
+	junk := filepath.Join(dir, "junk.h5")
+	os.WriteFile(junk, []byte("no HDF5"), 0o644)
+	if _, err := OpenModelFile(junk); !errors.Is(err, ErrNotHDF5) {
+		t.Errorf("junk: %v, want ErrNotHDF5", err)
+	}
+	hist := filepath.Join(dir, "history.h5")
+	h, err := CreateHistory(hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := OpenModelFile(hist); !errors.Is(err, ErrNoModel) {
+		t.Errorf("history file: %v, want ErrNoModel", err)
 	}
 }

@@ -44,35 +44,70 @@ func (a Arch) Channels() []int {
 	return append(c, a.OutChannels())
 }
 
-// Validate reports the first inconsistency of the architecture.
+// NumParams returns the number of trainable parameters (weights and
+// biases of every convolution of every layer): the length of a flow's
+// ParamSet, without building the flow.
+func (a Arch) NumParams() int {
+	ch := a.Channels()
+	perLayer := 0
+	for j := range len(ch) - 1 {
+		perLayer += ch[j+1]*ch[j]*a.KernelSize*a.KernelSize + ch[j+1]
+	}
+	return a.NLayers * perLayer
+}
+
+// ArchError is a violated rule of an architecture. Field is the name of
+// the attribute as in model files and params.toml ("L", "n_layers",
+// "hidden_channels", …), Value its value, Rule what is allowed; callers map
+// Field to their own names (the configuration to its keys).
+type ArchError struct {
+	Field string
+	Value any
+	Rule  string
+}
+
+// Error is "Field = Value: Rule".
+func (e *ArchError) Error() string { return fmt.Sprintf("%s = %v: %s", e.Field, e.Value, e.Rule) }
+
+// Maskings lists the implemented conditioner inputs (Arch.Masking).
+var Maskings = []string{"2x1"}
+
+// Validate reports the first violated rule of the architecture, as an
+// *ArchError. These are the model rules of the whole program: the
+// configuration checks its [model] section and lattice.L with them.
 func (a Arch) Validate() error {
+	bad := func(field string, v any, rule string, args ...any) error {
+		return &ArchError{Field: field, Value: v, Rule: fmt.Sprintf(rule, args...)}
+	}
 	switch {
 	case a.L < 4 || a.L%4 != 0:
-		return fmt.Errorf("lattice size L = %d: must be a positive multiple of 4", a.L)
+		return bad("L", a.L, "must be a positive multiple of 4 (the masks have period 4)")
 	case a.NLayers < 1:
-		return fmt.Errorf("n_layers = %d: must be at least 1", a.NLayers)
+		return bad("n_layers", a.NLayers, "must be ≥ 1")
 	case a.NKnots < 2:
-		return fmt.Errorf("n_knots = %d: must be at least 2", a.NKnots)
+		return bad("n_knots", a.NKnots, "must be ≥ 2 (one bin or more)")
 	case a.KernelSize < 1 || a.KernelSize%2 == 0:
-		return fmt.Errorf("kernel_size = %d: must be odd and positive", a.KernelSize)
-	case len(a.Dilation) != len(a.Hidden)+1:
-		return fmt.Errorf("dilation has %d entries: need one per convolution, %d", len(a.Dilation), len(a.Hidden)+1)
+		return bad("kernel_size", a.KernelSize, "must be odd and ≥ 1")
 	case a.Masking != "2x1":
-		return fmt.Errorf("masking = %q: only \"2x1\" is implemented", a.Masking)
+		return bad("masking", a.Masking, "allowed: %q", Maskings[0])
+	case len(a.Dilation) != len(a.Hidden)+1:
+		return bad("dilation", a.Dilation, "needs one entry per convolution, len(hidden_channels) + 1 = %d", len(a.Hidden)+1)
 	case a.LeakyReLUSlope < 0:
-		return fmt.Errorf("leaky_relu_slope = %v: must be non-negative", a.LeakyReLUSlope)
+		return bad("leaky_relu_slope", a.LeakyReLUSlope, "must be ≥ 0")
 	}
-	for i, h := range a.Hidden {
+	for _, h := range a.Hidden {
 		if h < 1 {
-			return fmt.Errorf("hidden_channels[%d] = %d: must be positive", i, h)
+			return bad("hidden_channels", a.Hidden, "every entry must be ≥ 1")
 		}
 	}
-	for i, d := range a.Dilation {
+	for _, d := range a.Dilation {
 		if d < 1 {
-			return fmt.Errorf("dilation[%d] = %d: must be positive", i, d)
+			return bad("dilation", a.Dilation, "every entry must be ≥ 1")
 		}
-		if d*(a.KernelSize-1)/2 >= a.L {
-			return fmt.Errorf("dilation[%d] = %d: padding %d does not fit the lattice L = %d", i, d, d*(a.KernelSize-1)/2, a.L)
+	}
+	for _, d := range a.Dilation {
+		if pad := d * (a.KernelSize - 1) / 2; pad >= a.L {
+			return bad("dilation", a.Dilation, "padding %d (dilation × (kernel_size − 1)/2) must be < L = %d", pad, a.L)
 		}
 	}
 	return nil

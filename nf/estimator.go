@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"nfschwinger/lgt"
 )
@@ -29,10 +30,12 @@ const (
 	PathGradient Estimator = "path"
 )
 
+// Estimators lists every estimator, in the order of the documentation.
+var Estimators = []Estimator{REINFORCE, ReparamTrick, PathGradient}
+
 // ParseEstimator checks an estimator name.
 func ParseEstimator(s string) (Estimator, error) {
-	switch e := Estimator(s); e {
-	case REINFORCE, ReparamTrick, PathGradient:
+	if e := Estimator(s); slices.Contains(Estimators, e) {
 		return e, nil
 	}
 	return "", fmt.Errorf("unknown estimator %q (want reinforce, rt or path)", s)
