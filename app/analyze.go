@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"nfschwinger/internal/h5"
 	"nfschwinger/internal/stats"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
@@ -320,27 +319,15 @@ func readTraining(path string, window int) (*trainingStats, error) {
 			t.FinalESSErr = num(math.Sqrt(v / float64(len(tail))))
 		}
 	}
-	// The acceptance column (issue 6) is optional: NaN where not measured.
-	f, err := h5.Open(path)
-	if err != nil {
-		return nil, err
+	// The acceptance probes (issue 6): NaN where not measured.
+	t.acceptance = make([]float64, len(rows))
+	for i, r := range rows {
+		t.acceptance[i] = r.Acceptance
 	}
-	defer f.Close()
-	if f.Exists("acceptance") {
-		n, err := h5.Rows(f, "acceptance")
-		if err != nil {
-			return nil, err
-		}
-		a, _, err := h5.ReadRows[float64](f, "acceptance", 0, min(n, len(rows)))
-		if err != nil {
-			return nil, err
-		}
-		t.acceptance = a
-		for i := len(a) - 1; i >= 0; i-- {
-			if !math.IsNaN(a[i]) {
-				t.FinalAcceptance = num(a[i])
-				break
-			}
+	for i := len(rows) - 1; i >= 0; i-- {
+		if !math.IsNaN(rows[i].Acceptance) {
+			t.FinalAcceptance = num(rows[i].Acceptance)
+			break
 		}
 	}
 	return t, nil

@@ -277,7 +277,7 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
-	pool := lgt.NewPool(lgt.Params{L: L, Beta: 2, Kappa: 0.276}, 0)
+	pool := lgt.NewPool(lgt.Paper(L), 0)
 	tr := nf.NewTrainer(flow, pool, est, o.Micro, o.Seed)
 	tr.FourPass = four
 	var step, loss, bwd, fl, act, gconv, gstep []float64
@@ -353,7 +353,7 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 // on at least two configurations and until actionMinTime has passed (at
 // most actionMaxConfigs); the mean time per configuration is reported.
 func benchAction(L int, seed uint64) (actionRow, error) {
-	p := lgt.Params{L: L, Beta: 2, Kappa: 0.276}
+	p := lgt.Paper(L)
 	ev := lgt.NewEvaluator(p)
 	n := 2 * p.V()
 	links := make([]float64, actionMaxConfigs*n)

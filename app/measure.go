@@ -87,8 +87,8 @@ var observableColumns = []struct {
 func cmdMeasure(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts := measureOptions{Progress: stderr}
 	fs := flag.NewFlagSet("measure", flag.ContinueOnError)
-	fs.Float64Var(&opts.Beta, "beta", 2, "gauge coupling β")
-	fs.Float64Var(&opts.Kappa, "kappa", 0.276, "hopping parameter κ")
+	fs.Float64Var(&opts.Beta, "beta", lgt.PaperBeta, "gauge coupling β")
+	fs.Float64Var(&opts.Kappa, "kappa", lgt.PaperKappa, "hopping parameter κ")
 	fs.BoolVar(&opts.Force, "force", false, "also write the force dS/dθ, shape (N, 2, L, L)")
 	fs.IntVar(&opts.Workers, "workers", 0, "worker goroutines (default: all cores)")
 	fs.StringVar(&opts.Checkpoint, "checkpoint", "", "model file: also write logq (N) and z (N, 2, L, L) through the reverse flow")

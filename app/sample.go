@@ -317,16 +317,7 @@ func modelHash[T nf.Float](flow *nf.Flow[T]) string {
 // proposals and accept decisions keyed by sample.seed. n_samples = 0 does
 // nothing. The flow must hold the same parameters on every rank. Progress
 // and the final estimates go to stdout on rank 0. Collective.
-func runSample[T nf.Float](ctx context.Context, cfg nfio.Config, c comm.Comm, flow *nf.Flow[T], stdout io.Writer) error {
-	if cfg.Sample.NSamples == 0 {
-		return nil
-	}
-	pool := lgt.NewPool(cfg.Lattice(), 0)
-	return runSampleWith(ctx, cfg, c, flow, pool, stdout)
-}
-
-// runSampleWith is runSample with a given evaluation pool.
-func runSampleWith[T nf.Float](ctx context.Context, cfg nfio.Config, c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, stdout io.Writer) error {
+func runSample[T nf.Float](ctx context.Context, cfg nfio.Config, c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, stdout io.Writer) error {
 	if cfg.Sample.NSamples == 0 {
 		return nil
 	}

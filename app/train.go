@@ -188,7 +188,7 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	// restart.
 	sctx, cancel := stopContext(ctx, o.Stop)
 	defer cancel()
-	err = runSampleWith(sctx, cfg, c, flow, r.pool, o.Stdout)
+	err = runSample(sctx, cfg, c, flow, r.pool, o.Stdout)
 	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 		if c.Rank() == 0 {
 			fmt.Fprintf(o.Stdout, "sampling stopped by signal; %s continues on restart\n", filepath.Join(cfg.IO.OutDir, ChainFile))

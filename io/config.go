@@ -135,7 +135,7 @@ const LeakyReLUSlope = 0.01
 // defaults referring to other keys are unresolved (zero).
 func DefaultConfig() Config {
 	return Config{
-		Lat: LatticeConfig{Beta: 2.0, Kappa: 0.276},
+		Lat: LatticeConfig{Beta: lgt.PaperBeta, Kappa: lgt.PaperKappa},
 		Model: ModelConfig{NLayers: 48, NKnots: 9, HiddenChannels: []int{64, 64}, KernelSize: 3,
 			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},

@@ -15,6 +15,18 @@ type Params struct {
 	Kappa float64 // hopping parameter κ
 }
 
+// The parameters of the paper: β = 2 and κ = 0.276, the critical hopping
+// parameter of the two-flavour model at that β (the fermions are nearly
+// massless).
+const (
+	PaperBeta  = 2.0
+	PaperKappa = 0.276
+)
+
+// Paper returns the paper's parameters (PaperBeta, PaperKappa) on an L×L
+// lattice.
+func Paper(L int) Params { return Params{L: L, Beta: PaperBeta, Kappa: PaperKappa} }
+
 // Validate reports whether p describes a lattice the package can handle:
 // L ≥ 2 and even (the even–odd reduction needs a consistent checkerboard on
 // the torus), β and κ finite.
