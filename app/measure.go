@@ -9,10 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"nfschwinger/internal/h5"
 	nfio "nfschwinger/io"
 	"nfschwinger/lgt"
 )
@@ -66,22 +64,6 @@ const (
 	progressAfter = 2 * time.Second
 	progressEvery = 5 * time.Second
 )
-
-// observableColumns are the per-configuration output datasets, named as in
-// the reference vectors, with the field of lgt.Observables each holds.
-var observableColumns = []struct {
-	name string
-	get  func(*lgt.Observables) float64
-}{
-	{"gauge_action", func(o *lgt.Observables) float64 { return o.GaugeAction }},
-	{"fermion_action", func(o *lgt.Observables) float64 { return o.FermionAction }},
-	{"action", func(o *lgt.Observables) float64 { return o.Action }},
-	{"log_abs_det_D", func(o *lgt.Observables) float64 { return o.LogAbsDetD }},
-	{"sign_det_D", func(o *lgt.Observables) float64 { return o.SignDetD }},
-	{"condensate", func(o *lgt.Observables) float64 { return o.Condensate }},
-	{"topological_charge", func(o *lgt.Observables) float64 { return o.TopologicalCharge }},
-	{"mean_cos_plaquette", func(o *lgt.Observables) float64 { return o.MeanCosPlaquette }},
-}
 
 // cmdMeasure parses the command line of `nfschwinger measure` and runs it.
 func cmdMeasure(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -138,12 +120,6 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer)
 	}
 }
 
-// measureInput is the validated input of a measurement.
-type measureInput struct {
-	f    *h5.File
-	n, l int
-}
-
 // runMeasure measures every configuration of opts.In and writes the results
 // to opts.Out through a temporary file renamed into place at the end; on
 // any error or cancellation nothing is left at opts.Out (an existing file
@@ -155,12 +131,12 @@ func runMeasure(ctx context.Context, opts measureOptions) error {
 	if err := checkInOut(opts.In, opts.Out); err != nil {
 		return err
 	}
-	in, err := openLinks(opts.In)
+	in, err := nfio.OpenLinks(opts.In)
 	if err != nil {
-		return err
+		return usagef("measure: %v", err)
 	}
-	defer in.f.Close()
-	p := lgt.Params{L: in.l, Beta: opts.Beta, Kappa: opts.Kappa}
+	defer in.Close()
+	p := lgt.Params{L: in.L, Beta: opts.Beta, Kappa: opts.Kappa}
 	if err := p.Validate(); err != nil {
 		return usagef("measure: %v", err)
 	}
@@ -169,14 +145,14 @@ func runMeasure(ctx context.Context, opts measureOptions) error {
 		if opts.Precision == "" {
 			opts.Precision = "float32"
 		}
-		if model, err = loadReverseModel(opts.Checkpoint, opts.Precision, in.l, opts.In); err != nil {
+		if model, err = loadReverseModel(opts.Checkpoint, opts.Precision, in.L, opts.In); err != nil {
 			return err
 		}
 	}
 	// Scan every angle before any work: a NaN in the last configuration
 	// should not cost the whole run.
-	if err := scanFinite(in, opts.Chunk, opts.In); err != nil {
-		return err
+	if err := in.CheckFinite(opts.Chunk); err != nil {
+		return usagef("measure: %v", err)
 	}
 
 	start := time.Now()
@@ -190,7 +166,7 @@ func runMeasure(ctx context.Context, opts measureOptions) error {
 	if opts.Progress != nil {
 		el := time.Since(start)
 		fmt.Fprintf(opts.Progress, "measure: %d configurations, L = %d, in %.2f s (%.3g s each, %d workers) -> %s\n",
-			in.n, in.l, el.Seconds(), el.Seconds()/float64(in.n), pool.Workers(), opts.Out)
+			in.N, in.L, el.Seconds(), el.Seconds()/float64(in.N), pool.Workers(), opts.Out)
 	}
 	return nil
 }
@@ -231,76 +207,14 @@ func checkInOut(in, out string) error {
 	return nil
 }
 
-// openLinks opens the input and checks the dataset "links": shape
-// (N, 2, L, L) with N ≥ 1 and L even, ≥ 2.
-func openLinks(path string) (measureInput, error) {
-	f, err := h5.Open(path)
-	if err != nil {
-		return measureInput{}, usagef("measure: %s: not an HDF5 file", path)
-	}
-	fail := func(format string, args ...any) (measureInput, error) {
-		f.Close()
-		return measureInput{}, usagef("measure: %s: "+format, append([]any{path}, args...)...)
-	}
-	if !f.Exists("links") {
-		return fail(`no dataset "links"`)
-	}
-	n, err := h5.Rows(f, "links")
-	if err != nil {
-		return fail(`dataset "links" must have shape (N, 2, L, L), it is a scalar`)
-	}
-	shape, err := f.Shape("links")
-	if err != nil {
-		return fail(`dataset "links": %v`, err)
-	}
-	if len(shape) != 4 || shape[1] != 2 || shape[2] != shape[3] {
-		return fail(`dataset "links" has shape %s, want (N, 2, L, L)`, shapeString(shape))
-	}
-	l := shape[2]
-	switch {
-	case n == 0:
-		return fail(`dataset "links" holds no configurations`)
-	case l < 2 || l%2 != 0:
-		return fail(`dataset "links" has L = %d: L must be even and at least 2`, l)
-	}
-	return measureInput{f: f, n: n, l: l}, nil
-}
-
-func shapeString(shape []int) string {
-	s := make([]string, len(shape))
-	for i, v := range shape {
-		s[i] = fmt.Sprint(v)
-	}
-	if len(s) == 1 {
-		return "(" + s[0] + ",)"
-	}
-	return "(" + strings.Join(s, ", ") + ")"
-}
-
-// scanFinite reports the first non-finite angle of the input.
-func scanFinite(in measureInput, chunk int, path string) error {
-	l := in.l
-	for b0 := 0; b0 < in.n; b0 += chunk {
-		nb := min(chunk, in.n-b0)
-		links, _, err := h5.ReadRows[float64](in.f, "links", b0, nb)
-		if err != nil {
-			return usagef("measure: %v", err)
-		}
-		for k, v := range links {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				b, r := b0+k/(2*l*l), k%(2*l*l)
-				return usagef("measure: %s: links[%d, %d, %d, %d] = %v: angles must be finite",
-					path, b, r/(l*l), r/l%l, r%l, v)
-			}
-		}
-	}
-	return nil
-}
-
 // measureInto measures the input chunk by chunk and writes the file tmp;
 // with a model (nil: none) also logq and z.
-func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Pool, model reverseModel, opts measureOptions, start time.Time) (err error) {
-	out, err := h5.Create(tmp)
+func measureInto(ctx context.Context, tmp string, in *nfio.LinksFile, pool *lgt.Pool, model reverseModel, opts measureOptions, start time.Time) (err error) {
+	meta := nfio.MeasureMeta{Params: pool.Params(), Source: opts.In, Force: opts.Force}
+	if model != nil {
+		meta.Model = model.Describe()
+	}
+	out, err := nfio.CreateMeasure(tmp, meta, min(opts.Chunk, in.N))
 	if err != nil {
 		return fmt.Errorf("measure: %w", err)
 	}
@@ -309,104 +223,68 @@ func measureInto(ctx context.Context, tmp string, in measureInput, pool *lgt.Poo
 			err = fmt.Errorf("measure: %w", cerr)
 		}
 	}()
-	l, v2 := in.l, 2*in.l*in.l
-	chunkRows := min(opts.Chunk, in.n)
-	for _, c := range observableColumns {
-		if err := h5.CreateExtendible[float64](out, c.name, nil, chunkRows); err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-	}
-	if opts.Force {
-		if err := h5.CreateExtendible[float64](out, "force", []int{2, l, l}, chunkRows); err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-	}
-	var logq, z []float64
-	if model != nil {
-		if err := h5.CreateExtendible[float64](out, "logq", nil, chunkRows); err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-		if err := h5.CreateExtendible[float64](out, "z", []int{2, l, l}, chunkRows); err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-		if err := h5.WriteStringAttr(out, "/", "model", model.Describe()); err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-		logq, z = make([]float64, opts.Chunk), make([]float64, opts.Chunk*v2)
-	}
-	if err := writeMeasureAttrs(out, pool.Params(), opts); err != nil {
-		return fmt.Errorf("measure: %w", err)
-	}
-
-	obs := make([]lgt.Observables, opts.Chunk)
-	col := make([]float64, opts.Chunk)
-	var force []float64
-	if opts.Force {
-		force = make([]float64, opts.Chunk*v2)
-	}
+	c := newMeasureBuf(opts.Chunk, 2*in.L*in.L, opts.Force, model != nil)
 	lastReport := start
-	for b0 := 0; b0 < in.n; b0 += opts.Chunk {
+	for b0 := 0; b0 < in.N; b0 += opts.Chunk {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("measure: interrupted after %d of %d configurations: %w", b0, in.n, err)
+			return fmt.Errorf("measure: interrupted after %d of %d configurations: %w", b0, in.N, err)
 		}
-		nb := min(opts.Chunk, in.n-b0)
-		links, _, err := h5.ReadRows[float64](in.f, "links", b0, nb)
-		if err != nil {
-			return fmt.Errorf("measure: %w", err)
-		}
-		var fc []float64
-		if opts.Force {
-			fc = force[:nb*v2]
-		}
-		if err := pool.Measure(obs[:nb], fc, links); err != nil {
+		nb := min(opts.Chunk, in.N-b0)
+		if err := c.run(in, pool, model, out, b0, nb); err != nil {
 			return fmt.Errorf("measure: configurations %d to %d: %w", b0, b0+nb-1, err)
-		}
-		for _, c := range observableColumns {
-			for i := range nb {
-				col[i] = c.get(&obs[i])
-			}
-			if err := h5.Append(out, c.name, col[:nb]); err != nil {
-				return fmt.Errorf("measure: %w", err)
-			}
-		}
-		if opts.Force {
-			if err := h5.Append(out, "force", fc); err != nil {
-				return fmt.Errorf("measure: %w", err)
-			}
-		}
-		if model != nil {
-			if err := writeModelColumns(out, model, links, logq[:nb], z[:nb*v2]); err != nil {
-				return fmt.Errorf("measure: configurations %d to %d: %w", b0, b0+nb-1, err)
-			}
 		}
 		if now := time.Now(); opts.Progress != nil && now.Sub(start) > progressAfter && now.Sub(lastReport) > progressEvery {
 			lastReport = now
 			done := b0 + nb
 			rate := float64(done) / now.Sub(start).Seconds()
-			eta := time.Duration(float64(in.n-done) / rate * float64(time.Second)).Round(time.Second)
-			fmt.Fprintf(opts.Progress, "measure: %d/%d configurations, %.3g per second, %v left\n", done, in.n, rate, eta)
+			eta := time.Duration(float64(in.N-done) / rate * float64(time.Second)).Round(time.Second)
+			fmt.Fprintf(opts.Progress, "measure: %d/%d configurations, %.3g per second, %v left\n", done, in.N, rate, eta)
 		}
 	}
 	return nil
 }
 
-// writeMeasureAttrs stores L, β, κ and the input's name as attributes of
-// the output's root group.
-func writeMeasureAttrs(out *h5.File, p lgt.Params, opts measureOptions) error {
-	if err := h5.WriteScalarAttr(out, "/", "L", int64(p.L)); err != nil {
+// measureBuf holds the buffers of one chunk of measure: observables,
+// force, log q and z (nil when not wanted).
+type measureBuf struct {
+	v2             int
+	obs            []lgt.Observables
+	force, logq, z []float64
+}
+
+func newMeasureBuf(chunk, v2 int, force, model bool) *measureBuf {
+	c := &measureBuf{v2: v2, obs: make([]lgt.Observables, chunk)}
+	if force {
+		c.force = make([]float64, chunk*v2)
+	}
+	if model {
+		c.logq, c.z = make([]float64, chunk), make([]float64, chunk*v2)
+	}
+	return c
+}
+
+// run reads configurations [b0, b0+nb), measures them (and runs the model)
+// and appends the rows to out.
+func (c *measureBuf) run(in *nfio.LinksFile, pool *lgt.Pool, model reverseModel, out *nfio.MeasureWriter, b0, nb int) error {
+	links, err := in.Read(b0, nb)
+	if err != nil {
 		return err
 	}
-	if err := h5.WriteScalarAttr(out, "/", "beta", p.Beta); err != nil {
+	var force, logq, z []float64
+	if c.force != nil {
+		force = c.force[:nb*c.v2]
+	}
+	if err := pool.Measure(c.obs[:nb], force, links); err != nil {
 		return err
 	}
-	if err := h5.WriteScalarAttr(out, "/", "kappa", p.Kappa); err != nil {
-		return err
+	if model != nil {
+		logq, z = c.logq[:nb], c.z[:nb*c.v2]
+		model.Reverse(z, logq, links)
+		for b, v := range logq {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("log q of configuration %d is %v", b0+b, v)
+			}
+		}
 	}
-	if err := h5.WriteStringAttr(out, "/", "source", opts.In); err != nil {
-		return err
-	}
-	return h5.WriteStringAttr(out, "/", "description",
-		"nfschwinger measure: one value per configuration of source:/links; force = dS/dtheta; "+
-			"with a model: logq = log q(links) = log prior + log J of the reverse flow, z = its reverse image; "+
-			"conventions of shared/vectors/README.md")
+	return out.Append(c.obs[:nb], force, logq, z)
 }

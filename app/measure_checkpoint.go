@@ -3,10 +3,8 @@ package app
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 
-	"nfschwinger/internal/h5"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
 )
@@ -80,19 +78,4 @@ func newFlowModel[T nf.Float](m *nfio.ModelFile, path, precision string) (revers
 		return nil, usagef("measure: -checkpoint %s: %v", path, err)
 	}
 	return &flowModel[T]{flow: flow, density: nf.NewDensity(flow), path: path, precision: precision}, nil
-}
-
-// writeModelColumns runs the model on one chunk of links and appends logq
-// and z to out; logq and z are scratch of at least the chunk's size.
-func writeModelColumns(out *h5.File, m reverseModel, links, logq, z []float64) error {
-	m.Reverse(z, logq, links)
-	for b, v := range logq {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("log q of configuration %d of the chunk is %v", b, v)
-		}
-	}
-	if err := h5.Append(out, "logq", logq); err != nil {
-		return err
-	}
-	return h5.Append(out, "z", z)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"nfschwinger/internal/h5"
+	nfio "nfschwinger/io"
 )
 
 const vectorsL4 = "../../shared/vectors/schwinger_L4.h5"
@@ -45,11 +46,11 @@ func TestRunMeasureChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, c := range observableColumns {
-		a := readDataset(t, filepath.Join(dir, "a.h5"), c.name)
-		b := readDataset(t, filepath.Join(dir, "b.h5"), c.name)
+	for _, name := range nfio.MeasureColumns() {
+		a := readDataset(t, filepath.Join(dir, "a.h5"), name)
+		b := readDataset(t, filepath.Join(dir, "b.h5"), name)
 		if len(a) != 8 || !slices.Equal(a, b) {
-			t.Errorf("%s: chunked %v, unchunked %v", c.name, a, b)
+			t.Errorf("%s: chunked %v, unchunked %v", name, a, b)
 		}
 	}
 	if a, b := readDataset(t, filepath.Join(dir, "a.h5"), "force"), readDataset(t, filepath.Join(dir, "b.h5"), "force"); len(a) != 8*2*16 || !slices.Equal(a, b) {
