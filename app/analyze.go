@@ -162,24 +162,38 @@ func summarizeChain(d *nfio.ChainData) *chainReport {
 // summarizeChainReps computes the chain report with reps bootstrap
 // resamples, counting rejection runs longer than longRun.
 func summarizeChainReps(d *nfio.ChainData, reps, longRun int) *chainReport {
-	n := d.Len()
-	r := &chainReport{Steps: n, data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L, LongRun: longRun}
-	for _, a := range d.Accepted {
+	r := &chainReport{Steps: d.Len(), data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L, LongRun: longRun}
+	r.countRejections(d.Accepted)
+	r.ESS = num(nf.ESS(d.LogW))
+	r.importanceSampling(d, reps)
+	return r
+}
+
+// countRejections fills the acceptance and the rejection-run statistics.
+func (r *chainReport) countRejections(accepted []bool) {
+	for _, a := range accepted {
 		if a {
 			r.Accepted++
 		}
 	}
-	r.Acceptance = num(float64(r.Accepted) / float64(n))
-	r.runs = nf.RejectionRuns(d.Accepted)
+	r.Acceptance = num(float64(r.Accepted) / float64(len(accepted)))
+	r.runs = nf.RejectionRuns(accepted)
 	for _, run := range r.runs {
 		if run.Len > r.LongestRun {
 			r.LongestRun, r.LongestRunAt = run.Len, run.Start
 		}
-		if run.Len > longRun {
+		if run.Len > r.LongRun {
 			r.LongRuns++
 		}
 	}
-	r.ESS = num(nf.ESS(d.LogW))
+}
+
+// importanceSampling fills, for every observable, the chain estimate (the
+// Γ-method) and the neural importance sampling estimate on the proposals
+// (self-normalized weights, bootstrap error with reps resamples), and the
+// two free-energy estimates.
+func (r *chainReport) importanceSampling(d *nfio.ChainData, reps int) {
+	n := d.Len()
 	// Self-normalized weights, shifted by the maximal log weight.
 	shift := math.Inf(-1)
 	for _, v := range d.LogW {
@@ -232,7 +246,6 @@ func summarizeChainReps(d *nfio.ChainData, reps, longRun int) *chainReport {
 		}
 		return -(shift + math.Log(s/float64(len(idx))))
 	})
-	return r
 }
 
 // summaryAttrs returns the report as the /summary attributes of chain.h5
@@ -362,6 +375,35 @@ func printTraining(w io.Writer, t *trainingStats) {
 
 // runAnalyze analyses opts.Dir: whatever of history.h5 and chain.h5 exists.
 // Neither is a UsageError.
+// readRun reads and summarizes whatever of history.h5 and chain.h5 the run
+// directory holds (each first read by a probe: HDF5 may crash on a damaged
+// file).
+func readRun(opts analyzeOptions) (*analysis, error) {
+	hist := filepath.Join(opts.Dir, "history.h5")
+	chain := filepath.Join(opts.Dir, ChainFile)
+	a := &analysis{Dir: opts.Dir}
+	if fileExists(hist) {
+		t, err := readTraining(hist, opts.Window)
+		if err != nil {
+			return nil, err
+		}
+		a.Training = t
+	}
+	if fileExists(chain) {
+		if err := nfio.ProbeChain(chain); err != nil {
+			return nil, err
+		}
+		d, err := nfio.ReadChain(chain)
+		if err != nil {
+			return nil, err
+		}
+		if d.Len() > 0 {
+			a.Chain = summarizeChainReps(d, opts.Bootstrap, opts.LongRun)
+		}
+	}
+	return a, nil
+}
+
 func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 	if opts.Window < 1 {
 		opts.Window = defaultESSWindow
@@ -375,27 +417,9 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 	if opts.PlotDir == "" {
 		opts.PlotDir = opts.Dir
 	}
-	hist := filepath.Join(opts.Dir, "history.h5")
-	chain := filepath.Join(opts.Dir, ChainFile)
-	a := analysis{Dir: opts.Dir}
-	if fileExists(hist) {
-		t, err := readTraining(hist, opts.Window)
-		if err != nil {
-			return fmt.Errorf("analyze: %w", err)
-		}
-		a.Training = t
-	}
-	if fileExists(chain) {
-		if err := nfio.ProbeChain(chain); err != nil { // HDF5 may crash on a damaged file
-			return fmt.Errorf("analyze: %w", err)
-		}
-		d, err := nfio.ReadChain(chain)
-		if err != nil {
-			return fmt.Errorf("analyze: %w", err)
-		}
-		if d.Len() > 0 {
-			a.Chain = summarizeChainReps(d, opts.Bootstrap, opts.LongRun)
-		}
+	a, err := readRun(opts)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
 	}
 	if a.Training == nil && a.Chain == nil {
 		if _, err := os.Stat(opts.Dir); err != nil {
@@ -404,7 +428,7 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 		return usagef("analyze: %s has neither history.h5 nor a non-empty chain.h5", opts.Dir)
 	}
 	if opts.Plots {
-		files, err := writePlots(&a, opts)
+		files, err := writePlots(a, opts)
 		a.Plots = files
 		if err != nil {
 			return fmt.Errorf("analyze: %w", err)
@@ -413,7 +437,7 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 	if opts.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(&a)
+		return enc.Encode(a)
 	}
 	if a.Training != nil {
 		printTraining(stdout, a.Training)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"nfschwinger/nf"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,6 +114,25 @@ func plotAcceptance(path string, xy plotter.XYs) error {
 // plotChainHistory draws steps [from, from+excerpt) of the sign and the
 // condensate of the chain, one panel each, with the rejection runs longer
 // than opts.LongRun in red.
+// markLongRuns draws in red, on the excerpt [from, to) of the series y,
+// every rejection run longer than longRun (it repeats the state of the step
+// before it).
+func markLongRuns(p *plot.Plot, runs []nf.Run, y []float64, from, to, longRun int) error {
+	for _, r := range runs {
+		if r.Len <= longRun || r.Start+r.Len <= from || r.Start >= to {
+			continue
+		}
+		a, b := max(r.Start-1, from), min(r.Start+r.Len-1, to-1)
+		seg, err := plotter.NewLine(plotter.XYs{{X: float64(a), Y: y[b]}, {X: float64(b), Y: y[b]}})
+		if err != nil {
+			return err
+		}
+		seg.Color, seg.Width = red, vg.Points(2.5)
+		p.Add(seg)
+	}
+	return nil
+}
+
 func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
 	from := min(opts.From, c.Steps-1)
 	to := min(from+opts.Excerpt, c.Steps)
@@ -143,18 +163,8 @@ func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
 			p.Y.Min, p.Y.Max = -1.2, 1.2
 			p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: -1, Label: "−1"}, {Value: 0, Label: "0"}, {Value: 1, Label: "+1"}})
 		}
-		for _, r := range c.runs {
-			if r.Len <= opts.LongRun || r.Start+r.Len <= from || r.Start >= to {
-				continue
-			}
-			// The run repeats the state of step r.Start−1.
-			a, b := max(r.Start-1, from), min(r.Start+r.Len-1, to-1)
-			seg, err := plotter.NewLine(plotter.XYs{{X: float64(a), Y: s.y[b]}, {X: float64(b), Y: s.y[b]}})
-			if err != nil {
-				return fmt.Errorf("plot %s: %w", path, err)
-			}
-			seg.Color, seg.Width = red, vg.Points(2.5)
-			p.Add(seg)
+		if err := markLongRuns(p, c.runs, s.y, from, to, opts.LongRun); err != nil {
+			return fmt.Errorf("plot %s: %w", path, err)
 		}
 		p.X.Min, p.X.Max = float64(from), float64(max(to-1, from+1))
 		rows[k] = []*plot.Plot{p}

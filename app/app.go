@@ -8,12 +8,13 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
+
+	"nfschwinger/comm"
 	"syscall"
 )
 
@@ -61,15 +62,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	if errors.Is(err, errStopped) {
-		return ExitContinue
+	// One failure path: every error carries its exit status the same way
+	// (an ExitCode method; comm.Guard aborts MPI jobs with the same code).
+	code := comm.ExitCode(err)
+	if code != ExitContinue {
+		fmt.Fprintf(stderr, "nfschwinger: %v\n", err)
 	}
-	fmt.Fprintf(stderr, "nfschwinger: %v\n", err)
-	var ue *UsageError
-	if errors.As(err, &ue) {
-		return ExitUsage
-	}
-	return ExitFailure
+	return code
 }
 
 func dispatch(args []string, stdout, stderr io.Writer) error {

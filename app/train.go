@@ -26,7 +26,21 @@ const ExitContinue = 75
 
 // errStopped is returned by a training run that a signal stopped after its
 // checkpoint was written.
-var errStopped = errors.New("stopped by signal; checkpoint written, run to be continued")
+var errStopped error = stoppedError{}
+
+// stoppedError is the type of errStopped: exit status ExitContinue, reached
+// by every rank together (comm.Agreed), so comm.Guard returns it.
+type stoppedError struct{}
+
+func (stoppedError) Error() string {
+	return "stopped by signal; checkpoint written, run to be continued"
+}
+
+// ExitCode is ExitContinue.
+func (stoppedError) ExitCode() int { return ExitContinue }
+
+// Agreed is true: every rank stops after the same step.
+func (stoppedError) Agreed() bool { return true }
 
 // maxSkippedInARow stops a run whose gradients are non-finite this many
 // steps in a row.
@@ -71,27 +85,14 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 		return &UsageError{Err: err}
 	}
 	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop, Faults: faults}
-	// A stop by signal is agreed by every rank (see loop): it must not
-	// reach Guard, which would abort the job instead of exiting with
-	// ExitContinue after MPI_Finalize.
-	stopped := false
-	err = c.Guard(func() error {
-		var err error
+	// A stop by signal (errStopped) is agreed by every rank: Guard returns
+	// it, and every rank exits with ExitContinue after MPI_Finalize.
+	return c.Guard(func() error {
 		if cfg.Model.Precision == "float64" {
-			err = runTrain[float64](context.Background(), cfg, opts)
-		} else {
-			err = runTrain[float32](context.Background(), cfg, opts)
+			return runTrain[float64](context.Background(), cfg, opts)
 		}
-		if errors.Is(err, errStopped) {
-			stopped = true
-			return nil
-		}
-		return err
+		return runTrain[float32](context.Background(), cfg, opts)
 	})
-	if stopped {
-		return errStopped
-	}
-	return err
 }
 
 // timedComm is the run's communicator with a clock: spent is the wall time

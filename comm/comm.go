@@ -52,8 +52,10 @@ type Comm interface {
 	// Guard runs fn, turning a panic into a *PanicError. With one rank it
 	// returns fn's error. With several ranks a failure ends the whole job:
 	// Guard calls Abort with exit code ExitCode(err) and the error's
-	// message, and does not return. Not collective by itself (fn usually
-	// is).
+	// message, and does not return — except for an error that every rank
+	// returns together (Agreed(err), a stop on a signal): that one is
+	// returned, so that the ranks can finalize MPI and exit with its code.
+	// Not collective by itself (fn usually is).
 	Guard(fn func() error) error
 	// Abort prints "rank R: msg" to stderr and ends the whole job with the
 	// given exit code (MPI_Abort; os.Exit for one process). It does not
@@ -114,6 +116,14 @@ func ExitCode(err error) int {
 	return 1
 }
 
+// Agreed reports whether err's chain holds an error with a method
+// Agreed() bool that returns true: an outcome every rank reaches together
+// (such as a stop on a signal), not a failure to abort the job on.
+func Agreed(err error) bool {
+	var a interface{ Agreed() bool }
+	return errors.As(err, &a) && a.Agreed()
+}
+
 // callRecover runs fn and returns its error, or a *PanicError if fn
 // panicked.
 func callRecover(fn func() error) (err error) {
@@ -128,7 +138,7 @@ func callRecover(fn func() error) (err error) {
 // guard implements Comm.Guard on top of the other methods.
 func guard(c Comm, fn func() error) error {
 	err := callRecover(fn)
-	if err == nil || c.Size() == 1 {
+	if err == nil || c.Size() == 1 || Agreed(err) {
 		return err
 	}
 	msg := err.Error()

@@ -169,3 +169,21 @@ func TestLaunched(t *testing.T) {
 		})
 	}
 }
+
+type agreedErr struct{}
+
+func (agreedErr) Error() string { return "agreed stop" }
+func (agreedErr) Agreed() bool  { return true }
+func (agreedErr) ExitCode() int { return 75 }
+
+// TestAgreed: Agreed finds the marker through wrapping, and ExitCode the
+// code of the same error.
+func TestAgreed(t *testing.T) {
+	err := fmt.Errorf("step 3: %w", agreedErr{})
+	if !Agreed(err) || Agreed(errors.New("plain")) || Agreed(nil) {
+		t.Error("Agreed wrong")
+	}
+	if ExitCode(err) != 75 || ExitCode(errors.New("plain")) != 1 {
+		t.Error("ExitCode wrong")
+	}
+}
