@@ -58,8 +58,10 @@
 //	acceptance     float64  Metropolis acceptance of the flow after the step
 //	                        (train.acceptance_every), NaN when not measured
 //
-// A run restarted from the checkpoint of step k reopens the file with
-// OpenHistory(path, k), which drops rows with step > k first.
+// A run restarted from the checkpoint of step k rebuilds the file from the
+// rows the checkpoint holds (RestoreHistory; the old file, never parsed,
+// is kept as history.prev.h5); from a format-1 checkpoint it reopens the
+// file with OpenHistory(path, k), which drops rows with step > k first.
 //
 // checkpoint.h5 (out_dir/checkpoint.h5, previous one kept as
 // checkpoint.prev.h5; see WriteCheckpoint): /model with the weights
@@ -68,8 +70,10 @@
 // architecture as attributes of /model; /optimizer with the Adam moments
 // m/… and v/… in the same tree and the step count; /train with the step,
 // skipped and wall_time counters; /rng with the stream scheme; /config with
-// the params.toml text (Config.Text); root attributes format_version and
-// checksum_sha256 (over every array and counter, verified on load). The
+// the params.toml text (Config.Text); /history with the rows of history.h5
+// up to the checkpoint's step (same column names); root attributes
+// format_version (2) and checksum_sha256 (over every array, counter and
+// history value, verified on load). The
 // file ends with a trailer, "NFSCSUM1" and the SHA-256 of every byte before
 // it, verified before HDF5 parses the file.
 //
@@ -84,7 +88,14 @@
 // Output of `nfschwinger measure` (any name): datasets of shape (N)
 // gauge_action, fermion_action, action, log_abs_det_D, sign_det_D,
 // condensate, topological_charge, mean_cos_plaquette, and with -force
-// force (N, 2, L, L) = dS/dθ; root attributes L (int64), beta, kappa
-// (float64) and source (the input file's name). Conventions as in
+// force (N, 2, L, L) = dS/dθ, with a model logq (N) and z (N, 2, L, L);
+// root attributes L (int64), beta, kappa (float64), source (the input
+// file's name) and, with a model, model (see CreateMeasure; its input,
+// dataset links, is read by OpenLinks). Conventions as in
 // shared/vectors/README.md.
+//
+// Damaged files. The HDF5 library can crash or hang on a damaged file, so
+// files are never parsed in the run's own process before they are known to
+// be sound: checkpoints by their trailer, chain.h5 (and in analyze
+// history.h5) by a probe in a child process (ProbeChain, ProbeHistory).
 package nfio

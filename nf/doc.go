@@ -3,6 +3,19 @@
 // convolutional conditioners, hand-written backward passes, the gradient
 // estimators and the Adam optimizer.
 //
+// Where things live:
+//   - Flow, Tape, coupling layers, Conv2D, splines: the flow and its passes,
+//     on a Backend (CPU: OpenBLAS GEMMs split over Go workers).
+//   - Arch: the architecture and the model rules (Validate, ArchError).
+//   - Density: draw proposals from the keyed prior streams and evaluate
+//     log q of given links — for sampling, acceptance probes and measure.
+//   - Trainer: one rank's share of a step's gradient (REINFORCE three- or
+//     four-pass, r.t., path); Stepper: the whole data-parallel step
+//     (gradient, allreduce, clipping, Adam on rank 0, broadcast, agreement
+//     on skip and stop) over the Ranks interface, which comm.Comm
+//     satisfies; Single for one process.
+//   - Metropolis, RejectionRuns, ESS: the independence sampler's pieces.
+//
 // Conventions:
 //   - Links of a micro-batch of B configurations are B·2V angles in [0, 2π),
 //     configuration-major, index b·2V + μ·V + x with x = i·L + j (the layout

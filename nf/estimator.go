@@ -100,6 +100,8 @@ type Trainer[T Float] struct {
 	gx      []T       // gradient w.r.t. links of a micro-batch
 	gz      []T       // zero upstream gradient w.r.t. z
 	x64     []float64 // links of one micro-batch in float64
+	lq      []float64 // log q of one micro-batch
+	density *Density[T]
 	f64     []float64 // force of one micro-batch
 	logJ    []float64
 	act     []float64
@@ -123,7 +125,7 @@ func NewTrainer[T Float](f *Flow[T], target Target, est Estimator, micro int, se
 		z: make([]T, micro*n), x: make([]T, micro*n), zr: make([]T, micro*n),
 		gx: make([]T, micro*n), gz: make([]T, micro*n),
 		x64: make([]float64, micro*n), f64: make([]float64, micro*n),
-		logJ: make([]float64, micro), act: make([]float64, micro), glogJ: make([]float64, micro),
+		logJ: make([]float64, micro), lq: make([]float64, micro), density: NewDensity(f), act: make([]float64, micro), glogJ: make([]float64, micro),
 		tape: f.NewTape(micro), streams: NewStreams(),
 	}
 }
@@ -193,13 +195,10 @@ func (t *Trainer[T]) ensure(nLocal int) {
 	}
 }
 
-// evaluate computes action (and force if wanted) of the micro-batch in t.x
-// and fills signal, log q, log p of samples off…off+Micro−1 from t.logJ,
-// which is the forward log J.
+// evaluate computes action (and force if wanted) of the micro-batch that
+// forward left in t.x64 and fills signal, log q, log p of samples
+// off…off+Micro−1 (log q from t.lq).
 func (t *Trainer[T]) evaluate(off int, withForce bool) error {
-	for i, v := range t.x {
-		t.x64[i] = float64(v)
-	}
 	var force []float64
 	if withForce {
 		force = t.f64
@@ -211,10 +210,8 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 		}
 		return err
 	}
-	lp := LogPrior(t.Flow.Arch.L)
 	for b := 0; b < t.Micro; b++ {
-		lq := lp - t.logJ[b]
-		S := t.act[b]
+		lq, S := t.lq[b], t.act[b]
 		if math.IsNaN(lq+S) || math.IsInf(lq+S, 0) {
 			return fmt.Errorf("sample %d: log q = %v, S = %v: %w", off+b, lq, S, ErrNonFinite)
 		}
@@ -235,7 +232,7 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 	var err error
 	for off := 0; off < nLocal && err == nil; off += mb {
 		SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
-		t.forward(t.x, t.z, t.logJ, mb, nil)
+		t.forward(t.z, mb, nil)
 		copy(t.phi[off*n:(off+mb)*n], t.x)
 		err = t.evaluate(off, false)
 	}
@@ -309,7 +306,7 @@ func (t *Trainer[T]) reparam(step, first uint64, nLocal, nGlobal int) error {
 func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	mb := t.Micro
 	inv := 1 / float64(nGlobal)
-	t.forward(t.x, z, t.logJ, mb, t.tape)
+	t.forward(z, mb, t.tape)
 	if err := t.evaluate(off, true); err != nil {
 		return err
 	}

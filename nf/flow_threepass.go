@@ -21,7 +21,7 @@ import (
 func (t *Trainer[T]) reinforceThreePass(red Reducer, step, first uint64, nGlobal int) error {
 	mb := t.Micro
 	SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first)
-	t.forward(t.x, t.z, t.logJ, mb, t.tape)
+	t.forward(t.z, mb, t.tape)
 	baseline, err := t.baseline(red, mb, nGlobal, t.evaluate(0, false))
 	if err != nil {
 		return err

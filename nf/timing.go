@@ -50,10 +50,11 @@ func (f *Flow[T]) ConvFLOPs(B int) float64 {
 	return fl
 }
 
-// forward is t.Flow.Forward, timed into t.Timings.
-func (t *Trainer[T]) forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
+// forward is Density.Forward of the micro-batch z into t.x, t.x64 and
+// t.lq, timed into t.Timings.
+func (t *Trainer[T]) forward(z []T, B int, tape *Tape[T]) {
 	t0 := time.Now()
-	t.Flow.Forward(x, z, logJ, B, tape)
+	t.density.Forward(t.x, t.x64, t.lq, z, B, tape)
 	t.Timings.pass(t0, t.Flow.ConvFLOPs(B))
 }
 
