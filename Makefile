@@ -56,7 +56,7 @@ vet:
 # (which build the binary and run it, also under mpirun).
 # The race detector runs on the concurrent packages whose tests stay fast
 # under it (the heavy numerics of nf and the end-to-end tests run without).
-RACE_PKG ?= ./comm/ ./internal/... ./app/ ./lgt/
+RACE_PKG ?= ./comm/ ./internal/... ./app/ ./sample/ ./lgt/
 
 # Fuzzing in the test run is bounded: FUZZTIME_TEST per target (0 skips it).
 FUZZTIME_TEST ?= 10s

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"nfschwinger/nf"
+	"nfschwinger/sample"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -133,13 +134,13 @@ func markLongRuns(p *plot.Plot, runs []nf.Run, y []float64, from, to, longRun in
 	return nil
 }
 
-func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
+func plotChainHistory(path string, c *sample.Report, opts analyzeOptions) error {
 	from := min(opts.From, c.Steps-1)
 	to := min(from+opts.Excerpt, c.Steps)
 	series := []struct {
 		name string
 		y    []float64
-	}{{"sign of det D", c.data.State.Sign}, {"condensate", c.data.State.Condensate}}
+	}{{"sign of det D", c.Data.State.Sign}, {"condensate", c.Data.State.Condensate}}
 	rows := make([][]*plot.Plot, len(series))
 	for k, s := range series {
 		p := plot.New()
@@ -163,7 +164,7 @@ func plotChainHistory(path string, c *chainReport, opts analyzeOptions) error {
 			p.Y.Min, p.Y.Max = -1.2, 1.2
 			p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: -1, Label: "−1"}, {Value: 0, Label: "0"}, {Value: 1, Label: "+1"}})
 		}
-		if err := markLongRuns(p, c.runs, s.y, from, to, opts.LongRun); err != nil {
+		if err := markLongRuns(p, c.Runs, s.y, from, to, opts.LongRun); err != nil {
 			return fmt.Errorf("plot %s: %w", path, err)
 		}
 		p.X.Min, p.X.Max = float64(from), float64(max(to-1, from+1))

@@ -17,6 +17,7 @@ import (
 	nfio "nfschwinger/io"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
+	"nfschwinger/sample"
 )
 
 // ExitContinue is the exit status of a run stopped by a signal after
@@ -192,7 +193,7 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	err = runSample(sctx, cfg, c, flow, r.pool, o.Stdout)
 	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 		if c.Rank() == 0 {
-			fmt.Fprintf(o.Stdout, "sampling stopped by signal; %s continues on restart\n", filepath.Join(cfg.IO.OutDir, ChainFile))
+			fmt.Fprintf(o.Stdout, "sampling stopped by signal; %s continues on restart\n", filepath.Join(cfg.IO.OutDir, sample.ChainFile))
 		}
 		return errStopped
 	}
@@ -397,7 +398,7 @@ func (r *run[T]) acceptanceProbe() (acc float64, probe bool, err error) {
 	if cfg.Train.AcceptanceEvery <= 0 || r.state.Step%int64(cfg.Train.AcceptanceEvery) != 0 {
 		return math.NaN(), false, nil
 	}
-	acc, err = measureAcceptance(r.c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
+	acc, err = sample.Acceptance(r.c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
 		cfg.Train.AcceptanceSamples, r.trainer.Micro)
 	if err != nil {
 		return acc, true, fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)

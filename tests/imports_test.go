@@ -9,17 +9,19 @@ import (
 // TestImportGraph checks the package boundaries of DESIGN.md and STYLE.md:
 // the physics (lgt) and the flow (nf) never import the communicator, the
 // files or the command layer; only comm imports MPI; the command layer
-// (app) reaches HDF5 only through io, which owns every file format.
+// (app) and the sampler (sample) reach HDF5 only through io, which owns
+// every file format; nothing below app imports sample.
 func TestImportGraph(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps=false", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "nfschwinger/...").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	forbidden := map[string][]string{
-		"nfschwinger/lgt": {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app", "nfschwinger/nf"},
-		"nfschwinger/nf":  {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app"},
-		"nfschwinger/io":  {"nfschwinger/comm", "nfschwinger/app"},
-		"nfschwinger/app": {"nfschwinger/internal/h5", "gonum.org/v1/hdf5"},
+		"nfschwinger/lgt":    {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app", "nfschwinger/nf", "nfschwinger/sample"},
+		"nfschwinger/nf":     {"nfschwinger/comm", "nfschwinger/io", "nfschwinger/app", "nfschwinger/sample"},
+		"nfschwinger/io":     {"nfschwinger/comm", "nfschwinger/app", "nfschwinger/sample"},
+		"nfschwinger/sample": {"nfschwinger/app", "nfschwinger/internal/h5", "gonum.org/v1/hdf5"},
+		"nfschwinger/app":    {"nfschwinger/internal/h5", "gonum.org/v1/hdf5"},
 	}
 	const mpi = "github.com/sbromberger/gompi"
 	seen := 0
