@@ -143,6 +143,7 @@ type run[T nf.Float] struct {
 	adam    *nf.Adam
 	trainer *nf.Trainer[T]
 	stepper *nf.Stepper[T] // the whole step: gradient, allreduce, Adam, broadcast, agreement
+	events  *events         // machine-readable events (EventsEnv), rank 0
 	pool    *lgt.Pool      // action, force and observables of this rank's configurations
 	state   nfio.TrainState
 	hist    *nfio.History
@@ -158,7 +159,7 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 		return &UsageError{Err: err}
 	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
-	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir}
+	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank())}
 	n := flow.Params.Len()
 	r.adam = nf.NewAdam(n, cfg.Train.LearningRate, cfg.Train.AdamBetas[0], cfg.Train.AdamBetas[1], cfg.Train.AdamEps)
 	if err := r.restore(); err != nil {
@@ -213,7 +214,11 @@ func (r *run[T]) restore() error {
 			r.state = st
 			r.adam.Step, r.adam.M, r.adam.V = st.AdamStep, st.M, st.V
 			fmt.Fprintf(r.opts.Stdout, "restarting from %s at step %d\n", path, st.Step)
+			r.events.emit(Event{Event: "start", Step: st.Step, Checkpoint: path})
 		}
+	}
+	if c.Rank() == 0 && err == nil && path == "" {
+		r.events.emit(Event{Event: "start"})
 	}
 	if err := c.AgreeError(err); err != nil {
 		return err
@@ -335,6 +340,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 	prog := newProgress(r.opts.Stdout, c.Rank() == 0, steps, r.state.Step)
 	if r.state.Step >= steps {
 		prog.printf("run complete: %d of %d steps done (%s)\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+		r.events.emit(Event{Event: "done", Step: r.state.Step})
 		return nil
 	}
 	skippedInARow := 0
@@ -379,12 +385,14 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 		if res.Stop && r.state.Step < steps {
 			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+			r.events.emit(Event{Event: "stopped", Step: r.state.Step})
 			return errStopped
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
+	r.events.emit(Event{Event: "done", Step: steps})
 	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"),
 		commSummary(time.Since(start), r.tc.spent, r.stepper.GradComm, steps-startStep, c.Size()))
 	return nil
@@ -427,6 +435,7 @@ func (r *run[T]) logStep(prog *progress, res nf.StepResult, acc float64, probe b
 		return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
 	}
 	r.state.History = append(r.state.History, row) // for the next checkpoint
+	r.events.emit(Event{Event: "step", Step: r.state.Step})
 	prog.line(r.state.Step, st, rate, acc)
 	return nil
 }

@@ -144,33 +144,9 @@ func (w *stampWriter) String() string {
 	return w.buf.String()
 }
 
-// lastStep is the last step a progress line in out reports (0 if none).
-func lastStep(out string) int {
-	m := stepLineRe.FindAllStringSubmatch(out, -1)
-	if len(m) == 0 {
-		return 0
-	}
-	var s int
-	fmt.Sscan(m[len(m)-1][1], &s)
-	return s
-}
-
-// restartedAt is the step a restarted run says it continues from (-1: it
-// started afresh).
-var restartLineRe = regexp.MustCompile(`restarting from \S+ at step (\d+)`)
-
-func restartedAt(out string) int {
-	m := restartLineRe.FindStringSubmatch(out)
-	if m == nil {
-		return -1
-	}
-	var s int
-	fmt.Sscan(m[1], &s)
-	return s
-}
-
 // launched is a training process started by launch.
 type launched struct {
+	events   string // its events file (NFSCHWINGER_EVENTS)
 	cmd      *exec.Cmd
 	out, err *stampWriter
 	done     chan struct{}
@@ -183,10 +159,11 @@ type launched struct {
 func launch(t *testing.T, dir string, c trainCase, extra ...string) *launched {
 	t.Helper()
 	cfg := c.write(t, dir)
+	events, env := newEventsFile(dir)
 	cmd := exec.Command(nfBinary, cfg)
-	cmd.Dir, cmd.Env = dir, jobEnv(extra...)
+	cmd.Dir, cmd.Env = dir, jobEnv(append(extra, env)...)
 	now := time.Now()
-	l := &launched{cmd: cmd, out: &stampWriter{start: now}, err: &stampWriter{start: now}, done: make(chan struct{})}
+	l := &launched{events: events, cmd: cmd, out: &stampWriter{start: now}, err: &stampWriter{start: now}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = l.out, l.err
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -257,9 +234,9 @@ func killTrial(t *testing.T, dir string, c trainCase, after func(i int) time.Dur
 		l.wait(t)
 		out := l.out.String()
 		if relaunch {
-			from := restartedAt(out)
+			from := restartedAt(t, l.events)
 			// A relaunch killed again before it restored says nothing.
-			informed := !l.signaled || from >= 0 || lastStep(out) > 0
+			informed := !l.signaled || from >= 0 || lastStep(t, l.events) > 0
 			switch {
 			case !informed:
 			case from != onDisk:
@@ -276,7 +253,7 @@ func killTrial(t *testing.T, dir string, c trainCase, after func(i int) time.Dur
 			if tmpLeft(dir) {
 				inWrite++
 			}
-			lastDone = max(lastDone, lastStep(out))
+			lastDone = max(lastDone, lastStep(t, l.events))
 			relaunch = true
 			continue
 		}
@@ -364,13 +341,13 @@ func faultSignal(t *testing.T) faultResult {
 	for trial, k := range []int{3, 8} {
 		dir := t.TempDir()
 		r := train(t, dir, c, 0, 75, fmt.Sprintf("NFSCHWINGER_FAULT=signal@%d", k))
-		if !strings.Contains(r.Stdout, fmt.Sprintf("stopped at step %d of %d", k+1, faultSteps)) {
-			t.Errorf("trial %d: stdout does not report the stop after step %d:\n%s", trial, k+1, tail(r.Stdout))
+		if got := stoppedAt(t, r.Events); got != k+1 {
+			t.Errorf("trial %d: stopped after step %d, want %d:\n%s", trial, got, k+1, tail(r.Stdout))
 		}
 		l := launch(t, dir, c)
 		l.wait(t)
-		if l.status != 0 || restartedAt(l.out.String()) != k+1 {
-			t.Errorf("trial %d: relaunch status %d, restart step %d, want 0 and %d", trial, l.status, restartedAt(l.out.String()), k+1)
+		if l.status != 0 || restartedAt(t, l.events) != k+1 {
+			t.Errorf("trial %d: relaunch status %d, restart step %d, want 0 and %d", trial, l.status, restartedAt(t, l.events), k+1)
 		}
 		res.Recover = append(res.Recover, l.out.firstStep)
 		if checkSame(t, dir, c, ref) && l.status == 0 {
@@ -542,7 +519,7 @@ func faultCorrupt(t *testing.T) faultResult {
 			_, readErr := loadCkpt(path, c.arch(t), c.Precision)
 			l := launch(t, dir, c)
 			l.wait(t)
-			out, errOut := l.out.String(), l.err.String()
+			errOut := l.err.String()
 			switch {
 			case tc.prev != "":
 				if l.status != 2 || !strings.Contains(errOut, "checkpoint is corrupt") {
@@ -557,11 +534,11 @@ func faultCorrupt(t *testing.T) faultResult {
 				if !strings.Contains(errOut, "warning") || !strings.Contains(errOut, "continuing from the previous checkpoint") {
 					t.Errorf("no warning about the fallback on stderr:\n%s", tail(errOut))
 				}
-				if from := restartedAt(out); from != half.Steps-1 {
+				if from := restartedAt(t, l.events); from != half.Steps-1 {
 					t.Errorf("continued from step %d, want the previous checkpoint's %d", from, half.Steps-1)
 				}
 			default: // the damage hit unused bytes: a normal restart
-				if from := restartedAt(out); from != half.Steps {
+				if from := restartedAt(t, l.events); from != half.Steps {
 					t.Errorf("continued from step %d, want %d", from, half.Steps)
 				}
 			}
@@ -696,7 +673,7 @@ func faultRankKilled(t *testing.T) faultResult {
 				t.Fatal("exit status 0 after a rank was killed")
 			}
 			r = train(t, dir, c, 2, 0)
-			if from := restartedAt(r.Stdout); from != k {
+			if from := restartedAt(t, r.Events); from != k {
 				t.Errorf("the relaunch continues from step %d, want %d", from, k)
 			}
 			res.Recover = append(res.Recover, r.Elapsed)

@@ -196,6 +196,7 @@ type jobResult struct {
 	Elapsed        time.Duration // wall time
 	Hung           bool          // still running after the limit: killed
 	Signaled       bool          // ended by a signal
+	Events         string        // the run's events file (train sets it; see events_test.go)
 }
 
 // jobEnv is the environment of a training job: commEnv's (no inherited
@@ -271,7 +272,9 @@ const trainLimit = 60 * time.Second
 func train(t *testing.T, dir string, c trainCase, n, want int, extra ...string) jobResult {
 	t.Helper()
 	cfg := c.write(t, dir)
-	r := runJob(t, dir, jobEnv(extra...), trainLimit, trainArgv(t, n, cfg)...)
+	events, env := newEventsFile(dir)
+	r := runJob(t, dir, jobEnv(append(extra, env)...), trainLimit, trainArgv(t, n, cfg)...)
+	r.Events = events
 	if r.Hung || r.Status != want {
 		t.Fatalf("%d rank(s), %v: exit status %d (hung %v), want %d\nstdout:\n%s\nstderr:\n%s",
 			n, extra, r.Status, r.Hung, want, tail(r.Stdout), tail(r.Stderr))
@@ -347,16 +350,16 @@ func TestMPITrainRestartOtherRanks(t *testing.T) {
 	// SIGTERM reaches rank 0 during step 2: every rank finishes the step,
 	// the checkpoint is written and the job exits with 75.
 	r := train(t, dir, c, 2, 75, "NFSCHWINGER_FAULT=signal@2:0")
-	if !strings.Contains(r.Stdout, "stopped at step 3 of 6") {
-		t.Errorf("stdout does not report the stop at step 3:\n%s", r.Stdout)
+	if got := stoppedAt(t, r.Events); got != 3 {
+		t.Errorf("stopped after step %d, want 3:\n%s", got, r.Stdout)
 	}
 	mid := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c)
 	if mid.Step != 3 {
 		t.Fatalf("checkpoint of the stopped job at step %d, want 3", mid.Step)
 	}
 	r = train(t, dir, c, 3, 0)
-	if !strings.Contains(r.Stdout, "at step 3") {
-		t.Errorf("the 3-rank job does not say it restarts at step 3:\n%s", r.Stdout)
+	if got := restartedAt(t, r.Events); got != 3 {
+		t.Errorf("the 3-rank job restarts at step %d, want 3:\n%s", got, r.Stdout)
 	}
 	got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), c)
 	d := relDiff(got.Params, want.Params)
