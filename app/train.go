@@ -143,7 +143,7 @@ type run[T nf.Float] struct {
 	adam    *nf.Adam
 	trainer *nf.Trainer[T]
 	stepper *nf.Stepper[T] // the whole step: gradient, allreduce, Adam, broadcast, agreement
-	events  *events         // machine-readable events (EventsEnv), rank 0
+	events  *events        // machine-readable events (EventsEnv), rank 0
 	pool    *lgt.Pool      // action, force and observables of this rank's configurations
 	state   nfio.TrainState
 	hist    *nfio.History
