@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"nfschwinger/internal/h5"
+	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
 )
@@ -56,19 +57,9 @@ func twoDigits(k int) string { return string(rune('0'+k/10)) + string(rune('0'+k
 // TestEstimateMemory evaluates the documented formulas by hand for a small
 // model: L = 8, B = 4, channels 6 → 2 → 25, 2 layers, float32, 3 workers.
 func TestEstimateMemory(t *testing.T) {
-	c, err := nfio.Parse(`
-[lattice]
-L = 8
-[model]
-n_layers = 2
-hidden_channels = [2]
-dilation = [1, 1]
-[train]
-steps = 1
-batch_size = 8
-micro_batch = 4
-seed = 1
-`)
+	p := params.Tiny().With("lattice.L", 8, "model.hidden_channels", []int{2}, "train.steps", 1,
+		"train.batch_size", 8, "train.micro_batch", 4, "train.seed", 1)
+	c, err := nfio.Parse(p.TOML())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +97,10 @@ func TestBytesString(t *testing.T) {
 func TestCheckCommand(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "params.toml")
-	os.WriteFile(good, []byte("[lattice]\nL = 8\n[train]\nsteps = 10\nbatch_size = 1536\nmicro_batch = 512\nseed = 3\n"), 0o644)
+	paper := params.Params{"lattice.L": 8, "train.steps": 10, "train.batch_size": 1536, "train.micro_batch": 512, "train.seed": 3}
+	os.WriteFile(good, []byte(paper.TOML()), 0o644)
 	bad := filepath.Join(dir, "bad.toml")
-	os.WriteFile(bad, []byte("[lattice]\nL = 8\n[train]\nsteps = 10\nbatch_size = 64\nseed = 3\nlearning_rate = -1\n"), 0o644)
+	os.WriteFile(bad, []byte(paper.With("train.batch_size", 64, "train.micro_batch", nil, "train.learning_rate", -1).TOML()), 0o644)
 
 	var out, errb bytes.Buffer
 	if status := Main([]string{"check", "-workers", "2", good}, &out, &errb); status != ExitOK {

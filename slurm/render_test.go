@@ -8,19 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 )
 
 // minimalParams is a valid params.toml; tests append a [slurm] section.
-const minimalParams = `
-[lattice]
-L = 4
-[train]
-steps = 10
-batch_size = 8
-micro_batch = 1
-seed = 1
-`
+var minimalParams = params.Params{"lattice.L": 4, "train.steps": 10, "train.batch_size": 8,
+	"train.micro_batch": 1, "train.seed": 1}.TOML()
 
 // parseSlurm returns the [slurm] section of minimalParams + section as
 // nfio parses it (defaults filled in, validated).

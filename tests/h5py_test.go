@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 )
 
@@ -174,23 +175,10 @@ func TestH5pyRun(t *testing.T) {
 		t.Skip("trains a model")
 	}
 	dir := t.TempDir()
-	params := `[lattice]
-L = 4
-[model]
-n_layers = 2
-hidden_channels = [4]
-dilation = [1, 1]
-[train]
-steps = 4
-batch_size = 8
-seed = 1
-log_every = 1
-[sample]
-n_samples = 40
-batch_size = 16
-save_configs = true
-`
-	if err := os.WriteFile(filepath.Join(dir, "params.toml"), []byte(params), 0o644); err != nil {
+	p := params.Tiny().With("model.hidden_channels", []int{4}, "train.steps", 4, "train.batch_size", 8,
+		"train.micro_batch", nil, "train.seed", 1, "train.checkpoint_every", nil,
+		"sample.n_samples", 40, "sample.batch_size", 16, "sample.save_configs", true)
+	if err := os.WriteFile(filepath.Join(dir, "params.toml"), []byte(p.TOML()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, stderr, status := runNF(t, dir, "params.toml")

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	nfio "nfschwinger/io"
 )
 
 // nfBinary is the path of the nfschwinger binary built by TestMain.
@@ -19,6 +21,7 @@ var nfBinary string
 // of the environment (run the tests through `make test`, or after
 // `eval $(make -s env)`), runs the tests and removes the directory.
 func TestMain(m *testing.M) {
+	nfio.ServeProbe() // the probes of the tests run this binary as a child
 	os.Exit(buildAndRun(m))
 }
 

@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"math"
+	"nfschwinger/internal/params"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,25 +12,9 @@ import (
 
 // mpiSampleConfig trains a tiny flow in float64 for two steps and samples a
 // chain of 600 steps, 50 proposals per rank and block.
-const mpiSampleConfig = `
-[lattice]
-L = 4
-[model]
-n_layers = 2
-hidden_channels = [8]
-dilation = [1, 2]
-precision = "float64"
-[train]
-steps = 2
-batch_size = 12
-seed = 5
-log_every = 1
-[io]
-out_dir = "run"
-[sample]
-n_samples = 600
-batch_size = 50
-`
+var mpiSampleConfig = params.Tiny().With("model.dilation", []int{1, 2}, "model.precision", "float64",
+	"train.steps", 2, "train.micro_batch", nil, "train.seed", 5, "train.checkpoint_every", nil,
+	"sample.n_samples", 600, "sample.batch_size", 50).TOML()
 
 // TestMPISampleRanksAgree samples the chain on 1, 2 and 3 ranks: the
 // proposals are keyed by their global index, so the chains must agree —

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
 )
@@ -60,24 +61,9 @@ func (c trainCase) config() string {
 	if c.OutDir == "" {
 		c.OutDir = "run"
 	}
-	return fmt.Sprintf(`[lattice]
-L = %d
-[model]
-n_layers = 2
-hidden_channels = [8]
-dilation = [1, 1]
-precision = %q
-[train]
-estimator = %q
-steps = %d
-batch_size = %d
-micro_batch = %d
-seed = 7
-log_every = 1
-checkpoint_every = %d
-[io]
-out_dir = %q
-`, c.L, c.Precision, c.Estimator, c.Steps, c.Batch, c.Micro, c.CheckpointEvery, c.OutDir)
+	return params.Tiny().With("lattice.L", c.L, "model.precision", c.Precision, "train.estimator", c.Estimator,
+		"train.steps", c.Steps, "train.batch_size", c.Batch, "train.micro_batch", c.Micro,
+		"train.checkpoint_every", c.CheckpointEvery, "io.out_dir", c.OutDir).TOML()
 }
 
 // write writes c as dir/params.toml and returns its name relative to dir.

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,28 +9,17 @@ import (
 	"time"
 
 	"nfschwinger/internal/h5"
+	"nfschwinger/internal/params"
+
+	nfio "nfschwinger/io"
 )
 
 // sampleKillConfig trains a tiny flow for two steps and then samples a
 // chain long enough to be killed in the middle.
-const sampleKillConfig = `
-[lattice]
-L = 4
-[model]
-n_layers = 2
-hidden_channels = [8]
-dilation = [1, 2]
-[train]
-steps = 2
-batch_size = 12
-seed = 3
-log_every = 1
-[io]
-out_dir = "run"
-[sample]
-n_samples = %d
-batch_size = 50
-`
+func sampleKillConfig(n int) string {
+	return params.Tiny().With("model.dilation", []int{1, 2}, "train.steps", 2, "train.micro_batch", nil,
+		"train.seed", 3, "train.checkpoint_every", nil, "sample.n_samples", n, "sample.batch_size", 50).TOML()
+}
 
 // chainColumns are the per-step datasets of chain.h5 compared below.
 var chainColumns = []string{"accepted", "logq", "logp", "logw", "condensate", "sign", "topological_charge", "plaquette"}
@@ -60,7 +48,7 @@ func readChain(t *testing.T, dir string) map[string][]float64 {
 // an uninterrupted run, bit for bit: no gap, no repeat.
 func TestSampleKilledContinues(t *testing.T) {
 	const n = 40000
-	cfg := []byte(fmt.Sprintf(sampleKillConfig, n))
+	cfg := []byte(sampleKillConfig(n))
 	ref := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ref, "p.toml"), cfg, 0o644); err != nil {
 		t.Fatal(err)
@@ -98,16 +86,23 @@ func TestSampleKilledContinues(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // let a few blocks be written
 	cmd.Process.Kill()
 	cmd.Wait()
-	got := readChain(t, dir)
-	k := len(got["logw"])
-	if k == 0 || k >= n {
-		t.Skipf("the kill came at chain step %d of %d: not in the middle (machine too fast or too slow)", k, n)
+	// A kill inside a block's write can leave chain.h5 unreadable; the
+	// continued run must then set it aside and regenerate the same chain.
+	// Read it only if a probe (a child process) can.
+	if err := nfio.ProbeChain(chain); err != nil {
+		t.Logf("the kill left chain.h5 unreadable (%v): the continued run regenerates it", err)
+	} else {
+		got := readChain(t, dir)
+		k := len(got["logw"])
+		if k == 0 || k >= n {
+			t.Skipf("the kill came at chain step %d of %d: not in the middle (machine too fast or too slow)", k, n)
+		}
+		t.Logf("killed after %d of %d chain steps", k, n)
 	}
-	t.Logf("killed after %d of %d chain steps", k, n)
 	if _, stderr, st := runNF(t, dir, "p.toml"); st != 0 {
 		t.Fatalf("continued run: status %d\n%s", st, stderr)
 	}
-	got = readChain(t, dir)
+	got := readChain(t, dir)
 	for _, c := range chainColumns {
 		if !slices.Equal(got[c], want[c]) {
 			t.Errorf("%s differs from the uninterrupted chain (%d vs %d steps)", c, len(got[c]), len(want[c]))

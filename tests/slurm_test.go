@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/hdf5"
 
 	"nfschwinger/internal/h5"
+	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 )
 
@@ -98,11 +99,11 @@ func TestSlurm(t *testing.T) {
 
 	t.Run("time limit", func(t *testing.T) {
 		// Ten million steps: hours. The failing chain runs beside it.
-		dir := newRunDir(t, work, "timelimit", slurmParams(10_000_000, "00:01:00", 55, 0))
+		dir := newRunDir(t, work, "timelimit", slurmParams(10_000_000, "00:01:00", 55, 0).TOML())
 		id := cl.sbatch(t, dir, "run.sbatch")
-		bad := newRunDir(t, work, "badchain", slurmParams(100, "00:01:00", 55, 0))
+		bad := newRunDir(t, work, "badchain", slurmParams(100, "00:01:00", 55, 0).TOML())
 		cl.renderScript(t, bad)
-		badParams := strings.Replace(slurmParams(100, "00:01:00", 55, 0), "seed = 7", "seed = -7", 1)
+		badParams := slurmParams(100, "00:01:00", 55, 0).With("train.seed", -7).TOML()
 		if err := os.WriteFile(filepath.Join(bad, "params.toml"), []byte(badParams), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +154,7 @@ func TestSlurm(t *testing.T) {
 	// The reference: the same run uninterrupted (srun, no time limit).
 	// The runs go one after the other: MPI ranks sharing cores with other
 	// ranks wait for each other in every allreduce.
-	params := slurmParams(slurmSteps, "00:10:00", 300, 3)
+	params := slurmParams(slurmSteps, "00:10:00", 300, 3).TOML()
 	ref := newRunDir(t, work, "reference", params)
 	refStart := time.Now()
 	out, errOut, err := cl.runFor(slurmWaitLimit, ref, "srun", "-n", "2", "./nfschwinger", "params.toml")
@@ -258,32 +259,11 @@ const (
 // and on signals (so a continued run must start from the one the signal
 // wrote), and the given [slurm] time limit, signal_seconds and
 // max_requeues.
-func slurmParams(steps int, limit string, signal, requeues int) string {
-	return fmt.Sprintf(`[lattice]
-L = 4
-
-[model]
-n_layers = 2
-hidden_channels = [4]
-dilation = [1, 2]
-
-[train]
-steps = %d
-batch_size = 16
-micro_batch = 8
-seed = 7
-log_every = 10
-checkpoint_every = 0
-
-[io]
-out_dir = "run"
-
-[slurm]
-ntasks = 2
-time = %q
-signal_seconds = %d
-max_requeues = %d
-`, steps, limit, signal, requeues)
+func slurmParams(steps int, limit string, signal, requeues int) params.Params {
+	return params.Tiny().With("model.hidden_channels", []int{4}, "model.dilation", []int{1, 2},
+		"train.steps", steps, "train.batch_size", 16, "train.micro_batch", 8, "train.log_every", 10,
+		"train.checkpoint_every", 0, "slurm.ntasks", 2, "slurm.time", limit,
+		"slurm.signal_seconds", signal, "slurm.max_requeues", requeues)
 }
 
 // renderScript writes dir/run.sbatch with `nfschwinger slurm params.toml`.
