@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"nfschwinger/internal/golden"
 	"nfschwinger/internal/params"
 	nfio "nfschwinger/io"
 )
@@ -169,4 +170,26 @@ func TestShellcheck(t *testing.T) {
 			t.Errorf("shellcheck %s: %v\n%s", s, err, out)
 		}
 	}
+}
+
+// TestRenderGolden: the script rendered for a production-like [slurm]
+// section equals testdata/production.sbatch (`go test ./slurm/ -update`
+// rewrites it; review the diff): every directive, the requeue logic and the
+// srun line, as a user submits them.
+func TestRenderGolden(t *testing.T) {
+	s := parseSlurm(t, `partition = "gpu"
+account = "lqcd"
+nodes = 2
+ntasks = 8
+cpus_per_task = 8
+gpus_per_task = 1
+time = "24:00:00"
+signal_seconds = 600
+max_requeues = 20
+`)
+	got, err := Render(s, "params.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "production.sbatch", []byte(got))
 }
