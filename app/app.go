@@ -1,9 +1,17 @@
 // Package app is the command layer of nfschwinger: it parses the command
-// line, runs the subcommands (train, measure, check, ...) and is the only
-// place where errors become exit codes.
+// line and params.toml, runs the subcommands (train, measure, check,
+// analyze, bench, slurm) and prints; it is the only place where errors
+// become exit codes. The work lives below it: the training step in
+// nf.Stepper, proposals and log q in nf.Density, the chain and its
+// statistics in package sample, every file format in io, the physics in
+// lgt, the ranks in comm. Training here keeps what is the run's own:
+// restore, history, progress, checkpoints, the events file (EventsEnv).
 //
 // Exit status: 0 success, 1 runtime failure, 2 usage or input error (bad
-// configuration, bad input file), before anything is written.
+// configuration, bad input file), before anything is written; 75 stopped
+// by a signal, to be continued. Every error carries its status through an
+// ExitCode method (comm.ExitCode), the same code comm.Guard aborts an MPI
+// job with.
 package app
 
 import (
