@@ -85,7 +85,7 @@ func TestAnalyze(t *testing.T) {
 	if a.Training.Steps != 300 || math.Abs(a.Training.FinalESS-0.5046) > 1e-12 || a.Training.TimePerStep != 0.5 {
 		t.Errorf("training summary %+v, want 300 steps, ESS 0.5046, 0.5 s/step", a.Training)
 	}
-	if a.Chain.Steps != 3000 || len(a.Chain.Observables) != 4 || a.Chain.FreeEnergyNIS.Err <= 0 {
+	if a.Chain.Steps != 3000 || len(a.Chain.Observables) != 5 || a.Chain.FreeEnergyNIS.Err <= 0 {
 		t.Errorf("chain summary %+v", a.Chain)
 	}
 	if len(a.Plots) != 2 { // no acceptance column in this history

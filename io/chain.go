@@ -572,6 +572,15 @@ func (c *Chain) Close() error {
 // of chain.h5 and in the summary attribute names.
 var ChainObservableNames = []string{"condensate", "sign", "topological_charge", "plaquette"}
 
+// SusceptibilityName is the derived observable of the summary: the
+// topological susceptibility χ_t = ⟨Q²⟩/V, estimated from the chain's and
+// the proposals' topological charges.
+const SusceptibilityName = "topological_susceptibility"
+
+// SummaryObservableNames are the observables of /summary: those of the
+// chain and SusceptibilityName.
+var SummaryObservableNames = append(append([]string(nil), ChainObservableNames...), SusceptibilityName)
+
 // SummaryNames are the attributes of /summary in chain.h5, written when
 // sampling ends: for every observable X of ChainObservableNames
 //
@@ -590,7 +599,7 @@ var SummaryNames = summaryNames()
 
 func summaryNames() []string {
 	var names []string
-	for _, o := range ChainObservableNames {
+	for _, o := range SummaryObservableNames {
 		for _, s := range []string{"_mean", "_err", "_tau_int", "_tau_int_err", "_nis_mean", "_nis_err"} {
 			names = append(names, o+s)
 		}

@@ -480,7 +480,15 @@ func (r *Report) importanceSampling(d *nfio.ChainData, reps int) {
 		{d.State.Condensate, d.Proposal.Condensate}, {d.State.Sign, d.Proposal.Sign},
 		{d.State.TopologicalCharge, d.Proposal.TopologicalCharge}, {d.State.Plaquette, d.Proposal.Plaquette},
 	}
-	for k, name := range nfio.ChainObservableNames {
+	// χ_t = ⟨Q²⟩/V from the charges of the states and of the proposals.
+	V := float64(d.Meta.L * d.Meta.L)
+	chi := [2][]float64{make([]float64, n), make([]float64, n)}
+	for i := range n {
+		chi[0][i] = d.State.TopologicalCharge[i] * d.State.TopologicalCharge[i] / V
+		chi[1][i] = d.Proposal.TopologicalCharge[i] * d.Proposal.TopologicalCharge[i] / V
+	}
+	cols = append(cols, chi)
+	for k, name := range nfio.SummaryObservableNames {
 		g := stats.GammaMethod(cols[k][0], 0)
 		r.Observables = append(r.Observables, ObservableReport{Name: name, Mean: Num(g.Mean), Err: Num(g.Err),
 			TauInt: Num(g.TauInt), TauIntErr: Num(g.TauIntErr), Window: g.W, NIS: boot(nis(cols[k][1]))})
@@ -533,9 +541,9 @@ func PrintReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  acceptance rate            %.4f (%d accepted)\n", float64(r.Acceptance), r.Accepted)
 	fmt.Fprintf(w, "  longest rejection run      %d steps (from step %d); %d runs > %d\n", r.LongestRun, r.LongestRunAt, r.LongRuns, r.LongRun)
 	fmt.Fprintf(w, "  ESS of the proposals       %.4f\n", float64(r.ESS))
-	fmt.Fprintf(w, "\n  %-19s %-26s %-18s %s\n", "observable", "chain mean ± error", "tau_int ± error", "importance sampling")
+	fmt.Fprintf(w, "\n  %-27s %-26s %-18s %s\n", "observable", "chain mean ± error", "tau_int ± error", "importance sampling")
 	for _, o := range r.Observables {
-		fmt.Fprintf(w, "  %-19s %-26s %-18s %s\n", o.Name, FormatPM(o.Mean, o.Err), FormatPM(o.TauInt, o.TauIntErr), FormatPM(o.NIS.Value, o.NIS.Err))
+		fmt.Fprintf(w, "  %-27s %-26s %-18s %s\n", o.Name, FormatPM(o.Mean, o.Err), FormatPM(o.TauInt, o.TauIntErr), FormatPM(o.NIS.Value, o.NIS.Err))
 	}
 	fmt.Fprintf(w, "\n  free energy F_q   = -mean log w  %s\n", FormatPM(r.FreeEnergyQ.Value, r.FreeEnergyQ.Err))
 	fmt.Fprintf(w, "  free energy F_NIS = -log mean w  %s\n", FormatPM(r.FreeEnergyNIS.Value, r.FreeEnergyNIS.Err))

@@ -142,7 +142,8 @@ func TestChainKilledAndContinued(t *testing.T) {
 
 // TestChainStatesAndEstimates: rejected steps repeat the previous state
 // (observables and configuration), and the chain and importance-sampling
-// estimates agree with the exact values of the discrete target.
+// estimates (the condensate, χ_t = ⟨Q²⟩/V, the free energies) agree with
+// the exact values of the discrete target within 4 standard errors.
 func TestChainStatesAndEstimates(t *testing.T) {
 	const n = 20000
 	path := filepath.Join(t.TempDir(), "chain.h5")
@@ -199,6 +200,16 @@ func TestChainStatesAndEstimates(t *testing.T) {
 	}
 	if c.TauInt < 1 {
 		t.Errorf("τ_int of the condensate %v: rejections must correlate the chain", c.TauInt)
+	}
+	// χ_t = ⟨Q²⟩/V with Q = k − 1 and V = discL².
+	chiExact := 0.0
+	for k := range discQ {
+		chiExact += discQ[k] * discW[k] * float64((k-1)*(k-1))
+	}
+	chiExact /= z * discL * discL
+	if x := r.Observables[4]; x.Name != nfio.SusceptibilityName ||
+		math.Abs(float64(x.Mean)-chiExact) > 4*float64(x.Err) || math.Abs(float64(x.NIS.Value)-chiExact) > 4*float64(x.NIS.Err) {
+		t.Errorf("χ_t: chain %v ± %v, NIS %v ± %v, exact %g", x.Mean, x.Err, x.NIS.Value, x.NIS.Err, chiExact)
 	}
 	fq := -(discQ[1]*math.Log(discW[1]) + discQ[2]*math.Log(discW[2]))
 	if e := r.FreeEnergyNIS; math.Abs(float64(e.Value)+math.Log(z)) > 4*float64(e.Err) {
