@@ -218,6 +218,7 @@ func (r *run[T]) restore() error {
 		}
 	}
 	if c.Rank() == 0 && err == nil && path == "" {
+		err = r.initFrom()
 		r.events.emit(Event{Event: "start"})
 	}
 	if err := c.AgreeError(err); err != nil {
@@ -251,9 +252,29 @@ func (r *run[T]) restore() error {
 			default:
 				r.hist, err = nfio.CreateHistory(hp)
 			}
+			if err == nil && r.state.InitFrom != "" {
+				err = r.hist.SetSource(r.state.InitFrom)
+			}
 		}
 	}
 	return c.AgreeError(err)
+}
+
+// initFrom loads, for a fresh start, the model of train.init_from (any L,
+// the same architecture otherwise) into the flow on rank 0 and records the
+// source; the caller broadcasts the parameters. A missing, unreadable or
+// mismatched file is a usage error (exit status 2).
+func (r *run[T]) initFrom() error {
+	src := r.cfg.Train.InitFrom
+	if src == "" {
+		return nil
+	}
+	if err := nfio.ReadTransfer(src, r.cfg.Arch(), r.flow.Params); err != nil {
+		return &UsageError{Err: fmt.Errorf("train.init_from = %q: %w", src, err)}
+	}
+	r.state.InitFrom = src
+	fmt.Fprintf(r.opts.Stdout, "starting from the model of %s (transfer to L = %d)\n", src, r.cfg.Lat.L)
+	return nil
 }
 
 // stopContext returns a context that is cancelled when stop yields or ctx

@@ -29,6 +29,10 @@ type TrainState struct {
 	M, V     []float64 // Adam's first and second moments, ParamSet layout
 	WallTime float64   // wall-clock seconds of training so far, summed over restarts
 	Config   string    // the params.toml text of the run
+	// InitFrom is the model file the run was started from
+	// (train.init_from), "" for a random start; attribute init_from of
+	// /train.
+	InitFrom string
 	// History holds the rows of history.h5 logged up to Step, so that a
 	// restart can rebuild history.h5 without reading it (RestoreHistory);
 	// nil when read from a format-1 checkpoint.
@@ -52,7 +56,8 @@ var ErrCheckpointCorrupt = errors.New("checkpoint is corrupt")
 //	/optimizer  attributes step (Adam updates), lr_note; datasets
 //	            m/<tensor name>, v/<tensor name> (float64, tensor shapes)
 //	/train      attributes step (steps done), skipped (steps not applied),
-//	            wall_time (seconds of training so far)
+//	            wall_time (seconds of training so far), init_from (the
+//	            model file the run started from, "" for none)
 //	/rng        attribute scheme: the prior samples of step t, global index
 //	            i are ChaCha8 keyed by (seed, domain, t, i), so the step is
 //	            the whole generator state of every rank
@@ -170,6 +175,7 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 		{"/", "checksum_sha256", checksum(ps.Data, st)},
 		{"/rng", "scheme", "ChaCha8 keyed by (train.seed, domain, step, global sample index): no state beyond /train step"},
 		{"/config", "toml", st.Config},
+		{trainGroup, "init_from", st.InitFrom},
 	}
 	for _, a := range strs {
 		if err := h5.WriteStringAttr(f, a.path, a.name, a.v); err != nil {
@@ -254,6 +260,11 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	if st.Config, err = h5.ReadStringAttr(f, "/config", "toml"); err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
+	if h5.HasAttr(f, trainGroup, "init_from") {
+		if st.InitFrom, err = h5.ReadStringAttr(f, trainGroup, "init_from"); err != nil {
+			return fail(ErrCheckpointCorrupt, err)
+		}
+	}
 	if version >= 2 {
 		if st.History, err = readHistoryRows(f, historyGroup+"/"); err != nil {
 			return fail(ErrCheckpointCorrupt, fmt.Errorf("%s: %w", historyGroup, err))
@@ -294,6 +305,7 @@ func checksum[T nf.Float](params []T, st TrainState) string {
 		h.Write(b[:])
 	}
 	h.Write([]byte(st.Config))
+	h.Write([]byte(st.InitFrom))
 	for i := range st.History {
 		for _, c := range historyColumns {
 			if c.i64 != nil {

@@ -85,6 +85,11 @@ type TrainConfig struct {
 	// AcceptanceSamples (issue 6) is the number of proposals per acceptance
 	// measurement; default batch_size.
 	AcceptanceSamples int `toml:"acceptance_samples"`
+	// InitFrom [init_from] is a checkpoint or model file whose model
+	// (same architecture, any L) starts a new run: weights loaded, Adam
+	// fresh, step 0; "" (default): a random initialization. A checkpoint in
+	// out_dir (restart = "auto") still wins.
+	InitFrom string `toml:"init_from"`
 }
 
 // IOConfig is the [io] section: where the run writes and how it restarts.

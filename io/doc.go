@@ -22,7 +22,7 @@
 //	          batch_size (required, over all ranks), micro_batch [batch_size]
 //	          (per rank, divides batch_size/ranks), learning_rate [2.5e-4],
 //	          adam_betas [[0.9, 0.999]], adam_eps [1e-8], grad_clip [0 = off],
-//	          grad_clip_value [0 = off], seed (required), log_every [10], checkpoint_every [500],
+//	          grad_clip_value [0 = off], init_from [""], seed (required), log_every [10], checkpoint_every [500],
 //	          acceptance_every [0 = off], acceptance_samples [batch_size]
 //	[io]      out_dir ["run"], restart ["auto"] | "never" | a checkpoint path
 //	[sample]  n_samples [0 = no sampling], batch_size [train.micro_batch],

@@ -161,6 +161,15 @@ func (h *History) truncateAfter(afterStep int64) error {
 	return nil
 }
 
+// SetSource records in the root attribute "init_from" the model file a run
+// was started from (transfer from another lattice size, train.init_from).
+func (h *History) SetSource(path string) error {
+	if err := h5.WriteStringAttr(h.f, "/", "init_from", path); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return h.Flush()
+}
+
 // Rows reads every row of the open file.
 func (h *History) Rows() ([]HistoryRow, error) {
 	rows, err := readHistoryRows(h.f, "")

@@ -226,3 +226,23 @@ func ReadModelFile[T nf.Float](m *ModelFile, ps *nf.ParamSet[T]) error {
 
 // Close closes the file.
 func (m *ModelFile) Close() error { return m.f.Close() }
+
+// ReadTransfer reads the model of the checkpoint or model file at path into
+// ps for a flow of architecture want on another lattice: the architecture
+// in the file must equal want in everything but L (the weights of a
+// convolutional conditioner do not depend on L). A different architecture
+// is an error wrapping ErrCheckpointMismatch that names the attribute;
+// the file's own errors are those of OpenModelFile.
+func ReadTransfer[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) error {
+	m, err := OpenModelFile(path)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	got := m.Arch
+	got.L = want.L
+	if d := archDiff(got, want); d != "" {
+		return fmt.Errorf("%s: %w: %s (only L may differ)", path, ErrCheckpointMismatch, strings.Replace(d, "in the checkpoint", "in the model file", 1))
+	}
+	return ReadModelFile(m, ps)
+}
