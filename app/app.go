@@ -21,9 +21,9 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 
 	"nfschwinger/comm"
-	"syscall"
 )
 
 // Exit statuses of the program.

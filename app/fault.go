@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -76,9 +75,7 @@ func inject[T nf.Float](fs []fault, step int64, rank int, grad []T) error {
 		case "panic":
 			panic(fmt.Sprintf("injected panic (%s)", FaultEnv))
 		case "nan":
-			for i := range grad {
-				grad[i] = T(math.NaN())
-			}
+			nf.Poison(grad)
 		case "kill":
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		case "signal":

@@ -218,8 +218,9 @@ func (r *run[T]) restore() error {
 		}
 	}
 	if c.Rank() == 0 && err == nil && path == "" {
-		err = r.initFrom()
-		r.events.emit(Event{Event: "start"})
+		if err = r.initFrom(); err == nil {
+			r.events.emit(Event{Event: "start"})
+		}
 	}
 	if err := c.AgreeError(err); err != nil {
 		return err
@@ -227,7 +228,7 @@ func (r *run[T]) restore() error {
 	step[0], step[1] = float64(r.state.Step), float64(r.state.Skipped)
 	c.Bcast(step[:], 0)
 	r.state.Step, r.state.Skipped = int64(step[0]), int64(step[1])
-	bcastParams(c, r.flow.Params.Data)
+	nf.BcastParams(c, r.flow.Params.Data)
 	if c.Rank() == 0 {
 		err = os.MkdirAll(r.outDir, 0o755)
 		if err == nil {
@@ -339,16 +340,6 @@ func checkpointToLoad(cfg nfio.Config) (string, error) {
 			return own, nil // a run already continued: its own checkpoint is newer
 		}
 		return cfg.IO.Restart, nil
-	}
-}
-
-// bcastParams broadcasts the parameters from rank 0.
-func bcastParams[T nf.Float](c comm.Comm, p []T) {
-	switch p := any(p).(type) {
-	case []float32:
-		c.Bcast32(p, 0)
-	case []float64:
-		c.Bcast(p, 0)
 	}
 }
 

@@ -191,24 +191,14 @@ func (h *History) Append(rows ...HistoryRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	ints := make([]int64, len(rows))
-	floats := make([]float64, len(rows))
-	for _, c := range historyColumns {
-		var err error
-		if c.i64 != nil {
-			for i := range rows {
-				ints[i] = *c.i64(&rows[i])
-			}
-			err = h5.Append(h.f, c.name, ints)
-		} else {
-			for i := range rows {
-				floats[i] = *c.f64(&rows[i])
-			}
-			err = h5.Append(h.f, c.name, floats)
+	err := eachHistoryColumn(rows, func(name string, ints []int64, floats []float64) error {
+		if ints != nil {
+			return h5.Append(h.f, name, ints)
 		}
-		if err != nil {
-			return fmt.Errorf("history: %w", err)
-		}
+		return h5.Append(h.f, name, floats)
+	})
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
 	h.rows += len(rows)
 	return h.Flush()
@@ -288,21 +278,34 @@ func readHistoryRows(f *h5.File, group string) ([]HistoryRow, error) {
 // writeHistoryRows writes rows as fixed-size column datasets under group
 // (see readHistoryRows).
 func writeHistoryRows(f *h5.File, group string, rows []HistoryRow) error {
+	shape := []int{len(rows)}
+	return eachHistoryColumn(rows, func(name string, ints []int64, floats []float64) error {
+		if ints != nil {
+			return h5.Write(f, group+name, ints, shape)
+		}
+		return h5.Write(f, group+name, floats, shape)
+	})
+}
+
+// eachHistoryColumn calls fn for every column of historyColumns, in order,
+// with the column's values of rows: ints for the integer columns, floats
+// for the others (the other nil; the slices are reused between calls). It
+// stops at the first error.
+func eachHistoryColumn(rows []HistoryRow, fn func(name string, ints []int64, floats []float64) error) error {
 	ints := make([]int64, len(rows))
 	floats := make([]float64, len(rows))
-	shape := []int{len(rows)}
 	for _, c := range historyColumns {
 		var err error
 		if c.i64 != nil {
 			for i := range rows {
 				ints[i] = *c.i64(&rows[i])
 			}
-			err = h5.Write(f, group+c.name, ints, shape)
+			err = fn(c.name, ints, nil)
 		} else {
 			for i := range rows {
 				floats[i] = *c.f64(&rows[i])
 			}
-			err = h5.Write(f, group+c.name, floats, shape)
+			err = fn(c.name, nil, floats)
 		}
 		if err != nil {
 			return err

@@ -103,6 +103,9 @@ func ClipGradValue[T Float](g []T, maxAbs float64) int {
 // the median, in float32 and float64 alike); one spike inflates Adam's
 // second moment for ~1/(1 − β₂) steps and stalls training.
 func ClipGrad[T Float](g []T, maxAbs, maxNorm float64) float64 {
+	if maxAbs <= 0 {
+		return ClipGradNorm(g, maxNorm) // its norm is taken before clipping
+	}
 	n := GradNorm(g)
 	ClipGradValue(g, maxAbs)
 	ClipGradNorm(g, maxNorm)

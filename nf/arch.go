@@ -2,6 +2,8 @@ package nf
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Float is the element type of the network: float32 or float64.
@@ -88,8 +90,8 @@ func (a Arch) Validate() error {
 		return bad("n_knots", a.NKnots, "must be ≥ 2 (one bin or more)")
 	case a.KernelSize < 1 || a.KernelSize%2 == 0:
 		return bad("kernel_size", a.KernelSize, "must be odd and ≥ 1")
-	case a.Masking != "2x1":
-		return bad("masking", a.Masking, "allowed: %q", Maskings[0])
+	case !slices.Contains(Maskings, a.Masking):
+		return bad("masking", a.Masking, "allowed: %q", strings.Join(Maskings, `", "`))
 	case len(a.Dilation) != len(a.Hidden)+1:
 		return bad("dilation", a.Dilation, "needs one entry per convolution, len(hidden_channels) + 1 = %d", len(a.Hidden)+1)
 	case a.LeakyReLUSlope < 0:
@@ -104,8 +106,6 @@ func (a Arch) Validate() error {
 		if d < 1 {
 			return bad("dilation", a.Dilation, "every entry must be ≥ 1")
 		}
-	}
-	for _, d := range a.Dilation {
 		if pad := d * (a.KernelSize - 1) / 2; pad >= a.L {
 			return bad("dilation", a.Dilation, "padding %d (dilation × (kernel_size − 1)/2) must be < L = %d", pad, a.L)
 		}

@@ -101,9 +101,7 @@ func (s *Stepper[T]) Step(r Ranks, step uint64, first uint64, nLocal, nGlobal in
 		// Every rank got it (Trainer.Step agrees): poison the gradient so
 		// that rank 0 skips the step like any non-finite gradient.
 		res.NonFinite = err
-		for i := range ps.Grad {
-			ps.Grad[i] = T(math.NaN())
-		}
+		Poison(ps.Grad)
 	} else if err != nil {
 		return res, fmt.Errorf("step %d: %w", step, err)
 	}
@@ -113,12 +111,7 @@ func (s *Stepper[T]) Step(r Ranks, step uint64, first uint64, nLocal, nGlobal in
 		}
 	}
 	t0 := time.Now()
-	switch g := any(ps.Grad).(type) {
-	case []float32:
-		r.AllreduceSum32(g)
-	case []float64:
-		r.AllreduceSum(g)
-	}
+	AllreduceParams(r, ps.Grad)
 	s.GradComm += time.Since(t0)
 	skipped := false
 	if r.Rank() == 0 {
@@ -129,12 +122,7 @@ func (s *Stepper[T]) Step(r Ranks, step uint64, first uint64, nLocal, nGlobal in
 			Update(s.Adam, ps.Data, ps.Grad)
 		}
 	}
-	switch p := any(ps.Data).(type) {
-	case []float32:
-		r.Bcast32(p, 0)
-	case []float64:
-		r.Bcast(p, 0)
-	}
+	BcastParams(r, ps.Data)
 	s.flags = [2]float64{0, 0}
 	if stop != nil && stop() {
 		s.flags[0] = 1
@@ -145,4 +133,34 @@ func (s *Stepper[T]) Step(r Ranks, step uint64, first uint64, nLocal, nGlobal in
 	r.AllreduceMax(s.flags[:])
 	res.Stop, res.Skipped = s.flags[0] != 0, s.flags[1] != 0
 	return res, nil
+}
+
+// AllreduceParams sums a parameter-shaped buffer (a gradient) over the
+// ranks in place, in T's precision. Collective.
+func AllreduceParams[T Float](r Ranks, buf []T) {
+	switch b := any(buf).(type) {
+	case []float32:
+		r.AllreduceSum32(b)
+	case []float64:
+		r.AllreduceSum(b)
+	}
+}
+
+// BcastParams copies rank 0's parameter-shaped buffer to every rank.
+// Collective.
+func BcastParams[T Float](r Ranks, buf []T) {
+	switch b := any(buf).(type) {
+	case []float32:
+		r.Bcast32(b, 0)
+	case []float64:
+		r.Bcast(b, 0)
+	}
+}
+
+// Poison sets every element of g to NaN: a gradient that the step must
+// skip (rank 0 skips any non-finite gradient).
+func Poison[T Float](g []T) {
+	for i := range g {
+		g[i] = T(math.NaN())
+	}
 }

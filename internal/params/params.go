@@ -8,6 +8,7 @@ package params
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -89,19 +90,10 @@ func orderedSections(s map[string]map[string]any) []string {
 		}
 	}
 	for sec := range s {
-		if !contains(sectionOrder, sec) {
+		if !slices.Contains(sectionOrder, sec) {
 			rest = append(rest, sec)
 		}
 	}
 	sort.Strings(rest)
 	return append(out, rest...)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
