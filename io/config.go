@@ -291,7 +291,9 @@ func unknownKey(k toml.Key) error {
 		return &KeyError{Key: k[0], Msg: ": unknown key or section (sections: " + strings.Join(sections, ", ") + ")"}
 	}
 	for f := range reflect.TypeFor[Config]().Fields() {
-		if f.Tag.Get("toml") != k[0] {
+		// A "-" tag marks a field that is not in the file (Config.Text): a
+		// key "-.x" is an unknown section, not a key of that field.
+		if tag := f.Tag.Get("toml"); tag == "-" || tag != k[0] {
 			continue
 		}
 		t := f.Type

@@ -170,6 +170,7 @@ func TestParseErrors(t *testing.T) {
 		{"kappa nan", "[lattice]\nL = 8\nkappa = nan", "lattice.kappa = NaN", true},
 		{"unknown key", "[lattice]\nL = 8\nbta = 2.0", "lattice.bta: unknown key (allowed in [lattice]: L, beta, kappa)", true},
 		{"unknown section", "[lattice]\nL = 8\n[optimiser]\nlr = 1.0", "optimiser: unknown key or section", true},
+		{"key under the untagged field", "!-.00 = 0", "-.00: unknown section [-]", true}, // found by FuzzParse: panicked
 		{"top-level key", "L = 8\n[lattice]\nL = 8", "L: unknown key or section", true},
 		{"section as value", "!lattice = 8\n[train]\nsteps = 1", "lattice: must be a section [lattice]", true},
 		{"wrong type string", "[lattice]\nL = 8\n[model]\nn_layers = \"48\"", "model.n_layers: wrong type", true},
