@@ -3,6 +3,7 @@ package nfio
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"nfschwinger/internal/h5"
@@ -31,6 +32,7 @@ type ChainRow struct {
 	LogQ     float64          // log q of the proposal
 	LogP     float64          // log p = −S of the proposal, unnormalized
 	LogW     float64          // LogP − LogQ of the proposal
+	DH       float64          // HMC only: H(end of the trajectory) − H(start), +Inf where the integration failed
 	State    ChainObservables // observables of the chain's state after the step
 	Proposal ChainObservables // observables of the proposal (for importance sampling)
 }
@@ -44,12 +46,28 @@ type ChainMeta struct {
 	Precision   string  // "float32" or "float64", the flow's precision
 	ModelHash   string  // hex SHA-256 of the flow's architecture and parameters
 	Source      string  // checkpoint the model was read from ("" if none)
+
+	// Method is "nmcmc" (the flow as independence proposal) or "hmc"
+	// (hybrid Monte Carlo, no flow: Precision "float64", ModelHash "");
+	// files without the attribute are "nmcmc".
+	Method           string
+	TrajectoryLength float64 // HMC: molecular-dynamics time per trajectory
+	MDSteps          int     // HMC: leapfrog steps per trajectory
+	Start            string  // HMC: "cold" or the chain file of the start configuration
 }
+
+// HMC reports whether the chain is an HMC chain.
+func (m ChainMeta) HMC() bool { return m.Method == MethodHMC }
 
 // Same reports whether a chain with meta o continues one with meta m: all
 // fields but Source agree.
 func (m ChainMeta) Same(o ChainMeta) bool {
 	o.Source = m.Source
+	for _, x := range []*ChainMeta{&m, &o} {
+		if x.Method == "" {
+			x.Method = MethodNMCMC
+		}
+	}
 	return m == o
 }
 
@@ -75,16 +93,40 @@ var chainColumns = []chainColumn{
 	{"proposal/plaquette", "proposal: mean cos P over the lattice", func(r *ChainRow) *float64 { return &r.Proposal.Plaquette }},
 }
 
-// ChainColumns returns the names of the one-dimensional datasets of
-// chain.h5 (all of length Len): "accepted" first, then the float64 ones.
-// "configs" (present with save_configs) has shape (Len, 2, L, L).
-func ChainColumns() []string {
+// dHColumn is the extra float64 dataset of an HMC chain.
+var dHColumn = chainColumn{"dH", "HMC: H(end of the trajectory) - H(start), the energy violation of the leapfrog; +inf where the integration failed",
+	func(r *ChainRow) *float64 { return &r.DH }}
+
+// columns returns the float64 datasets of a chain of meta m in file order.
+func (m ChainMeta) columns() []chainColumn {
+	if m.HMC() {
+		return append(chainColumns[:len(chainColumns):len(chainColumns)], dHColumn)
+	}
+	return chainColumns
+}
+
+// ChainColumns returns the names of the one-dimensional datasets of an
+// NMCMC chain.h5 (all of length Len): "accepted" first, then the float64
+// ones. An HMC chain has "dH" as well (ChainMeta.Columns). "configs"
+// (present with save_configs) has shape (Len, 2, L, L).
+func ChainColumns() []string { return ChainMeta{}.Columns() }
+
+// Columns returns the names of the one-dimensional datasets of a chain
+// of meta m, "accepted" first.
+func (m ChainMeta) Columns() []string {
 	names := []string{"accepted"}
-	for _, c := range chainColumns {
+	for _, c := range m.columns() {
 		names = append(names, c.name)
 	}
 	return names
 }
+
+// HMC state datasets: the chain state after every appended block, so that
+// a continued HMC chain starts from the exact float64 configuration.
+const (
+	hmcStateSet     = "hmc/state"      // float64 rows of shape (2, L, L)
+	hmcStateStepSet = "hmc/state_step" // int64: chain length at which the row above is the state
+)
 
 // chainChunkRows is the chunk length of the scalar columns (1024 rows of 8
 // bytes); configurations are chunked by one row.
@@ -129,11 +171,26 @@ func (c *Chain) create() error {
 	if err := describe(f, "accepted", "1", "1 if the proposal of this step was accepted (the first step always is), else 0"); err != nil {
 		return err
 	}
-	for _, col := range chainColumns {
+	for _, col := range c.meta.columns() {
 		if err := h5.CreateExtendible[float64](f, col.name, nil, chainChunkRows); err != nil {
 			return err
 		}
 		if err := describe(f, col.name, "1", col.doc); err != nil {
+			return err
+		}
+	}
+	if c.meta.HMC() {
+		L := c.meta.L
+		if err := h5.CreateExtendible[float64](f, hmcStateSet, []int{2, L, L}, 1); err != nil {
+			return err
+		}
+		if err := describe(f, hmcStateSet, "rad", "HMC chain state (link angles [mu, i, j], float64) after each appended block, to continue the chain exactly"); err != nil {
+			return err
+		}
+		if err := h5.CreateExtendible[int64](f, hmcStateStepSet, nil, 64); err != nil {
+			return err
+		}
+		if err := describe(f, hmcStateStepSet, "1", "chain length (steps) at which the same row of hmc/state is the state"); err != nil {
 			return err
 		}
 	}
@@ -151,8 +208,13 @@ func (c *Chain) create() error {
 		return err
 	}
 	m := c.meta
+	method := m.Method
+	if method == "" {
+		method = MethodNMCMC
+	}
 	for _, a := range []struct{ name, val string }{
 		{"format", ChainFormat},
+		{"method", method},
 		{"description", "NMCMC chain of the Metropolized independence sampler, eq. (3): one row per chain step"},
 		{"precision", m.Precision},
 		{"model_sha256", m.ModelHash},
@@ -177,7 +239,16 @@ func (c *Chain) create() error {
 	if err := h5.WriteScalarAttr(f, "/", "beta", m.Beta); err != nil {
 		return err
 	}
-	return h5.WriteScalarAttr(f, "/", "kappa", m.Kappa)
+	if err := h5.WriteScalarAttr(f, "/", "kappa", m.Kappa); err != nil {
+		return err
+	}
+	if !m.HMC() {
+		return nil
+	}
+	return errors.Join(
+		h5.WriteScalarAttr(f, "/", "trajectory_length", m.TrajectoryLength),
+		h5.WriteScalarAttr(f, "/", "md_steps", int64(m.MDSteps)),
+		h5.WriteStringAttr(f, "/", "start", m.Start))
 }
 
 // describe writes the "unit" and "description" attributes of a dataset.
@@ -239,6 +310,29 @@ func readChainMeta(f *h5.File) (ChainMeta, error) {
 			return m, err
 		}
 	}
+	m.Method = MethodNMCMC // files written before the HMC baseline have no "method"
+	if h5.HasAttr(f, "/", "method") {
+		if m.Method, err = h5.ReadStringAttr(f, "/", "method"); err != nil {
+			return m, err
+		}
+	}
+	switch m.Method {
+	case MethodNMCMC:
+	case MethodHMC:
+		steps, err := h5.ReadScalarAttr[int64](f, "/", "md_steps")
+		if err != nil {
+			return m, err
+		}
+		m.MDSteps = int(steps)
+		if m.TrajectoryLength, err = h5.ReadScalarAttr[float64](f, "/", "trajectory_length"); err != nil {
+			return m, err
+		}
+		if m.Start, err = h5.ReadStringAttr(f, "/", "start"); err != nil {
+			return m, err
+		}
+	default:
+		return m, fmt.Errorf("%s: unknown chain method %q", f.Path(), m.Method)
+	}
 	return m, nil
 }
 
@@ -283,6 +377,11 @@ func (c *Chain) open() error {
 			n = r
 		}
 	}
+	if c.meta.HMC() {
+		if n, err = c.cutHMCState(n); err != nil {
+			return err
+		}
+	}
 	for _, name := range names {
 		if err := h5.Truncate(c.f, name, n); err != nil {
 			return err
@@ -299,9 +398,42 @@ func (c *Chain) open() error {
 	return nil
 }
 
+// cutHMCState drops the HMC states written for steps beyond n (a run
+// killed between the rows and the state of a block) and returns the chain
+// length of the last state left: the steps after it are cut as well, since
+// the chain can only continue from a stored state.
+func (c *Chain) cutHMCState(n int) (int, error) {
+	k, err := h5.Rows(c.f, hmcStateStepSet)
+	if err != nil {
+		return 0, err
+	}
+	if r, err := h5.Rows(c.f, hmcStateSet); err != nil {
+		return 0, err
+	} else {
+		k = min(k, r)
+	}
+	steps, _, err := h5.ReadRows[int64](c.f, hmcStateStepSet, 0, k)
+	if err != nil {
+		return 0, err
+	}
+	for k > 0 && steps[k-1] > int64(n) {
+		k--
+	}
+	last := 0
+	if k > 0 {
+		last = int(steps[k-1])
+	}
+	for _, name := range []string{hmcStateSet, hmcStateStepSet} {
+		if err := h5.Truncate(c.f, name, k); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
+}
+
 // datasets lists every per-step dataset of the file.
 func (c *Chain) datasets() []string {
-	names := ChainColumns()
+	names := c.meta.Columns()
 	if c.meta.SaveConfigs {
 		names = append(names, "configs")
 	}
@@ -324,8 +456,26 @@ func (c *Chain) Accepted() int64 { return c.accepted }
 // (the chain states, len(rows)·2L², angles [step, μ, i, j]) when the file
 // keeps them (configs must be nil otherwise), then updates the root
 // attributes n_steps, n_accepted and acceptance_rate and flushes the file,
-// so a run killed afterwards keeps them. Mismatched lengths panic.
+// so a run killed afterwards keeps them. Mismatched lengths panic, and so
+// does Append on an HMC chain (AppendHMC).
 func (c *Chain) Append(rows []ChainRow, configs []float32) error {
+	if c.meta.HMC() {
+		panic("nfio: Chain.Append on an HMC chain (AppendHMC)")
+	}
+	return c.appendRows(rows, configs, nil)
+}
+
+// AppendHMC is Append for an HMC chain: state (2L² float64 angles) is the
+// chain state after the last of rows, stored so that a continued chain
+// starts from it exactly. It panics on an NMCMC chain.
+func (c *Chain) AppendHMC(rows []ChainRow, configs []float32, state []float64) error {
+	if !c.meta.HMC() || len(state) != c.configLen {
+		panic(fmt.Sprintf("nfio: Chain.AppendHMC: method %q, %d state values (want %d)", c.meta.Method, len(state), c.configLen))
+	}
+	return c.appendRows(rows, configs, state)
+}
+
+func (c *Chain) appendRows(rows []ChainRow, configs []float32, state []float64) error {
 	if c.meta.SaveConfigs != (configs != nil) || configs != nil && len(configs) != len(rows)*c.configLen {
 		panic(fmt.Sprintf("nfio: Chain.Append: %d configuration values for %d rows (save_configs %v, %d per row)",
 			len(configs), len(rows), c.meta.SaveConfigs, c.configLen))
@@ -345,7 +495,7 @@ func (c *Chain) Append(rows []ChainRow, configs []float32) error {
 		return fmt.Errorf("chain: %w", err)
 	}
 	col := make([]float64, len(rows))
-	for _, cc := range chainColumns {
+	for _, cc := range c.meta.columns() {
 		for i := range rows {
 			col[i] = *cc.get(&rows[i])
 		}
@@ -360,6 +510,14 @@ func (c *Chain) Append(rows []ChainRow, configs []float32) error {
 	}
 	c.rows += len(rows)
 	c.accepted += nacc
+	if state != nil { // after the rows: a state never refers to missing steps
+		if err := h5.Append(c.f, hmcStateSet, state); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+		if err := h5.Append(c.f, hmcStateStepSet, []int64{int64(c.rows)}); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+	}
 	return c.updateCounts()
 }
 
@@ -393,6 +551,9 @@ type Resume struct {
 	LogW     float64          // log weight of the current state
 	State    ChainObservables // its observables (those of the last row)
 	Config   []float32        // its configuration (2L²), nil unless the file keeps them
+	// HMCState is an HMC chain's state as float64 angles (2L²), nil for
+	// an empty chain and for NMCMC. HMC chains have no Current and LogW.
+	HMCState []float64
 }
 
 // Resume reads the state of the chain after its last step.
@@ -411,7 +572,19 @@ func (c *Chain) Resume() (Resume, error) {
 			break
 		}
 	}
-	if r.Current < 0 {
+	if c.meta.HMC() {
+		k, err := h5.Rows(c.f, hmcStateSet)
+		if err == nil && k == 0 {
+			err = errors.New("no stored state")
+		}
+		if err == nil {
+			r.HMCState, _, err = h5.ReadRows[float64](c.f, hmcStateSet, k-1, 1)
+		}
+		if err != nil {
+			return r, fmt.Errorf("chain: %s: HMC state: %w", c.path, err)
+		}
+		r.Current, r.LogW = -1, math.NaN()
+	} else if r.Current < 0 {
 		return r, fmt.Errorf("chain: %s: no accepted step, but the first step is always accepted: corrupt file", c.path)
 	}
 	read := func(name string, row int64) (float64, error) {
@@ -421,8 +594,10 @@ func (c *Chain) Resume() (Resume, error) {
 		}
 		return v[0], nil
 	}
-	if r.LogW, err = read("logw", r.Current); err != nil {
-		return r, err
+	if r.Current >= 0 {
+		if r.LogW, err = read("logw", r.Current); err != nil {
+			return r, err
+		}
 	}
 	last := int64(c.rows - 1)
 	for _, o := range []struct {
@@ -477,6 +652,7 @@ type ChainData struct {
 	LogQ     []float64 // of the proposals
 	LogP     []float64
 	LogW     []float64
+	DH       []float64         // HMC only (nil for NMCMC): ΔH of each trajectory
 	State    ObservableColumns // chain state after each step
 	Proposal ObservableColumns // proposals
 	// Summary holds the attributes of /summary (empty before the first
@@ -500,7 +676,7 @@ func ReadChain(path string) (*ChainData, error) {
 		return nil, fmt.Errorf("chain: %w", err)
 	}
 	n := -1
-	for _, name := range ChainColumns() {
+	for _, name := range d.Meta.Columns() {
 		if !f.Exists(name) {
 			return nil, fmt.Errorf("chain: %s: no dataset %s", path, name)
 		}
@@ -526,8 +702,9 @@ func ReadChain(path string) (*ChainData, error) {
 		"topological_charge": &d.State.TopologicalCharge, "plaquette": &d.State.Plaquette,
 		"proposal/condensate": &d.Proposal.Condensate, "proposal/sign": &d.Proposal.Sign,
 		"proposal/topological_charge": &d.Proposal.TopologicalCharge, "proposal/plaquette": &d.Proposal.Plaquette,
+		"dH": &d.DH,
 	}
-	for _, col := range chainColumns {
+	for _, col := range d.Meta.columns() {
 		if *dst[col.name], _, err = h5.ReadRows[float64](f, col.name, 0, n); err != nil {
 			return nil, fmt.Errorf("chain: %w", err)
 		}
@@ -592,7 +769,11 @@ var SummaryObservableNames = append(append([]string(nil), ChainObservableNames..
 //
 // and free_energy_q (−mean log w, the variational bound), free_energy_nis
 // (−log mean w), each with _err (bootstrap), ess (effective sample size per
-// proposal, eq. (26)), n_steps, acceptance_rate and longest_rejection_run.
+// proposal, eq. (26)), n_steps, acceptance_rate, longest_rejection_run
+// and sign_changes (steps where the sign of det D of the state changed).
+// An HMC chain has no importance sampling (its _nis_, free energies and
+// ess are NaN) and adds exp_minus_dH_mean, exp_minus_dH_err (Γ-method;
+// 1 for an exact integrator's area preservation) and dH_mean.
 // Free energies are −log Z for the unnormalized p = exp(−S) in units of
 // the lattice action, not divided by the volume.
 var SummaryNames = summaryNames()
@@ -605,5 +786,6 @@ func summaryNames() []string {
 		}
 	}
 	return append(names, "free_energy_q", "free_energy_q_err", "free_energy_nis", "free_energy_nis_err",
-		"ess", "n_steps", "acceptance_rate", "longest_rejection_run")
+		"ess", "n_steps", "acceptance_rate", "longest_rejection_run", "sign_changes",
+		"exp_minus_dH_mean", "exp_minus_dH_err", "dH_mean")
 }

@@ -10,7 +10,7 @@ import (
 
 func testMeta(save bool) ChainMeta {
 	return ChainMeta{L: 4, Beta: 2, Kappa: 0.276, Seed: 7, SaveConfigs: save, Precision: "float32",
-		ModelHash: "abc123", Source: "run/checkpoint.h5"}
+		ModelHash: "abc123", Source: "run/checkpoint.h5", Method: MethodNMCMC}
 }
 
 // testRows returns n rows with distinct values; every third is rejected

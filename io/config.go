@@ -103,14 +103,39 @@ type IOConfig struct {
 	Restart string `toml:"restart"`
 }
 
-// SampleConfig is the [sample] section (issue 6): the NMCMC chain after
-// training. The default n_samples = 0 turns sampling off.
+// SampleConfig is the [sample] section (issue 6): the Markov chain after
+// training. The default n_samples = 0 turns sampling off. With method
+// "hmc" the run trains no flow: the chain is the HMC baseline (issue 16)
+// on the exact action, and [train] and [model] must be absent.
 type SampleConfig struct {
-	NSamples    int   `toml:"n_samples"`    // [n_samples] chain length (proposals), 0 = no sampling (default)
-	BatchSize   int   `toml:"batch_size"`   // [batch_size] proposals generated per pass and rank, default train.micro_batch
-	SaveConfigs bool  `toml:"save_configs"` // [save_configs] store the chain's configurations in chain.h5, default false
-	Seed        int64 `toml:"seed"`         // [seed] key of the proposal streams, ≥ 0, default train.seed
+	Method      string `toml:"method"`       // [method] "nmcmc" (default: the flow as independence proposal) or "hmc"
+	NSamples    int    `toml:"n_samples"`    // [n_samples] chain length (proposals, or HMC trajectories), 0 = no sampling (default)
+	BatchSize   int    `toml:"batch_size"`   // [batch_size] proposals generated per pass and rank, default train.micro_batch (nmcmc only)
+	SaveConfigs bool   `toml:"save_configs"` // [save_configs] store the chain's configurations in chain.h5, default false
+	Seed        int64  `toml:"seed"`         // [seed] key of the proposal (or momentum) streams, ≥ 0, default train.seed (required for hmc)
+	// TrajectoryLength [trajectory_length] is the molecular-dynamics time
+	// of one HMC trajectory, default 1 (hmc only).
+	TrajectoryLength float64 `toml:"trajectory_length"`
+	// MDSteps [md_steps] is the number of leapfrog steps per trajectory,
+	// step size trajectory_length/md_steps, default 10 (hmc only).
+	MDSteps int `toml:"md_steps"`
+	// Start [start] is where the HMC chain starts: "cold" (every link
+	// angle 0, the default) or the path of a chain file that keeps
+	// configurations (its last state). Ignored when chain.h5 is continued.
+	Start string `toml:"start"`
 }
+
+// Sampling methods of [sample] method.
+const (
+	MethodNMCMC = "nmcmc" // Metropolis independence sampler with the flow as proposal
+	MethodHMC   = "hmc"   // hybrid Monte Carlo on the exact action, no flow
+)
+
+// Methods are the allowed values of [sample] method.
+var Methods = []string{MethodNMCMC, MethodHMC}
+
+// HMC reports whether the run is the HMC baseline (no training).
+func (c Config) HMC() bool { return c.Sample.Method == MethodHMC }
 
 // SlurmConfig is the optional [slurm] section (issue 7): the resources of
 // the batch script that `nfschwinger slurm` renders.
@@ -145,7 +170,8 @@ func DefaultConfig() Config {
 			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
 			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500},
-		IO: IOConfig{OutDir: "run", Restart: "auto"},
+		IO:     IOConfig{OutDir: "run", Restart: "auto"},
+		Sample: SampleConfig{Method: MethodNMCMC, TrajectoryLength: 1, MDSteps: 10, Start: "cold"},
 	}
 }
 
@@ -227,7 +253,19 @@ func Parse(text string) (Config, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		return Config{}, unknownKey(und[0])
 	}
-	for _, k := range requiredKeys {
+	required := requiredKeys
+	if c.HMC() {
+		// The HMC baseline trains no flow: [train] and [model] would be
+		// ignored, which is an error, and the seed is the sample's own.
+		for _, sec := range []string{"train", "model"} {
+			if md.IsDefined(sec) {
+				return Config{}, &KeyError{Key: sec, Msg: `: sample.method = "hmc" trains no flow; remove [` + sec + `] (or set method = "nmcmc")`}
+			}
+		}
+		required = [][2]string{{"lattice", "L"}, {"sample", "seed"}}
+		c.Train.Steps, c.Train.BatchSize, c.Train.Seed = 0, 1, c.Sample.Seed
+	}
+	for _, k := range required {
 		if !md.IsDefined(k[0], k[1]) {
 			return Config{}, &KeyError{Key: k[0] + "." + k[1], Msg: ": required, no default (add it to [" + k[0] + "])"}
 		}
@@ -432,6 +470,14 @@ func (o IOConfig) validate() error {
 
 func (s SampleConfig) validate() error {
 	switch {
+	case !slices.Contains(Methods, s.Method):
+		return bad("sample.method", s.Method, "allowed: %s", quoteList(Methods))
+	case !finite(s.TrajectoryLength) || s.TrajectoryLength <= 0:
+		return bad("sample.trajectory_length", s.TrajectoryLength, "must be > 0")
+	case s.MDSteps < 1:
+		return bad("sample.md_steps", s.MDSteps, "must be ≥ 1")
+	case strings.TrimSpace(s.Start) == "":
+		return bad("sample.start", s.Start, `allowed: "cold" or the path of a chain file with configurations`)
 	case s.NSamples < 0:
 		return bad("sample.n_samples", s.NSamples, "must be ≥ 0 (0 = no sampling)")
 	case s.BatchSize < 1:
@@ -486,10 +532,17 @@ func (s SlurmConfig) TimeLimitSeconds() int {
 
 // CheckRanks reports whether the batch splits over ranks MPI ranks: every
 // rank gets batch_size/ranks configurations, a whole number of
-// micro-batches. Errors name the key to change.
+// micro-batches; the HMC baseline runs on one rank only. Errors name the
+// key to change.
 func (c Config) CheckRanks(ranks int) error {
 	if ranks < 1 {
 		panic(fmt.Sprintf("nfio: CheckRanks(%d)", ranks))
+	}
+	if c.HMC() {
+		if ranks > 1 {
+			return bad("sample.method", c.Sample.Method, "the HMC baseline is one chain on one process; run it without mpirun/srun (%d ranks)", ranks)
+		}
+		return nil
 	}
 	b, mb := c.Train.BatchSize, c.Train.MicroBatch
 	if b%ranks != 0 {

@@ -76,6 +76,28 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// TestParseHMC: an HMC baseline file needs [lattice] and [sample] only;
+// it runs on one rank.
+func TestParseHMC(t *testing.T) {
+	c, err := Parse("[lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nn_samples = 100\nseed = 4\nmd_steps = 12\nstart = \"cold\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HMC() || c.Sample.Seed != 4 || c.Sample.MDSteps != 12 || c.Sample.TrajectoryLength != 1 || c.Train.Steps != 0 {
+		t.Errorf("sample %+v, train steps %d", c.Sample, c.Train.Steps)
+	}
+	if err := c.CheckRanks(1); err != nil {
+		t.Errorf("one rank: %v", err)
+	}
+	if err := c.CheckRanks(2); err == nil || !strings.Contains(err.Error(), "sample.method") {
+		t.Errorf("two ranks: %v, want an error naming sample.method", err)
+	}
+	d, _ := Parse(minimal)
+	if d.HMC() || d.Sample.Method != MethodNMCMC {
+		t.Errorf("default method %q", d.Sample.Method)
+	}
+}
+
 func TestParseFull(t *testing.T) {
 	text := `
 [lattice]
@@ -139,7 +161,7 @@ time = "48:00:00"
 	if c.IO != (IOConfig{OutDir: "out/L16", Restart: "never"}) {
 		t.Errorf("io %+v", c.IO)
 	}
-	if c.Sample != (SampleConfig{NSamples: 1000, BatchSize: 100, SaveConfigs: true, Seed: 9}) {
+	if c.Sample != (SampleConfig{Method: MethodNMCMC, NSamples: 1000, BatchSize: 100, SaveConfigs: true, Seed: 9, TrajectoryLength: 1, MDSteps: 10, Start: "cold"}) {
 		t.Errorf("sample %+v", c.Sample)
 	}
 	want := defaultSlurm()
@@ -207,6 +229,11 @@ func TestParseErrors(t *testing.T) {
 		{"out dir empty", "[lattice]\nL = 8\n[io]\nout_dir = \"\"", `io.out_dir = "": must name a directory`, true},
 		{"restart empty", "[lattice]\nL = 8\n[io]\nrestart = \" \"", `io.restart = " "`, true},
 		{"sample negative", "[lattice]\nL = 8\n[sample]\nn_samples = -5", "sample.n_samples = -5", true},
+		{"sample method", "[lattice]\nL = 8\n[sample]\nmethod = \"metropolis\"", `sample.method = "metropolis": allowed: "nmcmc", "hmc"`, true},
+		{"hmc with train", "[lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 1", `train: sample.method = "hmc" trains no flow; remove [train]`, true},
+		{"hmc without seed", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"", "sample.seed: required", true},
+		{"hmc md steps", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 1\nmd_steps = 0", "sample.md_steps = 0: must be ≥ 1", true},
+		{"hmc trajectory", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 1\ntrajectory_length = -1.0", "sample.trajectory_length = -1: must be > 0", true},
 		{"slurm time", "[lattice]\nL = 8\n[slurm]\ntime = \"2h\"", `slurm.time = "2h": must be "HH:MM:SS"`, true},
 		{"slurm minutes", "[lattice]\nL = 8\n[slurm]\ntime = \"01:75:00\"", `slurm.time = "01:75:00"`, true},
 		{"slurm signal", "[lattice]\nL = 8\n[slurm]\ntime = \"00:04:00\"", "slurm.signal_seconds = 300: must be shorter than slurm.time", true},

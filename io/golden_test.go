@@ -1,6 +1,7 @@
 package nfio
 
 import (
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -55,4 +56,29 @@ func TestChainGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Check(t, "chain.h5.txt", golden.H5Header(t, path))
+}
+
+// TestHMCChainGolden: an HMC chain.h5 with two trajectories: the dH
+// column, the hmc/ state datasets and the HMC root attributes.
+func TestHMCChainGolden(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chain.h5")
+	meta := ChainMeta{L: 4, Beta: 2, Kappa: 0.276, Seed: 5, Precision: "float64",
+		Method: MethodHMC, TrajectoryLength: 1, MDSteps: 10, Start: "cold"}
+	c, err := CreateChain(path, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := ChainObservables{Condensate: 0.5, Sign: 1, TopologicalCharge: 0, Plaquette: 0.75}
+	nan := math.NaN()
+	rows := []ChainRow{
+		{Accepted: true, LogQ: nan, LogP: 20, LogW: nan, DH: 0.01, State: obs, Proposal: obs},
+		{Accepted: false, LogQ: nan, LogP: 18, LogW: nan, DH: 2.5, State: obs, Proposal: obs},
+	}
+	if err := c.AppendHMC(rows, nil, make([]float64, 2*16)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "chain_hmc.h5.txt", golden.H5Header(t, path))
 }

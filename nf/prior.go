@@ -54,6 +54,7 @@ const (
 	DomainAccept uint32 = 3 // accept/reject uniforms of the sampler
 	DomainProbe  uint32 = 4 // acceptance probes during training
 	DomainInit   uint32 = 5 // network initialization
+	DomainHMC    uint32 = 6 // momenta and accept uniforms of the HMC baseline (package sample)
 )
 
 // SamplePrior fills z (len B·2V) with independent uniform angles in

@@ -78,10 +78,13 @@ func Run(ctx context.Context, c comm.Comm, src proposalSource, opts Options) err
 	var st chainState
 	start := []float64{0}
 	if c.Rank() == 0 {
+		var r nfio.Resume
 		var err error
-		ch, m, st, err = openChainFile(opts)
+		ch, r, err = openChainFile(opts)
 		if err == nil {
 			defer ch.Close()
+			m = nf.Metropolis{Steps: r.Steps, Accepted: r.Accepted, Current: r.Current, LogW: r.LogW}
+			st = chainState{obs: r.State, config: r.Config}
 			start[0] = float64(m.Steps)
 		}
 		if err := c.AgreeError(err); err != nil {
@@ -167,10 +170,10 @@ func (st *chainState) steps(m *nf.Metropolis, p *proposalBlock, first int64, see
 }
 
 // openChainFile opens the chain at opts.Path for continuing, or creates
-// it, and returns the sampler state after its last step.
-func openChainFile(opts Options) (*nfio.Chain, nf.Metropolis, chainState, error) {
-	m := nf.NewMetropolis()
-	var st chainState
+// it, and returns the chain's state after its last step (that of an empty
+// chain for a new file).
+func openChainFile(opts Options) (*nfio.Chain, nfio.Resume, error) {
+	empty := nfio.Resume{Current: -1}
 	if _, err := os.Stat(opts.Path); err == nil {
 		// The file is read in a child process first: the HDF5 library can
 		// crash or hang on a damaged file (nfio.ProbeChain).
@@ -180,31 +183,29 @@ func openChainFile(opts Options) (*nfio.Chain, nf.Metropolis, chainState, error)
 		} else if old, err := nfio.ReadChainMeta(opts.Path); err != nil {
 			why = "it is not a chain file of this program"
 		} else if !old.Same(opts.Meta) {
-			why = "it is a chain of another model, seed, lattice or save_configs"
+			why = "it is a chain of another model, method, seed, lattice or save_configs"
 		} else {
 			ch, err := nfio.OpenChain(opts.Path)
 			if err != nil {
-				return nil, m, st, err
+				return nil, empty, err
 			}
 			r, err := ch.Resume()
 			if err != nil {
 				ch.Close()
-				return nil, m, st, err
+				return nil, empty, err
 			}
-			m = nf.Metropolis{Steps: r.Steps, Accepted: r.Accepted, Current: r.Current, LogW: r.LogW}
-			st = chainState{obs: r.State, config: r.Config}
-			return ch, m, st, nil
+			return ch, r, nil
 		}
 		prev := nfio.PrevPath(opts.Path)
 		if opts.Progress != nil {
 			fmt.Fprintf(opts.Progress, "sample: %s is kept as %s: %s\n", opts.Path, prev, why)
 		}
 		if err := os.Rename(opts.Path, prev); err != nil {
-			return nil, m, st, fmt.Errorf("sample: %w", err)
+			return nil, empty, fmt.Errorf("sample: %w", err)
 		}
 	}
 	ch, err := nfio.CreateChain(opts.Path, opts.Meta)
-	return ch, m, st, err
+	return ch, empty, err
 }
 
 // finishChain computes the estimates of the whole chain file, stores them
@@ -384,14 +385,20 @@ type ObservableReport struct {
 
 // Report summarizes chain.h5.
 type Report struct {
-	Steps         int                `json:"steps"`
-	Accepted      int                `json:"accepted"`
-	Acceptance    Num                `json:"acceptance"`
-	LongestRun    int                `json:"longest_rejection_run"`
-	LongestRunAt  int                `json:"longest_rejection_run_start"`
-	LongRuns      int                `json:"long_rejection_runs"` // runs longer than LongRun
-	LongRun       int                `json:"long_run"`            // the threshold of LongRuns (-long-run)
-	ESS           Num                `json:"ess"`                 // of the proposals, eq. (26)
+	Steps        int    `json:"steps"`
+	Accepted     int    `json:"accepted"`
+	Acceptance   Num    `json:"acceptance"`
+	LongestRun   int    `json:"longest_rejection_run"`
+	LongestRunAt int    `json:"longest_rejection_run_start"`
+	LongRuns     int    `json:"long_rejection_runs"` // runs longer than LongRun
+	LongRun      int    `json:"long_run"`            // the threshold of LongRuns (-long-run)
+	ESS          Num    `json:"ess"`                 // of the proposals, eq. (26); NaN for HMC
+	SignChanges  int    `json:"sign_changes"`        // steps where the sign of det D of the state changed
+	Method       string `json:"method"`              // "nmcmc" or "hmc"
+	// HMC only (NaN for NMCMC): ⟨e^{−ΔH}⟩ with its Γ-method error (1 for
+	// a correct reversible, area-preserving integrator) and ⟨ΔH⟩.
+	ExpMinusDH    Estimate           `json:"exp_minus_dH"`
+	MeanDH        Num                `json:"dH_mean"`
 	Observables   []ObservableReport `json:"observables"`
 	FreeEnergyQ   Estimate           `json:"free_energy_q"`
 	FreeEnergyNIS Estimate           `json:"free_energy_nis"`
@@ -415,11 +422,42 @@ func summarizeDefault(d *nfio.ChainData) *Report {
 // Summarize computes the chain report with reps bootstrap
 // resamples, counting rejection runs longer than longRun.
 func Summarize(d *nfio.ChainData, reps, longRun int) *Report {
-	r := &Report{Steps: d.Len(), Data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L, LongRun: longRun}
+	r := &Report{Steps: d.Len(), Data: d, Seed: d.Meta.Seed, Source: d.Meta.Source, ModelHash: d.Meta.ModelHash, L: d.Meta.L, LongRun: longRun,
+		Method: d.Meta.Method, ESS: Num(math.NaN()), ExpMinusDH: Estimate{Num(math.NaN()), Num(math.NaN())}, MeanDH: Num(math.NaN())}
 	r.countRejections(d.Accepted)
-	r.ESS = Num(nf.ESS(d.LogW))
+	r.SignChanges = signChanges(d.State.Sign)
+	if d.Meta.HMC() {
+		r.energyViolation(d.DH)
+	} else {
+		r.ESS = Num(nf.ESS(d.LogW))
+	}
 	r.importanceSampling(d, reps)
 	return r
+}
+
+// signChanges counts the steps whose sign differs from the step before.
+func signChanges(sign []float64) int {
+	n := 0
+	for i := 1; i < len(sign); i++ {
+		if sign[i] != sign[i-1] {
+			n++
+		}
+	}
+	return n
+}
+
+// energyViolation fills ⟨e^{−ΔH}⟩ (Γ-method error) and ⟨ΔH⟩ of an HMC
+// chain.
+func (r *Report) energyViolation(dH []float64) {
+	e := make([]float64, len(dH))
+	sum := 0.0
+	for i, v := range dH {
+		e[i] = math.Exp(-v)
+		sum += v
+	}
+	g := stats.GammaMethod(e, 0)
+	r.ExpMinusDH = Estimate{Num(g.Mean), Num(g.Err)}
+	r.MeanDH = Num(sum / float64(len(dH)))
 }
 
 // countRejections fills the acceptance and the rejection-run statistics.
@@ -444,7 +482,8 @@ func (r *Report) countRejections(accepted []bool) {
 // importanceSampling fills, for every observable, the chain estimate (the
 // Γ-method) and the neural importance sampling estimate on the proposals
 // (self-normalized weights, bootstrap error with reps resamples), and the
-// two free-energy estimates.
+// two free-energy estimates. An HMC chain has no proposal density: its
+// importance-sampling estimates and free energies are NaN.
 func (r *Report) importanceSampling(d *nfio.ChainData, reps int) {
 	n := d.Len()
 	// Self-normalized weights, shifted by the maximal log weight.
@@ -473,6 +512,9 @@ func (r *Report) importanceSampling(d *nfio.ChainData, reps int) {
 		all[i] = i
 	}
 	boot := func(f func([]int) float64) Estimate {
+		if d.Meta.HMC() {
+			return Estimate{Num(math.NaN()), Num(math.NaN())}
+		}
 		rng := rand.New(rand.NewPCG(bootstrapSeed, 0))
 		return Estimate{Num(f(all)), Num(stats.Bootstrap(n, reps, rng, f))}
 	}
@@ -531,19 +573,40 @@ func (r *Report) summaryAttrs() ([]string, []float64) {
 	add("n_steps", Num(r.Steps))
 	add("acceptance_rate", r.Acceptance)
 	add("longest_rejection_run", Num(r.LongestRun))
+	add("sign_changes", Num(r.SignChanges))
+	if r.Method == "hmc" {
+		add("exp_minus_dH_mean", r.ExpMinusDH.Value)
+		add("exp_minus_dH_err", r.ExpMinusDH.Err)
+		add("dH_mean", r.MeanDH)
+	}
 	return names, vals
 }
 
 // PrintReport prints the chain tables.
 func PrintReport(w io.Writer, r *Report) {
-	fmt.Fprintf(w, "\nNMCMC chain (seed %d, L = %d)\n", r.Seed, r.L)
+	hmc := r.Method == "hmc"
+	if hmc {
+		m := r.Data.Meta
+		fmt.Fprintf(w, "\nHMC chain (seed %d, L = %d, trajectory length %g, %d leapfrog steps)\n", r.Seed, r.L, m.TrajectoryLength, m.MDSteps)
+	} else {
+		fmt.Fprintf(w, "\nNMCMC chain (seed %d, L = %d)\n", r.Seed, r.L)
+	}
 	fmt.Fprintf(w, "  steps                      %d\n", r.Steps)
 	fmt.Fprintf(w, "  acceptance rate            %.4f (%d accepted)\n", float64(r.Acceptance), r.Accepted)
 	fmt.Fprintf(w, "  longest rejection run      %d steps (from step %d); %d runs > %d\n", r.LongestRun, r.LongestRunAt, r.LongRuns, r.LongRun)
-	fmt.Fprintf(w, "  ESS of the proposals       %.4f\n", float64(r.ESS))
+	fmt.Fprintf(w, "  sign changes of det D      %d\n", r.SignChanges)
+	if hmc {
+		fmt.Fprintf(w, "  <exp(-dH)>                 %s (1 for an exact integrator)\n", FormatPM(r.ExpMinusDH.Value, r.ExpMinusDH.Err))
+		fmt.Fprintf(w, "  <dH>                       %.4g\n", float64(r.MeanDH))
+	} else {
+		fmt.Fprintf(w, "  ESS of the proposals       %.4f\n", float64(r.ESS))
+	}
 	fmt.Fprintf(w, "\n  %-27s %-26s %-18s %s\n", "observable", "chain mean ± error", "tau_int ± error", "importance sampling")
 	for _, o := range r.Observables {
 		fmt.Fprintf(w, "  %-27s %-26s %-18s %s\n", o.Name, FormatPM(o.Mean, o.Err), FormatPM(o.TauInt, o.TauIntErr), FormatPM(o.NIS.Value, o.NIS.Err))
+	}
+	if hmc {
+		return
 	}
 	fmt.Fprintf(w, "\n  free energy F_q   = -mean log w  %s\n", FormatPM(r.FreeEnergyQ.Value, r.FreeEnergyQ.Err))
 	fmt.Fprintf(w, "  free energy F_NIS = -log mean w  %s\n", FormatPM(r.FreeEnergyNIS.Value, r.FreeEnergyNIS.Err))
