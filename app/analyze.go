@@ -13,7 +13,8 @@ import (
 	"nfschwinger/sample"
 )
 
-const analyzeUsage = `usage: nfschwinger analyze [flags] DIR
+var analyzeUsage = `usage: nfschwinger analyze [flags] DIR
+       nfschwinger analyze [flags] DIR1 DIR2 ...
 
 Reads DIR/history.h5 (training) and DIR/chain.h5 (NMCMC chain), whichever
 exist, prints a training summary (steps, ESS averaged over the last window,
@@ -23,6 +24,10 @@ integrated autocorrelation time (Γ-method of Wolff) next to the
 importance-sampling estimate on the proposals (bootstrap error), and the
 free energies F_q = −mean log w and F_NIS = −log mean w (bootstrap errors).
 Writes the plots DIR/ess.png, DIR/acceptance.png and DIR/chain_history.png.
+An HMC chain (sample.method = "hmc") has no importance sampling; analyze
+prints <exp(-dH)> and <dH> instead.
+
+` + analyzeCompareUsage + `
 
 flags:
 `
@@ -63,14 +68,17 @@ func cmdAnalyze(args []string, stdout io.Writer) error {
 	if err != nil || pos == nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("analyze: need one run directory, got %d arguments (see nfschwinger analyze -h)", len(pos))
+	if len(pos) == 0 {
+		return usagef("analyze: need a run directory (or several to compare; see nfschwinger analyze -h)")
 	}
-	opts.Dir = pos[0]
 	opts.Plots = !*noPlots
 	if opts.Window < 1 || opts.Excerpt < 1 || opts.From < 0 || opts.LongRun < 0 || opts.Bootstrap < 2 {
 		return usagef("analyze: -window and -excerpt must be ≥ 1, -from and -long-run ≥ 0, -bootstrap ≥ 2")
 	}
+	if len(pos) > 1 {
+		return runCompare(opts, pos, stdout)
+	}
+	opts.Dir = pos[0]
 	return runAnalyze(opts, stdout)
 }
 
@@ -96,7 +104,7 @@ type trainingStats struct {
 	// "acceptance"), NaN/null when the history has none.
 	FinalAcceptance sample.Num `json:"final_acceptance"`
 
-	step, ess, acceptance []float64 // for the plots
+	step, ess, wall, acceptance []float64 // for the plots
 }
 
 // readTraining reads history.h5 and summarizes it.
@@ -115,6 +123,7 @@ func readTraining(path string, window int) (*trainingStats, error) {
 	for _, r := range rows {
 		t.step = append(t.step, float64(r.Step))
 		t.ess = append(t.ess, r.ESS)
+		t.wall = append(t.wall, r.WallTime)
 	}
 	if len(rows) > 0 {
 		last := rows[len(rows)-1]

@@ -280,6 +280,25 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	return st, nil
 }
 
+// ReadCheckpointConfig returns the params.toml text stored in the
+// checkpoint at path (attribute "toml" of /config), without reading the
+// model: what analyze needs to label a run.
+func ReadCheckpointConfig(path string) (string, error) {
+	if err := verifyTrailer(path); err != nil {
+		return "", fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	}
+	f, err := h5.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	}
+	defer f.Close()
+	text, err := h5.ReadStringAttr(f, "/config", "toml")
+	if err != nil {
+		return "", fmt.Errorf("read checkpoint %s: %w: %w", path, ErrCheckpointCorrupt, err)
+	}
+	return text, nil
+}
+
 // checksum is the SHA-256 of the parameters (as float64), the moments, the
 // counters, the config text and the history rows (every column of every
 // row, as 8 bytes each; none in format 1), in a fixed order, as hex.
