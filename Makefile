@@ -25,7 +25,7 @@ MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 TEST_TIMEOUT ?= 60m
 PKG ?= ./...
 
-.PHONY: all deps build run test vet bench env clean
+.PHONY: all deps build run test vet bench study env clean
 
 all: build
 
@@ -70,6 +70,15 @@ test: deps
 		echo "fuzzing $$f for $(FUZZTIME_TEST)"; \
 		$(CGO_ENV) $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME_TEST) ./io/ || exit 1; \
 	done; fi
+
+# The estimator study (README: "The estimator study"): REINFORCE, r.t. and
+# path gradient at L = 8 on three seeds each (configs/study/, about an hour
+# on 2 cores), then the comparison table and the overlay plots
+# study/compare_ess_step.png and study/compare_ess_time.png. Interrupted,
+# it continues where it stopped (restart = "auto").
+study: build
+	@for f in configs/study/*.toml; do echo "== $$f"; ./nfschwinger $$f || exit $$?; done
+	./nfschwinger analyze study/*/
 
 # The timing and memory tables of the paper (nfschwinger bench; a few
 # minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full

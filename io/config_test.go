@@ -2,6 +2,7 @@ package nfio
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -410,4 +411,46 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Text differs from the input")
 		}
 	})
+}
+
+// TestShippedConfigs: params.toml and every file of configs/ parse; the
+// study's nine runs differ only in estimator, seed and out_dir, and train
+// the model of params.toml (as their comments say).
+func TestShippedConfigs(t *testing.T) {
+	files, _ := filepath.Glob("../configs/*.toml")
+	study, _ := filepath.Glob("../configs/study/*.toml")
+	if len(study) != 9 {
+		t.Errorf("configs/study has %d files, want 9 (3 estimators × 3 seeds)", len(study))
+	}
+	def, err := Load("../params.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, study...) {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range study {
+		c, err := Load(f)
+		if err != nil {
+			continue
+		}
+		key := fmt.Sprintf("%s/%d", c.Train.Estimator, c.Train.Seed)
+		if seen[key] || c.IO.OutDir != "study/"+strings.TrimSuffix(filepath.Base(f), ".toml") {
+			t.Errorf("%s: %s (out_dir %s) repeats a run or names another directory", f, key, c.IO.OutDir)
+		}
+		seen[key] = true
+		if !reflect.DeepEqual(c.Model, def.Model) || c.Lat != def.Lat {
+			t.Errorf("%s: model %+v on %+v, want params.toml's %+v on %+v", f, c.Model, c.Lat, def.Model, def.Lat)
+		}
+		c0, _ := Load(study[0])
+		c.Train.Estimator, c.Train.Seed, c.IO.OutDir = c0.Train.Estimator, c0.Train.Seed, c0.IO.OutDir
+		c.Text, c0.Text = "", ""
+		c.Sample.Seed, c0.Sample.Seed = 0, 0
+		if !reflect.DeepEqual(c, c0) {
+			t.Errorf("%s differs from %s in more than estimator, seed and out_dir", f, study[0])
+		}
+	}
 }
