@@ -53,12 +53,13 @@ func usagef(format string, args ...any) error {
 }
 
 const usageText = `usage:
-  nfschwinger PARAMS.toml                 train (and sample) as PARAMS.toml says
+  nfschwinger PARAMS.toml                 train (and sample) as PARAMS.toml says; or the HMC baseline
   nfschwinger check PARAMS.toml           validate PARAMS.toml, print parameters and memory per rank
   nfschwinger slurm PARAMS.toml           print the Slurm batch script of the run ([slurm] section)
   nfschwinger measure [flags] IN.h5 OUT.h5
                                           action, force and observables of configurations
   nfschwinger analyze [-json] DIR         tables and plots from DIR/history.h5 and DIR/chain.h5
+  nfschwinger analyze [-json] DIR1 DIR2 … compare the training of several runs (table, overlay plots)
   nfschwinger bench [flags]               time training steps and the action; markdown tables or -json
 run 'nfschwinger COMMAND -h' for the flags of a command.
 `

@@ -33,6 +33,19 @@ func thermalized(t *testing.T, h *HMC, L, n int) *HMCState {
 	return st
 }
 
+// phaseSpacePoint returns copies of the links and force of st, Gaussian
+// momenta from the stream of seed, and H there.
+func phaseSpacePoint(st *HMCState, seed uint64) (theta, force, p []float64, h float64) {
+	theta = append([]float64(nil), st.Links...)
+	force = append([]float64(nil), st.Force...)
+	p = make([]float64, len(theta))
+	rng := nf.Stream(seed, 0, 0, 0)
+	for i := range p {
+		p[i] = rng.NormFloat64()
+	}
+	return theta, force, p, kinetic(p) + st.Obs.Action
+}
+
 // TestLeapfrogReversible: integrating forward, flipping the momenta and
 // integrating again returns the links and H to rounding, on a thermalized
 // configuration at L = 4 and 8.
@@ -40,15 +53,7 @@ func TestLeapfrogReversible(t *testing.T) {
 	for _, L := range []int{4, 8} {
 		h := NewHMC(lgt.Paper(L), 1, 20, 3)
 		st := thermalized(t, h, L, 20)
-		n := 2 * L * L
-		theta := append([]float64(nil), st.Links...)
-		force := append([]float64(nil), st.Force...)
-		p := make([]float64, n)
-		rng := nf.Stream(7, 0, 0, 0)
-		for i := range p {
-			p[i] = rng.NormFloat64()
-		}
-		h0 := kinetic(p) + st.Obs.Action
+		theta, force, p, h0 := phaseSpacePoint(st, 7)
 		mid, err := h.Leapfrog(theta, p, force)
 		if err != nil {
 			t.Fatal(err)
@@ -89,14 +94,7 @@ func TestLeapfrogSecondOrder(t *testing.T) {
 	var dH []float64
 	for _, md := range []int{20, 40, 80} {
 		h := NewHMC(lgt.Paper(L), 0.5, md, 3)
-		theta := append([]float64(nil), st.Links...)
-		force := append([]float64(nil), st.Force...)
-		p := make([]float64, len(theta))
-		rng := nf.Stream(9, 0, 0, 0)
-		for i := range p {
-			p[i] = rng.NormFloat64()
-		}
-		h0 := kinetic(p) + st.Obs.Action
+		theta, force, p, h0 := phaseSpacePoint(st, 9)
 		end, err := h.Leapfrog(theta, p, force)
 		if err != nil {
 			t.Fatal(err)
