@@ -51,8 +51,26 @@ func runCheck(opts checkOptions, w io.Writer) error {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.NumCPU()
 	}
+	if c.HMC() {
+		printCheckHMC(w, opts.Params, c)
+		return nil
+	}
 	printCheck(w, opts.Params, c, opts.Workers)
 	return nil
+}
+
+// printCheckHMC writes the report of a valid HMC baseline configuration:
+// no flow; one process; the memory is one Schur complement (16 V² bytes)
+// and a few link-sized vectors.
+func printCheckHMC(w io.Writer, path string, c nfio.Config) {
+	s, L := c.Sample, c.Lat.L
+	V := int64(L * L)
+	fmt.Fprintf(w, "%s: valid\n", path)
+	fmt.Fprintf(w, "lattice     L = %d (V = %d), beta = %g, kappa = %g\n", L, V, c.Lat.Beta, c.Lat.Kappa)
+	fmt.Fprintf(w, "sampling    HMC baseline (no flow, no training): %d trajectories of length %g in %d leapfrog steps of %g, seed %d, start %q\n",
+		s.NSamples, s.TrajectoryLength, s.MDSteps, s.TrajectoryLength/float64(s.MDSteps), s.Seed, s.Start)
+	fmt.Fprintf(w, "ranks       1 (one chain on one process)\n")
+	fmt.Fprintf(w, "memory      %s (Schur complement 16 V^2 and six 2V vectors of float64)\n", bytesString(16*V*V+6*2*V*8))
 }
 
 // memEstimate is the memory one rank needs for one micro-batch, in bytes,

@@ -134,3 +134,22 @@ func TestCheckCommand(t *testing.T) {
 		t.Errorf("runCheck error %v does not carry the key", err)
 	}
 }
+
+// TestCheckHMC: check of an HMC baseline file reports the sampler and one
+// process, not a flow.
+func TestCheckHMC(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hmc.toml")
+	os.WriteFile(path, []byte("[lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 2\nn_samples = 100\nmd_steps = 20\n"), 0o644)
+	var out, errb bytes.Buffer
+	if status := Main([]string{"check", path}, &out, &errb); status != ExitOK {
+		t.Fatalf("status %d, %s", status, errb.String())
+	}
+	for _, want := range []string{"HMC baseline", "100 trajectories of length 1 in 20 leapfrog steps of 0.05", "ranks       1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "parameters") {
+		t.Errorf("an HMC report names flow parameters:\n%s", out.String())
+	}
+}
