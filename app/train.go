@@ -243,7 +243,10 @@ func (r *run[T]) restore() error {
 				// and never parse the old one, which may be damaged.
 				r.hist, err = nfio.RestoreHistory(hp, r.state.History)
 			case r.state.Step > 0 && statErr == nil: // a format-1 checkpoint: no rows in it
-				if perr := nfio.ProbeHistory(hp); perr != nil {
+				if perr := nfio.ProbeHistory(hp); errors.Is(perr, nfio.ErrInUse) {
+					err = perr // another run's history: never move it
+					break
+				} else if perr != nil {
 					fmt.Fprintf(r.opts.Stderr, "nfschwinger: %v; kept as %s, a new history starts at step %d\n",
 						perr, nfio.PrevPath(hp), r.state.Step)
 					r.hist, err = nfio.RestoreHistory(hp, nil)

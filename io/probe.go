@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -83,14 +84,39 @@ func readChainWhole(path string) error {
 // ProbeChain reads the chain file at path in a child process (see
 // ServeProbe) and returns nil if it reads, or an error wrapping ErrDamaged
 // that says how it failed: the reader's error, a crash of the HDF5 library
-// or a hang (no answer within ProbeTimeout).
+// or a hang (no answer within ProbeTimeout). A file locked for writing by
+// another open of it is not read: the error wraps ErrInUse instead.
 func ProbeChain(path string) error { return probe("chain", path) }
 
 // ProbeHistory reads the history file at path in a child process, as
 // ProbeChain does for a chain.
 func ProbeHistory(path string) error { return probe("history", path) }
 
+// ErrInUse reports a file that another open of it (another process, as
+// a run still writing it) holds locked for writing: the HDF5 library
+// locks the files it writes, and a reader cannot open them meanwhile.
+var ErrInUse = errors.New("file in use")
+
+// lockedForWriting reports whether another open file description holds
+// an exclusive lock on path (flock, as HDF5 takes it for writing).
+func lockedForWriting(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	if err := syscall.Flock(fd, syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(fd, syscall.LOCK_UN)
+	return false
+}
+
 func probe(kind, path string) error {
+	if lockedForWriting(path) {
+		return fmt.Errorf("%s: %w: another process has it open for writing (a run still in progress?); try again when it has finished", path, ErrInUse)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", path, err)

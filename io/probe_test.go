@@ -47,3 +47,26 @@ func TestProbe(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeInUse: a history that is open for writing (as by a run in
+// progress) is reported as ErrInUse, not as damaged, and reads again once
+// closed.
+func TestProbeInUse(t *testing.T) {
+	t.Setenv("HDF5_USE_FILE_LOCKING", "TRUE") // clusters often turn HDF5's locks off
+	path := filepath.Join(t.TempDir(), "history.h5")
+	h, err := CreateHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Append(rows(1, 3, 1)...); err != nil {
+		t.Fatal(err)
+	}
+	err = ProbeHistory(path)
+	if !errors.Is(err, ErrInUse) || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "open for writing") {
+		t.Errorf("open history: %v, want ErrInUse (not ErrDamaged)", err)
+	}
+	h.Close()
+	if err := ProbeHistory(path); err != nil {
+		t.Errorf("closed history: %v", err)
+	}
+}

@@ -178,7 +178,9 @@ func openChainFile(opts Options) (*nfio.Chain, nfio.Resume, error) {
 		// The file is read in a child process first: the HDF5 library can
 		// crash or hang on a damaged file (nfio.ProbeChain).
 		var why string
-		if err := nfio.ProbeChain(opts.Path); err != nil {
+		if err := nfio.ProbeChain(opts.Path); errors.Is(err, nfio.ErrInUse) {
+			return nil, empty, fmt.Errorf("sample: %w", err) // another run's chain: never move it
+		} else if err != nil {
 			why = fmt.Sprintf("it cannot be continued: %v", err)
 		} else if old, err := nfio.ReadChainMeta(opts.Path); err != nil {
 			why = "it is not a chain file of this program"
