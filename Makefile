@@ -5,7 +5,7 @@ GO ?= go
 
 # Debian packages the project needs (build, test, and the Python readers).
 DEB_PACKAGES := build-essential pkg-config libopenmpi-dev openmpi-bin \
-	libhdf5-dev hdf5-tools libopenblas-dev liblapacke-dev \
+	libhdf5-dev hdf5-tools libopenblas-dev liblapacke-dev libdnnl-dev \
 	python3 python3-h5py python3-numpy shellcheck slurm-wlm munge
 
 # cgo flags: MPI from the wrapper compiler, HDF5 from pkg-config (Debian's
@@ -87,6 +87,7 @@ study: build
 bench: build
 	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 $${BENCH_FLAGS:-}
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 2x ./lgt/ ./nf/
+	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 300x ./internal/dnnl/
 
 # Prints the build environment, for `eval $$(make -s env)` in a shell.
 env:
