@@ -1,6 +1,7 @@
 // Package dnnl is the binding of oneDNN (Debian's libdnnl-dev 2.6, the C
 // API of dnnl.h) that the conditioner's convolutions are moving to (issue
-// 15): one forward convolution primitive per shape, created once and run
+// 15): the convolution primitives of one shape — forward, and for the
+// plain layout backward data and backward weights — created once and run
 // many times, on memory that oneDNN owns (so that it may keep its blocked
 // layouts, and so that no Go pointer is retained by C).
 //
@@ -23,15 +24,27 @@ typedef struct {
 	dnnl_stream_t st;
 	dnnl_primitive_desc_t pd;
 	dnnl_primitive_t prim;
-	dnnl_memory_t mem[4]; // src, weights, bias, dst
+	dnnl_memory_t mem[8]; // src, weights, bias, dst; diff_dst, diff_src, diff_weights, diff_bias
+	dnnl_primitive_desc_t bpd[2];
+	dnnl_primitive_t bprim[2]; // backward data, backward weights
+	dnnl_primitive_attr_t attr; // user-managed scratchpad (see nfconv_create)
+	dnnl_memory_t scratch[3];   // scratchpads of the forward, backward data and backward weights primitives
+	int n, cin, hp, wp, cout, k, dil;
 } nfconv;
 
 static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, int k, int dil,
 		int bf16, int any) {
 	memset(c, 0, sizeof *c);
+	c->n = n; c->cin = cin; c->hp = hp; c->wp = wp; c->cout = cout; c->k = k; c->dil = dil;
 	int h = hp - dil * (k - 1), w = wp - dil * (k - 1);
 	dnnl_status_t s;
 	if ((s = dnnl_engine_create(&c->eng, dnnl_cpu, 0)) != dnnl_success) return s;
+	// The library's default scratchpad is per thread and sized when a
+	// primitive is created; a Go caller may create and execute on
+	// different OS threads, which overran it (intermittent crashes). Each
+	// primitive gets its own scratchpad memory instead.
+	if ((s = dnnl_primitive_attr_create(&c->attr)) != dnnl_success) return s;
+	if ((s = dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user)) != dnnl_success) return s;
 	if ((s = dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags)) != dnnl_success) return s;
 	dnnl_dims_t sd = {n, cin, hp, wp}, wd = {cout, cin, k, k}, bd = {cout}, dd = {n, cout, h, w};
 	dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
@@ -44,8 +57,10 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 	dnnl_convolution_desc_t cd;
 	if ((s = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
 			&smd, &wmd, &bmd, &dmd, strides, dilates, pad, pad)) != dnnl_success) return s;
-	if ((s = dnnl_primitive_desc_create(&c->pd, &cd, NULL, c->eng, NULL)) != dnnl_success) return s;
+	if ((s = dnnl_primitive_desc_create(&c->pd, &cd, c->attr, c->eng, NULL)) != dnnl_success) return s;
 	if ((s = dnnl_primitive_create(&c->prim, c->pd)) != dnnl_success) return s;
+	if ((s = dnnl_memory_create(&c->scratch[0], dnnl_primitive_desc_query_md(c->pd, dnnl_query_scratchpad_md, 0),
+			c->eng, DNNL_MEMORY_ALLOCATE)) != dnnl_success) return s;
 	dnnl_query_t q[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_weights_md, dnnl_query_dst_md};
 	int idx[4] = {0, 0, 1, 0};
 	for (int i = 0; i < 4; i++) {
@@ -53,6 +68,50 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 		if ((s = dnnl_memory_create(&c->mem[i], md, c->eng, DNNL_MEMORY_ALLOCATE)) != dnnl_success) return s;
 	}
 	return dnnl_success;
+}
+
+// nfconv_backward creates the backward-data and backward-weights
+// primitives of a plain float32 convolution, with plain memory for the
+// gradients.
+static int nfconv_backward(nfconv *c) {
+	int h = c->hp - c->dil * (c->k - 1), w = c->wp - c->dil * (c->k - 1);
+	dnnl_dims_t sd = {c->n, c->cin, c->hp, c->wp}, wd = {c->cout, c->cin, c->k, c->k}, bd = {c->cout}, dd = {c->n, c->cout, h, w};
+	dnnl_memory_desc_t smd, wmd, bmd, dmd;
+	dnnl_status_t s;
+	if ((s = dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nchw)) != dnnl_success) return s;
+	if ((s = dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_oihw)) != dnnl_success) return s;
+	if ((s = dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x)) != dnnl_success) return s;
+	if ((s = dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nchw)) != dnnl_success) return s;
+	dnnl_dims_t strides = {1, 1}, dilates = {c->dil - 1, c->dil - 1}, pad = {0, 0};
+	dnnl_convolution_desc_t bdd, bwd;
+	if ((s = dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+			&smd, &wmd, &dmd, strides, dilates, pad, pad)) != dnnl_success) return s;
+	if ((s = dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+			&smd, &wmd, &bmd, &dmd, strides, dilates, pad, pad)) != dnnl_success) return s;
+	if ((s = dnnl_primitive_desc_create(&c->bpd[0], &bdd, c->attr, c->eng, c->pd)) != dnnl_success) return s;
+	if ((s = dnnl_primitive_desc_create(&c->bpd[1], &bwd, c->attr, c->eng, c->pd)) != dnnl_success) return s;
+	for (int i = 0; i < 2; i++) {
+		if ((s = dnnl_primitive_create(&c->bprim[i], c->bpd[i])) != dnnl_success) return s;
+		if ((s = dnnl_memory_create(&c->scratch[1 + i], dnnl_primitive_desc_query_md(c->bpd[i], dnnl_query_scratchpad_md, 0),
+				c->eng, DNNL_MEMORY_ALLOCATE)) != dnnl_success) return s;
+	}
+	const dnnl_memory_desc_t *mds[4] = {&dmd, &smd, &wmd, &bmd};
+	for (int i = 0; i < 4; i++)
+		if ((s = dnnl_memory_create(&c->mem[4 + i], mds[i], c->eng, DNNL_MEMORY_ALLOCATE)) != dnnl_success) return s;
+	return dnnl_success;
+}
+
+// nfconv_run_backward computes diff_src (from diff_dst and the weights)
+// and diff_weights, diff_bias (from src and diff_dst).
+static int nfconv_run_backward(nfconv *c) {
+	dnnl_exec_arg_t a0[4] = {{DNNL_ARG_DIFF_DST, c->mem[4]}, {DNNL_ARG_WEIGHTS, c->mem[1]}, {DNNL_ARG_DIFF_SRC, c->mem[5]},
+		{DNNL_ARG_SCRATCHPAD, c->scratch[1]}};
+	dnnl_exec_arg_t a1[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_DIFF_DST, c->mem[4]},
+		{DNNL_ARG_DIFF_WEIGHTS, c->mem[6]}, {DNNL_ARG_DIFF_BIAS, c->mem[7]}, {DNNL_ARG_SCRATCHPAD, c->scratch[2]}};
+	dnnl_status_t s;
+	if ((s = dnnl_primitive_execute(c->bprim[0], c->st, 4, a0)) != dnnl_success) return s;
+	if ((s = dnnl_primitive_execute(c->bprim[1], c->st, 5, a1)) != dnnl_success) return s;
+	return dnnl_stream_wait(c->st);
 }
 
 static void *nfconv_handle(nfconv *c, int i) {
@@ -68,15 +127,21 @@ static size_t nfconv_bytes(nfconv *c, int i) {
 }
 
 static int nfconv_run(nfconv *c) {
-	dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_WEIGHTS, c->mem[1]},
-		{DNNL_ARG_BIAS, c->mem[2]}, {DNNL_ARG_DST, c->mem[3]}};
-	dnnl_status_t s = dnnl_primitive_execute(c->prim, c->st, 4, args);
+	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_WEIGHTS, c->mem[1]},
+		{DNNL_ARG_BIAS, c->mem[2]}, {DNNL_ARG_DST, c->mem[3]}, {DNNL_ARG_SCRATCHPAD, c->scratch[0]}};
+	dnnl_status_t s = dnnl_primitive_execute(c->prim, c->st, 5, args);
 	if (s != dnnl_success) return s;
 	return dnnl_stream_wait(c->st);
 }
 
 static void nfconv_destroy(nfconv *c) {
-	for (int i = 0; i < 4; i++) if (c->mem[i]) dnnl_memory_destroy(c->mem[i]);
+	for (int i = 0; i < 8; i++) if (c->mem[i]) dnnl_memory_destroy(c->mem[i]);
+	for (int i = 0; i < 3; i++) if (c->scratch[i]) dnnl_memory_destroy(c->scratch[i]);
+	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
+	for (int i = 0; i < 2; i++) {
+		if (c->bprim[i]) dnnl_primitive_destroy(c->bprim[i]);
+		if (c->bpd[i]) dnnl_primitive_desc_destroy(c->bpd[i]);
+	}
 	if (c->prim) dnnl_primitive_destroy(c->prim);
 	if (c->pd) dnnl_primitive_desc_destroy(c->pd);
 	if (c->st) dnnl_stream_destroy(c->st);
@@ -118,10 +183,11 @@ func (s Shape) Flops() float64 {
 // Conv is a forward convolution primitive with its memory. Not safe for
 // concurrent use.
 type Conv struct {
-	c     C.nfconv
-	shape Shape
-	bf16  bool
-	plain bool
+	c        C.nfconv
+	shape    Shape
+	bf16     bool
+	plain    bool
+	backward bool // the backward primitives exist (EnableBackward)
 }
 
 // Layout selects the memory layout of a Conv.
@@ -159,6 +225,55 @@ func NewConv(s Shape, layout Layout, bf16 bool) (*Conv, error) {
 		return nil, fmt.Errorf("dnnl: convolution %+v (bf16 %v): oneDNN status %d", s, bf16, int(st))
 	}
 	return cv, nil
+}
+
+// EnableBackward creates the backward-data and backward-weights
+// primitives of a plain float32 convolution and the gradient buffers
+// (DiffDst, DiffSrc, DiffWeights, DiffBias).
+func (cv *Conv) EnableBackward() error {
+	if !cv.plain {
+		return fmt.Errorf("dnnl: backward passes are implemented for the plain layout only")
+	}
+	if cv.backward {
+		return nil
+	}
+	if st := C.nfconv_backward(&cv.c); st != C.dnnl_success {
+		return fmt.Errorf("dnnl: backward convolution %+v: oneDNN status %d", cv.shape, int(st))
+	}
+	cv.backward = true
+	return nil
+}
+
+// Backward computes DiffSrc = ∂/∂Src and DiffWeights, DiffBias =
+// ∂/∂Weights, ∂/∂Bias of Σ DiffDst·Dst, from DiffDst, Weights and Src
+// (EnableBackward first).
+func (cv *Conv) Backward() error {
+	if !cv.backward {
+		panic("dnnl: Backward before EnableBackward")
+	}
+	if st := C.nfconv_run_backward(&cv.c); st != C.dnnl_success {
+		return fmt.Errorf("dnnl: backward convolution %+v: oneDNN status %d", cv.shape, int(st))
+	}
+	return nil
+}
+
+// DiffDst is the gradient of the output, shaped as Dst.
+func (cv *Conv) DiffDst() []float32 { return cv.gradBuffer(4) }
+
+// DiffSrc is the gradient of the input, shaped as Src.
+func (cv *Conv) DiffSrc() []float32 { return cv.gradBuffer(5) }
+
+// DiffWeights is the gradient of the weights, shaped as Weights.
+func (cv *Conv) DiffWeights() []float32 { return cv.gradBuffer(6) }
+
+// DiffBias is the gradient of the bias.
+func (cv *Conv) DiffBias() []float32 { return cv.gradBuffer(7) }
+
+func (cv *Conv) gradBuffer(i int) []float32 {
+	if !cv.backward {
+		panic("dnnl: gradient buffers before EnableBackward")
+	}
+	return cv.buffer(i)
 }
 
 // buffer returns memory i of a plain Conv as a float32 slice.
