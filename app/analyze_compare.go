@@ -104,6 +104,15 @@ func (r *comparedRun) describe() {
 	r.Estimator, r.Seed, r.L = cfg.Train.Estimator, &seed, cfg.Lat.L
 }
 
+// group is the estimator the run is grouped under ("unknown" without a
+// readable checkpoint).
+func (r *comparedRun) group() string {
+	if r.Estimator == "" {
+		return "unknown"
+	}
+	return r.Estimator
+}
+
 // label sets the legend of every run: "estimator, seed N", with L where the
 // runs differ in it, and the directory name where the run is unknown or
 // the label is not unique.
@@ -137,10 +146,7 @@ func (c *comparison) group() {
 	var order []string
 	byEst := map[string][]*trainingStats{}
 	for _, r := range c.Runs {
-		e := r.Estimator
-		if e == "" {
-			e = "unknown"
-		}
+		e := r.group()
 		if _, ok := byEst[e]; !ok {
 			order = append(order, e)
 		}
@@ -252,10 +258,7 @@ func (c *comparison) plot(dir string, window int) ([]string, error) {
 			if err != nil {
 				return files, fmt.Errorf("plot %s: %w", axis.file, err)
 			}
-			e := r.Estimator
-			if e == "" {
-				e = "unknown"
-			}
+			e := r.group()
 			l.Color = plotutil.Color(slices.Index(ests, e))
 			l.Dashes = plotutil.Dashes(perEst[e])
 			l.Width = vg.Points(1.3)

@@ -59,16 +59,19 @@ type ChainMeta struct {
 // HMC reports whether the chain is an HMC chain.
 func (m ChainMeta) HMC() bool { return m.Method == MethodHMC }
 
+// withMethod returns m with an empty Method read as MethodNMCMC.
+func (m ChainMeta) withMethod() ChainMeta {
+	if m.Method == "" {
+		m.Method = MethodNMCMC
+	}
+	return m
+}
+
 // Same reports whether a chain with meta o continues one with meta m: all
-// fields but Source agree.
+// fields but Source agree (an empty Method is "nmcmc").
 func (m ChainMeta) Same(o ChainMeta) bool {
 	o.Source = m.Source
-	for _, x := range []*ChainMeta{&m, &o} {
-		if x.Method == "" {
-			x.Method = MethodNMCMC
-		}
-	}
-	return m == o
+	return m.withMethod() == o.withMethod()
 }
 
 // chainColumn is one float64 dataset of chain.h5 with its description.
@@ -207,14 +210,10 @@ func (c *Chain) create() error {
 		"observables of the proposal offered at each step (not of the chain state), for importance sampling"); err != nil {
 		return err
 	}
-	m := c.meta
-	method := m.Method
-	if method == "" {
-		method = MethodNMCMC
-	}
+	m := c.meta.withMethod()
 	for _, a := range []struct{ name, val string }{
 		{"format", ChainFormat},
-		{"method", method},
+		{"method", m.Method},
 		{"description", "NMCMC chain of the Metropolized independence sampler, eq. (3): one row per chain step"},
 		{"precision", m.Precision},
 		{"model_sha256", m.ModelHash},
@@ -407,11 +406,11 @@ func (c *Chain) cutHMCState(n int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if r, err := h5.Rows(c.f, hmcStateSet); err != nil {
+	r, err := h5.Rows(c.f, hmcStateSet)
+	if err != nil {
 		return 0, err
-	} else {
-		k = min(k, r)
 	}
+	k = min(k, r)
 	steps, _, err := h5.ReadRows[int64](c.f, hmcStateStepSet, 0, k)
 	if err != nil {
 		return 0, err

@@ -74,33 +74,35 @@ func (h *HMC) NewState(links []float64) (*HMCState, error) {
 // (a singular D or a non-finite action on the way) leaves the arguments
 // at an unspecified point.
 func (h *HMC) Leapfrog(theta, p, force []float64) (lgt.Observables, error) {
-	for i := range p {
-		p[i] -= 0.5 * h.Eps * force[i]
-	}
-	for k := 1; k <= h.MDSteps; k++ {
-		for i := range theta {
-			theta[i] += h.Eps * p[i]
-		}
-		kick := h.Eps
-		var obs lgt.Observables
-		var err error
-		if k == h.MDSteps {
-			kick = 0.5 * h.Eps
-			obs, err = h.ev.Measure(theta, force)
-		} else {
-			_, err = h.ev.Action(theta, force)
-		}
-		if err != nil {
+	kick(p, force, 0.5*h.Eps)
+	for k := 1; k < h.MDSteps; k++ {
+		drift(theta, p, h.Eps)
+		if _, err := h.ev.Action(theta, force); err != nil {
 			return lgt.Observables{}, fmt.Errorf("hmc: leapfrog step %d: %w", k, err)
 		}
-		for i := range p {
-			p[i] -= kick * force[i]
-		}
-		if k == h.MDSteps {
-			return obs, nil
-		}
+		kick(p, force, h.Eps)
 	}
-	panic("unreachable")
+	drift(theta, p, h.Eps)
+	obs, err := h.ev.Measure(theta, force)
+	if err != nil {
+		return lgt.Observables{}, fmt.Errorf("hmc: leapfrog step %d: %w", h.MDSteps, err)
+	}
+	kick(p, force, 0.5*h.Eps)
+	return obs, nil
+}
+
+// drift moves the links: θ += dt·p.
+func drift(theta, p []float64, dt float64) {
+	for i := range theta {
+		theta[i] += dt * p[i]
+	}
+}
+
+// kick moves the momenta: p −= dt·dS/dθ.
+func kick(p, force []float64, dt float64) {
+	for i := range p {
+		p[i] -= dt * force[i]
+	}
 }
 
 // kinetic returns ½ Σ p².

@@ -576,7 +576,7 @@ func (r *Report) summaryAttrs() ([]string, []float64) {
 	add("acceptance_rate", r.Acceptance)
 	add("longest_rejection_run", Num(r.LongestRun))
 	add("sign_changes", Num(r.SignChanges))
-	if r.Method == "hmc" {
+	if r.Method == nfio.MethodHMC {
 		add("exp_minus_dH_mean", r.ExpMinusDH.Value)
 		add("exp_minus_dH_err", r.ExpMinusDH.Err)
 		add("dH_mean", r.MeanDH)
@@ -586,7 +586,7 @@ func (r *Report) summaryAttrs() ([]string, []float64) {
 
 // PrintReport prints the chain tables.
 func PrintReport(w io.Writer, r *Report) {
-	hmc := r.Method == "hmc"
+	hmc := r.Method == nfio.MethodHMC
 	if hmc {
 		m := r.Data.Meta
 		fmt.Fprintf(w, "\nHMC chain (seed %d, L = %d, trajectory length %g, %d leapfrog steps)\n", r.Seed, r.L, m.TrajectoryLength, m.MDSteps)

@@ -32,11 +32,23 @@ typedef struct {
 	int n, cin, hp, wp, cout, k, dil;
 } nfconv;
 
+// nfconv_mds fills the memory descriptors of src, weights, bias and dst
+// (in that order) of c's shape: bf16 or f32 inputs, plain or any layout.
+static int nfconv_mds(const nfconv *c, int bf16, int any, dnnl_memory_desc_t md[4]) {
+	int h = c->hp - c->dil * (c->k - 1), w = c->wp - c->dil * (c->k - 1);
+	dnnl_dims_t sd = {c->n, c->cin, c->hp, c->wp}, wd = {c->cout, c->cin, c->k, c->k}, bd = {c->cout}, dd = {c->n, c->cout, h, w};
+	dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
+	dnnl_status_t s;
+	if ((s = dnnl_memory_desc_init_by_tag(&md[0], 4, sd, in, any ? dnnl_format_tag_any : dnnl_nchw)) != dnnl_success) return s;
+	if ((s = dnnl_memory_desc_init_by_tag(&md[1], 4, wd, in, any ? dnnl_format_tag_any : dnnl_oihw)) != dnnl_success) return s;
+	if ((s = dnnl_memory_desc_init_by_tag(&md[2], 1, bd, dnnl_f32, dnnl_x)) != dnnl_success) return s;
+	return dnnl_memory_desc_init_by_tag(&md[3], 4, dd, dnnl_f32, any ? dnnl_format_tag_any : dnnl_nchw);
+}
+
 static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, int k, int dil,
 		int bf16, int any) {
 	memset(c, 0, sizeof *c);
 	c->n = n; c->cin = cin; c->hp = hp; c->wp = wp; c->cout = cout; c->k = k; c->dil = dil;
-	int h = hp - dil * (k - 1), w = wp - dil * (k - 1);
 	dnnl_status_t s;
 	if ((s = dnnl_engine_create(&c->eng, dnnl_cpu, 0)) != dnnl_success) return s;
 	// The library's default scratchpad is per thread and sized when a
@@ -46,17 +58,12 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 	if ((s = dnnl_primitive_attr_create(&c->attr)) != dnnl_success) return s;
 	if ((s = dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user)) != dnnl_success) return s;
 	if ((s = dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags)) != dnnl_success) return s;
-	dnnl_dims_t sd = {n, cin, hp, wp}, wd = {cout, cin, k, k}, bd = {cout}, dd = {n, cout, h, w};
-	dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
-	dnnl_memory_desc_t smd, wmd, bmd, dmd;
-	if ((s = dnnl_memory_desc_init_by_tag(&smd, 4, sd, in, any ? dnnl_format_tag_any : dnnl_nchw)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&wmd, 4, wd, in, any ? dnnl_format_tag_any : dnnl_oihw)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, any ? dnnl_format_tag_any : dnnl_nchw)) != dnnl_success) return s;
+	dnnl_memory_desc_t md[4];
+	if ((s = nfconv_mds(c, bf16, any, md)) != dnnl_success) return s;
 	dnnl_dims_t strides = {1, 1}, dilates = {dil - 1, dil - 1}, pad = {0, 0};
 	dnnl_convolution_desc_t cd;
 	if ((s = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
-			&smd, &wmd, &bmd, &dmd, strides, dilates, pad, pad)) != dnnl_success) return s;
+			&md[0], &md[1], &md[2], &md[3], strides, dilates, pad, pad)) != dnnl_success) return s;
 	if ((s = dnnl_primitive_desc_create(&c->pd, &cd, c->attr, c->eng, NULL)) != dnnl_success) return s;
 	if ((s = dnnl_primitive_create(&c->prim, c->pd)) != dnnl_success) return s;
 	if ((s = dnnl_memory_create(&c->scratch[0], dnnl_primitive_desc_query_md(c->pd, dnnl_query_scratchpad_md, 0),
@@ -74,14 +81,10 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 // primitives of a plain float32 convolution, with plain memory for the
 // gradients.
 static int nfconv_backward(nfconv *c) {
-	int h = c->hp - c->dil * (c->k - 1), w = c->wp - c->dil * (c->k - 1);
-	dnnl_dims_t sd = {c->n, c->cin, c->hp, c->wp}, wd = {c->cout, c->cin, c->k, c->k}, bd = {c->cout}, dd = {c->n, c->cout, h, w};
-	dnnl_memory_desc_t smd, wmd, bmd, dmd;
+	dnnl_memory_desc_t md[4];
 	dnnl_status_t s;
-	if ((s = dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nchw)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_oihw)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x)) != dnnl_success) return s;
-	if ((s = dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nchw)) != dnnl_success) return s;
+	if ((s = nfconv_mds(c, 0, 0, md)) != dnnl_success) return s;
+	dnnl_memory_desc_t smd = md[0], wmd = md[1], bmd = md[2], dmd = md[3];
 	dnnl_dims_t strides = {1, 1}, dilates = {c->dil - 1, c->dil - 1}, pad = {0, 0};
 	dnnl_convolution_desc_t bdd, bwd;
 	if ((s = dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
