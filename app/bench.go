@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"nfschwinger/internal/dnnl"
 	"nfschwinger/internal/threads"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
@@ -56,9 +57,17 @@ type benchOptions struct {
 	Seed       uint64         // initialization and prior streams
 	Action     bool           // also time the action alone
 	SgemmN     int            // order of the square sgemm reference
+	Convs      []convMode     // how the conditioner's convolutions run, one set of rows each
 	// hidden overrides the default hidden channels (tests), nil: the paper's.
 	hidden []int
 }
+
+// convMode is how a benchmarked flow runs its conditioners' convolutions:
+// Engine "dnnl" (oneDNN primitives, nf.Flow.UseDNNL) or "openblas" (im2col
+// and OpenBLAS sgemm), Precision "float32" or "bf16" (oneDNN only).
+type convMode struct{ Engine, Precision string }
+
+func (m convMode) String() string { return m.Engine + " " + m.Precision }
 
 // benchRow is one line of the step benchmark: one lattice size and
 // estimator. JSON names are the interface of -json.
@@ -81,6 +90,9 @@ type benchRow struct {
 	ConvGFLOPs      float64 `json:"conv_gflops"`      // conv flops / time of the flow and backward passes
 	ConvStepGFLOPs  float64 `json:"conv_step_gflops"` // conv flops / step time
 	SgemmGFLOPs     float64 `json:"sgemm_gflops"`     // the sgemm reference of this L
+	ConvEngine      string  `json:"conv_engine"`      // "dnnl" or "openblas"
+	ConvPrecision   string  `json:"conv_precision"`   // "float32" or "bf16"
+	PrimitiveGFLOPs float64 `json:"primitive_gflops"` // the oneDNN 64→64 dilation-2 convolution alone, this L, micro-batch and precision
 	PeakRSSMethod   string  `json:"peak_rss_method"`  // "VmHWM reset per row" or "maxrss of the process"
 }
 
@@ -98,6 +110,7 @@ const (
 	benchSgemmN       = 2048 // sgemm reference: 2·2048³ = 17 GFLOP, ~0.1 s on two cores
 	benchSgemmRepeats = 3    // the best of these is reported
 	actionMinTime     = 300 * time.Millisecond
+	primitiveMinTime  = 300 * time.Millisecond
 	actionMaxConfigs  = 16
 )
 
@@ -117,6 +130,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Plot, "plot", "", "write a PNG of step time against L per estimator")
 	fs.BoolVar(&opts.Action, "action", true, "also time the action and force alone, even–odd and dense")
 	fs.IntVar(&opts.SgemmN, "sgemm-n", benchSgemmN, "order of the square sgemm reference")
+	var engines, precs string
+	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm)")
+	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl only)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
 	pos, err := parseFlags(fs, args, benchUsage, stdout)
 	if err != nil || pos == nil {
@@ -136,12 +152,41 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Estimators = append(opts.Estimators, e)
 	}
+	if opts.Convs, err = parseConvModes(engines, precs); err != nil {
+		return err
+	}
 	if err := opts.validate(); err != nil {
 		return err
 	}
 	plan := threads.Configure(1)
 	fmt.Fprintf(stderr, "bench: %s\n", plan)
 	return runBench(opts, stdout, stderr)
+}
+
+// parseConvModes returns every valid combination of the comma-separated
+// engines and precisions (bf16 runs on oneDNN only).
+func parseConvModes(engines, precs string) ([]convMode, error) {
+	var out []convMode
+	for _, e := range strings.Split(engines, ",") {
+		e = strings.TrimSpace(e)
+		if e != "dnnl" && e != "openblas" {
+			return nil, usagef("bench: -conv-engine %q: allowed: dnnl, openblas", e)
+		}
+		for _, p := range strings.Split(precs, ",") {
+			p = strings.TrimSpace(p)
+			if !slices.Contains(nf.ConvPrecisions, p) {
+				return nil, usagef("bench: -conv-precision %q: allowed: %s", p, strings.Join(nf.ConvPrecisions, ", "))
+			}
+			if p == "bf16" && e != "dnnl" {
+				continue
+			}
+			out = append(out, convMode{e, p})
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef("bench: -conv-engine %s with -conv-precision %s: bf16 needs the dnnl engine", engines, precs)
+	}
+	return out, nil
 }
 
 // parseInts parses a comma-separated list of integers.
@@ -204,22 +249,35 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 	var actions []actionRow
 	for _, L := range o.Ls {
 		sg := sgemmGFLOPs(be, o.SgemmN)
-		for _, est := range o.Estimators {
-			fmt.Fprintf(progress, "bench: L = %d, %s ...\n", L, est)
-			forms := []bool{false}
-			if est == nf.REINFORCE && o.Batch == o.Micro {
-				forms = append(forms, true) // the Trainer runs three-pass: show four-pass too
-			}
-			for _, four := range forms {
-				r, err := benchStep(o, be, L, est, four)
+		prim := map[string]float64{}
+		for _, m := range o.Convs {
+			if _, ok := prim[m.Precision]; !ok {
+				g, err := primitiveGFLOPs(L, o.Micro, m.Precision == "bf16")
 				if err != nil {
-					return err
+					return fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
 				}
-				r.SgemmGFLOPs = sg
-				rows = append(rows, r)
-				if o.JSON {
-					if err := writeJSONLine(w, r); err != nil {
+				prim[m.Precision] = g
+			}
+		}
+		for _, m := range o.Convs {
+			for _, est := range o.Estimators {
+				fmt.Fprintf(progress, "bench: L = %d, %s, %s convolutions ...\n", L, est, m)
+				forms := []bool{false}
+				if est == nf.REINFORCE && o.Batch == o.Micro {
+					forms = append(forms, true) // the Trainer runs three-pass: show four-pass too
+				}
+				for _, four := range forms {
+					r, err := benchStep(o, be, L, est, four, m)
+					if err != nil {
 						return err
+					}
+					r.SgemmGFLOPs = sg
+					r.PrimitiveGFLOPs = prim[m.Precision]
+					rows = append(rows, r)
+					if o.JSON {
+						if err := writeJSONLine(w, r); err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -264,8 +322,9 @@ func writeJSONLine(w io.Writer, v any) error {
 // o.Warmup + o.Steps gradient steps on the whole batch, in one process.
 // With four (REINFORCE only) the trainer runs the four-pass form
 // (nf.Trainer.FourPass) where it would run the three-pass one.
-func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool) (benchRow, error) {
-	r := benchRow{Kind: "step", L: L, Estimator: string(est), Batch: o.Batch, MicroBatch: o.Micro, Layers: o.Layers}
+func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool, m convMode) (benchRow, error) {
+	r := benchRow{Kind: "step", L: L, Estimator: string(est), Batch: o.Batch, MicroBatch: o.Micro, Layers: o.Layers,
+		ConvEngine: m.Engine, ConvPrecision: m.Precision}
 	// Give memory from the previous rows back before the high-water mark
 	// is reset, so that it measures this row alone.
 	runtime.GC()
@@ -277,6 +336,11 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
+	if m.Engine == "dnnl" {
+		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
+			return r, fmt.Errorf("bench: L = %d: %w", L, err)
+		}
+	}
 	pool := lgt.NewPool(lgt.Paper(L), 0)
 	tr := nf.NewTrainer(flow, pool, est, o.Micro, o.Seed)
 	tr.FourPass = four
@@ -344,6 +408,33 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 		best = min(best, time.Since(t0).Seconds())
 	}
 	return 2 * float64(n) * float64(n) * float64(n) / best / 1e9
+}
+
+// primitiveGFLOPs times the issue-15 reference: oneDNN's 64 → 64
+// channel, dilation-2 convolution alone at L (padded beforehand), on
+// batch configurations, in its preferred blocked layouts, float32 or bf16
+// inputs, on all cores; the best of the repetitions in primitiveMinTime, in
+// GFLOP/s. The flow's convolution rate is compared with it.
+func primitiveGFLOPs(L, batch int, bf16 bool) (float64, error) {
+	s := dnnl.Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
+	cv, err := dnnl.NewConv(s, dnnl.Blocked, bf16)
+	if err != nil {
+		return 0, err
+	}
+	defer cv.Close()
+	cv.FillOnes()
+	if err := cv.Forward(); err != nil { // warm-up
+		return 0, err
+	}
+	best := math.Inf(1)
+	for t0, k := time.Now(), 0; k < 3 || time.Since(t0) < primitiveMinTime; k++ {
+		t1 := time.Now()
+		if err := cv.Forward(); err != nil {
+			return 0, err
+		}
+		best = min(best, time.Since(t1).Seconds())
+	}
+	return s.Flops() / best / 1e9, nil
 }
 
 // benchAction times the action with its force for random configurations
@@ -418,23 +509,23 @@ func peakRSS(reset bool) (int64, string) {
 // benchmarks.
 func printBenchTables(w io.Writer, o benchOptions, rows []benchRow, actions []actionRow) {
 	const mib = 1 << 20
-	fmt.Fprintf(w, "## Gradient step: batch %d, micro-batch %d, %d layers, float32, one process on %d cores; median of %d steps after %d warm-up\n\n",
+	fmt.Fprintf(w, "## Gradient step: batch %d, micro-batch %d, %d layers, float32 flow, one process on %d cores; median of %d steps after %d warm-up\n\n",
 		o.Batch, o.Micro, o.Layers, runtime.GOMAXPROCS(0), o.Steps, o.Warmup)
 	if l := loadAverage(); l >= 0 {
 		fmt.Fprintf(w, "Load average (1 min) at the end: %.1f on %d CPUs.\n\n", l, runtime.NumCPU())
 	}
-	fmt.Fprintln(w, "| L | estimator | step s | loss s | backward s | flow s | action s | peak RSS MiB | kept MiB | kept KiB/cfg | kept buffers | conv GFLOP/s | sgemm GFLOP/s | conv/sgemm |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| L | estimator | convolutions | step s | loss s | backward s | flow s | action s | peak RSS MiB | kept MiB | kept KiB/cfg | kept buffers | conv GFLOP/s | sgemm GFLOP/s | conv/sgemm | primitive GFLOP/s | conv/primitive |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	method := ""
 	for _, r := range rows {
 		bufs := "n/a"
 		if r.KeptBuffers != nil {
 			bufs = strconv.Itoa(*r.KeptBuffers)
 		}
-		fmt.Fprintf(w, "| %d | %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% |\n",
-			r.L, r.label(), r.StepSeconds, r.LossSeconds, r.BackwardSeconds, r.FlowSeconds, r.ActionSeconds,
+		fmt.Fprintf(w, "| %d | %s | %s %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% | %.0f | %.0f%% |\n",
+			r.L, r.label(), r.ConvEngine, r.ConvPrecision, r.StepSeconds, r.LossSeconds, r.BackwardSeconds, r.FlowSeconds, r.ActionSeconds,
 			float64(r.PeakRSSBytes)/mib, float64(r.KeptBytes)/mib, float64(r.KeptBytes)/float64(r.MicroBatch)/1024,
-			bufs, r.ConvGFLOPs, r.SgemmGFLOPs, 100*r.ConvGFLOPs/r.SgemmGFLOPs)
+			bufs, r.ConvGFLOPs, r.SgemmGFLOPs, 100*r.ConvGFLOPs/r.SgemmGFLOPs, r.PrimitiveGFLOPs, 100*r.ConvGFLOPs/r.PrimitiveGFLOPs)
 		method = r.PeakRSSMethod
 	}
 	fmt.Fprintf(w, `
@@ -446,7 +537,12 @@ conv GFLOP/s: flops of the convolutions' matrix products in every flow and backw
 pass (backward = 2× forward) / time of those passes, which also includes the spline,
 plaquette, im2col and activation kernels (a lower bound on the convolutions' rate).
 sgemm: the best of %d products of %d×%d float32 matrices through the same backend.
-`, method, benchSgemmRepeats, o.SgemmN, o.SgemmN)
+convolutions: dnnl (oneDNN primitives, NHWC activations, LeakyReLU fused; the last
+convolution at every site, counted at the active sites only) or openblas (im2col +
+sgemm), with float32 or bf16 inputs. primitive: oneDNN's 64→64 dilation-2 convolution
+alone at this L and micro-batch, in its blocked layouts and the row's precision, the
+best of %v of repetitions (the reference of issue 15).
+`, method, benchSgemmRepeats, o.SgemmN, o.SgemmN, primitiveMinTime)
 	if len(actions) == 0 {
 		return
 	}

@@ -17,20 +17,22 @@ import (
 // L = 4, one layer with 8 hidden channels, two micro-batches of 2.
 func tinyBench() benchOptions {
 	return benchOptions{Ls: []int{4}, Estimators: []nf.Estimator{nf.REINFORCE, nf.ReparamTrick, nf.PathGradient},
-		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, hidden: []int{8, 8}}
+		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, hidden: []int{8, 8},
+		Convs: []convMode{{"dnnl", "float32"}}}
 }
 
 // TestBenchJSON: with -json every line is one JSON object; the step rows
-// (one per estimator) have every field of the interface, all positive, and
-// the action row has both timings.
+// (one per estimator and convolution engine) have every field of the
+// interface, all positive, and the action row has both timings.
 func TestBenchJSON(t *testing.T) {
 	var out, progress bytes.Buffer
-	args := []string{"-L", "4", "-layers", "1", "-batch", "4", "-micro-batch", "2", "-steps", "1", "-sgemm-n", "256", "-json"}
+	args := []string{"-L", "4", "-layers", "1", "-batch", "4", "-micro-batch", "2", "-steps", "1", "-sgemm-n", "256", "-json",
+		"-conv-engine", "dnnl,openblas"}
 	if err := cmdBench(args, &out, &progress); err != nil {
 		t.Fatal(err)
 	}
 	fields := []string{"L", "batch", "micro_batch", "step_seconds", "loss_seconds", "backward_seconds",
-		"peak_rss_bytes", "kept_bytes", "kept_buffers", "conv_gflops", "sgemm_gflops"}
+		"peak_rss_bytes", "kept_bytes", "kept_buffers", "conv_gflops", "sgemm_gflops", "primitive_gflops"}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	seen := map[string]bool{}
 	actions := 0
@@ -42,7 +44,7 @@ func TestBenchJSON(t *testing.T) {
 		switch m["kind"] {
 		case "step":
 			est, _ := m["estimator"].(string)
-			seen[est] = true
+			seen[est+" "+m["conv_engine"].(string)+" "+m["conv_precision"].(string)] = true
 			for _, f := range fields {
 				v, ok := m[f].(float64)
 				if !ok || !(v > 0) {
@@ -70,8 +72,10 @@ func TestBenchJSON(t *testing.T) {
 		}
 	}
 	for _, e := range []string{"reinforce", "rt", "path"} {
-		if !seen[e] {
-			t.Errorf("no row for estimator %s", e)
+		for _, c := range []string{"dnnl float32", "openblas float32"} {
+			if !seen[e+" "+c] {
+				t.Errorf("no row for estimator %s with %s convolutions", e, c)
+			}
 		}
 	}
 	if actions != 1 {
@@ -129,7 +133,7 @@ func TestBenchTableAndPlot(t *testing.T) {
 			t.Errorf("header %q lacks %q", tables[0][0], h)
 		}
 	}
-	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
+	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass | dnnl float32 |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
 		!strings.Contains(tables[0][7], "| 8 | rt |") {
 		t.Errorf("rows out of order:\n%s", strings.Join(tables[0], "\n"))
 	}
@@ -158,6 +162,9 @@ func TestBenchUsage(t *testing.T) {
 		{"-steps", "0"},
 		{"extra"},
 		{"-plot", "/nonexistent-dir/p.png"},
+		{"-conv-engine", "cudnn"},
+		{"-conv-precision", "fp8"},
+		{"-conv-engine", "openblas", "-conv-precision", "bf16"},
 	} {
 		var out, progress bytes.Buffer
 		err := cmdBench(args, &out, &progress)

@@ -338,6 +338,10 @@ func loopsTranspose[T Float](g, lbar []T, L int) {
 // the layer's active sites only (Conv2D.ForwardSites: the spline reads
 // nothing else), into the compact [3n+1][B·nA] layout.
 func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B, nConv int) {
+	if f.dnn != nil {
+		f.dnnlForward(c, rec, B, nConv)
+		return
+	}
 	L := f.Arch.L
 	last := len(c.convs) - 1
 	for j := range c.convs[:nConv] {
@@ -357,6 +361,10 @@ func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B, nCon
 // non-zero only in the receptive fields of the active sites
 // (Conv2D.BackwardSites).
 func (f *Flow[T]) conditionerBackward(c *coupling[T], rec layerRecord[T], B int) {
+	if f.dnn != nil {
+		f.dnnlBackward(c, rec, B)
+		return
+	}
 	L, N := f.Arch.L, B*f.Arch.L*f.Arch.L
 	last := len(c.convs) - 1
 	cur := 0 // f.gbuf[cur] holds the gradient of rec.acts[j+1]

@@ -27,8 +27,9 @@ type Flow[T Float] struct {
 	layers    []coupling[T]
 	ch        []int // Arch.Channels(), cached (it allocates)
 	ws        Workspace[T]
-	recompute bool // tapes keep the reduced record (see SetRecompute)
-	nA        int  // active sites per layer (the same in every layer: V/4)
+	recompute bool                // tapes keep the reduced record (see SetRecompute)
+	dnn       *dnnlConditioner[T] // the conditioners through oneDNN (UseDNNL); nil: im2col + Backend
+	nA        int                 // active sites per layer (the same in every layer: V/4)
 
 	// Scratch, grown to the largest micro-batch B (N = B·V).
 	rec    []T    // one layer's record when no tape is kept

@@ -50,37 +50,44 @@ func (f *Flow[T]) convFLOPs(B int) (fwd, bwd float64) {
 func BenchmarkCouplingLayer(b *testing.B) {
 	const B = benchMicroBatch
 	for _, L := range []int{8, 16} {
-		fl, z := benchFlow(b, L, 1, B)
-		x := make([]float32, len(z))
-		gx := make([]float32, len(z))
-		for i := range gx {
-			gx[i] = 1e-3 * float32(i%7)
-		}
-		logJ, glogJ := make([]float64, B), make([]float64, B)
-		for i := range glogJ {
-			glogJ[i] = 1
-		}
-		tape := fl.NewTape(B)
-		fwd, bwd := fl.convFLOPs(B)
-		b.Run(fmt.Sprintf("L=%d/forward", L), func(b *testing.B) {
-			fl.Forward(x, z, logJ, B, nil)
-			b.ResetTimer()
-			for b.Loop() {
-				fl.Forward(x, z, logJ, B, nil)
+		for _, engine := range []string{"openblas", "dnnl", "dnnl-bf16"} {
+			fl, z := benchFlow(b, L, 1, B)
+			if engine != "openblas" {
+				if err := fl.UseDNNL(engine == "dnnl-bf16"); err != nil {
+					b.Fatal(err)
+				}
 			}
-			b.ReportMetric(fwd*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
-		b.Run(fmt.Sprintf("L=%d/forward+backward", L), func(b *testing.B) {
-			fl.Forward(x, z, logJ, B, tape)
-			fl.BackwardForward(tape, nil, gx, glogJ)
-			b.ResetTimer()
-			for b.Loop() {
+			x := make([]float32, len(z))
+			gx := make([]float32, len(z))
+			for i := range gx {
+				gx[i] = 1e-3 * float32(i%7)
+			}
+			logJ, glogJ := make([]float64, B), make([]float64, B)
+			for i := range glogJ {
+				glogJ[i] = 1
+			}
+			tape := fl.NewTape(B)
+			fwd, bwd := fl.convFLOPs(B)
+			b.Run(fmt.Sprintf("L=%d/%s/forward", L, engine), func(b *testing.B) {
+				fl.Forward(x, z, logJ, B, nil)
+				b.ResetTimer()
+				for b.Loop() {
+					fl.Forward(x, z, logJ, B, nil)
+				}
+				b.ReportMetric(fwd*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+			b.Run(fmt.Sprintf("L=%d/%s/forward+backward", L, engine), func(b *testing.B) {
 				fl.Forward(x, z, logJ, B, tape)
 				fl.BackwardForward(tape, nil, gx, glogJ)
-			}
-			b.ReportMetric((fwd+bwd)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			b.ReportMetric(float64(tape.BytesPerConfigLayer()), "tape-B/cfg/layer")
-		})
+				b.ResetTimer()
+				for b.Loop() {
+					fl.Forward(x, z, logJ, B, tape)
+					fl.BackwardForward(tape, nil, gx, glogJ)
+				}
+				b.ReportMetric((fwd+bwd)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(float64(tape.BytesPerConfigLayer()), "tape-B/cfg/layer")
+			})
+		}
 	}
 }
 

@@ -1,0 +1,503 @@
+package dnnl
+
+/*
+#cgo CFLAGS: -O3 -fopenmp
+#cgo LDFLAGS: -ldnnl -fopenmp
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <omp.h>
+#include <immintrin.h>
+#include <oneapi/dnnl/dnnl.h>
+
+// nfcirc is one circular convolution of the conditioner for one batch
+// size: padded NHWC input owned here, NHWC output and gradients in the
+// caller's memory for the duration of a call, weights in the layouts the
+// primitives prefer (reordered from the caller's OIHW at every call).
+typedef struct {
+	int n, cin, cout, l, k, dil, pad, hp, bf16, nthr, incm, bwd;
+	dnnl_engine_t eng;
+	dnnl_stream_t st;
+	dnnl_primitive_attr_t attr, attrb; // forward (post-op, user scratchpad); reorders and backward (user scratchpad)
+	dnnl_primitive_desc_t pd[6];       // forward, backward data, backward weights, reorders w→fwd, w→bwd data, dw→user
+	dnnl_primitive_t prim[6];
+	dnnl_memory_t scratch[6];
+	dnnl_memory_t src;     // padded input, NHWC, f32 or bf16 (owned)
+	dnnl_memory_t wuser;   // OIHW f32 (caller's)
+	dnnl_memory_t wfwd;    // forward weights (owned)
+	dnnl_memory_t bias;    // f32 (caller's)
+	dnnl_memory_t dst;     // NHWC f32 (caller's)
+	dnnl_memory_t ddst;    // NHWC diff_dst: f32 caller's, or bf16 owned
+	dnnl_memory_t wbwd;    // backward-data weights (owned)
+	dnnl_memory_t dsrc;    // padded diff_src NHWC f32 (owned)
+	dnnl_memory_t dw;      // diff weights, backward-weights layout (owned)
+	dnnl_memory_t dwuser;  // diff weights OIHW f32 (owned)
+	dnnl_memory_t db;      // diff bias f32 (owned)
+} nfcirc;
+
+static int nf_has_bf16 = -1; // the CPU has AVX512-BF16 (set at the first creation)
+
+#define CK(x) do { dnnl_status_t s_ = (x); if (s_ != dnnl_success) return s_; } while (0)
+
+static int nfcirc_scratch(nfcirc *c, int i) {
+	return dnnl_memory_create(&c->scratch[i], dnnl_primitive_desc_query_md(c->pd[i], dnnl_query_scratchpad_md, 0),
+		c->eng, DNNL_MEMORY_ALLOCATE);
+}
+
+static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
+	CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
+	CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nfcirc_scratch(c, i);
+}
+
+static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
+	CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
+	CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nfcirc_scratch(c, i);
+}
+
+static int nfcirc_create(nfcirc *c, float slope) {
+	if (nf_has_bf16 < 0) nf_has_bf16 = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
+	c->pad = c->dil * (k - 1) / 2;
+	c->hp = l + 2 * c->pad;
+	dnnl_data_type_t in = c->bf16 ? dnnl_bf16 : dnnl_f32;
+	CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
+	CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
+	CK(dnnl_primitive_attr_create(&c->attr));
+	CK(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
+	CK(dnnl_primitive_attr_create(&c->attrb));
+	CK(dnnl_primitive_attr_set_scratchpad_mode(c->attrb, dnnl_scratchpad_mode_user));
+	if (slope > 0) {
+		dnnl_post_ops_t po;
+		CK(dnnl_post_ops_create(&po));
+		CK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, slope, 0.0f));
+		dnnl_status_t s = dnnl_primitive_attr_set_post_ops(c->attr, po);
+		dnnl_post_ops_destroy(po);
+		CK(s);
+	}
+	dnnl_dims_t sd = {n, cin, c->hp, c->hp}, wd = {cout, cin, k, k}, bd = {cout}, dd = {n, cout, l, l};
+	dnnl_memory_desc_t smd, wany, wplain, bmd, dmd, ddmd, dsmd;
+	CK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, in, dnnl_nhwc));
+	CK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, in, dnnl_format_tag_any));
+	CK(dnnl_memory_desc_init_by_tag(&wplain, 4, wd, dnnl_f32, dnnl_oihw));
+	CK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
+	CK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc));
+	CK(dnnl_memory_desc_init_by_tag(&ddmd, 4, dd, in, dnnl_nhwc));
+	CK(dnnl_memory_desc_init_by_tag(&dsmd, 4, sd, dnnl_f32, dnnl_nhwc));
+	dnnl_dims_t strides = {1, 1}, dil = {c->dil - 1, c->dil - 1}, pad = {0, 0};
+	dnnl_convolution_desc_t cd;
+	CK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+		&smd, &wany, &bmd, &dmd, strides, dil, pad, pad));
+	CK(nfcirc_prim(c, 0, &cd, c->attr, NULL));
+	CK(dnnl_memory_create(&c->src, &smd, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->wuser, &wplain, c->eng, DNNL_MEMORY_NONE));
+	CK(dnnl_memory_create(&c->wfwd, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0), c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->bias, &bmd, c->eng, DNNL_MEMORY_NONE));
+	CK(dnnl_memory_create(&c->dst, &dmd, c->eng, DNNL_MEMORY_NONE));
+	CK(nfcirc_reorder(c, 3, &wplain, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0)));
+	if (!c->bwd) return dnnl_success;
+
+	dnnl_convolution_desc_t bdd, bwd;
+	dnnl_memory_desc_t dsin; // diff_src in the input type: f32 always (the fold adds in f32)
+	dsin = dsmd;
+	CK(dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+		&dsin, &wany, &ddmd, strides, dil, pad, pad));
+	CK(nfcirc_prim(c, 1, &bdd, c->attrb, c->pd[0]));
+	dnnl_memory_desc_t dwany;
+	CK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+	CK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+		&smd, &dwany, &bmd, &ddmd, strides, dil, pad, pad));
+	CK(nfcirc_prim(c, 2, &bwd, c->attrb, c->pd[0]));
+	const dnnl_memory_desc_t *wb = dnnl_primitive_desc_query_md(c->pd[1], dnnl_query_weights_md, 0);
+	const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(c->pd[2], dnnl_query_diff_weights_md, 0);
+	CK(nfcirc_reorder(c, 4, &wplain, wb));
+	CK(nfcirc_reorder(c, 5, dwmd, &wplain));
+	CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->dw, dwmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->dwuser, &wplain, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->db, &bmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	CK(dnnl_memory_create(&c->ddst, &ddmd, c->eng, c->bf16 ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE));
+	return dnnl_success;
+}
+
+static void nfcirc_destroy(nfcirc *c) {
+	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) dnnl_memory_destroy(m[i]);
+	for (int i = 0; i < 6; i++) {
+		if (c->scratch[i]) dnnl_memory_destroy(c->scratch[i]);
+		if (c->prim[i]) dnnl_primitive_destroy(c->prim[i]);
+		if (c->pd[i]) dnnl_primitive_desc_destroy(c->pd[i]);
+	}
+	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
+	if (c->attrb) dnnl_primitive_attr_destroy(c->attrb);
+	if (c->st) dnnl_stream_destroy(c->st);
+	if (c->eng) dnnl_engine_destroy(c->eng);
+	free(c);
+}
+
+static inline uint16_t nf_bf16(float f) {
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; // round to nearest even
+	return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r); // NaN stays a quiet NaN
+}
+
+// nf_bf16_row converts n floats: branch-free, so that the compiler
+// vectorizes it (cloned for AVX-512 and AVX2, picked at load time), or
+// with the AVX512-BF16 instruction where the CPU has it (the same
+// rounding to nearest even; it flushes float32 denormals, |x| < 2⁻¹²⁶, to
+// zero).
+__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default"), noinline))
+static void nf_bf16_row_sw(uint16_t *restrict d, const float *restrict s, long n) {
+	for (long i = 0; i < n; i++) d[i] = nf_bf16(s[i]);
+}
+
+__attribute__((target("avx512f,avx512bf16,avx512vl"), noinline))
+static void nf_bf16_row_hw(uint16_t *restrict d, const float *restrict s, long n) {
+	long i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm256_storeu_si256((__m256i *)(d + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
+	for (; i < n; i++) d[i] = nf_bf16(s[i]);
+}
+
+static void nf_bf16_row(uint16_t *restrict d, const float *restrict s, long n) {
+	if (nf_has_bf16 > 0) nf_bf16_row_hw(d, s, n);
+	else nf_bf16_row_sw(d, s, n);
+}
+
+static inline int nf_wrapidx(int i, int pad, int l) { return ((i - pad) % l + l) % l; }
+
+// nfcirc_wrap writes the padded input: src[n][i][j][c] = in at site
+// ((i − pad) mod L, (j − pad) mod L) of configuration n, channel c; in is
+// NHWC, or channel-major [C][N][L][L] when c->incm.
+static void nfcirc_wrap(nfcirc *c, const float *in) {
+	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, bf = c->bf16, cm = c->incm;
+	void *dst;
+	dnnl_memory_get_data_handle(c->src, &dst);
+	long NV = (long)n * l * l;
+	#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < n; b++) {
+		for (int i = 0; i < hp; i++) {
+			int si = nf_wrapidx(i, pad, l);
+			for (int j = 0; j < hp; j++) {
+				int sj = nf_wrapidx(j, pad, l);
+				long o = (((long)b * hp + i) * hp + j) * C;
+				long s = ((long)b * l + si) * l + sj;
+				if (cm) {
+					if (bf) for (int ch = 0; ch < C; ch++) ((uint16_t *)dst)[o + ch] = nf_bf16(in[ch * NV + s]);
+					else for (int ch = 0; ch < C; ch++) ((float *)dst)[o + ch] = in[ch * NV + s];
+				} else {
+					const float *p = in + s * C;
+					if (bf) nf_bf16_row((uint16_t *)dst + o, p, C);
+					else memcpy((float *)dst + o, p, (size_t)C * 4);
+				}
+			}
+		}
+	}
+}
+
+// nfcirc_fold writes gin, the adjoint of nfcirc_wrap applied to the padded
+// input gradient: the sum of every padded site's gradient into the site it
+// copies.
+static void nfcirc_fold(nfcirc *c, float *gin) {
+	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, cm = c->incm;
+	float *ds;
+	dnnl_memory_get_data_handle(c->dsrc, (void **)&ds);
+	long V = (long)l * l, NV = (long)n * V;
+	#pragma omp parallel for schedule(static)
+	for (int b = 0; b < n; b++) {
+		if (cm) for (int ch = 0; ch < C; ch++) memset(gin + ch * NV + b * V, 0, V * 4);
+		else memset(gin + b * V * C, 0, V * C * 4);
+		for (int i = 0; i < hp; i++) {
+			int si = nf_wrapidx(i, pad, l);
+			for (int j = 0; j < hp; j++) {
+				int sj = nf_wrapidx(j, pad, l);
+				const float *p = ds + (((long)b * hp + i) * hp + j) * C;
+				long s = (long)b * V + si * l + sj;
+				if (cm) for (int ch = 0; ch < C; ch++) gin[ch * NV + s] += p[ch];
+				else { float *q = gin + s * C; for (int ch = 0; ch < C; ch++) q[ch] += p[ch]; }
+			}
+		}
+	}
+}
+
+static int nfcirc_exec(nfcirc *c, int i, int nargs, dnnl_exec_arg_t *args) {
+	args[nargs].arg = DNNL_ARG_SCRATCHPAD;
+	args[nargs].memory = c->scratch[i];
+	return dnnl_primitive_execute(c->prim[i], c->st, nargs + 1, args);
+}
+
+static int nfcirc_reorder_run(nfcirc *c, int i, dnnl_memory_t from, dnnl_memory_t to) {
+	dnnl_exec_arg_t a[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+	return nfcirc_exec(c, i, 2, a);
+}
+
+// nfcirc_forward: out (NHWC f32) = conv(wrap(in), w) + b, then the post-op.
+static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const float *b, float *out) {
+	omp_set_num_threads(c->nthr);
+	nfcirc_wrap(c, in);
+	CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
+	CK(dnnl_memory_set_data_handle(c->bias, (void *)b));
+	CK(dnnl_memory_set_data_handle(c->dst, out));
+	dnnl_status_t s = nfcirc_reorder_run(c, 3, c->wuser, c->wfwd);
+	if (s == dnnl_success) {
+		dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wfwd}, {DNNL_ARG_BIAS, c->bias}, {DNNL_ARG_DST, c->dst}};
+		s = nfcirc_exec(c, 0, 4, a);
+	}
+	if (s == dnnl_success) s = dnnl_stream_wait(c->st);
+	// The caller's memory is used during this call only.
+	dnnl_memory_set_data_handle(c->wuser, NULL);
+	dnnl_memory_set_data_handle(c->bias, NULL);
+	dnnl_memory_set_data_handle(c->dst, NULL);
+	return s;
+}
+
+// nfcirc_backward adds dL/dw, dL/db into gw, gb and writes dL/din into gin
+// (skipped when NULL), from gout = dL/dout (NHWC f32) and the forward input.
+static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float *in, const float *w, float *gw, float *gb) {
+	omp_set_num_threads(c->nthr);
+	nfcirc_wrap(c, in);
+	long nd = (long)c->n * c->l * c->l * c->cout;
+	if (c->bf16) {
+		uint16_t *d;
+		dnnl_memory_get_data_handle(c->ddst, (void **)&d);
+		int nt = c->nthr;
+		#pragma omp parallel for schedule(static)
+		for (int t = 0; t < nt; t++) {
+			long lo = nd * t / nt, hi = nd * (t + 1) / nt;
+			nf_bf16_row(d + lo, gout + lo, hi - lo);
+		}
+	} else {
+		CK(dnnl_memory_set_data_handle(c->ddst, (void *)gout));
+	}
+	dnnl_status_t s;
+	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw}, {DNNL_ARG_DIFF_BIAS, c->db}};
+	s = nfcirc_exec(c, 2, 4, a);
+	if (s == dnnl_success) s = nfcirc_reorder_run(c, 5, c->dw, c->dwuser);
+	if (s == dnnl_success && gin) {
+		s = dnnl_memory_set_data_handle(c->wuser, (void *)w);
+		if (s == dnnl_success) s = nfcirc_reorder_run(c, 4, c->wuser, c->wbwd);
+		dnnl_exec_arg_t d[4] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->wbwd}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
+		if (s == dnnl_success) s = nfcirc_exec(c, 1, 3, d);
+	}
+	if (s == dnnl_success) s = dnnl_stream_wait(c->st);
+	if (!c->bf16) dnnl_memory_set_data_handle(c->ddst, NULL);
+	dnnl_memory_set_data_handle(c->wuser, NULL);
+	if (s != dnnl_success) return s;
+	float *dw, *db;
+	dnnl_memory_get_data_handle(c->dwuser, (void **)&dw);
+	dnnl_memory_get_data_handle(c->db, (void **)&db);
+	long nw = (long)c->cout * c->cin * c->k * c->k;
+	for (long i = 0; i < nw; i++) gw[i] += dw[i];
+	for (int i = 0; i < c->cout; i++) gb[i] += db[i];
+	if (gin) nfcirc_fold(c, gin);
+	return dnnl_success;
+}
+
+static const char *nfcirc_impl(nfcirc *c, int i) {
+	const char *s = "";
+	if (c->pd[i]) dnnl_primitive_desc_query(c->pd[i], dnnl_query_impl_info_str, 0, &s);
+	return s;
+}
+
+static size_t nfcirc_bytes(nfcirc *c) {
+	size_t t = 0;
+	dnnl_memory_t m[] = {c->src, c->wfwd, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+		if (!m[i] || (m[i] == c->ddst && !c->bf16)) continue;
+		const dnnl_memory_desc_t *md;
+		dnnl_memory_get_memory_desc(m[i], &md);
+		t += dnnl_memory_desc_get_size(md);
+	}
+	for (int i = 0; i < 6; i++) {
+		if (!c->scratch[i]) continue;
+		const dnnl_memory_desc_t *md;
+		dnnl_memory_get_memory_desc(c->scratch[i], &md);
+		t += dnnl_memory_desc_get_size(md);
+	}
+	return t;
+}
+
+static nfcirc *nfcirc_new(void) { return calloc(1, sizeof(nfcirc)); }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// CircShape is the shape of one circular convolution of the conditioner: N
+// configurations of an L×L periodic lattice, Cin input and Cout output
+// channels, a K×K kernel (K odd) with dilation Dilation, padding
+// Dilation·(K−1)/2 wrapped around the lattice (PyTorch's
+// padding_mode="circular").
+type CircShape struct {
+	N, Cin, Cout, L, K, Dilation int
+}
+
+// Flops returns twice the multiply-adds of one forward convolution.
+func (s CircShape) Flops() float64 {
+	return 2 * float64(s.N) * float64(s.Cout) * float64(s.L*s.L) * float64(s.Cin*s.K*s.K)
+}
+
+// InputLayout is the memory layout of a CircConv's input and input gradient.
+type InputLayout int
+
+const (
+	// NHWC: [N][L][L][Cin], channels innermost (the conditioner's hidden
+	// activations on this path).
+	NHWC InputLayout = iota
+	// ChannelMajor: [Cin][N][L][L] (the flow's conditioner input).
+	ChannelMajor
+)
+
+// CircOptions are the choices of a CircConv beyond its shape.
+type CircOptions struct {
+	// BF16 makes the convolution's inputs (the wrapped input, the weights
+	// and, backward, the output gradient) bfloat16, rounded to nearest
+	// even; accumulation, bias, outputs and gradients stay float32.
+	BF16 bool
+	// LeakyReLUSlope > 0 fuses LeakyReLU(x, slope) into the forward output
+	// (oneDNN's relu post-op with negative slope); 0: no activation.
+	LeakyReLUSlope float32
+	// Backward creates the backward-data and backward-weights primitives.
+	Backward bool
+	// Input is the layout of the input and of the input gradient; the
+	// output and its gradient are always NHWC.
+	Input InputLayout
+	// Threads is the number of OpenMP threads of every call (≥ 1).
+	Threads int
+}
+
+// CircConv is a circular convolution through oneDNN for a fixed shape:
+// created once, run many times. The padded input lives in memory that
+// oneDNN allocates; outputs, weights and gradients are the caller's
+// float32 slices, used only during a call (no Go pointer is kept by C).
+// Weights are OIHW (Cout, Cin, K, K) row-major as in nf.Conv2D, reordered
+// into the primitives' preferred layouts at every call (they change every
+// training step). Not safe for concurrent use.
+type CircConv struct {
+	c     *C.nfcirc
+	shape CircShape
+	opt   CircOptions
+}
+
+// NewCircConv creates the primitives for s.
+func NewCircConv(s CircShape, opt CircOptions) (*CircConv, error) {
+	if s.N < 1 || s.Cin < 1 || s.Cout < 1 || s.L < 1 || s.K < 1 || s.K%2 == 0 || s.Dilation < 1 || opt.Threads < 1 {
+		return nil, fmt.Errorf("dnnl: invalid circular convolution %+v (threads %d)", s, opt.Threads)
+	}
+	c := C.nfcirc_new()
+	if c == nil {
+		return nil, fmt.Errorf("dnnl: out of memory")
+	}
+	c.n, c.cin, c.cout, c.l, c.k, c.dil = C.int(s.N), C.int(s.Cin), C.int(s.Cout), C.int(s.L), C.int(s.K), C.int(s.Dilation)
+	c.nthr = C.int(opt.Threads)
+	if opt.BF16 {
+		c.bf16 = 1
+	}
+	if opt.Input == ChannelMajor {
+		c.incm = 1
+	}
+	if opt.Backward {
+		c.bwd = 1
+	}
+	if st := C.nfcirc_create(c, C.float(opt.LeakyReLUSlope)); st != C.dnnl_success {
+		C.nfcirc_destroy(c)
+		return nil, fmt.Errorf("dnnl: circular convolution %+v (bf16 %v): %w", s, opt.BF16, statusError(int(st)))
+	}
+	return &CircConv{c: c, shape: s, opt: opt}, nil
+}
+
+// ErrUnimplemented says that this oneDNN has no implementation of a
+// primitive on this CPU (bf16 convolutions below AVX-512, for one).
+var ErrUnimplemented = errors.New("not implemented by this oneDNN on this CPU")
+
+// statusError names a oneDNN status.
+func statusError(st int) error {
+	switch st {
+	case C.dnnl_out_of_memory:
+		return errors.New("out of memory")
+	case C.dnnl_invalid_arguments:
+		return errors.New("invalid arguments")
+	case C.dnnl_unimplemented:
+		return ErrUnimplemented
+	}
+	return fmt.Errorf("oneDNN status %d", st)
+}
+
+// Shape returns the shape the primitives were created for.
+func (cv *CircConv) Shape() CircShape { return cv.shape }
+
+func (cv *CircConv) inLen() int  { return cv.shape.N * cv.shape.L * cv.shape.L * cv.shape.Cin }
+func (cv *CircConv) outLen() int { return cv.shape.N * cv.shape.L * cv.shape.L * cv.shape.Cout }
+func (cv *CircConv) wLen() int   { return cv.shape.Cout * cv.shape.Cin * cv.shape.K * cv.shape.K }
+
+func (cv *CircConv) checkLen(name string, x []float32, want int) {
+	if len(x) != want {
+		panic(fmt.Sprintf("dnnl: CircConv %+v: len(%s) = %d, want %d", cv.shape, name, len(x), want))
+	}
+}
+
+func ptr(x []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(x))) }
+
+// Forward writes out (NHWC, N·L·L·Cout) = the convolution of in (in the
+// input layout, N·L·L·Cin) with weights w (OIHW) plus bias b, through the
+// LeakyReLU when the options fuse one.
+func (cv *CircConv) Forward(out, in, w, b []float32) error {
+	cv.checkLen("in", in, cv.inLen())
+	cv.checkLen("out", out, cv.outLen())
+	cv.checkLen("w", w, cv.wLen())
+	cv.checkLen("b", b, cv.shape.Cout)
+	if st := C.nfcirc_forward(cv.c, ptr(in), ptr(w), ptr(b), ptr(out)); st != C.dnnl_success {
+		return fmt.Errorf("dnnl: forward convolution %+v: %w", cv.shape, statusError(int(st)))
+	}
+	return nil
+}
+
+// Backward is the vector–Jacobian product of the convolution without its
+// activation: given gout = dL/dout (NHWC) and the forward input in, it ADDS
+// dL/dw into gw (OIHW) and dL/db into gb, and WRITES dL/din into gin (in
+// the input layout; skipped when gin is nil). Needs Options.Backward.
+func (cv *CircConv) Backward(gin, gout, in, w, gw, gb []float32) error {
+	if !cv.opt.Backward {
+		panic("dnnl: CircConv.Backward without Options.Backward")
+	}
+	cv.checkLen("in", in, cv.inLen())
+	cv.checkLen("gout", gout, cv.outLen())
+	cv.checkLen("w", w, cv.wLen())
+	cv.checkLen("gw", gw, cv.wLen())
+	cv.checkLen("gb", gb, cv.shape.Cout)
+	var gp *C.float
+	if gin != nil {
+		cv.checkLen("gin", gin, cv.inLen())
+		gp = ptr(gin)
+	}
+	if st := C.nfcirc_backward(cv.c, gp, ptr(gout), ptr(in), ptr(w), ptr(gw), ptr(gb)); st != C.dnnl_success {
+		return fmt.Errorf("dnnl: backward convolution %+v: %w", cv.shape, statusError(int(st)))
+	}
+	return nil
+}
+
+// Impl names oneDNN's implementations of the forward, backward-data and
+// backward-weights primitives (empty where not created), e.g.
+// "brg:avx512_core_amx": what a CPU actually runs.
+func (cv *CircConv) Impl() (fwd, bwdData, bwdWeights string) {
+	return C.GoString(C.nfcirc_impl(cv.c, 0)), C.GoString(C.nfcirc_impl(cv.c, 1)), C.GoString(C.nfcirc_impl(cv.c, 2))
+}
+
+// Bytes returns the memory the primitives own: padded buffers, weights in
+// their layouts, gradients and scratchpads.
+func (cv *CircConv) Bytes() int { return int(C.nfcirc_bytes(cv.c)) }
+
+// Close frees the primitives and their memory.
+func (cv *CircConv) Close() {
+	if cv.c != nil {
+		C.nfcirc_destroy(cv.c)
+		cv.c = nil
+	}
+}
