@@ -55,8 +55,28 @@ func runCheck(opts checkOptions, w io.Writer) error {
 		printCheckHMC(w, opts.Params, c)
 		return nil
 	}
-	printCheck(w, opts.Params, c, opts.Workers)
+	engine, err := convEngine(c)
+	if err != nil {
+		return err
+	}
+	printCheck(w, opts.Params, c, opts.Workers, engine)
 	return nil
+}
+
+// convEngine builds the configuration's flow for one configuration, as a
+// run would, and describes how its convolutions run on this machine: a
+// float32 flow's oneDNN primitives (their implementations say which
+// kernels this CPU gets), a float64 flow's im2col and OpenBLAS. bf16 that
+// this CPU cannot run fast is the run's usage error.
+func convEngine(c nfio.Config) (string, error) {
+	if c.Model.Precision == "float64" {
+		return "im2col + OpenBLAS sgemm (float64 flow)", nil
+	}
+	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("oneDNN, %s inputs, float32 accumulation (kernels here: %s)", flow.DNNL(), flow.DNNLImpl()), nil
 }
 
 // printCheckHMC writes the report of a valid HMC baseline configuration:
@@ -81,19 +101,25 @@ func printCheckHMC(w io.Writer, path string, c nfio.Config) {
 //	Links       = 3 · B · 2V · 8                 links in and out, force/work (float64)
 //	Activations = n_layers · B · s · nf.Arch.TapeElemsPerConfigLayer   kept for the backward pass
 //	              (per layer: links 2V, last hidden activation, spline parameters at the V/4 active sites)
-//	Im2col      = B · V · K² · max_j C_j · s      unfolded input of the widest convolution
+//	Convolutions, float64 (im2col and OpenBLAS):
+//	            = B · V · K² · max_j C_j · s      unfolded input of the widest convolution
+//	Convolutions, float32 (oneDNN):
+//	            = B · Σ_j P_j · C_j · (s_in + 4) + B · V · C_out · 4
+//	              padded input (s_in = 4, or 2 for bf16) and padded input gradient (float32)
+//	              of every convolution, P_j = (L + Dil_j·(K−1))², and the last convolution's
+//	              output at every site (scratchpads and reordered weights are small)
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
 //
 // It is an estimate of the large arrays only (within tens of per cent);
 // the Go runtime, MPI and HDF5 buffers come on top.
 type memEstimate struct {
-	Links, Activations, Im2col, Determinant, Parameters int64
+	Links, Activations, Convolutions, Determinant, Parameters int64
 }
 
 // Total returns the sum of all parts.
 func (m memEstimate) Total() int64 {
-	return m.Links + m.Activations + m.Im2col + m.Determinant + m.Parameters
+	return m.Links + m.Activations + m.Convolutions + m.Determinant + m.Parameters
 }
 
 // estimateMemory evaluates the formulas of memEstimate.
@@ -109,12 +135,25 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 		maxC = max(maxC, int64(ch))
 	}
 	k2 := int64(a.KernelSize * a.KernelSize)
+	conv := b * v * k2 * maxC * s
+	if s == 4 { // the oneDNN path
+		sIn := int64(4)
+		if c.Model.ConvPrecision == "bf16" {
+			sIn = 2
+		}
+		ch := a.Channels()
+		conv = b * v * int64(ch[len(ch)-1]) * 4
+		for j, d := range a.Dilation {
+			side := int64(a.L + d*(a.KernelSize-1))
+			conv += b * side * side * int64(ch[j]) * (sIn + 4)
+		}
+	}
 	return memEstimate{
-		Links:       3 * b * 2 * v * 8,
-		Activations: int64(a.NLayers) * b * s * int64(a.TapeElemsPerConfigLayer(nf.DefaultRecompute)),
-		Im2col:      b * v * k2 * maxC * s,
-		Determinant: int64(workers) * 16 * v * v,
-		Parameters:  int64(a.NumParams()) * (2*s + 16),
+		Links:        3 * b * 2 * v * 8,
+		Activations:  int64(a.NLayers) * b * s * int64(a.TapeElemsPerConfigLayer(nf.DefaultRecompute)),
+		Convolutions: conv,
+		Determinant:  int64(workers) * 16 * v * v,
+		Parameters:   int64(a.NumParams()) * (2*s + 16),
 	}
 }
 
@@ -133,7 +172,7 @@ func bytesString(n int64) string {
 }
 
 // printCheck writes the report of a valid configuration.
-func printCheck(w io.Writer, path string, c nfio.Config, workers int) {
+func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine string) {
 	a := c.Arch()
 	ch := make([]string, 0, len(a.Channels()))
 	for _, v := range a.Channels() {
@@ -152,16 +191,22 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int) {
 	fmt.Fprintf(w, "model       %d layers, channels %s, kernel %d, dilation %v, %d knots, %s\n",
 		a.NLayers, strings.Join(ch, " -> "), a.KernelSize, a.Dilation, a.NKnots, c.Model.Precision)
 	fmt.Fprintf(w, "parameters  %d\n", p)
+	fmt.Fprintf(w, "convolutions %s\n", engine)
 	fmt.Fprintf(w, "training    %s, %d steps, batch %d in micro-batches of %d per rank; rank counts that divide it: %s\n",
 		c.Train.Estimator, c.Train.Steps, c.Train.BatchSize, c.Train.MicroBatch, strings.Join(ranks, ", "))
 	fmt.Fprintf(w, "memory per rank for one micro-batch of %d (estimate, %d lattice workers):\n", c.Train.MicroBatch, workers)
-	rows := []struct {
+	type row struct {
 		name, formula string
 		n             int64
-	}{
+	}
+	conv := row{"convolutions", "B Sum_j (L+Dil_j(K-1))^2 C_j (s_in+4) + B V C_out 4 (oneDNN)", m.Convolutions}
+	if c.Model.Precision == "float64" {
+		conv = row{"im2col", "B V K^2 max(C) s", m.Convolutions}
+	}
+	rows := []row{
 		{"links", "3 B 2V 8", m.Links},
 		{"activations", "n_layers B s tape(layer)", m.Activations},
-		{"im2col", "B V K^2 max(C) s", m.Im2col},
+		conv,
 		{"determinant", "workers 16 V^2", m.Determinant},
 		{"parameters", "P (2s + 16)", m.Parameters},
 	}

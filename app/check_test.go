@@ -66,19 +66,26 @@ func TestEstimateMemory(t *testing.T) {
 	want := memEstimate{
 		Links:       3 * 4 * 128 * 8,                    // 3 B 2V 8
 		Activations: 2 * 4 * 4 * ((2+2)*64 + (25+1)*16), // n_layers B s (links 2V + hidden 2·V + (25+1)·V/4 at active sites)
-		Im2col:      4 * 64 * 9 * 25 * 4,                // B V K² max C s
-		Determinant: 3 * 16 * 64 * 64,                   // workers 16 V²
-		Parameters:  2 * 585 * (8 + 16),                 // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
+		// oneDNN: B (L+2)² 6 (4+4) + B (L+2)² 2 (4+4) + B V 25 4 (dilations 1, 1)
+		Convolutions: 4*100*6*8 + 4*100*2*8 + 4*64*25*4,
+		Determinant:  3 * 16 * 64 * 64,   // workers 16 V²
+		Parameters:   2 * 585 * (8 + 16), // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
 	}
 	got := estimateMemory(c, 3)
 	if got != want {
 		t.Fatalf("estimate %+v, want %+v", got, want)
 	}
-	if got.Total() != 488880 {
-		t.Fatalf("total %d, want 488880", got.Total())
+	if got.Total() != 309680 {
+		t.Fatalf("total %d, want 309680", got.Total())
 	}
+	c.Model.ConvPrecision = "bf16" // inputs in 2 bytes
+	if g := estimateMemory(c, 3); g.Convolutions != 4*100*6*6+4*100*2*6+4*64*25*4 {
+		t.Fatalf("bf16 estimate %+v", g)
+	}
+	c.Model.ConvPrecision = "float32"
 	c.Model.Precision = "float64"
-	if g := estimateMemory(c, 3); g.Activations != 2*want.Activations || g.Parameters != 2*585*(16+16) {
+	if g := estimateMemory(c, 3); g.Activations != 2*want.Activations || g.Parameters != 2*585*(16+16) ||
+		g.Convolutions != 4*64*9*25*8 { // B V K² max C s
 		t.Fatalf("float64 estimate %+v", g)
 	}
 }

@@ -70,9 +70,9 @@ func loadReverseModel(path, precision string, L int, inPath string) (reverseMode
 }
 
 func newFlowModel[T nf.Float](m *nfio.ModelFile, path, precision string) (reverseModel, error) {
-	flow, err := nf.NewFlow[T](m.Arch, nf.CPU(0))
+	flow, err := newFlow[T](m.Arch, "float32")
 	if err != nil {
-		return nil, usagef("measure: -checkpoint %s: %v", path, err)
+		return nil, fmt.Errorf("measure: -checkpoint %s: %w", path, err)
 	}
 	if err := nfio.ReadModelFile(m, flow.Params); err != nil {
 		return nil, usagef("measure: -checkpoint %s: %v", path, err)

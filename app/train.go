@@ -157,9 +157,9 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	tc := newTimedComm(o.Comm)
 	c := comm.Comm(tc)
 	arch := cfg.Arch()
-	flow, err := nf.NewFlow[T](arch, nf.CPU(0))
+	flow, err := newFlow[T](arch, cfg.Model.ConvPrecision)
 	if err != nil {
-		return &UsageError{Err: err}
+		return err
 	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
 	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank())}

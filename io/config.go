@@ -59,6 +59,11 @@ type ModelConfig struct {
 	Dilation       []int  `toml:"dilation"`        // [dilation] one per convolution, default [1, 2, 3]
 	Masking        string `toml:"masking"`         // [masking] conditioner input, "2x1" (the only one)
 	Precision      string `toml:"precision"`       // [precision] "float32" (default) or "float64"
+	// ConvPrecision [conv_precision] is the precision of the convolutions'
+	// inputs and weights on the oneDNN path of a float32 flow: "float32"
+	// (default) or "bf16" (accumulation and outputs float32; AMX CPUs
+	// only, see nf.UseDNNL).
+	ConvPrecision string `toml:"conv_precision"`
 }
 
 // TrainConfig is the [train] section: the gradient estimator and the
@@ -167,7 +172,7 @@ func DefaultConfig() Config {
 	return Config{
 		Lat: LatticeConfig{Beta: lgt.PaperBeta, Kappa: lgt.PaperKappa},
 		Model: ModelConfig{NLayers: 48, NKnots: 9, HiddenChannels: []int{64, 64}, KernelSize: 3,
-			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32"},
+			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32", ConvPrecision: "float32"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
 			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500},
 		IO:     IOConfig{OutDir: "run", Restart: "auto"},
@@ -392,6 +397,12 @@ func (l LatticeConfig) validate() error {
 func (c Config) validateModel() error {
 	if !slices.Contains(Precisions, c.Model.Precision) {
 		return bad("model.precision", c.Model.Precision, "allowed: %s", quoteList(Precisions))
+	}
+	if !slices.Contains(nf.ConvPrecisions, c.Model.ConvPrecision) {
+		return bad("model.conv_precision", c.Model.ConvPrecision, "allowed: %s", quoteList(nf.ConvPrecisions))
+	}
+	if c.Model.ConvPrecision == "bf16" && c.Model.Precision != "float32" {
+		return bad("model.conv_precision", c.Model.ConvPrecision, "needs model.precision = \"float32\" (here %q)", c.Model.Precision)
 	}
 	err := c.Arch().Validate()
 	var ae *nf.ArchError

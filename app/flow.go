@@ -1,0 +1,35 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"nfschwinger/nf"
+)
+
+// newFlow builds a flow of architecture a on the CPU backend, all cores. A
+// float32 flow runs its conditioners through oneDNN (nf.Flow.UseDNNL), with
+// bf16 convolution inputs when convPrecision is "bf16"; a float64 flow
+// through im2col and OpenBLAS. bf16 where oneDNN cannot run it on AMX is a
+// usage error naming model.conv_precision.
+func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
+	flow, err := nf.NewFlow[T](a, nf.CPU(0))
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	var zero T
+	if _, ok := any(zero).(float32); !ok {
+		if convPrecision == "bf16" {
+			return nil, usagef("model.conv_precision = \"bf16\" needs model.precision = \"float32\"")
+		}
+		return flow, nil
+	}
+	if err := flow.UseDNNL(convPrecision == "bf16"); err != nil {
+		if errors.Is(err, nf.ErrBF16Slow) {
+			return nil, usagef("model.conv_precision = \"bf16\": %s; use \"float32\" on this machine", strings.TrimPrefix(err.Error(), "nf: "))
+		}
+		return nil, fmt.Errorf("oneDNN convolutions: %w", err)
+	}
+	return flow, nil
+}
