@@ -92,10 +92,22 @@ func BenchmarkCouplingLayer(b *testing.B) {
 }
 
 // TestFlowDoesNotAllocate: Forward, Reverse and the backward passes do not
-// allocate once the scratch has grown, in both tape modes.
+// allocate once the scratch has grown, in both tape modes, with the
+// conditioners on OpenBLAS and on oneDNN.
 func TestFlowDoesNotAllocate(t *testing.T) {
+	for _, engine := range []string{"openblas", "dnnl"} {
+		t.Run(engine, func(t *testing.T) { testFlowDoesNotAllocate(t, engine == "dnnl") })
+	}
+}
+
+func testFlowDoesNotAllocate(t *testing.T, dnnl bool) {
 	const L, B = 8, 4
 	fl, z := benchFlow(t, L, 2, B)
+	if dnnl {
+		if err := fl.UseDNNL(false); err != nil {
+			t.Fatal(err)
+		}
+	}
 	x := make([]float32, len(z))
 	g := make([]float32, len(z))
 	logJ := make([]float64, B)

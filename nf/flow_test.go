@@ -119,14 +119,25 @@ func maxAbsDiff(got, want []float64) float64 {
 	return m
 }
 
-func TestFlowAgainstVectors64(t *testing.T) { testFlowAgainstVectors[float64](t, vecTol64, vecTol64) }
+func TestFlowAgainstVectors64(t *testing.T) { testFlowAgainstVectors[float64](t, vecTol64, vecTol64, false) }
 func TestFlowAgainstVectors32(t *testing.T) {
-	testFlowAgainstVectors[float32](t, vecAngleTol32, vecLogJTol32)
+	testFlowAgainstVectors[float32](t, vecAngleTol32, vecLogJTol32, false)
 }
 
-func testFlowAgainstVectors[T Float](t *testing.T, angTol, logJTol float64) {
+// TestFlowAgainstVectors32DNNL: the float32 flow with its conditioners on
+// oneDNN (the program's float32 path) within the same float32 bounds.
+func TestFlowAgainstVectors32DNNL(t *testing.T) {
+	testFlowAgainstVectors[float32](t, vecAngleTol32, vecLogJTol32, true)
+}
+
+func testFlowAgainstVectors[T Float](t *testing.T, angTol, logJTol float64, dnnl bool) {
 	fl, f := referenceFlow[T](t)
 	defer f.Close()
+	if dnnl {
+		if err := fl.UseDNNL(false); err != nil {
+			t.Fatal(err)
+		}
+	}
 	z := readT[T](t, f, "z")
 	V := fl.Arch.L * fl.Arch.L
 	B := len(z) / (2 * V)

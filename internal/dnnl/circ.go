@@ -16,6 +16,7 @@ package dnnl
 // primitives prefer (reordered from the caller's OIHW at every call).
 typedef struct {
 	int n, cin, cout, l, k, dil, pad, hp, bf16, nthr, incm, bwd;
+	float inslope; // > 0: the input is a LeakyReLU output; the fold applies its derivative
 	dnnl_engine_t eng;
 	dnnl_stream_t st;
 	dnnl_primitive_attr_t attr, attrb; // forward (post-op, user scratchpad); reorders and backward (user scratchpad)
@@ -200,8 +201,9 @@ static void nfcirc_wrap(nfcirc *c, const float *in) {
 
 // nfcirc_fold writes gin, the adjoint of nfcirc_wrap applied to the padded
 // input gradient: the sum of every padded site's gradient into the site it
-// copies.
-static void nfcirc_fold(nfcirc *c, float *gin) {
+// copies; with c->inslope > 0, times the derivative of the LeakyReLU whose
+// output the input in is (1 where in > 0, else the slope).
+static void nfcirc_fold(nfcirc *c, float *gin, const float *in) {
 	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, cm = c->incm;
 	float *ds;
 	dnnl_memory_get_data_handle(c->dsrc, (void **)&ds);
@@ -218,6 +220,20 @@ static void nfcirc_fold(nfcirc *c, float *gin) {
 				long s = (long)b * V + si * l + sj;
 				if (cm) for (int ch = 0; ch < C; ch++) gin[ch * NV + s] += p[ch];
 				else { float *q = gin + s * C; for (int ch = 0; ch < C; ch++) q[ch] += p[ch]; }
+			}
+		}
+		if (c->inslope > 0) {
+			float sl = c->inslope;
+			if (cm) {
+				for (int ch = 0; ch < C; ch++) {
+					float *g = gin + ch * NV + b * V;
+					const float *y = in + ch * NV + b * V;
+					for (long i = 0; i < V; i++) g[i] *= y[i] > 0 ? 1.0f : sl;
+				}
+			} else {
+				float *g = gin + b * V * C;
+				const float *y = in + b * V * C;
+				for (long i = 0; i < V * C; i++) g[i] *= y[i] > 0 ? 1.0f : sl;
 			}
 		}
 	}
@@ -292,7 +308,7 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	long nw = (long)c->cout * c->cin * c->k * c->k;
 	for (long i = 0; i < nw; i++) gw[i] += dw[i];
 	for (int i = 0; i < c->cout; i++) gb[i] += db[i];
-	if (gin) nfcirc_fold(c, gin);
+	if (gin) nfcirc_fold(c, gin, in);
 	return dnnl_success;
 }
 
@@ -366,6 +382,11 @@ type CircOptions struct {
 	LeakyReLUSlope float32
 	// Backward creates the backward-data and backward-weights primitives.
 	Backward bool
+	// InputLeakyReLUSlope > 0 says that the input is the output of a
+	// LeakyReLU with this slope: Backward then returns the gradient of the
+	// LeakyReLU's input, the input gradient times the derivative read from
+	// the input's sign (1 where positive, else the slope), in the same pass.
+	InputLeakyReLUSlope float32
 	// Input is the layout of the input and of the input gradient; the
 	// output and its gradient are always NHWC.
 	Input InputLayout
@@ -397,6 +418,7 @@ func NewCircConv(s CircShape, opt CircOptions) (*CircConv, error) {
 	}
 	c.n, c.cin, c.cout, c.l, c.k, c.dil = C.int(s.N), C.int(s.Cin), C.int(s.Cout), C.int(s.L), C.int(s.K), C.int(s.Dilation)
 	c.nthr = C.int(opt.Threads)
+	c.inslope = C.float(opt.InputLeakyReLUSlope)
 	if opt.BF16 {
 		c.bf16 = 1
 	}
@@ -462,7 +484,9 @@ func (cv *CircConv) Forward(out, in, w, b []float32) error {
 // Backward is the vector–Jacobian product of the convolution without its
 // activation: given gout = dL/dout (NHWC) and the forward input in, it ADDS
 // dL/dw into gw (OIHW) and dL/db into gb, and WRITES dL/din into gin (in
-// the input layout; skipped when gin is nil). Needs Options.Backward.
+// the input layout; skipped when gin is nil), through the input's
+// LeakyReLU when Options.InputLeakyReLUSlope is set. Needs
+// Options.Backward.
 func (cv *CircConv) Backward(gin, gout, in, w, gw, gb []float32) error {
 	if !cv.opt.Backward {
 		panic("dnnl: CircConv.Backward without Options.Backward")

@@ -119,7 +119,10 @@ func TestCircConv(t *testing.T) {
 			}
 			ref.run(g64, idx)
 
-			cv, err := NewCircConv(s, CircOptions{BF16: tc.bf16, LeakyReLUSlope: tc.slope, Backward: true, Input: tc.in, Threads: 2})
+			// The input is a LeakyReLU output where the case has a slope:
+			// the input gradient then comes through its derivative.
+			cv, err := NewCircConv(s, CircOptions{BF16: tc.bf16, LeakyReLUSlope: tc.slope, InputLeakyReLUSlope: tc.slope,
+				Backward: true, Input: tc.in, Threads: 2})
 			if tc.bf16 && errors.Is(err, ErrUnimplemented) {
 				t.Skipf("no bf16 convolutions in this CPU's oneDNN: %v", err)
 			}
@@ -174,6 +177,19 @@ func TestCircConv(t *testing.T) {
 					}
 					if d := math.Abs(float64(got[i]) - add - v); d > tol*(1+math.Abs(add)) {
 						t.Fatalf("%s[%d] = %v, want %v (|Δ| %.3g > %.3g)", name, i, float64(got[i])-add, v, d, tol)
+					}
+				}
+			}
+			if tc.slope > 0 {
+				for n := range s.N {
+					for i := range L {
+						for j := range L {
+							for ci := range s.Cin {
+								if k := idx(n, i, j, ci); in[k] <= 0 {
+									ref.gin[k] *= float64(tc.slope)
+								}
+							}
+						}
 					}
 				}
 			}
