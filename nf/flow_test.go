@@ -119,7 +119,9 @@ func maxAbsDiff(got, want []float64) float64 {
 	return m
 }
 
-func TestFlowAgainstVectors64(t *testing.T) { testFlowAgainstVectors[float64](t, vecTol64, vecTol64, false) }
+func TestFlowAgainstVectors64(t *testing.T) {
+	testFlowAgainstVectors[float64](t, vecTol64, vecTol64, false)
+}
 func TestFlowAgainstVectors32(t *testing.T) {
 	testFlowAgainstVectors[float32](t, vecAngleTol32, vecLogJTol32, false)
 }
