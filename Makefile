@@ -89,7 +89,7 @@ study: build
 # list, BENCH_FLAGS for more, e.g. -plot bench.png or -json), then the Go
 # benchmarks of the kernels.
 bench: build
-	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 $${BENCH_FLAGS:-}
+	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 -conv-engine dnnl,openblas -conv-precision float32,bf16 $${BENCH_FLAGS:-}
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 2x ./lgt/ ./nf/
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 300x ./internal/dnnl/
 

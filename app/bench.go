@@ -247,6 +247,14 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 	}
 	var rows []benchRow
 	var actions []actionRow
+	// bf16 where this CPU cannot run it fast is left out with one line,
+	// the other rows are still measured.
+	if slices.Contains(o.Convs, convMode{"dnnl", "bf16"}) {
+		if err := checkBF16(o.arch(o.Ls[0])); err != nil {
+			fmt.Fprintf(progress, "bench: no bf16 rows: %v\n", err)
+			o.Convs = slices.DeleteFunc(slices.Clone(o.Convs), func(m convMode) bool { return m.Precision == "bf16" })
+		}
+	}
 	for _, L := range o.Ls {
 		sg := sgemmGFLOPs(be, o.SgemmN)
 		prim := map[string]float64{}
@@ -408,6 +416,17 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 		best = min(best, time.Since(t0).Seconds())
 	}
 	return 2 * float64(n) * float64(n) * float64(n) / best / 1e9
+}
+
+// checkBF16 returns why bf16 convolutions are refused on this CPU (nil
+// when they run on AMX).
+func checkBF16(a nf.Arch) error {
+	a.NLayers = 1
+	f, err := nf.NewFlow[float32](a, nf.CPU(0))
+	if err != nil {
+		return err
+	}
+	return f.UseDNNL(true)
 }
 
 // primitiveGFLOPs times the issue-15 reference: oneDNN's 64 → 64

@@ -21,8 +21,10 @@ import (
 //     input rec.acts[0] and its gradient stay channel-major; the first
 //     convolution transposes while it pads.
 //   - LeakyReLU is fused into the forward convolutions (oneDNN's relu
-//     post-op with a negative slope); its backward stays elementwise on the
-//     recorded outputs.
+//     post-op with a negative slope), and its derivative, read from the
+//     sign of the recorded outputs, into the pass that writes the next
+//     convolution's input gradient (the fold of the circular padding, the
+//     scatter of the last convolution).
 //   - The last convolution runs at the active sites only, as the default
 //     path does (Conv2D.ForwardSites): the im2col columns of those sites are
 //     gathered from the NHWC input (one copy of C contiguous channels per
@@ -56,6 +58,7 @@ type dnnlConditioner[T Float] struct {
 	col, wp, gwp []float32
 	taps         []int32
 	in, gin      []float32
+	slope        float32 // LeakyReLU's: the scatter applies its derivative (the input is its output)
 	B, L, cin    int
 	nA, kk       int
 	gatherFn     func(lo, hi int)
@@ -269,9 +272,6 @@ func (f *Flow[T]) dnnlBackward(c *coupling[T], rec layerRecord[T], B int) {
 			gout := as32(f.gbuf[cur][:cv.Cout*N])
 			mustDNNL(p.Backward(gin, gout, as32(rec.acts[j]), as32(cv.Weight), as32(cv.GradWeight), as32(cv.GradBias)))
 		}
-		if j == last && j > 0 { // the CircConvs apply the LeakyReLU's derivative themselves
-			f.ws.LeakyReLUBackward(f.be, f.gbuf[1-cur][:cv.Cin*N], rec.acts[j], T(f.Arch.LeakyReLUSlope))
-		}
 		cur = 1 - cur
 	}
 	f.ginp = f.gbuf[cur][:InChannels*N]
@@ -316,7 +316,8 @@ func (d *dnnlConditioner[T]) gatherRange(lo, hi int) {
 
 // scatterRange writes gin of configurations [lo, hi): zero, then the
 // column gradient (in d.col) added at the source of every tap (the adjoint
-// of gatherRange).
+// of gatherRange), then, when the input is a LeakyReLU output (d.slope >
+// 0), times the LeakyReLU's derivative read from the input.
 func (d *dnnlConditioner[T]) scatterRange(lo, hi int) {
 	V, C, CKK := d.L*d.L, d.cin, d.cin*d.kk
 	clear(d.gin[lo*V*C : hi*V*C])
@@ -327,6 +328,9 @@ func (d *dnnlConditioner[T]) scatterRange(lo, hi int) {
 				addTo(d.gin[(b*V+int(d.taps[t*d.nA+i]))*C:][:C], col[t*C:(t+1)*C])
 			}
 		}
+	}
+	if d.slope > 0 {
+		LeakyReLUBackward(d.gin[lo*V*C:hi*V*C], d.in[lo*V*C:hi*V*C], d.slope)
 	}
 }
 
@@ -344,6 +348,10 @@ func (d *dnnlConditioner[T]) lastBackward(f *Flow[T], c *coupling[T], cv *Conv2D
 		gb[co] += float32(s)
 	}
 	d.sites(f, c, cv, in, gin, B)
+	d.slope = 0
+	if len(c.convs) > 1 { // the input is the previous convolution's activation
+		d.slope = float32(f.Arch.LeakyReLUSlope)
+	}
 	f.be.ParallelFor(B, d.gatherFn)
 	// dWp[Cout][CKK] = gout[Cout][M] · col[M][CKK], then un-permuted.
 	d.gwp = grow(d.gwp, cv.Cout*CKK)

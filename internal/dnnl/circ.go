@@ -210,13 +210,23 @@ static void nfcirc_fold(nfcirc *c, float *gin, const float *in) {
 	long V = (long)l * l, NV = (long)n * V;
 	#pragma omp parallel for schedule(static)
 	for (int b = 0; b < n; b++) {
-		if (cm) for (int ch = 0; ch < C; ch++) memset(gin + ch * NV + b * V, 0, V * 4);
-		else memset(gin + b * V * C, 0, V * C * 4);
+		const float *db = ds + (long)b * hp * hp * C;
+		if (cm) {
+			for (int ch = 0; ch < C; ch++) memset(gin + ch * NV + b * V, 0, V * 4);
+		} else {
+			// The interior copies its rows whole (L sites of C channels are
+			// contiguous in both layouts); the halo is added below.
+			float *gb = gin + b * V * C;
+			for (int i = 0; i < l; i++)
+				memcpy(gb + (long)i * l * C, db + ((long)(i + pad) * hp + pad) * C, (size_t)l * C * 4);
+		}
 		for (int i = 0; i < hp; i++) {
 			int si = nf_wrapidx(i, pad, l);
+			int rowin = !cm && i >= pad && i < pad + l;
 			for (int j = 0; j < hp; j++) {
+				if (rowin && j == pad) { j += l - 1; continue; } // the interior, copied above
 				int sj = nf_wrapidx(j, pad, l);
-				const float *p = ds + (((long)b * hp + i) * hp + j) * C;
+				const float *p = db + ((long)i * hp + j) * C;
 				long s = (long)b * V + si * l + sj;
 				if (cm) for (int ch = 0; ch < C; ch++) gin[ch * NV + s] += p[ch];
 				else { float *q = gin + s * C; for (int ch = 0; ch < C; ch++) q[ch] += p[ch]; }
