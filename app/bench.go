@@ -58,8 +58,9 @@ type benchOptions struct {
 	Action     bool           // also time the action alone
 	SgemmN     int            // order of the square sgemm reference
 	Convs      []convMode     // how the conditioner's convolutions run, one set of rows each
-	// hidden overrides the default hidden channels (tests), nil: the paper's.
-	hidden []int
+	// Hidden overrides the hidden channels (-hidden), nil: the paper's
+	// [64, 64]; the dilations stay the paper's [1, 2, 3] when there are two.
+	Hidden []int
 }
 
 // convMode is how a benchmarked flow runs its conditioners' convolutions:
@@ -130,7 +131,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Plot, "plot", "", "write a PNG of step time against L per estimator")
 	fs.BoolVar(&opts.Action, "action", true, "also time the action and force alone, even–odd and dense")
 	fs.IntVar(&opts.SgemmN, "sgemm-n", benchSgemmN, "order of the square sgemm reference")
-	var engines, precs string
+	var engines, precs, hidden string
+	fs.StringVar(&hidden, "hidden", "64,64", "hidden channels of the conditioner, comma-separated (two: the dilations are 1, 2, 3)")
 	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm)")
 	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl only)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
@@ -151,6 +153,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return usagef("bench: -estimators: %v", err)
 		}
 		opts.Estimators = append(opts.Estimators, e)
+	}
+	if hidden != "64,64" {
+		if opts.Hidden, err = parseInts(hidden); err != nil || len(opts.Hidden) != 2 {
+			return usagef("bench: -hidden %q: need two channel counts", hidden)
+		}
 	}
 	if opts.Convs, err = parseConvModes(engines, precs); err != nil {
 		return err
@@ -232,8 +239,8 @@ func (o *benchOptions) validate() error {
 func (o *benchOptions) arch(L int) nf.Arch {
 	a := nf.DefaultArch(L)
 	a.NLayers = o.Layers
-	if o.hidden != nil {
-		a.Hidden = o.hidden
+	if o.Hidden != nil {
+		a.Hidden = o.Hidden
 	}
 	return a
 }

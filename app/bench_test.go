@@ -17,7 +17,7 @@ import (
 // L = 4, one layer with 8 hidden channels, two micro-batches of 2.
 func tinyBench() benchOptions {
 	return benchOptions{Ls: []int{4}, Estimators: []nf.Estimator{nf.REINFORCE, nf.ReparamTrick, nf.PathGradient},
-		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, hidden: []int{8, 8},
+		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, Hidden: []int{8, 8},
 		Convs: []convMode{{"dnnl", "float32"}}}
 }
 

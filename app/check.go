@@ -76,6 +76,9 @@ func convEngine(c nfio.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if flow.DNNL() == "" {
+		return fmt.Sprintf("im2col + OpenBLAS sgemm (hidden layers under %d channels: faster there than oneDNN)", nf.DNNLMinChannels), nil
+	}
 	return fmt.Sprintf("oneDNN, %s inputs, float32 accumulation (kernels here: %s)", flow.DNNL(), flow.DNNLImpl()), nil
 }
 
@@ -101,13 +104,14 @@ func printCheckHMC(w io.Writer, path string, c nfio.Config) {
 //	Links       = 3 · B · 2V · 8                 links in and out, force/work (float64)
 //	Activations = n_layers · B · s · nf.Arch.TapeElemsPerConfigLayer   kept for the backward pass
 //	              (per layer: links 2V, last hidden activation, spline parameters at the V/4 active sites)
-//	Convolutions, float64 (im2col and OpenBLAS):
+//	Convolutions, im2col and OpenBLAS (float64, narrow float32):
 //	            = B · V · K² · max_j C_j · s      unfolded input of the widest convolution
-//	Convolutions, float32 (oneDNN):
-//	            = B · Σ_j P_j · C_j · (s_in + 4) + B · V · C_out · 4
+//	Convolutions, oneDNN (float32 from 16 hidden channels, bf16; usesDNNL):
+//	            = B · Σ_{j<last} P_j · C_j · (s_in + 4) + B · V/4 · K² · C_last · 4
 //	              padded input (s_in = 4, or 2 for bf16) and padded input gradient (float32)
-//	              of every convolution, P_j = (L + Dil_j·(K−1))², and the last convolution's
-//	              output at every site (scratchpads and reordered weights are small)
+//	              of every convolution but the last, P_j = (L + Dil_j·(K−1))², and the
+//	              last one's im2col columns at the V/4 active sites (scratchpads and
+//	              reordered weights are small)
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
 //
@@ -136,14 +140,15 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 	}
 	k2 := int64(a.KernelSize * a.KernelSize)
 	conv := b * v * k2 * maxC * s
-	if s == 4 { // the oneDNN path
+	if usesDNNL(a, c.Model.Precision, c.Model.ConvPrecision) {
 		sIn := int64(4)
 		if c.Model.ConvPrecision == "bf16" {
 			sIn = 2
 		}
 		ch := a.Channels()
-		conv = b * v * int64(ch[len(ch)-1]) * 4
-		for j, d := range a.Dilation {
+		last := len(a.Dilation) - 1
+		conv = b * (v / 4) * k2 * int64(ch[last]) * 4 // the last convolution's columns at the active sites
+		for j, d := range a.Dilation[:last] {
 			side := int64(a.L + d*(a.KernelSize-1))
 			conv += b * side * side * int64(ch[j]) * (sIn + 4)
 		}
@@ -199,9 +204,9 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine str
 		name, formula string
 		n             int64
 	}
-	conv := row{"convolutions", "B Sum_j (L+Dil_j(K-1))^2 C_j (s_in+4) + B V C_out 4 (oneDNN)", m.Convolutions}
-	if c.Model.Precision == "float64" {
-		conv = row{"im2col", "B V K^2 max(C) s", m.Convolutions}
+	conv := row{"im2col", "B V K^2 max(C) s", m.Convolutions}
+	if usesDNNL(a, c.Model.Precision, c.Model.ConvPrecision) {
+		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN)", m.Convolutions}
 	}
 	rows := []row{
 		{"links", "3 B 2V 8", m.Links},

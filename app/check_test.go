@@ -55,7 +55,8 @@ func TestCountParamsVectors(t *testing.T) {
 func twoDigits(k int) string { return string(rune('0'+k/10)) + string(rune('0'+k%10)) }
 
 // TestEstimateMemory evaluates the documented formulas by hand for a small
-// model: L = 8, B = 4, channels 6 → 2 → 25, 2 layers, float32, 3 workers.
+// model: L = 8, B = 4, channels 6 → 2 → 25, 2 layers, float32, 3 workers
+// (im2col: too narrow for oneDNN), then with 16 hidden channels (oneDNN).
 func TestEstimateMemory(t *testing.T) {
 	p := params.Tiny().With("lattice.L", 8, "model.hidden_channels", []int{2}, "train.steps", 1,
 		"train.batch_size", 8, "train.micro_batch", 4, "train.seed", 1)
@@ -64,29 +65,34 @@ func TestEstimateMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := memEstimate{
-		Links:       3 * 4 * 128 * 8,                    // 3 B 2V 8
-		Activations: 2 * 4 * 4 * ((2+2)*64 + (25+1)*16), // n_layers B s (links 2V + hidden 2·V + (25+1)·V/4 at active sites)
-		// oneDNN: B (L+2)² 6 (4+4) + B (L+2)² 2 (4+4) + B V 25 4 (dilations 1, 1)
-		Convolutions: 4*100*6*8 + 4*100*2*8 + 4*64*25*4,
-		Determinant:  3 * 16 * 64 * 64,   // workers 16 V²
-		Parameters:   2 * 585 * (8 + 16), // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
+		Links:        3 * 4 * 128 * 8,                    // 3 B 2V 8
+		Activations:  2 * 4 * 4 * ((2+2)*64 + (25+1)*16), // n_layers B s (links 2V + hidden 2·V + (25+1)·V/4 at active sites)
+		Convolutions: 4 * 64 * 9 * 25 * 4,                // B V K² max C s
+		Determinant:  3 * 16 * 64 * 64,                   // workers 16 V²
+		Parameters:   2 * 585 * (8 + 16),                 // P (2s + 16), P per layer = 2·6·9+2 + 25·2·9+25
 	}
 	got := estimateMemory(c, 3)
 	if got != want {
 		t.Fatalf("estimate %+v, want %+v", got, want)
 	}
-	if got.Total() != 309680 {
-		t.Fatalf("total %d, want 309680", got.Total())
+	if got.Total() != 488880 {
+		t.Fatalf("total %d, want 488880", got.Total())
 	}
-	c.Model.ConvPrecision = "bf16" // inputs in 2 bytes
-	if g := estimateMemory(c, 3); g.Convolutions != 4*100*6*6+4*100*2*6+4*64*25*4 {
-		t.Fatalf("bf16 estimate %+v", g)
-	}
-	c.Model.ConvPrecision = "float32"
 	c.Model.Precision = "float64"
 	if g := estimateMemory(c, 3); g.Activations != 2*want.Activations || g.Parameters != 2*585*(16+16) ||
-		g.Convolutions != 4*64*9*25*8 { // B V K² max C s
+		g.Convolutions != 2*want.Convolutions {
 		t.Fatalf("float64 estimate %+v", g)
+	}
+	// 16 hidden channels: oneDNN, B (L+2)² 6 (s_in+4) for the first
+	// convolution (dilation 1), B V/4 K² 16 4 for the last one's columns.
+	c.Model.Precision = "float32"
+	c.Model.HiddenChannels = []int{16}
+	if g := estimateMemory(c, 3); g.Convolutions != 4*100*6*8+4*16*9*16*4 {
+		t.Fatalf("oneDNN estimate %+v", g)
+	}
+	c.Model.ConvPrecision = "bf16" // inputs in 2 bytes
+	if g := estimateMemory(c, 3); g.Convolutions != 4*100*6*6+4*16*9*16*4 {
+		t.Fatalf("bf16 estimate %+v", g)
 	}
 }
 

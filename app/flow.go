@@ -9,10 +9,12 @@ import (
 )
 
 // newFlow builds a flow of architecture a on the CPU backend, all cores. A
-// float32 flow runs its conditioners through oneDNN (nf.Flow.UseDNNL), with
-// bf16 convolution inputs when convPrecision is "bf16"; a float64 flow
-// through im2col and OpenBLAS. bf16 where oneDNN cannot run it on AMX is a
-// usage error naming model.conv_precision.
+// float32 flow runs its conditioners through oneDNN (nf.Flow.UseDNNL) where
+// that is faster (nf.PrefersDNNL: hidden layers of 16 channels and more)
+// and always with bf16 convolution inputs (convPrecision "bf16"); a float64
+// flow, and a narrow float32 one, through im2col and OpenBLAS. bf16 where
+// oneDNN cannot run it on AMX is a usage error naming
+// model.conv_precision.
 func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
 	flow, err := nf.NewFlow[T](a, nf.CPU(0))
 	if err != nil {
@@ -25,6 +27,9 @@ func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
 		}
 		return flow, nil
 	}
+	if !usesDNNL(a, "float32", convPrecision) {
+		return flow, nil
+	}
 	if err := flow.UseDNNL(convPrecision == "bf16"); err != nil {
 		if errors.Is(err, nf.ErrBF16Slow) {
 			return nil, usagef("model.conv_precision = \"bf16\": %s; use \"float32\" on this machine", strings.TrimPrefix(err.Error(), "nf: "))
@@ -32,4 +37,10 @@ func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
 		return nil, fmt.Errorf("oneDNN convolutions: %w", err)
 	}
 	return flow, nil
+}
+
+// usesDNNL reports whether newFlow puts a flow of architecture a, in
+// precision and convPrecision, on oneDNN.
+func usesDNNL(a nf.Arch, precision, convPrecision string) bool {
+	return precision == "float32" && (convPrecision == "bf16" || nf.PrefersDNNL(a))
 }
