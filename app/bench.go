@@ -267,7 +267,7 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 		prim := map[string]float64{}
 		for _, m := range o.Convs {
 			if _, ok := prim[m.Precision]; !ok {
-				g, err := primitiveGFLOPs(L, o.Micro, m.Precision == "bf16")
+				g, err := dnnl.ReferenceGFLOPs(L, o.Micro, m.Precision == "bf16", primitiveMinTime)
 				if err != nil {
 					return fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
 				}
@@ -434,33 +434,6 @@ func checkBF16(a nf.Arch) error {
 		return err
 	}
 	return f.UseDNNL(true)
-}
-
-// primitiveGFLOPs times the issue-15 reference: oneDNN's 64 → 64
-// channel, dilation-2 convolution alone at L (padded beforehand), on
-// batch configurations, in its preferred blocked layouts, float32 or bf16
-// inputs, on all cores; the best of the repetitions in primitiveMinTime, in
-// GFLOP/s. The flow's convolution rate is compared with it.
-func primitiveGFLOPs(L, batch int, bf16 bool) (float64, error) {
-	s := dnnl.Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
-	cv, err := dnnl.NewConv(s, dnnl.Blocked, bf16)
-	if err != nil {
-		return 0, err
-	}
-	defer cv.Close()
-	cv.FillOnes()
-	if err := cv.Forward(); err != nil { // warm-up
-		return 0, err
-	}
-	best := math.Inf(1)
-	for t0, k := time.Now(), 0; k < 3 || time.Since(t0) < primitiveMinTime; k++ {
-		t1 := time.Now()
-		if err := cv.Forward(); err != nil {
-			return 0, err
-		}
-		best = min(best, time.Since(t1).Seconds())
-	}
-	return s.Flops() / best / 1e9, nil
 }
 
 // benchAction times the action with its force for random configurations

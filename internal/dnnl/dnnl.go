@@ -164,6 +164,8 @@ import "C"
 
 import (
 	"fmt"
+	"math"
+	"time"
 	"unsafe"
 )
 
@@ -322,3 +324,31 @@ func (cv *Conv) Forward() error {
 
 // Close frees the primitive and its memory.
 func (cv *Conv) Close() { C.nfconv_destroy(&cv.c) }
+
+// ReferenceGFLOPs times the reference of issue 15: oneDNN's 64 → 64
+// channel, dilation-2 convolution alone on an L×L lattice (padded
+// beforehand), batch configurations, in its preferred blocked layouts,
+// float32 or bf16 inputs, on oneDNN's OpenMP threads; the best of the
+// repetitions within minTime (at least 3), in GFLOP/s. The flow's
+// convolution rate is compared with it (nfschwinger bench).
+func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, error) {
+	s := Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
+	cv, err := NewConv(s, Blocked, bf16)
+	if err != nil {
+		return 0, err
+	}
+	defer cv.Close()
+	cv.FillOnes()
+	if err := cv.Forward(); err != nil { // warm-up
+		return 0, err
+	}
+	best := math.Inf(1)
+	for t0, k := time.Now(), 0; k < 3 || time.Since(t0) < minTime; k++ {
+		t1 := time.Now()
+		if err := cv.Forward(); err != nil {
+			return 0, err
+		}
+		best = min(best, time.Since(t1).Seconds())
+	}
+	return s.Flops() / best / 1e9, nil
+}
