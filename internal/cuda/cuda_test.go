@@ -1,0 +1,360 @@
+package cuda
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+//go:embed testdata/test.cu
+var testSource string
+
+// drivers returns the devices to test: the emulator, and the real device 0
+// where a CUDA driver and device exist. With NFSCHWINGER_CUDA_TEST=gpu
+// (the GPU machine's check, which has no OpenBLAS for the emulator) only
+// the real device, and its absence fails the test.
+func drivers(t *testing.T) map[string]Driver {
+	t.Helper()
+	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
+	if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+		r, err := OpenReal(0)
+		if err != nil {
+			t.Fatalf("NFSCHWINGER_CUDA_TEST=gpu: %v", err)
+		}
+		t.Logf("device: %s", r.Name())
+		return map[string]Driver{"gpu": r}
+	}
+	em, err := NewEmulator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := map[string]Driver{"emulator": em}
+	if r, err := OpenReal(0); err == nil {
+		ds["gpu"] = r
+	} else if !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("a CUDA driver is there but: %v", err)
+	}
+	return ds
+}
+
+// upload copies x to new device memory.
+func upload[T any](t *testing.T, d Driver, x []T) DevicePtr {
+	t.Helper()
+	n := len(x) * int(unsafe.Sizeof(x[0]))
+	p, err := d.Alloc(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CopyHtoD(p, unsafe.Pointer(&x[0]), n); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// download copies len(x) elements from p into x.
+func download[T any](t *testing.T, d Driver, x []T, p DevicePtr) {
+	t.Helper()
+	if err := d.Synchronize(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CopyDtoH(unsafe.Pointer(&x[0]), p, len(x)*int(unsafe.Sizeof(x[0]))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kernel(t *testing.T, m Module, name string) Function {
+	t.Helper()
+	f, err := m.Function(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestKernels runs the test kernels and compares them with Go: axpy
+// exactly (one float32 multiply-add per element, no fused rounding on
+// either side is not guaranteed on a GPU, so within one ulp), the
+// shared-memory reduction and the atomics within float64 rounding of
+// their sums, the 3D coordinates exactly.
+func TestKernels(t *testing.T) {
+	for name, d := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			m, err := d.Compile("test.cu", testSource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+
+			// axpy over 1000 elements in blocks of 128 (a partial last block).
+			const n = 1000
+			x, y := make([]float32, n), make([]float32, n)
+			for i := range x {
+				x[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			}
+			px, py := upload(t, d, x), upload(t, d, y)
+			if err := Launch(kernel(t, m, "axpy"), Dim3{X: (n + 127) / 128}, Dim3{X: 128}, py, px, float32(0.5), int32(n)); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, n)
+			download(t, d, got, py)
+			for i := range got {
+				want := y[i] + 0.5*x[i]
+				if math.Abs(float64(got[i]-want)) > 1e-6*math.Abs(float64(want))+1e-7 {
+					t.Fatalf("axpy[%d] = %v, want %v", i, got[i], want)
+				}
+			}
+
+			// Row sums: 7 rows of 1000, blocks of 128 threads.
+			const rows, cols = 7, 1000
+			a := make([]float64, rows*cols)
+			for i := range a {
+				a[i] = rng.NormFloat64()
+			}
+			pa, err := d.Alloc(rows * 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Launch(kernel(t, m, "row_sums"), Dim3{X: rows}, Dim3{X: 128}, pa, upload(t, d, a), int32(cols)); err != nil {
+				t.Fatal(err)
+			}
+			sums := make([]float64, rows)
+			download(t, d, sums, pa)
+			for r := range rows {
+				want, abs := 0.0, 0.0
+				for _, v := range a[r*cols : (r+1)*cols] {
+					want += v
+					abs += math.Abs(v)
+				}
+				if math.Abs(sums[r]-want) > 1e-14*abs {
+					t.Errorf("row %d: sum %v, want %v", r, sums[r], want)
+				}
+			}
+
+			// Coordinates of a 3×2×2 grid of 4×3×2 blocks.
+			g, b := Dim3{3, 2, 2}, Dim3{4, 3, 2}
+			total := 12 * 24
+			out := make([]int32, 6*total)
+			po := upload(t, d, out)
+			if err := Launch(kernel(t, m, "coords"), g, b, po, int64(6)); err != nil {
+				t.Fatal(err)
+			}
+			download(t, d, out, po)
+			i := 0
+			for bz := range 2 {
+				for by := range 2 {
+					for bx := range 3 {
+						for tz := range 2 {
+							for ty := range 3 {
+								for tx := range 4 {
+									want := []int32{int32(bx), int32(by), int32(bz), int32(tx), int32(ty), int32(tz)}
+									if fmt.Sprint(out[6*i:6*i+6]) != fmt.Sprint(want) {
+										t.Fatalf("thread %d: coordinates %v, want %v", i, out[6*i:6*i+6], want)
+									}
+									i++
+								}
+							}
+						}
+					}
+				}
+			}
+
+			// Atomics: 10,000 additions into one float64.
+			const na = 10000
+			v := make([]float64, na)
+			want, abs := 0.0, 0.0
+			for i := range v {
+				v[i] = rng.Float64()
+				want += v[i]
+				abs += v[i]
+			}
+			ps := upload(t, d, []float64{0})
+			if err := Launch(kernel(t, m, "atomic_sum"), Dim3{X: (na + 255) / 256}, Dim3{X: 256}, ps, upload(t, d, v), uint32(na)); err != nil {
+				t.Fatal(err)
+			}
+			s := []float64{0}
+			download(t, d, s, ps)
+			if math.Abs(s[0]-want) > 1e-13*abs {
+				t.Errorf("atomic sum %v, want %v", s[0], want)
+			}
+		})
+	}
+}
+
+// TestGemm: Sgemm and Dgemm in cuBLAS's column-major convention, every
+// transpose combination, leading dimensions larger than the rows, against
+// the product term by term in float64.
+func TestGemm(t *testing.T) {
+	for name, d := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			const m, n, k = 7, 5, 9
+			for _, ta := range []Op{NoTrans, Trans} {
+				for _, tb := range []Op{NoTrans, Trans} {
+					ra, ca := m, k // op(A) is m×k: A is ra×ca column-major
+					if ta == Trans {
+						ra, ca = k, m
+					}
+					rb, cb := k, n
+					if tb == Trans {
+						rb, cb = n, k
+					}
+					lda, ldb, ldc := ra+2, rb+1, m+3
+					a, b, c := make([]float64, lda*ca), make([]float64, ldb*cb), make([]float64, ldc*n)
+					for _, x := range [][]float64{a, b, c} {
+						for i := range x {
+							x[i] = rng.NormFloat64()
+						}
+					}
+					at := func(x []float64, ld, i, j int, tr Op) float64 {
+						if tr == Trans {
+							i, j = j, i
+						}
+						return x[j*ld+i]
+					}
+					want := append([]float64(nil), c...)
+					for i := range m {
+						for j := range n {
+							s := 0.0
+							for l := range k {
+								s += at(a, lda, i, l, ta) * at(b, ldb, l, j, tb)
+							}
+							want[j*ldc+i] = 0.5*s - 2*c[j*ldc+i]
+						}
+					}
+					// float64
+					pc := upload(t, d, c)
+					if err := d.Dgemm(ta, tb, m, n, k, 0.5, upload(t, d, a), lda, upload(t, d, b), ldb, -2, pc, ldc); err != nil {
+						t.Fatal(err)
+					}
+					got := make([]float64, len(c))
+					download(t, d, got, pc)
+					// float32
+					a32, b32, c32 := f32(a), f32(b), f32(c)
+					pc32 := upload(t, d, c32)
+					if err := d.Sgemm(ta, tb, m, n, k, 0.5, upload(t, d, a32), lda, upload(t, d, b32), ldb, -2, pc32, ldc); err != nil {
+						t.Fatal(err)
+					}
+					got32 := make([]float32, len(c))
+					download(t, d, got32, pc32)
+					for j := range n {
+						for i := range m {
+							w := want[j*ldc+i]
+							if e := math.Abs(got[j*ldc+i] - w); e > 1e-13*(1+math.Abs(w)) {
+								t.Fatalf("Dgemm %v %v: C[%d,%d] = %v, want %v", ta, tb, i, j, got[j*ldc+i], w)
+							}
+							// float32: inputs rounded to 2⁻²⁴ relative, k = 9 terms of size ≈ 1.
+							if e := math.Abs(float64(got32[j*ldc+i]) - w); e > 1e-5*(k+math.Abs(w)) {
+								t.Fatalf("Sgemm %v %v: C[%d,%d] = %v, want %v", ta, tb, i, j, got32[j*ldc+i], w)
+							}
+						}
+						// Rows of C beyond m are untouched.
+						for i := m; i < ldc; i++ {
+							if got[j*ldc+i] != c[j*ldc+i] {
+								t.Fatalf("Dgemm %v %v wrote C[%d,%d] outside the matrix", ta, tb, i, j)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func f32(x []float64) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = float32(v)
+	}
+	return y
+}
+
+// TestCompileError: source that does not compile returns a CompileError
+// whose log names the source and the line.
+func TestCompileError(t *testing.T) {
+	for name, d := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			src := "extern \"C\" __global__ void broken(float *y) {\n\ty[0] = undefined_name;\n}\n"
+			_, err := d.Compile("broken.cu", src)
+			var ce *CompileError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a CompileError", err)
+			}
+			if !strings.Contains(ce.Log, "undefined_name") || !strings.Contains(ce.Log, "broken.cu") {
+				t.Errorf("log does not point at the error:\n%s", ce.Log)
+			}
+		})
+	}
+}
+
+// TestCompileCache: the second compilation of the same source loads the
+// cached library (no compiler run): it must still work.
+func TestCompileCache(t *testing.T) {
+	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
+	e, err := NewEmulator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		m, err := e.Compile("test.cu", testSource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Function("axpy"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Function("missing"); err == nil {
+			t.Fatal("a kernel that is not in the source was found")
+		}
+	}
+	e.cxx = "/nonexistent-compiler" // a cache hit needs no compiler
+	if _, err := e.Compile("test.cu", testSource); err != nil {
+		t.Fatalf("cached module: %v", err)
+	}
+}
+
+// TestLaunchArguments: an int argument (of ambiguous width) is refused.
+func TestLaunchArguments(t *testing.T) {
+	if err := Launch(&emuFunction{name: "x"}, Dim3{X: 1}, Dim3{X: 1}, 3); err == nil || !strings.Contains(err.Error(), "int") {
+		t.Fatalf("error %v, want a refusal of int", err)
+	}
+}
+
+// TestOpenWithoutDriver: without a CUDA driver OpenReal says so with
+// ErrNoDevice; with NFSCHWINGER_CUDA=emulate Open gives the emulator.
+func TestOpenWithoutDriver(t *testing.T) {
+	r, err := OpenReal(0)
+	if err == nil {
+		t.Logf("a real device is present: %s", r.Name())
+	} else if !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("OpenReal: %v", err)
+	}
+	if _, err := OpenReal(1 << 20); err == nil || !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("device 2^20: %v, want ErrNoDevice", err)
+	}
+	t.Setenv(EnvMode, "emulate")
+	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
+	d, err := Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(d.Name(), "emulator") {
+		t.Fatalf("Open with %s=emulate: %s", EnvMode, d.Name())
+	}
+}
+
+func TestDeviceFor(t *testing.T) {
+	for _, c := range []struct{ rank, visible, want int }{{0, 1, 0}, {3, 1, 0}, {0, 4, 0}, {3, 4, 3}, {5, 4, 1}} {
+		if got := DeviceFor(c.rank, c.visible); got != c.want {
+			t.Errorf("DeviceFor(%d, %d) = %d, want %d", c.rank, c.visible, got, c.want)
+		}
+	}
+	if _, err := DeviceCount(); err != nil && !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("DeviceCount: %v", err)
+	}
+}

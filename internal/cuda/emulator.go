@@ -1,0 +1,340 @@
+package cuda
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+//go:embed emulator.h
+var emulatorPrelude string
+
+// Emulator is the Driver that runs kernels on the CPU (see the package
+// doc). Device memory is the C heap; products are OpenBLAS's cblas_sgemm
+// and cblas_dgemm in column-major order, cuBLAS's convention.
+type Emulator struct {
+	cxx, cxxVersion string
+	cacheDir        string
+
+	malloc   func(n uintptr) uintptr
+	free     func(p uintptr)
+	memcpyHD func(dst uintptr, src unsafe.Pointer, n uintptr) uintptr
+	memcpyDH func(dst unsafe.Pointer, src uintptr, n uintptr) uintptr
+	sgemm    func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
+	dgemm    func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
+}
+
+// CBLAS's enumerations.
+const (
+	cblasColMajor = 102
+	cblasNoTrans  = 111
+	cblasTrans    = 112
+)
+
+// dlopenFirst opens the first library of names that loads.
+func dlopenFirst(names ...string) (uintptr, error) {
+	var errs []string
+	for _, n := range names {
+		h, err := purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err == nil {
+			return h, nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return 0, fmt.Errorf("none of %s loads: %s", strings.Join(names, ", "), strings.Join(errs, "; "))
+}
+
+// bind registers the C function name of library h into fptr.
+func bind(fptr any, h uintptr, name string) error {
+	sym, err := purego.Dlsym(h, name)
+	if err != nil {
+		return fmt.Errorf("symbol %s: %w", name, err)
+	}
+	purego.RegisterFunc(fptr, sym)
+	return nil
+}
+
+// NewEmulator returns the emulated device. It needs a C++20 compiler ($CXX,
+// else g++) and OpenBLAS's CBLAS; compiled kernels are cached under
+// $NFSCHWINGER_CUDA_CACHE, else the user's cache directory, by the hash of
+// their source, the prelude and the compiler's version.
+func NewEmulator() (*Emulator, error) {
+	e := &Emulator{cxx: os.Getenv("CXX")}
+	if e.cxx == "" {
+		e.cxx = "g++"
+	}
+	out, err := exec.Command(e.cxx, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: C++ compiler %s: %w", e.cxx, err)
+	}
+	e.cxxVersion = strings.SplitN(string(out), "\n", 2)[0]
+	if e.cacheDir, err = cacheDir("emulator"); err != nil {
+		return nil, err
+	}
+	libc, err := dlopenFirst("libc.so.6")
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: %w", err)
+	}
+	blas, err := dlopenFirst("libopenblas.so.0", "libcblas.so.3", "libblas.so.3")
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: %w", err)
+	}
+	for _, b := range []struct {
+		fptr any
+		h    uintptr
+		name string
+	}{
+		{&e.malloc, libc, "malloc"}, {&e.free, libc, "free"},
+		{&e.memcpyHD, libc, "memcpy"}, {&e.memcpyDH, libc, "memcpy"},
+		{&e.sgemm, blas, "cblas_sgemm"}, {&e.dgemm, blas, "cblas_dgemm"},
+	} {
+		if err := bind(b.fptr, b.h, b.name); err != nil {
+			return nil, fmt.Errorf("cuda emulator: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// cacheDir returns (and creates) the kernel cache directory for kind.
+func cacheDir(kind string) (string, error) {
+	dir := os.Getenv("NFSCHWINGER_CUDA_CACHE")
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, "nfschwinger", "cuda")
+	}
+	dir = filepath.Join(dir, kind)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cuda: kernel cache: %w", err)
+	}
+	return dir, nil
+}
+
+// Name implements Driver.
+func (e *Emulator) Name() string { return "emulator (" + e.cxxVersion + ")" }
+
+// Alloc implements Driver.
+func (e *Emulator) Alloc(bytes int) (DevicePtr, error) {
+	p := e.malloc(uintptr(max(bytes, 1)))
+	if p == 0 {
+		return 0, fmt.Errorf("cuda emulator: out of memory allocating %d bytes", bytes)
+	}
+	return DevicePtr(p), nil
+}
+
+// Free implements Driver.
+func (e *Emulator) Free(p DevicePtr) { e.free(uintptr(p)) }
+
+// CopyHtoD implements Driver.
+func (e *Emulator) CopyHtoD(dst DevicePtr, src unsafe.Pointer, bytes int) error {
+	e.memcpyHD(uintptr(dst), src, uintptr(bytes))
+	return nil
+}
+
+// CopyDtoH implements Driver.
+func (e *Emulator) CopyDtoH(dst unsafe.Pointer, src DevicePtr, bytes int) error {
+	e.memcpyDH(dst, uintptr(src), uintptr(bytes))
+	return nil
+}
+
+func cblasOp(o Op) int32 {
+	if o == Trans {
+		return cblasTrans
+	}
+	return cblasNoTrans
+}
+
+// Sgemm implements Driver with cblas_sgemm in column-major order.
+func (e *Emulator) Sgemm(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error {
+	e.sgemm(cblasColMajor, cblasOp(ta), cblasOp(tb), int32(m), int32(n), int32(k), alpha, uintptr(a), int32(lda), uintptr(b), int32(ldb), beta, uintptr(c), int32(ldc))
+	return nil
+}
+
+// Dgemm implements Driver with cblas_dgemm in column-major order.
+func (e *Emulator) Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda int, b DevicePtr, ldb int, beta float64, c DevicePtr, ldc int) error {
+	e.dgemm(cblasColMajor, cblasOp(ta), cblasOp(tb), int32(m), int32(n), int32(k), alpha, uintptr(a), int32(lda), uintptr(b), int32(ldb), beta, uintptr(c), int32(ldc))
+	return nil
+}
+
+// Synchronize implements Driver: the emulator runs every call to its end.
+func (e *Emulator) Synchronize() error { return nil }
+
+// Close implements Driver.
+func (e *Emulator) Close() error { return nil }
+
+// kernelSig matches the signature of an extern "C" __global__ kernel.
+var kernelSig = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)\s*\{`)
+
+// emulatedKernel is what the emulator learned of one kernel from its source.
+type emulatedKernel struct {
+	name  string
+	types []string // parameter types, qualifiers kept, __restrict__ dropped
+	sync  bool     // its body calls __syncthreads
+}
+
+// parseKernels finds the kernels of source.
+func parseKernels(source string) ([]emulatedKernel, error) {
+	var ks []emulatedKernel
+	for _, m := range kernelSig.FindAllStringSubmatchIndex(source, -1) {
+		k := emulatedKernel{name: source[m[2]:m[3]]}
+		if params := strings.TrimSpace(source[m[4]:m[5]]); params != "" && params != "void" {
+			for _, p := range strings.Split(params, ",") {
+				p = strings.TrimSpace(strings.ReplaceAll(p, "__restrict__", ""))
+				i := strings.LastIndexFunc(p, func(r rune) bool { return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
+				if i < 0 {
+					return nil, fmt.Errorf("kernel %s: parameter %q has no type", k.name, p)
+				}
+				k.types = append(k.types, strings.TrimSpace(p[:i+1]))
+			}
+		}
+		// The body: from the opening brace to its match.
+		depth, end := 0, len(source)
+		for j := m[1] - 1; j < len(source); j++ {
+			if source[j] == '{' {
+				depth++
+			} else if source[j] == '}' {
+				if depth--; depth == 0 {
+					end = j
+					break
+				}
+			}
+		}
+		k.sync = strings.Contains(source[m[1]:end], "__syncthreads")
+		ks = append(ks, k)
+	}
+	if len(ks) == 0 {
+		return nil, fmt.Errorf("no extern \"C\" __global__ kernel in the source")
+	}
+	return ks, nil
+}
+
+// launcherSource is the C++ entry point of kernel k:
+// nfemu_launch_<name>(void **params, gx, gy, gz, bx, by, bz).
+func launcherSource(k emulatedKernel) string {
+	args := make([]string, len(k.types))
+	for i, t := range k.types {
+		args[i] = fmt.Sprintf("*(%s *)params[%d]", t, i)
+	}
+	return fmt.Sprintf(`
+extern "C" void nfemu_launch_%s(void **params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+	(void)params;
+	nfemu::run<%v>(dim3{gx, gy, gz}, dim3{bx, by, bz}, [&] { %s(%s); });
+}
+`, k.name, k.sync, k.name, strings.Join(args, ", "))
+}
+
+// Compile implements Driver: the prelude, the source and a launcher per
+// kernel, compiled with the C++ compiler into a shared library (cached),
+// loaded with dlopen. A compiler error returns its output.
+func (e *Emulator) Compile(name, source string) (Module, error) {
+	ks, err := parseKernels(source)
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: %s: %w", name, err)
+	}
+	var b strings.Builder
+	b.WriteString(emulatorPrelude)
+	fmt.Fprintf(&b, "#line 1 %q\n", name)
+	b.WriteString(source)
+	b.WriteString("\n")
+	for _, k := range ks {
+		b.WriteString(launcherSource(k))
+	}
+	full := b.String()
+	sum := sha256.Sum256([]byte(full + "\x00" + e.cxxVersion))
+	lib := filepath.Join(e.cacheDir, hex.EncodeToString(sum[:16])+".so")
+	if _, err := os.Stat(lib); err != nil {
+		if err := e.build(name, full, lib); err != nil {
+			return nil, err
+		}
+	}
+	h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: %s: load %s: %w", name, lib, err)
+	}
+	mod := &emuModule{name: name, fns: map[string]uintptr{}}
+	for _, k := range ks {
+		sym, err := purego.Dlsym(h, "nfemu_launch_"+k.name)
+		if err != nil {
+			return nil, fmt.Errorf("cuda emulator: %s: %w", name, err)
+		}
+		mod.fns[k.name] = sym
+	}
+	return mod, nil
+}
+
+// build compiles full into the shared library lib (atomically: a partial
+// library never has the cache's name).
+func (e *Emulator) build(name, full, lib string) error {
+	dir, err := os.MkdirTemp(e.cacheDir, "build-")
+	if err != nil {
+		return fmt.Errorf("cuda emulator: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "kernels.cpp")
+	if err := os.WriteFile(src, []byte(full), 0o644); err != nil {
+		return fmt.Errorf("cuda emulator: %w", err)
+	}
+	tmp := filepath.Join(dir, "kernels.so")
+	cmd := exec.Command(e.cxx, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o", tmp, src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return &CompileError{Name: name, Log: string(out), Err: err}
+	}
+	if err := os.Rename(tmp, lib); err != nil {
+		return fmt.Errorf("cuda emulator: %w", err)
+	}
+	return nil
+}
+
+// CompileError is a kernel source that did not compile: Log is NVRTC's
+// program log, or the emulator's compiler output.
+type CompileError struct {
+	Name string
+	Log  string
+	Err  error
+}
+
+func (e *CompileError) Error() string {
+	return fmt.Sprintf("cuda: compiling %s: %v\n%s", e.Name, e.Err, strings.TrimSpace(e.Log))
+}
+
+func (e *CompileError) Unwrap() error { return e.Err }
+
+type emuModule struct {
+	name string
+	fns  map[string]uintptr
+}
+
+func (m *emuModule) Function(name string) (Function, error) {
+	f, ok := m.fns[name]
+	if !ok {
+		return nil, fmt.Errorf("cuda emulator: %s has no kernel %q", m.name, name)
+	}
+	return &emuFunction{name: name, sym: f}, nil
+}
+
+type emuFunction struct {
+	name string
+	sym  uintptr
+}
+
+func (f *emuFunction) launch(grid, block Dim3, params []unsafe.Pointer) error {
+	var p uintptr
+	if len(params) > 0 {
+		p = uintptr(unsafe.Pointer(&params[0]))
+	}
+	purego.SyscallN(f.sym, p, uintptr(grid.X), uintptr(grid.Y), uintptr(grid.Z), uintptr(block.X), uintptr(block.Y), uintptr(block.Z))
+	runtime.KeepAlive(params)
+	return nil
+}

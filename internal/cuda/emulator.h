@@ -1,0 +1,64 @@
+// The emulator's prelude: what CUDA C kernels use, on the CPU (internal/cuda).
+// Blocks run one after the other; a block's threads run as one loop on the
+// calling thread, or, for kernels that call __syncthreads, as one OS thread
+// each meeting at a barrier. __shared__ variables are static: shared by
+// the threads of the block that is running.
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+	unsigned x, y, z;
+};
+
+namespace nfemu {
+inline thread_local dim3 tIdx, bIdx;
+inline dim3 bDim, gDim;
+inline std::barrier<> *bar;
+
+template <bool Sync, class F>
+void run(dim3 g, dim3 b, F body) {
+	gDim = g;
+	bDim = b;
+	unsigned nt = b.x * b.y * b.z;
+	for (unsigned bz = 0; bz < g.z; bz++)
+		for (unsigned by = 0; by < g.y; by++)
+			for (unsigned bx = 0; bx < g.x; bx++) {
+				auto thread = [&, bx, by, bz](unsigned t) {
+					bIdx = dim3{bx, by, bz};
+					tIdx = dim3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
+					body();
+				};
+				if constexpr (!Sync) {
+					for (unsigned t = 0; t < nt; t++) thread(t);
+				} else {
+					std::barrier<> br(nt);
+					bar = &br;
+					std::vector<std::thread> ts;
+					ts.reserve(nt);
+					for (unsigned t = 0; t < nt; t++) ts.emplace_back(thread, t);
+					for (auto &th : ts) th.join();
+				}
+			}
+}
+} // namespace nfemu
+
+#define threadIdx (nfemu::tIdx)
+#define blockIdx (nfemu::bIdx)
+#define blockDim (nfemu::bDim)
+#define gridDim (nfemu::gDim)
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __shared__ static
+
+inline void __syncthreads() { nfemu::bar->arrive_and_wait(); }
+
+template <class T>
+inline T atomicAdd(T *p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
