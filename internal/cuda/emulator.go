@@ -192,7 +192,9 @@ func parseKernels(source string) ([]emulatedKernel, error) {
 		if params := strings.TrimSpace(source[m[4]:m[5]]); params != "" && params != "void" {
 			for _, p := range strings.Split(params, ",") {
 				p = strings.TrimSpace(strings.ReplaceAll(p, "__restrict__", ""))
-				i := strings.LastIndexFunc(p, func(r rune) bool { return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
+				i := strings.LastIndexFunc(p, func(r rune) bool {
+					return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+				})
 				if i < 0 {
 					return nil, fmt.Errorf("kernel %s: parameter %q has no type", k.name, p)
 				}
