@@ -358,3 +358,29 @@ func TestDeviceFor(t *testing.T) {
 		t.Fatalf("DeviceCount: %v", err)
 	}
 }
+
+// TestSyncDetection: a kernel that reaches __syncthreads through helper
+// functions (templates included) runs with a thread per CUDA thread; one
+// that does not, in a loop.
+func TestSyncDetection(t *testing.T) {
+	src := `
+// a comment (with parentheses) before a definition
+template <class T> __device__ void inner(T *x) { __syncthreads(); x[0] = 1; }
+/* plain(x) is not called here */
+__device__ void middle(float *x) { inner<float>(x); }
+__device__ void plain(float *x) { x[0] = 2; }
+extern "C" __global__ void k_sync(float *x) { middle(x); }
+extern "C" __global__ void k_plain(float *x) { plain(x); }
+`
+	ks, err := parseKernels(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, k := range ks {
+		got[k.name] = k.sync
+	}
+	if !got["k_sync"] || got["k_plain"] || len(got) != 2 {
+		t.Fatalf("sync detection %v, want k_sync only", got)
+	}
+}

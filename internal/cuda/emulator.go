@@ -181,45 +181,99 @@ var kernelSig = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\
 type emulatedKernel struct {
 	name  string
 	types []string // parameter types, qualifiers kept, __restrict__ dropped
-	sync  bool     // its body calls __syncthreads
+	sync  bool     // it calls __syncthreads (itself or through the source's functions)
 }
 
 // parseKernels finds the kernels of source.
 func parseKernels(source string) ([]emulatedKernel, error) {
+	syncs := syncFunctions(source)
+	source = stripComments(source)
 	var ks []emulatedKernel
 	for _, m := range kernelSig.FindAllStringSubmatchIndex(source, -1) {
 		k := emulatedKernel{name: source[m[2]:m[3]]}
 		if params := strings.TrimSpace(source[m[4]:m[5]]); params != "" && params != "void" {
 			for _, p := range strings.Split(params, ",") {
 				p = strings.TrimSpace(strings.ReplaceAll(p, "__restrict__", ""))
-				i := strings.LastIndexFunc(p, func(r rune) bool {
-					return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-				})
+				i := strings.LastIndexFunc(p, func(r rune) bool { return !isIdent(r) })
 				if i < 0 {
 					return nil, fmt.Errorf("kernel %s: parameter %q has no type", k.name, p)
 				}
 				k.types = append(k.types, strings.TrimSpace(p[:i+1]))
 			}
 		}
-		// The body: from the opening brace to its match.
-		depth, end := 0, len(source)
-		for j := m[1] - 1; j < len(source); j++ {
-			if source[j] == '{' {
-				depth++
-			} else if source[j] == '}' {
-				if depth--; depth == 0 {
-					end = j
-					break
-				}
-			}
-		}
-		k.sync = strings.Contains(source[m[1]:end], "__syncthreads")
+		k.sync = syncs[k.name]
 		ks = append(ks, k)
 	}
 	if len(ks) == 0 {
 		return nil, fmt.Errorf("no extern \"C\" __global__ kernel in the source")
 	}
 	return ks, nil
+}
+
+// syncFunctions returns the functions of source (top-level definitions,
+// by name) that call __syncthreads, directly or through other functions of
+// the source: their kernels need a thread per CUDA thread.
+func syncFunctions(source string) map[string]bool {
+	source = stripComments(source)
+	bodies := map[string]string{}
+	depth, headerStart, bodyStart := 0, 0, 0
+	name := ""
+	for i := 0; i < len(source); i++ {
+		switch source[i] {
+		case '{':
+			if depth == 0 {
+				header := source[headerStart:i]
+				name = ""
+				if p := strings.Index(header, "("); p > 0 {
+					f := strings.FieldsFunc(header[:p], func(r rune) bool { return !isIdent(r) })
+					if len(f) > 0 {
+						name = f[len(f)-1]
+					}
+				}
+				bodyStart = i
+			}
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				if name != "" {
+					bodies[name] += source[bodyStart : i+1]
+				}
+				headerStart = i + 1
+			}
+		case ';':
+			if depth == 0 {
+				headerStart = i + 1
+			}
+		}
+	}
+	sync := map[string]bool{}
+	for changed := true; changed; {
+		changed = false
+		for n, body := range bodies {
+			if sync[n] {
+				continue
+			}
+			calls := strings.Contains(body, "__syncthreads")
+			for m := range sync {
+				calls = calls || regexp.MustCompile(`\b`+regexp.QuoteMeta(m)+`\s*[(<]`).MatchString(body)
+			}
+			if calls {
+				sync[n], changed = true, true
+			}
+		}
+	}
+	return sync
+}
+
+// comments matches C and C++ comments (not inside string literals, which
+// kernel sources do not have).
+var comments = regexp.MustCompile(`(?s)//[^\n]*|/\*.*?\*/`)
+
+// stripComments blanks the comments of source.
+func stripComments(source string) string { return comments.ReplaceAllString(source, " ") }
+
+func isIdent(r rune) bool {
+	return r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 }
 
 // launcherSource is the C++ entry point of kernel k:

@@ -18,7 +18,7 @@ struct dim3 {
 namespace nfemu {
 inline thread_local dim3 tIdx, bIdx;
 inline dim3 bDim, gDim;
-inline std::barrier<> *bar;
+inline std::barrier<> *bar = nullptr;
 
 template <bool Sync, class F>
 void run(dim3 g, dim3 b, F body) {
@@ -42,6 +42,7 @@ void run(dim3 g, dim3 b, F body) {
 					ts.reserve(nt);
 					for (unsigned t = 0; t < nt; t++) ts.emplace_back(thread, t);
 					for (auto &th : ts) th.join();
+					bar = nullptr;
 				}
 			}
 }
@@ -58,7 +59,10 @@ void run(dim3 g, dim3 b, F body) {
 #define __restrict__ __restrict
 #define __shared__ static
 
-inline void __syncthreads() { nfemu::bar->arrive_and_wait(); }
+inline void __syncthreads() {
+	if (!nfemu::bar) __builtin_trap(); // a kernel the emulator did not see calling it (internal/cuda)
+	nfemu::bar->arrive_and_wait();
+}
 
 template <class T>
 inline T atomicAdd(T *p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }

@@ -1,7 +1,11 @@
 package cuda
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"unsafe"
@@ -281,9 +285,36 @@ func (r *Real) Synchronize() error { return r.check("cuCtxSynchronize", r.cuCtxS
 func (r *Real) Close() error { return nil }
 
 // Compile implements Driver: NVRTC compiles source to a cubin for this
-// device's architecture, loaded with cuModuleLoadData. A compile error
-// carries NVRTC's program log.
+// device's architecture, loaded with cuModuleLoadData. Cubins are cached
+// on disk (as the emulator's libraries) by the hash of the source, the
+// architecture and NVRTC's version. A compile error carries NVRTC's
+// program log.
 func (r *Real) Compile(name, source string) (Module, error) {
+	dir, err := cacheDir("nvrtc")
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00sm_%d%d\x00%s", source, r.major, r.minor, r.nvrtcVer)))
+	path := filepath.Join(dir, hex.EncodeToString(sum[:16])+".cubin")
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		if bin, err = r.nvrtc(name, source); err != nil {
+			return nil, err
+		}
+		tmp := path + fmt.Sprintf(".%d.tmp", os.Getpid())
+		if os.WriteFile(tmp, bin, 0o644) == nil {
+			os.Rename(tmp, path) // a failed cache write costs a recompilation, nothing else
+		}
+	}
+	var mod uintptr
+	if err := r.check("cuModuleLoadData("+name+")", r.cuModuleLoadData(&mod, unsafe.Pointer(&bin[0]))); err != nil {
+		return nil, err
+	}
+	return &realModule{r: r, name: name, mod: mod}, nil
+}
+
+// nvrtc compiles source to a cubin for this device.
+func (r *Real) nvrtc(name, source string) ([]byte, error) {
 	var prog uintptr
 	if st := r.nvrtcCreateProgram(&prog, source, name, 0, nil, nil); st != 0 {
 		return nil, fmt.Errorf("cuda: nvrtcCreateProgram(%s): status %d", name, st)
@@ -313,11 +344,7 @@ func (r *Real) Compile(name, source string) (Module, error) {
 	if st := r.nvrtcGetCUBIN(prog, unsafe.Pointer(&bin[0])); st != 0 {
 		return nil, fmt.Errorf("cuda: nvrtcGetCUBIN(%s): status %d", name, st)
 	}
-	var mod uintptr
-	if err := r.check("cuModuleLoadData("+name+")", r.cuModuleLoadData(&mod, unsafe.Pointer(&bin[0]))); err != nil {
-		return nil, err
-	}
-	return &realModule{r: r, name: name, mod: mod}, nil
+	return bin, nil
 }
 
 type realModule struct {

@@ -1,0 +1,75 @@
+// The conditioner's circular convolution on the device (nf/gpu): im2col,
+// its adjoint, the bias and its gradient, in float32 and float64. Layouts
+// are nf's: activations channel-major [C][N], N = B·L·L, row-major; the
+// im2col matrix [Cin·K·K][N], row (ci·K + ki)·K + kj.
+
+__device__ __forceinline__ int wrapmod(int a, int L) { return ((a % L) + L) % L; }
+
+// The site of configuration b, row i, column j moved by the tap (ki, kj).
+__device__ __forceinline__ long tapsrc(long n, int ki, int kj, int K, int dil, int L) {
+	long V = (long)L * L;
+	long b = n / V;
+	int x = (int)(n - b * V), i = x / L, j = x % L, h = K / 2;
+	return b * V + (long)wrapmod(i + (ki - h) * dil, L) * L + wrapmod(j + (kj - h) * dil, L);
+}
+
+template <class T>
+__device__ void im2col(T *col, const T *__restrict__ in, int cin, int K, int dil, int L, long N) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	long rows = (long)cin * K * K;
+	if (idx >= rows * N) return;
+	long r = idx / N, n = idx - r * N;
+	int ci = (int)(r / (K * K)), t = (int)(r % (K * K));
+	col[idx] = in[(long)ci * N + tapsrc(n, t / K, t % K, K, dil, L)];
+}
+
+// gin[ci][s] = Σ over the taps t of col[(ci, t)][n] for the n whose tap t
+// reads s: the adjoint of im2col, one thread per input element (no atomics).
+template <class T>
+__device__ void col2im(T *gin, const T *__restrict__ col, int cin, int K, int dil, int L, long N) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (idx >= (long)cin * N) return;
+	long ci = idx / N, s = idx - ci * N;
+	long V = (long)L * L;
+	long b = s / V;
+	int x = (int)(s - b * V), si = x / L, sj = x % L, h = K / 2;
+	T acc = 0;
+	for (int ki = 0; ki < K; ki++)
+		for (int kj = 0; kj < K; kj++) {
+			long n = b * V + (long)wrapmod(si - (ki - h) * dil, L) * L + wrapmod(sj - (kj - h) * dil, L);
+			acc += col[(ci * K * K + ki * K + kj) * N + n];
+		}
+	gin[idx] = acc;
+}
+
+template <class T>
+__device__ void fill_bias(T *out, const T *__restrict__ bias, int cout, long N) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (idx < cout * N) out[idx] = bias[idx / N];
+}
+
+// gb[co] += Σ_n gout[co][n]: one block of 128 threads per channel, a tree
+// in shared memory (the same order on every run).
+template <class T>
+__device__ void bias_grad(T *gb, const T *__restrict__ gout, long N) {
+	__shared__ double part[128];
+	unsigned t = threadIdx.x;
+	double s = 0;
+	for (long n = t; n < N; n += blockDim.x) s += gout[blockIdx.x * N + n];
+	part[t] = s;
+	__syncthreads();
+	for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
+		if (t < h) part[t] += part[t + h];
+		__syncthreads();
+	}
+	if (t == 0) gb[blockIdx.x] += (T)part[0];
+}
+
+extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, long N) { im2col(col, in, cin, K, dil, L, N); }
+extern "C" __global__ void im2col_f64(double *col, const double *__restrict__ in, int cin, int K, int dil, int L, long N) { im2col(col, in, cin, K, dil, L, N); }
+extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
+extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
+extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
+extern "C" __global__ void fill_bias_f64(double *out, const double *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
+extern "C" __global__ void bias_grad_f32(float *gb, const float *__restrict__ gout, long N) { bias_grad(gb, gout, N); }
+extern "C" __global__ void bias_grad_f64(double *gb, const double *__restrict__ gout, long N) { bias_grad(gb, gout, N); }

@@ -1,0 +1,159 @@
+// Package gpu is the flow on a CUDA device (issue 14), built up piece by
+// piece on the internal/cuda boundary, so that the emulator runs every
+// piece in CI. Today: the conditioner's circular convolution (forward,
+// and the gradients of its weights, bias and input) as im2col kernels and
+// cuBLAS products, in nf's layouts and with nf.Conv2D's semantics.
+package gpu
+
+import (
+	_ "embed"
+	"fmt"
+	"unsafe"
+
+	"nfschwinger/internal/cuda"
+	"nfschwinger/nf"
+)
+
+//go:embed conv.cu
+var convSource string
+
+// blockSize is the threads per block of the elementwise kernels.
+const blockSize = 128
+
+// Kernels are the compiled kernels of conv.cu on one device.
+type Kernels struct {
+	d                                  cuda.Driver
+	im2col, col2im, fillBias, biasGrad [2]cuda.Function // [0] float32, [1] float64
+}
+
+// NewKernels compiles conv.cu on d (NVRTC, or the emulator's compiler;
+// both cache the result on disk).
+func NewKernels(d cuda.Driver) (*Kernels, error) {
+	m, err := d.Compile("conv.cu", convSource)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernels{d: d}
+	for p, suffix := range []string{"_f32", "_f64"} {
+		for _, f := range []struct {
+			dst  *[2]cuda.Function
+			name string
+		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasGrad, "bias_grad"}} {
+			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return k, nil
+}
+
+// Conv is a circular convolution on the device with nf.Conv2D's semantics
+// and layouts: activations [C][B·V] channel-major, weights (Cout, Cin, K,
+// K), row-major, all in device memory of T. Products go to cuBLAS in its
+// column-major convention: a row-major r×c matrix is a column-major c×r
+// one, so out = W·col is outᵀ = colᵀ·Wᵀ there. Not safe for concurrent use.
+type Conv[T nf.Float] struct {
+	Cin, Cout, K, Dil int
+	k                 *Kernels
+	col               cuda.DevicePtr // im2col workspace
+	colBytes          int
+}
+
+// NewConv returns the convolution of that shape on the kernels' device.
+func NewConv[T nf.Float](k *Kernels, cin, cout, kernel, dil int) *Conv[T] {
+	return &Conv[T]{Cin: cin, Cout: cout, K: kernel, Dil: dil, k: k}
+}
+
+func (c *Conv[T]) prec() int {
+	if unsafe.Sizeof(T(0)) == 4 {
+		return 0
+	}
+	return 1
+}
+
+func size[T nf.Float]() int { return int(unsafe.Sizeof(T(0))) }
+
+// workspace grows the im2col buffer to rows × N elements.
+func (c *Conv[T]) workspace(rows, N int) error {
+	need := rows * N * size[T]()
+	if need <= c.colBytes {
+		return nil
+	}
+	if c.col != 0 {
+		c.k.d.Free(c.col)
+	}
+	p, err := c.k.d.Alloc(need)
+	if err != nil {
+		return fmt.Errorf("gpu: convolution workspace of %d bytes: %w", need, err)
+	}
+	c.col, c.colBytes = p, need
+	return nil
+}
+
+// Close frees the workspace.
+func (c *Conv[T]) Close() {
+	if c.col != 0 {
+		c.k.d.Free(c.col)
+		c.col, c.colBytes = 0, 0
+	}
+}
+
+func grid(n int) cuda.Dim3 { return cuda.Dim3{X: uint32((n + blockSize - 1) / blockSize)} }
+
+var block = cuda.Dim3{X: blockSize}
+
+// gemm is cuBLAS's product in T's precision.
+func gemm[T nf.Float](d cuda.Driver, ta, tb cuda.Op, m, n, k int, alpha T, a cuda.DevicePtr, lda int, b cuda.DevicePtr, ldb int, beta T, c cuda.DevicePtr, ldc int) error {
+	if size[T]() == 4 {
+		return d.Sgemm(ta, tb, m, n, k, float32(alpha), a, lda, b, ldb, float32(beta), c, ldc)
+	}
+	return d.Dgemm(ta, tb, m, n, k, float64(alpha), a, lda, b, ldb, float64(beta), c, ldc)
+}
+
+// Forward writes out = conv(in) + bias for B configurations of L×L.
+func (c *Conv[T]) Forward(out, in, w, bias cuda.DevicePtr, B, L int) error {
+	N := B * L * L
+	CKK := c.Cin * c.K * c.K
+	p := c.prec()
+	if err := cuda.Launch(c.k.fillBias[p], grid(c.Cout*N), block, out, bias, int32(c.Cout), int64(N)); err != nil {
+		return err
+	}
+	if err := c.workspace(CKK, N); err != nil {
+		return err
+	}
+	if err := cuda.Launch(c.k.im2col[p], grid(CKK*N), block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N)); err != nil {
+		return err
+	}
+	// outᵀ (N×Cout) += colᵀ (N×CKK) · Wᵀ (CKK×Cout), column-major.
+	return gemm[T](c.k.d, cuda.NoTrans, cuda.NoTrans, N, c.Cout, CKK, 1, c.col, N, w, CKK, 1, out, N)
+}
+
+// Backward ADDS dL/dW into gw and dL/dbias into gb and WRITES dL/din into
+// gin (skipped when gin is 0), from gout = dL/dout and the forward input.
+func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) error {
+	N := B * L * L
+	CKK := c.Cin * c.K * c.K
+	p := c.prec()
+	if err := cuda.Launch(c.k.biasGrad[p], cuda.Dim3{X: uint32(c.Cout)}, block, gb, gout, int64(N)); err != nil {
+		return err
+	}
+	if err := c.workspace(CKK, N); err != nil {
+		return err
+	}
+	if err := cuda.Launch(c.k.im2col[p], grid(CKK*N), block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N)); err != nil {
+		return err
+	}
+	// dWᵀ (CKK×Cout) += col (CKK×N) · goutᵀ (N×Cout): the workspace is the
+	// column-major N×CKK matrix colᵀ, so op = Trans.
+	if err := gemm[T](c.k.d, cuda.Trans, cuda.NoTrans, CKK, c.Cout, N, 1, c.col, N, gout, N, 1, gw, CKK); err != nil {
+		return err
+	}
+	if gin == 0 {
+		return nil
+	}
+	// dcolᵀ (N×CKK) = goutᵀ (N×Cout) · W (Cout×CKK), W stored as Wᵀ.
+	if err := gemm[T](c.k.d, cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, 1, gout, N, w, CKK, 0, c.col, N); err != nil {
+		return err
+	}
+	return cuda.Launch(c.k.col2im[p], grid(c.Cin*N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N))
+}
