@@ -25,7 +25,7 @@ MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 TEST_TIMEOUT ?= 60m
 PKG ?= ./...
 
-.PHONY: all deps build run test vet bench study env clean
+.PHONY: all deps build run test vet bench study env clean gpu-check
 
 all: build
 
@@ -83,6 +83,18 @@ test: deps
 study: build
 	@for f in configs/study/*.toml; do echo "== $$f"; ./nfschwinger $$f || exit $$?; done
 	./nfschwinger analyze study/*/
+
+# The device check of issue 14 (README, "GPUs"): the test binaries of the
+# CUDA boundary and of the device flow, built without cgo (purego loads
+# CUDA at run time, so they need nothing but the GPU machine's driver,
+# NVRTC and cuBLAS), and the script that runs them there:
+#   make gpu-check; then on the GPU machine: bash gpu-check/run.sh OUTDIR
+gpu-check:
+	rm -rf gpu-check && mkdir -p gpu-check
+	CGO_ENABLED=0 $(GO) test -c -o gpu-check/cuda.test ./internal/cuda/
+	CGO_ENABLED=0 $(GO) test -c -o gpu-check/gpu.test ./nf/gpu/
+	cp tests/gpu-check.sh gpu-check/run.sh
+	@du -sh gpu-check
 
 # The timing and memory tables of the paper (nfschwinger bench; a few
 # minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full

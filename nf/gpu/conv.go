@@ -11,8 +11,13 @@ import (
 	"unsafe"
 
 	"nfschwinger/internal/cuda"
-	"nfschwinger/nf"
 )
+
+// Float is the element type of the device flow: Float's float32 or
+// float64. The package does not import nf, so that it builds without cgo
+// (its tests then run on a GPU machine without Debian's libraries); the
+// equality with nf's CPU convolution is tested where cgo is (conv_cpu_test.go).
+type Float interface{ ~float32 | ~float64 }
 
 //go:embed conv.cu
 var convSource string
@@ -52,7 +57,7 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 // K), row-major, all in device memory of T. Products go to cuBLAS in its
 // column-major convention: a row-major r×c matrix is a column-major c×r
 // one, so out = W·col is outᵀ = colᵀ·Wᵀ there. Not safe for concurrent use.
-type Conv[T nf.Float] struct {
+type Conv[T Float] struct {
 	Cin, Cout, K, Dil int
 	k                 *Kernels
 	col               cuda.DevicePtr // im2col workspace
@@ -60,7 +65,7 @@ type Conv[T nf.Float] struct {
 }
 
 // NewConv returns the convolution of that shape on the kernels' device.
-func NewConv[T nf.Float](k *Kernels, cin, cout, kernel, dil int) *Conv[T] {
+func NewConv[T Float](k *Kernels, cin, cout, kernel, dil int) *Conv[T] {
 	return &Conv[T]{Cin: cin, Cout: cout, K: kernel, Dil: dil, k: k}
 }
 
@@ -71,7 +76,7 @@ func (c *Conv[T]) prec() int {
 	return 1
 }
 
-func size[T nf.Float]() int { return int(unsafe.Sizeof(T(0))) }
+func size[T Float]() int { return int(unsafe.Sizeof(T(0))) }
 
 // workspace grows the im2col buffer to rows × N elements.
 func (c *Conv[T]) workspace(rows, N int) error {
@@ -103,7 +108,7 @@ func grid(n int) cuda.Dim3 { return cuda.Dim3{X: uint32((n + blockSize - 1) / bl
 var block = cuda.Dim3{X: blockSize}
 
 // gemm is cuBLAS's product in T's precision.
-func gemm[T nf.Float](d cuda.Driver, ta, tb cuda.Op, m, n, k int, alpha T, a cuda.DevicePtr, lda int, b cuda.DevicePtr, ldb int, beta T, c cuda.DevicePtr, ldc int) error {
+func gemm[T Float](d cuda.Driver, ta, tb cuda.Op, m, n, k int, alpha T, a cuda.DevicePtr, lda int, b cuda.DevicePtr, ldb int, beta T, c cuda.DevicePtr, ldc int) error {
 	if size[T]() == 4 {
 		return d.Sgemm(ta, tb, m, n, k, float32(alpha), a, lda, b, ldb, float32(beta), c, ldc)
 	}

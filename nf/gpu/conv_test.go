@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"nfschwinger/internal/cuda"
-	"nfschwinger/nf"
 )
 
 // devices returns the emulator and, where one exists, the real device 0
@@ -36,7 +35,7 @@ func devices(t *testing.T) map[string]cuda.Driver {
 	return ds
 }
 
-func toDevice[T nf.Float](t *testing.T, d cuda.Driver, x []T) cuda.DevicePtr {
+func toDevice[T Float](t *testing.T, d cuda.Driver, x []T) cuda.DevicePtr {
 	t.Helper()
 	n := len(x) * size[T]()
 	p, err := d.Alloc(n)
@@ -49,7 +48,7 @@ func toDevice[T nf.Float](t *testing.T, d cuda.Driver, x []T) cuda.DevicePtr {
 	return p
 }
 
-func fromDevice[T nf.Float](t *testing.T, d cuda.Driver, p cuda.DevicePtr, n int) []T {
+func fromDevice[T Float](t *testing.T, d cuda.Driver, p cuda.DevicePtr, n int) []T {
 	t.Helper()
 	x := make([]T, n)
 	if err := d.Synchronize(); err != nil {
@@ -61,33 +60,23 @@ func fromDevice[T nf.Float](t *testing.T, d cuda.Driver, p cuda.DevicePtr, n int
 	return x
 }
 
-// TestConvMatchesCPU: the device convolution against nf.Conv2D on the
-// CPU (im2col + OpenBLAS): forward, the weight, bias and input gradients,
-// float64 within 1e-12 relative to the sum of |terms| (the products sum in
-// other orders), float32 within 64 float32 ulps of it; shapes of the
-// conditioner (6 → 8, 8 → 8 with dilation 2, 8 → 5 with dilation 3, a 5×5
-// kernel), L = 4 and 8, micro-batches 1 and 3.
-func TestConvMatchesCPU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range []struct{ cin, cout, K, dil, L, B int }{
-				{6, 8, 3, 1, 4, 3}, {8, 8, 3, 2, 8, 1}, {8, 5, 3, 3, 8, 3}, {3, 4, 5, 1, 8, 2},
-			} {
-				t.Run(fmt.Sprintf("%d-%d_K%d_d%d_L%d_B%d", s.cin, s.cout, s.K, s.dil, s.L, s.B), func(t *testing.T) {
-					testConv[float64](t, k, s.cin, s.cout, s.K, s.dil, s.L, s.B, 1e-12)
-					testConv[float32](t, k, s.cin, s.cout, s.K, s.dil, s.L, s.B, 64*0x1p-24)
-				})
-			}
-		})
-	}
+// convShapes are the tested shapes: the conditioner's (6 → 8, 8 → 8 with
+// dilation 2, 8 → 5 with dilation 3) and a 5×5 kernel, L = 4 and 8,
+// micro-batches 1, 2 and 3.
+var convShapes = []struct{ cin, cout, K, dil, L, B int }{
+	{6, 8, 3, 1, 4, 3}, {8, 8, 3, 2, 8, 1}, {8, 5, 3, 3, 8, 3}, {3, 4, 5, 1, 8, 2},
 }
 
-func testConv[T nf.Float](t *testing.T, k *Kernels, cin, cout, K, dil, L, B int, tol float64) {
-	d := k.d
+// convCase is one convolution's inputs and, from a reference, what Forward
+// and Backward must give.
+type convCase[T Float] struct {
+	cin, cout, K, dil, L, B int
+	in, gout, w, bias       []T
+	gw0, gb0                []T // Backward adds to these
+	out, gin, gw, gb        []T // the reference's results
+}
+
+func newConvCase[T Float](cin, cout, K, dil, L, B int) *convCase[T] {
 	N := B * L * L
 	rng := rand.New(rand.NewPCG(uint64(cin*cout), uint64(L)))
 	rnd := func(n int) []T {
@@ -97,51 +86,124 @@ func testConv[T nf.Float](t *testing.T, k *Kernels, cin, cout, K, dil, L, B int,
 		}
 		return x
 	}
-	in, gout := rnd(cin*N), rnd(cout*N)
-	w, bias := rnd(cout*cin*K*K), rnd(cout)
-	gw0, gb0 := rnd(len(w)), rnd(cout) // Backward adds to these
+	c := &convCase[T]{cin: cin, cout: cout, K: K, dil: dil, L: L, B: B}
+	c.in, c.gout = rnd(cin*N), rnd(cout*N)
+	c.w, c.bias = rnd(cout*cin*K*K), rnd(cout)
+	c.gw0, c.gb0 = rnd(len(c.w)), rnd(cout)
+	return c
+}
 
-	cpu := nf.Conv2D[T]{Cin: cin, Cout: cout, K: K, Dil: dil, Weight: w, Bias: bias,
-		GradWeight: append([]T(nil), gw0...), GradBias: append([]T(nil), gb0...)}
-	var ws nf.Workspace[T]
-	be := nf.CPU(2)
-	wantOut, wantGin := make([]T, cout*N), make([]T, cin*N)
-	cpu.Forward(be, wantOut, in, B, L, &ws)
-	cpu.Backward(be, wantGin, gout, in, B, L, &ws)
+// direct fills the reference results from the definition of the circular
+// convolution (nf.Conv2D's doc) and its adjoints, summed in float64.
+func (c *convCase[T]) direct() {
+	L, V, N, h := c.L, c.L*c.L, c.B*c.L*c.L, c.K/2
+	out, gin := make([]float64, c.cout*N), make([]float64, c.cin*N)
+	gw, gb := make([]float64, len(c.w)), make([]float64, c.cout)
+	for i, v := range c.gw0 {
+		gw[i] = float64(v)
+	}
+	for i, v := range c.gb0 {
+		gb[i] = float64(v)
+	}
+	wrap := func(a int) int { return ((a % L) + L) % L }
+	for b := range c.B {
+		for i := range L {
+			for j := range L {
+				n := b*V + i*L + j
+				for co := range c.cout {
+					s := float64(c.bias[co])
+					g := float64(c.gout[co*N+n])
+					gb[co] += g
+					for ci := range c.cin {
+						for ki := range c.K {
+							for kj := range c.K {
+								src := b*V + wrap(i+(ki-h)*c.dil)*L + wrap(j+(kj-h)*c.dil)
+								wi := ((co*c.cin+ci)*c.K+ki)*c.K + kj
+								x := float64(c.in[ci*N+src])
+								s += float64(c.w[wi]) * x
+								gw[wi] += g * x
+								gin[ci*N+src] += g * float64(c.w[wi])
+							}
+						}
+					}
+					out[co*N+n] = s
+				}
+			}
+		}
+	}
+	conv := func(x []float64) []T {
+		y := make([]T, len(x))
+		for i, v := range x {
+			y[i] = T(v)
+		}
+		return y
+	}
+	c.out, c.gin, c.gw, c.gb = conv(out), conv(gin), conv(gw), conv(gb)
+}
 
-	c := NewConv[T](k, cin, cout, K, dil)
-	defer c.Close()
-	pin, pw, pb := toDevice(t, d, in), toDevice(t, d, w), toDevice(t, d, bias)
-	pout, err := d.Alloc(cout * N * size[T]())
+// check runs the device convolution on c and compares with the
+// reference: every result within tol × the number of terms of its sums
+// (at most max(Cin·K², Cout·K², N) + 1 of size ≤ 1).
+func (c *convCase[T]) check(t *testing.T, k *Kernels, tol float64) {
+	t.Helper()
+	d := k.d
+	N := c.B * c.L * c.L
+	cv := NewConv[T](k, c.cin, c.cout, c.K, c.dil)
+	defer cv.Close()
+	pin, pw, pb := toDevice(t, d, c.in), toDevice(t, d, c.w), toDevice(t, d, c.bias)
+	pout, err := d.Alloc(c.cout * N * size[T]())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Forward(pout, pin, pw, pb, B, L); err != nil {
+	if err := cv.Forward(pout, pin, pw, pb, c.B, c.L); err != nil {
 		t.Fatal(err)
 	}
-	pgout, pgw, pgb := toDevice(t, d, gout), toDevice(t, d, gw0), toDevice(t, d, gb0)
-	pgin, err := d.Alloc(cin * N * size[T]())
+	pgout, pgw, pgb := toDevice(t, d, c.gout), toDevice(t, d, c.gw0), toDevice(t, d, c.gb0)
+	pgin, err := d.Alloc(c.cin * N * size[T]())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Backward(pgin, pgout, pin, pw, pgw, pgb, B, L); err != nil {
+	if err := cv.Backward(pgin, pgout, pin, pw, pgw, pgb, c.B, c.L); err != nil {
 		t.Fatal(err)
 	}
-	// Every quantity sums at most max(Cin·K², Cout·K², N) terms of size ≤ 1.
-	scale := float64(max(cin*K*K, cout*K*K, N)) + 1
+	scale := float64(max(c.cin*c.K*c.K, c.cout*c.K*c.K, N)) + 1
 	for _, q := range []struct {
 		name      string
 		got, want []T
 	}{
-		{"out", fromDevice[T](t, d, pout, cout*N), wantOut},
-		{"gin", fromDevice[T](t, d, pgin, cin*N), wantGin},
-		{"gw", fromDevice[T](t, d, pgw, len(w)), cpu.GradWeight},
-		{"gb", fromDevice[T](t, d, pgb, cout), cpu.GradBias},
+		{"out", fromDevice[T](t, d, pout, c.cout*N), c.out},
+		{"gin", fromDevice[T](t, d, pgin, c.cin*N), c.gin},
+		{"gw", fromDevice[T](t, d, pgw, len(c.w)), c.gw},
+		{"gb", fromDevice[T](t, d, pgb, c.cout), c.gb},
 	} {
 		for i := range q.want {
 			if e := math.Abs(float64(q.got[i]) - float64(q.want[i])); e > tol*scale {
-				t.Fatalf("%T %s[%d] = %v, CPU %v (|Δ| %.3g > %.3g)", T(0), q.name, i, q.got[i], q.want[i], e, tol*scale)
+				t.Fatalf("%T %s[%d] = %v, reference %v (|Δ| %.3g > %.3g)", T(0), q.name, i, q.got[i], q.want[i], e, tol*scale)
 			}
 		}
+	}
+}
+
+// TestConvDirect: the device convolution against its definition summed in
+// float64: float64 within 1e-12 and float32 within 64 float32 ulps of the
+// sums' size. No cgo: this is the test the GPU machine runs.
+func TestConvDirect(t *testing.T) {
+	for name, d := range devices(t) {
+		t.Run(name, func(t *testing.T) {
+			k, err := NewKernels(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range convShapes {
+				t.Run(fmt.Sprintf("%d-%d_K%d_d%d_L%d_B%d", s.cin, s.cout, s.K, s.dil, s.L, s.B), func(t *testing.T) {
+					c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+					c64.direct()
+					c64.check(t, k, 1e-12)
+					c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+					c32.direct()
+					c32.check(t, k, 64*0x1p-24)
+				})
+			}
+		})
 	}
 }

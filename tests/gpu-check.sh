@@ -1,0 +1,26 @@
+#!/bin/bash
+# The device check of issue 14, for a GPU machine with a CUDA driver,
+# NVRTC and cuBLAS (no Go, no Debian libraries needed): runs the test
+# binaries that `make gpu-check` put beside this script against device 0
+# (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails) and
+# writes the report to OUTDIR/gpu-check.txt.
+#
+#   bash gpu-check/run.sh OUTDIR
+set -u
+out=${1:-.}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+NFSCHWINGER_CUDA_CACHE=$(mktemp -d)
+export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE
+{
+	rc=0
+	echo "# nfschwinger gpu-check, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 || true
+	for t in cuda gpu; do
+		echo "## $t.test"
+		"$here/$t.test" -test.v -test.count=1 || rc=1
+	done
+	echo "gpu-check: exit status $rc"
+	exit "$rc"
+} 2>&1 | tee "$out/gpu-check.txt"
+exit "${PIPESTATUS[0]}"
