@@ -140,6 +140,35 @@ func OpenForRank(localRank int) (Driver, error) {
 	return OpenReal(DeviceFor(localRank, n))
 }
 
+// Upload copies x into new device memory of d.
+func Upload[T any](d Driver, x []T) (DevicePtr, error) {
+	n := len(x) * int(unsafe.Sizeof(*new(T)))
+	p, err := d.Alloc(n)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return p, nil
+	}
+	if err := d.CopyHtoD(p, unsafe.Pointer(&x[0]), n); err != nil {
+		d.Free(p)
+		return 0, err
+	}
+	return p, nil
+}
+
+// Download waits for the device (Synchronize) and copies len(x) elements
+// from p into x.
+func Download[T any](d Driver, x []T, p DevicePtr) error {
+	if err := d.Synchronize(); err != nil {
+		return err
+	}
+	if len(x) == 0 {
+		return nil
+	}
+	return d.CopyDtoH(unsafe.Pointer(&x[0]), p, len(x)*int(unsafe.Sizeof(x[0])))
+}
+
 // Launch runs kernel f on grid × block threads with the arguments args,
 // each a DevicePtr, int32, uint32, int64, float32 or float64 in the order
 // of the kernel's parameters (an int is refused: its width is ambiguous).

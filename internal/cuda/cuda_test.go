@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"unsafe"
 )
 
 //go:embed testdata/test.cu
@@ -43,27 +42,20 @@ func drivers(t *testing.T) map[string]Driver {
 	return ds
 }
 
-// upload copies x to new device memory.
+// upload is Upload, failing the test on an error.
 func upload[T any](t *testing.T, d Driver, x []T) DevicePtr {
 	t.Helper()
-	n := len(x) * int(unsafe.Sizeof(x[0]))
-	p, err := d.Alloc(n)
+	p, err := Upload(d, x)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.CopyHtoD(p, unsafe.Pointer(&x[0]), n); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// download copies len(x) elements from p into x.
+// download is Download, failing the test on an error.
 func download[T any](t *testing.T, d Driver, x []T, p DevicePtr) {
 	t.Helper()
-	if err := d.Synchronize(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.CopyDtoH(unsafe.Pointer(&x[0]), p, len(x)*int(unsafe.Sizeof(x[0]))); err != nil {
+	if err := Download(d, x, p); err != nil {
 		t.Fatal(err)
 	}
 }

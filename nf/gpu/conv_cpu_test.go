@@ -3,7 +3,6 @@
 package gpu
 
 import (
-	"fmt"
 	"testing"
 
 	"nfschwinger/nf"
@@ -14,24 +13,7 @@ import (
 // tolerances as TestConvDirect, with nf's results as the reference. Needs
 // cgo (nf links OpenBLAS and oneDNN).
 func TestConvMatchesCPU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range convShapes {
-				t.Run(fmt.Sprintf("%d-%d_K%d_d%d_L%d_B%d", s.cin, s.cout, s.K, s.dil, s.L, s.B), func(t *testing.T) {
-					c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					nfReference(c64)
-					c64.check(t, k, 1e-12)
-					c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					nfReference(c32)
-					c32.check(t, k, 64*0x1p-24)
-				})
-			}
-		})
-	}
+	testConvShapes(t, func(c64 *convCase[float64], c32 *convCase[float32]) { nfReference(c64); nfReference(c32) })
 }
 
 // nfReference fills c's reference results with nf.Conv2D's on the CPU.
