@@ -22,7 +22,10 @@
 //     of package lgt and of HDF5 datasets of shape (B, 2, L, L)).
 //   - Activations of the conditioner are channel-major with the batch
 //     inside: a [C][B·V] array, index c·B·V + b·V + x, so a convolution over
-//     a micro-batch is one GEMM.
+//     a micro-batch is one GEMM. On the oneDNN path (Flow.UseDNNL) the
+//     hidden activations between the convolutions are NHWC instead,
+//     [B·V][C], index (b·V + x)·C + c; the conditioner input and the raw
+//     spline parameters keep their layouts.
 //   - T is float32 (default) or float64; log J and everything summed over the
 //     lattice is accumulated in float64.
 //   - Backward passes add into gradient buffers; callers zero them.
