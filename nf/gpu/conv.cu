@@ -73,3 +73,22 @@ extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ b
 extern "C" __global__ void fill_bias_f64(double *out, const double *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
 extern "C" __global__ void bias_grad_f32(float *gb, const float *__restrict__ gout, long N) { bias_grad(gb, gout, N); }
 extern "C" __global__ void bias_grad_f64(double *gb, const double *__restrict__ gout, long N) { bias_grad(gb, gout, N); }
+
+// LeakyReLU in place, and its backward pass from the output y (slope > 0:
+// y has the sign of the input), as nf.LeakyReLU and nf.LeakyReLUBackward.
+template <class T>
+__device__ void leaky_relu(T *x, T slope, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n && !(x[i] > 0)) x[i] *= slope;
+}
+
+template <class T>
+__device__ void leaky_relu_bwd(T *g, const T *__restrict__ y, T slope, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n && !(y[i] > 0)) g[i] *= slope;
+}
+
+extern "C" __global__ void leaky_relu_f32(float *x, float slope, long n) { leaky_relu(x, slope, n); }
+extern "C" __global__ void leaky_relu_f64(double *x, double slope, long n) { leaky_relu(x, slope, n); }
+extern "C" __global__ void leaky_relu_bwd_f32(float *g, const float *__restrict__ y, float slope, long n) { leaky_relu_bwd(g, y, slope, n); }
+extern "C" __global__ void leaky_relu_bwd_f64(double *g, const double *__restrict__ y, double slope, long n) { leaky_relu_bwd(g, y, slope, n); }

@@ -2,7 +2,8 @@
 // piece on the internal/cuda boundary, so that the emulator runs every
 // piece in CI. Today: the conditioner's circular convolution (forward,
 // and the gradients of its weights, bias and input) as im2col kernels and
-// cuBLAS products, in nf's layouts and with nf.Conv2D's semantics.
+// cuBLAS products, in nf's layouts and with nf.Conv2D's semantics, and the
+// whole conditioner with its LeakyReLUs (Conditioner).
 package gpu
 
 import (
@@ -29,6 +30,7 @@ const blockSize = 128
 type Kernels struct {
 	d                                  cuda.Driver
 	im2col, col2im, fillBias, biasGrad [2]cuda.Function // [0] float32, [1] float64
+	leaky, leakyBwd                    [2]cuda.Function
 }
 
 // NewKernels compiles conv.cu on d (NVRTC, or the emulator's compiler;
@@ -43,7 +45,8 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 		for _, f := range []struct {
 			dst  *[2]cuda.Function
 			name string
-		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasGrad, "bias_grad"}} {
+		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasGrad, "bias_grad"},
+			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"}} {
 			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
 				return nil, err
 			}

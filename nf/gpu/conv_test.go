@@ -204,3 +204,42 @@ func testConvShapes(t *testing.T, ref func(c64 *convCase[float64], c32 *convCase
 func TestConvDirect(t *testing.T) {
 	testConvShapes(t, func(c64 *convCase[float64], c32 *convCase[float32]) { c64.direct(); c32.direct() })
 }
+
+// TestLeakyReLU: the device LeakyReLU and its backward pass equal their
+// definition (nf.LeakyReLU's) exactly, zeros and negative zeros included.
+func TestLeakyReLU(t *testing.T) {
+	for name, d := range devices(t) {
+		t.Run(name, func(t *testing.T) {
+			k, err := NewKernels(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n, slope = 1000, float32(0.01)
+			rng := rand.New(rand.NewPCG(5, 6))
+			x, g := make([]float32, n), make([]float32, n)
+			for i := range x {
+				x[i], g[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			}
+			x[0], x[1] = 0, float32(math.Copysign(0, -1))
+			px, pg := toDevice(t, d, x), toDevice(t, d, g)
+			if err := cuda.Launch(k.leaky[0], grid(n), block, px, slope, int64(n)); err != nil {
+				t.Fatal(err)
+			}
+			y := fromDevice[float32](t, d, px, n)
+			if err := cuda.Launch(k.leakyBwd[0], grid(n), block, pg, px, slope, int64(n)); err != nil {
+				t.Fatal(err)
+			}
+			gy := fromDevice[float32](t, d, pg, n)
+			for i := range x {
+				wy, wg := x[i], g[i]
+				if !(x[i] > 0) {
+					wy *= slope
+					wg *= slope
+				}
+				if math.Float32bits(y[i]) != math.Float32bits(wy) || gy[i] != wg {
+					t.Fatalf("element %d: x %v → %v (want %v), g %v → %v (want %v)", i, x[i], y[i], wy, g[i], gy[i], wg)
+				}
+			}
+		})
+	}
+}
