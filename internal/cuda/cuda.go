@@ -73,6 +73,10 @@ type Driver interface {
 	// Sgemm and Dgemm are cuBLAS's float32 and float64 products.
 	Sgemm(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error
 	Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda int, b DevicePtr, ldb int, beta float64, c DevicePtr, ldc int) error
+	// GemmBF16 is cublasGemmEx with A and B in bfloat16 (the upper 16
+	// bits of a float32, stored as uint16), C in float32 and float32
+	// accumulation (CUBLAS_COMPUTE_32F): conv_precision = "bf16".
+	GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error
 	// Synchronize waits for every call so far and returns the first error
 	// of an asynchronous one.
 	Synchronize() error

@@ -376,3 +376,103 @@ extern "C" __global__ void k_plain(float *x) { plain(x); }
 		t.Fatalf("sync detection %v, want k_sync only", got)
 	}
 }
+
+// bf16 rounds x to bfloat16 (nearest even) as its upper 16 bits.
+func bf16(x float32) uint16 {
+	u := math.Float32bits(x)
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}
+
+// TestGemmBF16: the float32 inputs rounded to bfloat16 on the device
+// (to_bf16, equal to the rounding here bit for bit) and multiplied by
+// GemmBF16 (every transpose combination) equal the product of the rounded
+// values in float64 up to float32 accumulation (k = 40 terms of size ≈ 1:
+// 1e-5 relative to k), and differ from the unrounded product by the
+// rounding (the bf16 path is taken).
+func TestGemmBF16(t *testing.T) {
+	for name, d := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			m, err := d.Compile("test.cu", testSource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(7, 8))
+			const M, N, K = 6, 5, 40
+			for _, ta := range []Op{NoTrans, Trans} {
+				for _, tb := range []Op{NoTrans, Trans} {
+					ra, ca, rb, cb := M, K, K, N
+					if ta == Trans {
+						ra, ca = K, M
+					}
+					if tb == Trans {
+						rb, cb = N, K
+					}
+					a, b := make([]float32, ra*ca), make([]float32, rb*cb)
+					for _, x := range [][]float32{a, b} {
+						for i := range x {
+							x[i] = float32(rng.NormFloat64())
+						}
+					}
+					round := func(x []float32) (DevicePtr, []float64) {
+						p, err := d.Alloc(2 * len(x))
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := Launch(kernel(t, m, "to_bf16"), Dim3{X: uint32(len(x)+127) / 128}, Dim3{X: 128}, p, upload(t, d, x), uint32(len(x))); err != nil {
+							t.Fatal(err)
+						}
+						got := make([]uint16, len(x))
+						download(t, d, got, p)
+						r := make([]float64, len(x))
+						for i, v := range x {
+							if got[i] != bf16(v) {
+								t.Fatalf("to_bf16(%v) = %#04x, want %#04x", v, got[i], bf16(v))
+							}
+							r[i] = float64(math.Float32frombits(uint32(got[i]) << 16))
+						}
+						return p, r
+					}
+					pa, ra64 := round(a)
+					pb, rb64 := round(b)
+					pc := upload(t, d, make([]float32, M*N))
+					if err := d.GemmBF16(ta, tb, M, N, K, 1, pa, ra, pb, rb, 0, pc, M); err != nil {
+						t.Fatal(err)
+					}
+					c := make([]float32, M*N)
+					download(t, d, c, pc)
+					at := func(x []float64, ld, i, j int, tr Op) float64 {
+						if tr == Trans {
+							i, j = j, i
+						}
+						return x[j*ld+i]
+					}
+					maxRounding := 0.0
+					for j := range N {
+						for i := range M {
+							want, exact := 0.0, 0.0
+							for l := range K {
+								want += at(ra64, ra, i, l, ta) * at(rb64, rb, l, j, tb)
+								exact += at(f64(a), ra, i, l, ta) * at(f64(b), rb, l, j, tb)
+							}
+							if e := math.Abs(float64(c[j*M+i]) - want); e > 1e-5*K {
+								t.Fatalf("%v %v: C[%d,%d] = %v, want %v", ta, tb, i, j, c[j*M+i], want)
+							}
+							maxRounding = max(maxRounding, math.Abs(want-exact))
+						}
+					}
+					if maxRounding < 1e-3 {
+						t.Fatalf("%v %v: bf16 rounding changed the product by only %.3g", ta, tb, maxRounding)
+					}
+				}
+			}
+		})
+	}
+}
+
+func f64(x []float32) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = float64(v)
+	}
+	return y
+}

@@ -168,6 +168,41 @@ func (e *Emulator) Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda
 	return nil
 }
 
+// GemmBF16 implements Driver: the bfloat16 operands widened to float32
+// (exactly) and multiplied by cblas_sgemm, float32 accumulation as
+// CUBLAS_COMPUTE_32F.
+func (e *Emulator) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error {
+	cols := func(t Op, rows, cols int) int { // columns of the stored matrix
+		if t == Trans {
+			return rows
+		}
+		return cols
+	}
+	wa, err := e.widen(a, lda*cols(ta, m, k))
+	if err != nil {
+		return err
+	}
+	defer e.Free(wa)
+	wb, err := e.widen(b, ldb*cols(tb, k, n))
+	if err != nil {
+		return err
+	}
+	defer e.Free(wb)
+	return e.Sgemm(ta, tb, m, n, k, alpha, wa, lda, wb, ldb, beta, c, ldc)
+}
+
+// widen returns new device memory holding the n bfloat16 values at p as
+// float32.
+func (e *Emulator) widen(p DevicePtr, n int) (DevicePtr, error) {
+	h := make([]uint16, max(n, 1))
+	e.memcpyDH(unsafe.Pointer(&h[0]), uintptr(p), uintptr(2*n))
+	f := make([]uint32, len(h))
+	for i, v := range h {
+		f[i] = uint32(v) << 16
+	}
+	return Upload(e, f)
+}
+
 // Synchronize implements Driver: the emulator runs every call to its end.
 func (e *Emulator) Synchronize() error { return nil }
 

@@ -64,5 +64,11 @@ inline void __syncthreads() {
 	nfemu::bar->arrive_and_wait();
 }
 
+inline unsigned __float_as_uint(float f) {
+	unsigned u;
+	std::memcpy(&u, &f, 4);
+	return u;
+}
+
 template <class T>
 inline T atomicAdd(T *p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }

@@ -40,9 +40,19 @@ type Real struct {
 	nvrtcGetCUBIN       func(prog uintptr, bin unsafe.Pointer) int32
 	nvrtcDestroyProgram func(prog *uintptr) int32
 
-	cublasSgemm func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, lda int32, b uintptr, ldb int32, beta *float32, c uintptr, ldc int32) int32
-	cublasDgemm func(h uintptr, ta, tb, m, n, k int32, alpha *float64, a uintptr, lda int32, b uintptr, ldb int32, beta *float64, c uintptr, ldc int32) int32
+	cublasSgemm  func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, lda int32, b uintptr, ldb int32, beta *float32, c uintptr, ldc int32) int32
+	cublasDgemm  func(h uintptr, ta, tb, m, n, k int32, alpha *float64, a uintptr, lda int32, b uintptr, ldb int32, beta *float64, c uintptr, ldc int32) int32
+	cublasGemmEx func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
+		beta *float32, c uintptr, ctype, ldc int32, compute, algo int32) int32
 }
+
+// cuBLAS and CUDA enumerations of cublasGemmEx (library_types.h, cublas_api.h).
+const (
+	cudaR32F         = 0
+	cudaR16BF        = 14
+	cublasCompute32F = 68
+	cublasGemmDflt   = -1
+)
 
 // Library names tried, newest first.
 var (
@@ -189,7 +199,7 @@ func (r *Real) loadCUBLAS() error {
 	for _, b := range []struct {
 		fptr any
 		name string
-	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}} {
+	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"}} {
 		if err := bind(b.fptr, h, b.name); err != nil {
 			return fmt.Errorf("cuda: cuBLAS: %w", err)
 		}
@@ -274,6 +284,15 @@ func (r *Real) Sgemm(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int
 func (r *Real) Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda int, b DevicePtr, ldb int, beta float64, c DevicePtr, ldc int) error {
 	if st := r.cublasDgemm(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), int32(lda), uintptr(b), int32(ldb), &beta, uintptr(c), int32(ldc)); st != 0 {
 		return fmt.Errorf("cuda: cublasDgemm: status %d", st)
+	}
+	return nil
+}
+
+// GemmBF16 implements Driver with cublasGemmEx.
+func (r *Real) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error {
+	if st := r.cublasGemmEx(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), cudaR16BF, int32(lda),
+		uintptr(b), cudaR16BF, int32(ldb), &beta, uintptr(c), cudaR32F, int32(ldc), cublasCompute32F, cublasGemmDflt); st != 0 {
+		return fmt.Errorf("cuda: cublasGemmEx (bf16): status %d", st)
 	}
 	return nil
 }

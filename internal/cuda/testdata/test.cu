@@ -35,3 +35,11 @@ extern "C" __global__ void atomic_sum(double *sum, const double *__restrict__ x,
 	unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < n) atomicAdd(sum, x[i]);
 }
+
+// float32 → bfloat16, round to nearest even, NaN kept quiet.
+extern "C" __global__ void to_bf16(unsigned short *out, const float *__restrict__ in, unsigned n) {
+	unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= n) return;
+	unsigned u = __float_as_uint(in[i]);
+	out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
