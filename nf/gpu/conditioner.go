@@ -8,11 +8,11 @@ import (
 
 // Conditioner is one coupling layer's conditioner on the device: circular
 // convolutions from Channels[0] to Channels[len−1] channels with
-// LeakyReLU after all but the last, as nf's conditioner (nf/coupling.go),
-// every convolution at every site (nf evaluates the last one at the active
-// sites only; that product is a later step here). Activations are nf's
-// channel-major [C][B·V] arrays of T in device memory. Not safe for
-// concurrent use.
+// LeakyReLU after all but the last, as nf's conditioner (nf/coupling.go):
+// the last convolution at the layer's active sites only (Sites), its
+// output — the raw spline parameters — compact, [C_out][B·nA].
+// Activations are nf's channel-major [C][B·V] arrays of T in device
+// memory. Not safe for concurrent use.
 type Conditioner[T Float] struct {
 	Channels []int
 	convs    []*Conv[T]
@@ -57,18 +57,19 @@ func (c *Conditioner[T]) checkArgs(name string, acts, w, b []cuda.DevicePtr) {
 }
 
 // Forward writes acts[j+1] = LeakyReLU(conv_j(acts[j])) for every
-// convolution j (no activation after the last), with weights w[j] and
-// biases b[j], over B configurations of L×L.
-func (c *Conditioner[T]) Forward(acts, w, b []cuda.DevicePtr, B, L int) error {
+// convolution j (no activation after the last, which runs at the sites),
+// with weights w[j] and biases b[j], over B configurations of L×L.
+func (c *Conditioner[T]) Forward(acts, w, b []cuda.DevicePtr, B, L int, sites *Sites) error {
 	c.checkArgs("Forward", acts, w, b)
 	N := B * L * L
 	p := c.convs[0].prec()
+	last := len(c.convs) - 1
 	for j, cv := range c.convs {
+		if j == last {
+			return cv.ForwardSites(acts[j+1], acts[j], w[j], b[j], B, L, sites)
+		}
 		if err := cv.Forward(acts[j+1], acts[j], w[j], b[j], B, L); err != nil {
 			return err
-		}
-		if j == len(c.convs)-1 {
-			break
 		}
 		n := c.Channels[j+1] * N
 		if err := cuda.Launch(c.k.leaky[p], grid(n), block, acts[j+1], c.slope, int64(n)); err != nil {
@@ -78,11 +79,11 @@ func (c *Conditioner[T]) Forward(acts, w, b []cuda.DevicePtr, B, L int) error {
 	return nil
 }
 
-// Backward propagates gout, the gradient of the last activation
-// ([C_out][N], not modified), back through the convolutions recorded in
-// acts: it ADDS the parameter gradients into gw[j], gb[j] and WRITES the
-// gradient of acts[0] into gin (skipped when gin is 0).
-func (c *Conditioner[T]) Backward(gin, gout cuda.DevicePtr, acts, w, gw, gb []cuda.DevicePtr, B, L int) error {
+// Backward propagates gout, the gradient of the raw spline parameters
+// (compact, [C_out][B·nA], not modified), back through the convolutions
+// recorded in acts: it ADDS the parameter gradients into gw[j], gb[j] and
+// WRITES the gradient of acts[0] into gin (skipped when gin is 0).
+func (c *Conditioner[T]) Backward(gin, gout cuda.DevicePtr, acts, w, gw, gb []cuda.DevicePtr, B, L int, sites *Sites) error {
 	c.checkArgs("Backward", acts, w, gw)
 	if len(gb) != len(c.convs) {
 		panic("gpu: Conditioner.Backward: bias gradients")
@@ -110,7 +111,13 @@ func (c *Conditioner[T]) Backward(gin, gout cuda.DevicePtr, acts, w, gw, gb []cu
 		if j == 0 {
 			dst = gin
 		}
-		if err := c.convs[j].Backward(dst, cur, acts[j], w[j], gw[j], gb[j], B, L); err != nil {
+		var err error
+		if j == len(c.convs)-1 {
+			err = c.convs[j].BackwardSites(dst, cur, acts[j], w[j], gw[j], gb[j], B, L, sites)
+		} else {
+			err = c.convs[j].Backward(dst, cur, acts[j], w[j], gw[j], gb[j], B, L)
+		}
+		if err != nil {
 			return err
 		}
 		if j == 0 {

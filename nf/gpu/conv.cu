@@ -92,3 +92,43 @@ extern "C" __global__ void leaky_relu_f32(float *x, float slope, long n) { leaky
 extern "C" __global__ void leaky_relu_f64(double *x, double slope, long n) { leaky_relu(x, slope, n); }
 extern "C" __global__ void leaky_relu_bwd_f32(float *g, const float *__restrict__ y, float slope, long n) { leaky_relu_bwd(g, y, slope, n); }
 extern "C" __global__ void leaky_relu_bwd_f64(double *g, const double *__restrict__ y, double slope, long n) { leaky_relu_bwd(g, y, slope, n); }
+
+// The last convolution at a subset of the sites (nf.Conv2D.ForwardSites):
+// taps[t·nS + i] is the source site (in one configuration) of tap t for
+// output site i; inv[t·V + s] the output site whose tap t reads s, or −1.
+// col is [Cin·K·K][M], M = B·nS, column b·nS + i.
+template <class T>
+__device__ void gather_sites(T *col, const T *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	long M = (long)B * nS;
+	if (idx >= (long)cin * KK * M) return;
+	long r = idx / M, m = idx - r * M;
+	int ci = (int)(r / KK), t = (int)(r % KK);
+	long b = m / nS;
+	int i = (int)(m - b * nS);
+	col[idx] = in[(long)ci * B * V + b * V + taps[t * nS + i]];
+}
+
+// The adjoint: gin[ci][b·V + s] = Σ_t col[(ci, t)][b·nS + inv[t·V + s]],
+// one thread per input element (no atomics).
+template <class T>
+__device__ void scatter_sites(T *gin, const T *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	long N = (long)B * V;
+	if (idx >= (long)cin * N) return;
+	long ci = idx / N, n = idx - ci * N;
+	long b = n / V;
+	int s = (int)(n - b * V);
+	long M = (long)B * nS;
+	T acc = 0;
+	for (int t = 0; t < KK; t++) {
+		int i = inv[t * V + s];
+		if (i >= 0) acc += col[(ci * KK + t) * M + b * nS + i];
+	}
+	gin[idx] = acc;
+}
+
+extern "C" __global__ void gather_sites_f32(float *col, const float *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) { gather_sites(col, in, taps, cin, KK, nS, V, B); }
+extern "C" __global__ void gather_sites_f64(double *col, const double *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) { gather_sites(col, in, taps, cin, KK, nS, V, B); }
+extern "C" __global__ void scatter_sites_f32(float *gin, const float *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) { scatter_sites(gin, col, inv, cin, KK, nS, V, B); }
+extern "C" __global__ void scatter_sites_f64(double *gin, const double *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) { scatter_sites(gin, col, inv, cin, KK, nS, V, B); }

@@ -31,6 +31,7 @@ type Kernels struct {
 	d                                  cuda.Driver
 	im2col, col2im, fillBias, biasGrad [2]cuda.Function // [0] float32, [1] float64
 	leaky, leakyBwd                    [2]cuda.Function
+	gather, scatter                    [2]cuda.Function // the convolution at a subset of the sites
 }
 
 // NewKernels compiles conv.cu on d (NVRTC, or the emulator's compiler;
@@ -46,7 +47,8 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 			dst  *[2]cuda.Function
 			name string
 		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasGrad, "bias_grad"},
-			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"}} {
+			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"},
+			{&k.gather, "gather_sites"}, {&k.scatter, "scatter_sites"}} {
 			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
 				return nil, err
 			}

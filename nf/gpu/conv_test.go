@@ -243,3 +243,113 @@ func TestLeakyReLU(t *testing.T) {
 		})
 	}
 }
+
+// checkSites runs ForwardSites and BackwardSites on c at sites, c's
+// reference being the full convolution with an output gradient that is
+// zero off the sites (c.gout): the compact results must equal it there.
+func (c *convCase[T]) checkSites(t *testing.T, k *Kernels, sites []int, tol float64) {
+	t.Helper()
+	d := k.d
+	V, N, nS := c.L*c.L, c.B*c.L*c.L, len(sites)
+	M := c.B * nS
+	s, err := NewSites(d, sites, c.L, c.K, c.dil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	compact := func(full []T, C int) []T {
+		out := make([]T, C*M)
+		for ch := range C {
+			for b := range c.B {
+				for i, x := range sites {
+					out[ch*M+b*nS+i] = full[ch*N+b*V+x]
+				}
+			}
+		}
+		return out
+	}
+	cv := NewConv[T](k, c.cin, c.cout, c.K, c.dil)
+	defer cv.Close()
+	pin, pw, pb := toDevice(t, d, c.in), toDevice(t, d, c.w), toDevice(t, d, c.bias)
+	pout, err := d.Alloc(c.cout * M * size[T]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cv.ForwardSites(pout, pin, pw, pb, c.B, c.L, s); err != nil {
+		t.Fatal(err)
+	}
+	pgw, pgb := toDevice(t, d, c.gw0), toDevice(t, d, c.gb0)
+	pgin, err := d.Alloc(c.cin * N * size[T]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cv.BackwardSites(pgin, toDevice(t, d, compact(c.gout, c.cout)), pin, pw, pgw, pgb, c.B, c.L, s); err != nil {
+		t.Fatal(err)
+	}
+	scale := float64(max(c.cin*c.K*c.K, c.cout*c.K*c.K, N)) + 1
+	for _, q := range []struct {
+		name      string
+		got, want []T
+	}{
+		{"out", fromDevice[T](t, d, pout, c.cout*M), compact(c.out, c.cout)},
+		{"gin", fromDevice[T](t, d, pgin, c.cin*N), c.gin},
+		{"gw", fromDevice[T](t, d, pgw, len(c.w)), c.gw},
+		{"gb", fromDevice[T](t, d, pgb, c.cout), c.gb},
+	} {
+		for i := range q.want {
+			if e := math.Abs(float64(q.got[i]) - float64(q.want[i])); e > tol*scale {
+				t.Fatalf("%T sites %s[%d] = %v, reference %v (|Δ| %.3g > %.3g)", T(0), q.name, i, q.got[i], q.want[i], e, tol*scale)
+			}
+		}
+	}
+}
+
+// quarterSites are every fourth site, a stand-in for a layer's active
+// plaquettes (any subset will do: every tap maps it one to one).
+func quarterSites(L int) []int {
+	var s []int
+	for x := 1; x < L*L; x += 4 {
+		s = append(s, x)
+	}
+	return s
+}
+
+// zeroOff sets c.gout to zero off the sites.
+func (c *convCase[T]) zeroOff(sites []int) {
+	V, N := c.L*c.L, c.B*c.L*c.L
+	on := make([]bool, V)
+	for _, x := range sites {
+		on[x] = true
+	}
+	for ch := range c.cout {
+		for n := range N {
+			if !on[n%V] {
+				c.gout[ch*N+n] = 0
+			}
+		}
+	}
+}
+
+// TestConvSitesDirect: the convolution at a quarter of the sites against
+// the definition (no cgo).
+func TestConvSitesDirect(t *testing.T) {
+	for name, d := range devices(t) {
+		t.Run(name, func(t *testing.T) {
+			k, err := NewKernels(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range convShapes {
+				sites := quarterSites(s.L)
+				c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				c64.zeroOff(sites)
+				c64.direct()
+				c64.checkSites(t, k, sites, 1e-12)
+				c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				c32.zeroOff(sites)
+				c32.direct()
+				c32.checkSites(t, k, sites, 64*0x1p-24)
+			}
+		})
+	}
+}
