@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -787,3 +788,67 @@ func faultDiskFull(t *testing.T) faultResult {
 
 // TestFaultDiskFull: see faultDiskFull.
 func TestFaultDiskFull(t *testing.T) { faultDiskFull(t) }
+
+// TestOneDNNSignalRestart: a float32 run whose conditioner is wide enough
+// for oneDNN (hidden [16]: `check` says so), stopped by SIGTERM and
+// continued, equals the undisturbed run bit for bit — oneDNN's kernels are
+// deterministic for a fixed shape and thread count — and so does a bf16
+// run where the CPU runs bf16 (AMX; elsewhere its refusal is tested).
+func TestOneDNNSignalRestart(t *testing.T) {
+	for _, prec := range []string{"float32", "bf16"} {
+		t.Run(prec, func(t *testing.T) {
+			c := trainCase{Steps: 6, Hidden: []int{16}, ConvPrecision: prec}
+			dir := t.TempDir()
+			name := c.write(t, dir)
+			out, errOut, status := runNF(t, dir, "check", name)
+			if prec == "bf16" && status == 2 && strings.Contains(errOut, "AMX") {
+				t.Skipf("this CPU refuses bf16: %s", strings.TrimSpace(errOut))
+			}
+			if status != 0 || !strings.Contains(out, "convolutions oneDNN, "+prec+" inputs") {
+				t.Fatalf("check: status %d, the convolutions are not on oneDNN in %s:\n%s%s", status, prec, out, errOut)
+			}
+			ref := undisturbed(t, c, 0)
+			train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@2")
+			l := launch(t, dir, c)
+			l.wait(t)
+			if l.status != 0 || restartedAt(t, l.events) != 3 {
+				t.Fatalf("relaunch status %d, restart step %d, want 0 and 3:\n%s", l.status, restartedAt(t, l.events), tail(l.out.String()))
+			}
+			if !checkSame(t, dir, c, ref) {
+				t.Error("the continued run differs from the undisturbed one")
+			}
+		})
+	}
+}
+
+// TestBF16RefusedWithoutAMX: with oneDNN capped below AMX
+// (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, the kernels of a CPU with
+// AVX512-BF16 alone, where bf16 runs at 0.6× float32), `check` and a run
+// of conv_precision = "bf16" stop with exit status 2, one line naming
+// model.conv_precision and the reason, and the run writes no file.
+func TestBF16RefusedWithoutAMX(t *testing.T) {
+	c := trainCase{Steps: 2, Hidden: []int{16}, ConvPrecision: "bf16"}
+	dir := t.TempDir()
+	name := c.write(t, dir)
+	for _, args := range [][]string{{"check", name}, {name}} {
+		cmd := exec.Command(nfBinary, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("%v: %v, want exit status 2\n%s", args, err, errb.String())
+		}
+		msg := strings.TrimSpace(errb.String())
+		if !strings.Contains(msg, "model.conv_precision") || !strings.Contains(msg, "AMX") || strings.Count(msg, "\n") > 0 {
+			t.Errorf("%v: want one line naming model.conv_precision and AMX, got:\n%s", args, msg)
+		}
+	}
+	for _, f := range []string{"checkpoint.h5", "history.h5", "chain.h5"} {
+		if _, err := os.Stat(filepath.Join(dir, "run", f)); err == nil {
+			t.Errorf("the refused run wrote run/%s", f)
+		}
+	}
+}

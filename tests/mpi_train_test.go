@@ -39,6 +39,8 @@ type trainCase struct {
 	Batch, Micro    int // defaults 12 and 2: 12 splits over 1, 2, 3, 4 and 6 ranks
 	CheckpointEvery int // default 1: a checkpoint after every step
 	OutDir          string
+	Hidden          []int  // hidden channels, default Tiny's [8] (OpenBLAS); 16 and more: oneDNN
+	ConvPrecision   string // "float32" (default) or "bf16"
 }
 
 // config returns the params.toml text of c.
@@ -61,9 +63,16 @@ func (c trainCase) config() string {
 	if c.OutDir == "" {
 		c.OutDir = "run"
 	}
-	return params.Tiny().With("lattice.L", c.L, "model.precision", c.Precision, "train.estimator", c.Estimator,
+	p := params.Tiny().With("lattice.L", c.L, "model.precision", c.Precision, "train.estimator", c.Estimator,
 		"train.steps", c.Steps, "train.batch_size", c.Batch, "train.micro_batch", c.Micro,
-		"train.checkpoint_every", c.CheckpointEvery, "io.out_dir", c.OutDir).TOML()
+		"train.checkpoint_every", c.CheckpointEvery, "io.out_dir", c.OutDir)
+	if c.Hidden != nil {
+		p = p.With("model.hidden_channels", c.Hidden)
+	}
+	if c.ConvPrecision != "" {
+		p = p.With("model.conv_precision", c.ConvPrecision)
+	}
+	return p.TOML()
 }
 
 // write writes c as dir/params.toml and returns its name relative to dir.
