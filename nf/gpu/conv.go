@@ -23,6 +23,9 @@ type Float interface{ ~float32 | ~float64 }
 //go:embed conv.cu
 var convSource string
 
+//go:embed inputs.cu
+var inputsSource string
+
 // blockSize is the threads per block of the elementwise kernels.
 const blockSize = 128
 
@@ -32,12 +35,17 @@ type Kernels struct {
 	im2col, col2im, fillBias, biasGrad [2]cuda.Function // [0] float32, [1] float64
 	leaky, leakyBwd                    [2]cuda.Function
 	gather, scatter                    [2]cuda.Function // the convolution at a subset of the sites
+	inputs, inputsBwd1, inputsBwd2     [2]cuda.Function // the conditioner's input (inputs.cu)
 }
 
-// NewKernels compiles conv.cu on d (NVRTC, or the emulator's compiler;
-// both cache the result on disk).
+// NewKernels compiles conv.cu and inputs.cu on d (NVRTC, or the
+// emulator's compiler; both cache the result on disk).
 func NewKernels(d cuda.Driver) (*Kernels, error) {
 	m, err := d.Compile("conv.cu", convSource)
+	if err != nil {
+		return nil, err
+	}
+	mi, err := d.Compile("inputs.cu", inputsSource)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +58,14 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"},
 			{&k.gather, "gather_sites"}, {&k.scatter, "scatter_sites"}} {
 			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range []struct {
+			dst  *[2]cuda.Function
+			name string
+		}{{&k.inputs, "cond_inputs"}, {&k.inputsBwd1, "cond_inputs_bwd1"}, {&k.inputsBwd2, "cond_inputs_bwd2"}} {
+			if f.dst[p], err = mi.Function(f.name + suffix); err != nil {
 				return nil, err
 			}
 		}
@@ -74,7 +90,10 @@ func NewConv[T Float](k *Kernels, cin, cout, kernel, dil int) *Conv[T] {
 	return &Conv[T]{Cin: cin, Cout: cout, K: kernel, Dil: dil, k: k}
 }
 
-func (c *Conv[T]) prec() int {
+func (c *Conv[T]) prec() int { return prec[T]() }
+
+// prec indexes the kernels of T: 0 float32, 1 float64.
+func prec[T Float]() int {
 	if unsafe.Sizeof(T(0)) == 4 {
 		return 0
 	}
