@@ -2,8 +2,9 @@
 # The device check of issue 14, for a GPU machine with a CUDA driver,
 # NVRTC and cuBLAS (no Go, no Debian libraries needed): runs the test
 # binaries that `make gpu-check` put beside this script against device 0
-# (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails) and
-# writes the report to OUTDIR/gpu-check.txt.
+# (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails),
+# then the device convolution's benchmark against cuBLAS's own Sgemm at the
+# paper's sizes, and writes the report to OUTDIR/gpu-check.txt.
 #
 #   bash gpu-check/run.sh OUTDIR
 set -u
@@ -20,6 +21,10 @@ export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE
 		echo "## $t.test"
 		"$here/$t.test" -test.v -test.count=1 || rc=1
 	done
+	if [ "$rc" = 0 ]; then
+		echo "## benchmark: the convolution against cuBLAS's Sgemm, float32"
+		"$here/gpu.test" -test.run '^$' -test.bench Conv -test.benchtime 20x || rc=1
+	fi
 	echo "gpu-check: exit status $rc"
 	exit "$rc"
 } 2>&1 | tee "$out/gpu-check.txt"
