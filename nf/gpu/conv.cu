@@ -132,3 +132,12 @@ extern "C" __global__ void gather_sites_f32(float *col, const float *__restrict_
 extern "C" __global__ void gather_sites_f64(double *col, const double *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) { gather_sites(col, in, taps, cin, KK, nS, V, B); }
 extern "C" __global__ void scatter_sites_f32(float *gin, const float *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) { scatter_sites(gin, col, inv, cin, KK, nS, V, B); }
 extern "C" __global__ void scatter_sites_f64(double *gin, const double *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) { scatter_sites(gin, col, inv, cin, KK, nS, V, B); }
+
+// float32 → bfloat16 (upper 16 bits), round to nearest even, NaN quiet:
+// the operands of the bf16 products (conv_precision = "bf16").
+extern "C" __global__ void to_bf16(unsigned short *out, const float *__restrict__ in, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= n) return;
+	unsigned u = __float_as_uint(in[i]);
+	out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}

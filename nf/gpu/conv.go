@@ -36,6 +36,7 @@ type Kernels struct {
 	leaky, leakyBwd                    [2]cuda.Function
 	gather, scatter                    [2]cuda.Function // the convolution at a subset of the sites
 	inputs, inputsBwd1, inputsBwd2     [2]cuda.Function // the conditioner's input (inputs.cu)
+	toBF16                             cuda.Function
 }
 
 // NewKernels compiles conv.cu and inputs.cu on d (NVRTC, or the
@@ -50,6 +51,9 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 		return nil, err
 	}
 	k := &Kernels{d: d}
+	if k.toBF16, err = m.Function("to_bf16"); err != nil {
+		return nil, err
+	}
 	for p, suffix := range []string{"_f32", "_f64"} {
 		for _, f := range []struct {
 			dst  *[2]cuda.Function
@@ -80,9 +84,16 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 // one, so out = W·col is outᵀ = colᵀ·Wᵀ there. Not safe for concurrent use.
 type Conv[T Float] struct {
 	Cin, Cout, K, Dil int
-	k                 *Kernels
-	col               cuda.DevicePtr // im2col workspace
-	colBytes          int
+	// BF16 (float32 only) makes the products' operands bfloat16 — the
+	// im2col matrix, the weights and the output gradient, rounded to
+	// nearest even — with float32 accumulation (cuda.Driver.GemmBF16):
+	// conv_precision = "bf16". Bias, outputs and gradients stay float32.
+	BF16     bool
+	k        *Kernels
+	col      cuda.DevicePtr // im2col workspace
+	colBytes int
+	bf       [3]cuda.DevicePtr // bf16 copies: columns, weights, output gradient
+	bfBytes  [3]int
 }
 
 // NewConv returns the convolution of that shape on the kernels' device.
@@ -125,6 +136,49 @@ func (c *Conv[T]) Close() {
 		c.k.d.Free(c.col)
 		c.col, c.colBytes = 0, 0
 	}
+	for i, p := range c.bf {
+		if p != 0 {
+			c.k.d.Free(p)
+			c.bf[i], c.bfBytes[i] = 0, 0
+		}
+	}
+}
+
+// toBF16 rounds n float32 values at src into bf16 buffer i (grown as
+// needed) and returns it.
+func (c *Conv[T]) toBF16(i int, src cuda.DevicePtr, n int) (cuda.DevicePtr, error) {
+	if size[T]() != 4 {
+		panic("gpu: bf16 products of a float64 convolution")
+	}
+	if need := 2 * n; need > c.bfBytes[i] {
+		if c.bf[i] != 0 {
+			c.k.d.Free(c.bf[i])
+		}
+		p, err := c.k.d.Alloc(need)
+		if err != nil {
+			return 0, fmt.Errorf("gpu: bf16 operand of %d bytes: %w", need, err)
+		}
+		c.bf[i], c.bfBytes[i] = p, need
+	}
+	return c.bf[i], cuda.Launch(c.k.toBF16, grid(n), block, c.bf[i], src, int64(n))
+}
+
+// product is C = op(A)·op(B) + beta·C (column-major, alpha 1) in T, or
+// with bf16 operands when c.BF16: A is the buffer a of na values, rounded
+// into bf16 buffer ia, likewise B.
+func (c *Conv[T]) product(ta, tb cuda.Op, m, n, k int, a cuda.DevicePtr, na, ia, lda int, b cuda.DevicePtr, nb, ib, ldb int, beta T, out cuda.DevicePtr, ldc int) error {
+	if !c.BF16 {
+		return gemm[T](c.k.d, ta, tb, m, n, k, 1, a, lda, b, ldb, beta, out, ldc)
+	}
+	ab, err := c.toBF16(ia, a, na)
+	if err != nil {
+		return err
+	}
+	bb, err := c.toBF16(ib, b, nb)
+	if err != nil {
+		return err
+	}
+	return c.k.d.GemmBF16(ta, tb, m, n, k, 1, ab, lda, bb, ldb, float32(beta), out, ldc)
 }
 
 func grid(n int) cuda.Dim3 { return cuda.Dim3{X: uint32((n + blockSize - 1) / blockSize)} }
@@ -154,7 +208,7 @@ func (c *Conv[T]) Forward(out, in, w, bias cuda.DevicePtr, B, L int) error {
 		return err
 	}
 	// outᵀ (N×Cout) += colᵀ (N×CKK) · Wᵀ (CKK×Cout), column-major.
-	return gemm[T](c.k.d, cuda.NoTrans, cuda.NoTrans, N, c.Cout, CKK, 1, c.col, N, w, CKK, 1, out, N)
+	return c.product(cuda.NoTrans, cuda.NoTrans, N, c.Cout, CKK, c.col, CKK*N, 0, N, w, CKK*c.Cout, 1, CKK, 1, out, N)
 }
 
 // Backward ADDS dL/dW into gw and dL/dbias into gb and WRITES dL/din into
@@ -174,14 +228,14 @@ func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) er
 	}
 	// dWᵀ (CKK×Cout) += col (CKK×N) · goutᵀ (N×Cout): the workspace is the
 	// column-major N×CKK matrix colᵀ, so op = Trans.
-	if err := gemm[T](c.k.d, cuda.Trans, cuda.NoTrans, CKK, c.Cout, N, 1, c.col, N, gout, N, 1, gw, CKK); err != nil {
+	if err := c.product(cuda.Trans, cuda.NoTrans, CKK, c.Cout, N, c.col, CKK*N, 0, N, gout, c.Cout*N, 2, N, 1, gw, CKK); err != nil {
 		return err
 	}
 	if gin == 0 {
 		return nil
 	}
 	// dcolᵀ (N×CKK) = goutᵀ (N×Cout) · W (Cout×CKK), W stored as Wᵀ.
-	if err := gemm[T](c.k.d, cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, 1, gout, N, w, CKK, 0, c.col, N); err != nil {
+	if err := c.product(cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, gout, c.Cout*N, 2, N, w, CKK*c.Cout, 1, CKK, 0, c.col, N); err != nil {
 		return err
 	}
 	return cuda.Launch(c.k.col2im[p], grid(c.Cin*N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N))

@@ -64,8 +64,9 @@ var convShapes = []struct{ cin, cout, K, dil, L, B int }{
 type convCase[T Float] struct {
 	cin, cout, K, dil, L, B int
 	in, gout, w, bias       []T
-	gw0, gb0                []T // Backward adds to these
-	out, gin, gw, gb        []T // the reference's results
+	gw0, gb0                []T  // Backward adds to these
+	out, gin, gw, gb        []T  // the reference's results
+	bf16                    bool // run the convolution with bf16 products
 }
 
 func newConvCase[T Float](cin, cout, K, dil, L, B int) *convCase[T] {
@@ -141,6 +142,7 @@ func (c *convCase[T]) check(t *testing.T, k *Kernels, tol float64) {
 	d := k.d
 	N := c.B * c.L * c.L
 	cv := NewConv[T](k, c.cin, c.cout, c.K, c.dil)
+	cv.BF16 = c.bf16
 	defer cv.Close()
 	pin, pw, pb := toDevice(t, d, c.in), toDevice(t, d, c.w), toDevice(t, d, c.bias)
 	pout, err := d.Alloc(c.cout * N * size[T]())
@@ -349,6 +351,51 @@ func TestConvSitesDirect(t *testing.T) {
 				c32.zeroOff(sites)
 				c32.direct()
 				c32.checkSites(t, k, sites, 64*0x1p-24)
+			}
+		})
+	}
+}
+
+// roundBF16 rounds x to bfloat16 values (nearest even), in place.
+func roundBF16(x []float32) {
+	for i, v := range x {
+		u := math.Float32bits(v)
+		x[i] = math.Float32frombits(((u + 0x7fff + (u>>16)&1) >> 16) << 16)
+	}
+}
+
+// TestConvBF16: with bf16 products, the convolution of the unrounded
+// input, weights and output gradient equals the definition evaluated on
+// their bf16 roundings (exact in float64, so what is left is float32
+// accumulation: the float32 tolerance; the bias gradient sums the
+// unrounded output gradient, as on the device), and that differs from the
+// unrounded convolution by far more than the tolerance — so the device
+// does round. No cgo.
+func TestConvBF16(t *testing.T) {
+	for name, d := range devices(t) {
+		t.Run(name, func(t *testing.T) {
+			k, err := NewKernels(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range convShapes {
+				exact := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				exact.direct()
+				c := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B) // the same values
+				roundBF16(c.in)
+				roundBF16(c.w)
+				roundBF16(c.gout)
+				c.direct()
+				diff := 0.0
+				for i := range c.out {
+					diff = max(diff, math.Abs(float64(c.out[i]-exact.out[i])))
+				}
+				if diff < 1e-4 {
+					t.Fatalf("%+v: bf16 rounding moved the reference output by only %.3g", s, diff)
+				}
+				c.in, c.w, c.gout, c.gb = exact.in, exact.w, exact.gout, exact.gb
+				c.bf16 = true
+				c.check(t, k, 64*0x1p-24)
 			}
 		})
 	}
