@@ -172,20 +172,6 @@ func (f *Flow[T]) DNNLImpl() string {
 	return a + " / " + b + " / " + c
 }
 
-// DNNLBytes returns the memory the oneDNN primitives own now (padded
-// buffers, gradients, scratchpads), 0 without oneDNN.
-func (f *Flow[T]) DNNLBytes() int {
-	if f.dnn == nil {
-		return 0
-	}
-	d := f.dnn
-	n := 4*(cap(d.col)+cap(d.wp)+cap(d.gwp)) + 4*cap(d.taps)
-	for _, cv := range d.convs {
-		n += cv.Bytes()
-	}
-	return n
-}
-
 // create builds the primitives of convolution j for B configurations.
 func (d *dnnlConditioner[T]) create(f *Flow[T], j, B int) (*dnnl.CircConv, error) {
 	cv := &f.layers[0].convs[j]
@@ -302,7 +288,7 @@ func (f *Flow[T]) dnnlBackward(c *coupling[T], rec layerRecord[T], B int) {
 func (d *dnnlConditioner[T]) sites(f *Flow[T], c *coupling[T], cv *Conv2D[T], in []T, gin []float32, B int) {
 	L := f.Arch.L
 	f.ws.siteTaps(cv, c.masks.Active, L)
-	d.taps = append(d.taps[:0], f.ws.taps...)
+	d.taps = f.ws.taps // valid until the next siteTaps
 	d.kk, d.cin, d.nA, d.B, d.L = cv.K*cv.K, cv.Cin, f.nA, B, L
 	CKK := cv.Cin * d.kk
 	d.col = grow(d.col, B*f.nA*CKK)

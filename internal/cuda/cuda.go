@@ -128,22 +128,6 @@ func DeviceFor(localRank, visible int) int {
 	return localRank % visible
 }
 
-// OpenForRank opens the device of node-local rank localRank (DeviceFor),
-// or the emulator when the environment selects it (EnvMode).
-func OpenForRank(localRank int) (Driver, error) {
-	if os.Getenv(EnvMode) == "emulate" {
-		return NewEmulator()
-	}
-	n, err := DeviceCount()
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("cuda: %w: the driver sees no device (CUDA_VISIBLE_DEVICES=%q)", ErrNoDevice, os.Getenv("CUDA_VISIBLE_DEVICES"))
-	}
-	return OpenReal(DeviceFor(localRank, n))
-}
-
 // Upload copies x into new device memory of d.
 func Upload[T any](d Driver, x []T) (DevicePtr, error) {
 	n := len(x) * int(unsafe.Sizeof(*new(T)))

@@ -221,8 +221,8 @@ type emulatedKernel struct {
 
 // parseKernels finds the kernels of source.
 func parseKernels(source string) ([]emulatedKernel, error) {
-	syncs := syncFunctions(source)
 	source = stripComments(source)
+	syncs := syncFunctions(source)
 	var ks []emulatedKernel
 	for _, m := range kernelSig.FindAllStringSubmatchIndex(source, -1) {
 		k := emulatedKernel{name: source[m[2]:m[3]]}
@@ -246,10 +246,10 @@ func parseKernels(source string) ([]emulatedKernel, error) {
 }
 
 // syncFunctions returns the functions of source (top-level definitions,
-// by name) that call __syncthreads, directly or through other functions of
-// the source: their kernels need a thread per CUDA thread.
+// by name; comments already stripped) that call __syncthreads, directly or
+// through other functions of the source: their kernels need a thread per
+// CUDA thread.
 func syncFunctions(source string) map[string]bool {
-	source = stripComments(source)
 	bodies := map[string]string{}
 	depth, headerStart, bodyStart := 0, 0, 0
 	name := ""
@@ -282,18 +282,19 @@ func syncFunctions(source string) map[string]bool {
 		}
 	}
 	sync := map[string]bool{}
+	calls := []*regexp.Regexp{regexp.MustCompile(`\b__syncthreads\s*\(`)} // a call of any sync function
 	for changed := true; changed; {
 		changed = false
 		for n, body := range bodies {
 			if sync[n] {
 				continue
 			}
-			calls := strings.Contains(body, "__syncthreads")
-			for m := range sync {
-				calls = calls || regexp.MustCompile(`\b`+regexp.QuoteMeta(m)+`\s*[(<]`).MatchString(body)
-			}
-			if calls {
-				sync[n], changed = true, true
+			for _, c := range calls {
+				if c.MatchString(body) {
+					sync[n], changed = true, true
+					calls = append(calls, regexp.MustCompile(`\b`+regexp.QuoteMeta(n)+`\s*[(<]`))
+					break
+				}
 			}
 		}
 	}

@@ -98,13 +98,18 @@ func DeviceCount() (int, error) {
 // or there is no such device, and another error when NVRTC or cuBLAS is
 // missing.
 func OpenReal(device int) (*Real, error) {
-	cu, err := dlopenFirst(libCUDA...)
+	n, err := DeviceCount() // loads and initializes the driver
+	if err != nil {
+		return nil, err
+	}
+	if device < 0 || device >= n {
+		return nil, fmt.Errorf("cuda: %w: device %d of %d visible", ErrNoDevice, device, n)
+	}
+	cu, err := dlopenFirst(libCUDA...) // the handle DeviceCount loaded
 	if err != nil {
 		return nil, fmt.Errorf("cuda: %w: the driver does not load (%v)", ErrNoDevice, err)
 	}
 	r := &Real{}
-	var cuInit func(flags uint32) int32
-	var cuDeviceGetCount func(n *int32) int32
 	var cuDeviceGet func(d *int32, ordinal int32) int32
 	var cuDeviceGetName func(name unsafe.Pointer, n int32, d int32) int32
 	var cuDeviceGetAttribute func(v *int32, attr int32, d int32) int32
@@ -114,7 +119,7 @@ func OpenReal(device int) (*Real, error) {
 		fptr any
 		name string
 	}{
-		{&cuInit, "cuInit"}, {&cuDeviceGetCount, "cuDeviceGetCount"}, {&cuDeviceGet, "cuDeviceGet"},
+		{&cuDeviceGet, "cuDeviceGet"},
 		{&cuDeviceGetName, "cuDeviceGetName"}, {&cuDeviceGetAttribute, "cuDeviceGetAttribute"},
 		{&cuPrimaryCtxRetain, "cuDevicePrimaryCtxRetain"}, {&cuCtxSetCurrent, "cuCtxSetCurrent"},
 		{&r.cuGetErrorString, "cuGetErrorString"}, {&r.cuMemAlloc, "cuMemAlloc_v2"}, {&r.cuMemFree, "cuMemFree_v2"},
@@ -125,13 +130,6 @@ func OpenReal(device int) (*Real, error) {
 		if err := bind(b.fptr, cu, b.name); err != nil {
 			return nil, fmt.Errorf("cuda: driver: %w", err)
 		}
-	}
-	if res := cuInit(0); res != 0 {
-		return nil, fmt.Errorf("cuda: %w: cuInit: %s", ErrNoDevice, r.errString(res))
-	}
-	var n int32
-	if res := cuDeviceGetCount(&n); res != 0 || int(n) <= device || device < 0 {
-		return nil, fmt.Errorf("cuda: %w: device %d of %d visible", ErrNoDevice, device, n)
 	}
 	var d int32
 	if err := r.check("cuDeviceGet", cuDeviceGet(&d, int32(device))); err != nil {

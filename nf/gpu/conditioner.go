@@ -41,6 +41,11 @@ func (c *Conditioner[T]) Close() {
 	for _, cv := range c.convs {
 		cv.Close()
 	}
+	c.freeGrads()
+}
+
+// freeGrads frees the gradient buffers.
+func (c *Conditioner[T]) freeGrads() {
 	for i, p := range c.gbuf {
 		if p != 0 {
 			c.k.d.Free(p)
@@ -94,7 +99,7 @@ func (c *Conditioner[T]) Backward(gin, gout cuda.DevicePtr, acts, w, gw, gb []cu
 		maxC = max(maxC, ch)
 	}
 	if need := maxC * N * size[T](); need > c.gbytes {
-		c.Close()
+		c.freeGrads()
 		for i := range c.gbuf {
 			p, err := c.k.d.Alloc(need)
 			if err != nil {

@@ -21,20 +21,14 @@ import (
 // 1e-11 and float32 within 256 ulps of the sums' size (three convolutions
 // deep: each adds its rounding, scaled by the next one's weights).
 func TestConditionerMatchesCPU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range []struct{ h, L, B int }{{8, 4, 3}, {16, 8, 2}} {
-				t.Run(fmt.Sprintf("h%d_L%d_B%d", s.h, s.L, s.B), func(t *testing.T) {
-					testConditioner[float64](t, k, s.h, s.L, s.B, 1e-11)
-					testConditioner[float32](t, k, s.h, s.L, s.B, 256*0x1p-24)
-				})
-			}
-		})
-	}
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, s := range []struct{ h, L, B int }{{8, 4, 3}, {16, 8, 2}} {
+			t.Run(fmt.Sprintf("h%d_L%d_B%d", s.h, s.L, s.B), func(t *testing.T) {
+				testConditioner[float64](t, k, s.h, s.L, s.B, 1e-11)
+				testConditioner[float32](t, k, s.h, s.L, s.B, 256*0x1p-24)
+			})
+		}
+	})
 }
 
 func testConditioner[T Float](t *testing.T, k *Kernels, h, L, B int, tol float64) {
@@ -119,14 +113,7 @@ func testConditioner[T Float](t *testing.T, k *Kernels, h, L, B int, tol float64
 		t.Fatal(err)
 	}
 	scale := float64(max(16*9, N)) + 1
-	cmp := func(name string, got, want []T) {
-		t.Helper()
-		for i := range want {
-			if e := math.Abs(float64(got[i]) - float64(want[i])); e > tol*scale {
-				t.Fatalf("%T %s[%d] = %v, CPU %v (|Δ| %.3g > %.3g)", T(0), name, i, got[i], want[i], e, tol*scale)
-			}
-		}
-	}
+	cmp := func(name string, got, want []T) { t.Helper(); expectClose(t, name, got, want, tol*scale) }
 	for j := 1; j <= 3; j++ {
 		cmp(fmt.Sprintf("acts[%d]", j), fromDevice[T](t, d, dacts[j], len(acts[j])), acts[j])
 	}
@@ -140,25 +127,19 @@ func testConditioner[T Float](t *testing.T, k *Kernels, h, L, B int, tol float64
 // TestConvSitesMatchesCPU: ForwardSites and BackwardSites against nf's at
 // the active sites of every mask of a period, float64 and float32.
 func TestConvSitesMatchesCPU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for layer := range nf.MaskPeriod {
+			active := nf.NewMasks(8, layer).Active
+			for _, s := range convShapes[1:] { // L = 8
+				c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				nfSitesReference(c64, active)
+				c64.checkSites(t, k, active, 1e-12)
+				c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				nfSitesReference(c32, active)
+				c32.checkSites(t, k, active, 64*0x1p-24)
 			}
-			for layer := range nf.MaskPeriod {
-				active := nf.NewMasks(8, layer).Active
-				for _, s := range convShapes[1:] { // L = 8
-					c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					nfSitesReference(c64, active)
-					c64.checkSites(t, k, active, 1e-12)
-					c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					nfSitesReference(c32, active)
-					c32.checkSites(t, k, active, 64*0x1p-24)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // nfSitesReference fills c's reference with nf.Conv2D.ForwardSites and

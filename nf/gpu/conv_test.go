@@ -34,6 +34,31 @@ func devices(t *testing.T) map[string]cuda.Driver {
 	return ds
 }
 
+// forKernels runs body on the kernels of every device of devices(t), in a
+// subtest named after the device.
+func forKernels(t *testing.T, body func(t *testing.T, k *Kernels)) {
+	for name, d := range devices(t) {
+		t.Run(name, func(t *testing.T) {
+			k, err := NewKernels(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body(t, k)
+		})
+	}
+}
+
+// expectClose fails the test at the first element of got farther than
+// bound from want.
+func expectClose[T Float](t *testing.T, what string, got, want []T, bound float64) {
+	t.Helper()
+	for i := range want {
+		if e := math.Abs(float64(got[i]) - float64(want[i])); e > bound {
+			t.Fatalf("%T %s[%d] = %v, reference %v (|Δ| %.3g > %.3g)", T(0), what, i, got[i], want[i], e, bound)
+		}
+	}
+}
+
 func toDevice[T Float](t *testing.T, d cuda.Driver, x []T) cuda.DevicePtr {
 	t.Helper()
 	p, err := cuda.Upload(d, x)
@@ -170,11 +195,7 @@ func (c *convCase[T]) check(t *testing.T, k *Kernels, tol float64) {
 		{"gw", fromDevice[T](t, d, pgw, len(c.w)), c.gw},
 		{"gb", fromDevice[T](t, d, pgb, c.cout), c.gb},
 	} {
-		for i := range q.want {
-			if e := math.Abs(float64(q.got[i]) - float64(q.want[i])); e > tol*scale {
-				t.Fatalf("%T %s[%d] = %v, reference %v (|Δ| %.3g > %.3g)", T(0), q.name, i, q.got[i], q.want[i], e, tol*scale)
-			}
-		}
+		expectClose(t, q.name, q.got, q.want, tol*scale)
 	}
 }
 
@@ -182,23 +203,17 @@ func (c *convCase[T]) check(t *testing.T, k *Kernels, tol float64) {
 // float64 (within 1e-12 of the sums' size) and float32 (64 float32 ulps),
 // with the reference results that ref fills in.
 func testConvShapes(t *testing.T, ref func(c64 *convCase[float64], c32 *convCase[float32])) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range convShapes {
-				t.Run(fmt.Sprintf("%d-%d_K%d_d%d_L%d_B%d", s.cin, s.cout, s.K, s.dil, s.L, s.B), func(t *testing.T) {
-					c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-					ref(c64, c32)
-					c64.check(t, k, 1e-12)
-					c32.check(t, k, 64*0x1p-24)
-				})
-			}
-		})
-	}
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, s := range convShapes {
+			t.Run(fmt.Sprintf("%d-%d_K%d_d%d_L%d_B%d", s.cin, s.cout, s.K, s.dil, s.L, s.B), func(t *testing.T) {
+				c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+				ref(c64, c32)
+				c64.check(t, k, 1e-12)
+				c32.check(t, k, 64*0x1p-24)
+			})
+		}
+	})
 }
 
 // TestConvDirect: the device convolution against its definition summed in
@@ -210,40 +225,35 @@ func TestConvDirect(t *testing.T) {
 // TestLeakyReLU: the device LeakyReLU and its backward pass equal their
 // definition (nf.LeakyReLU's) exactly, zeros and negative zeros included.
 func TestLeakyReLU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		d := k.d
+		const n, slope = 1000, float32(0.01)
+		rng := rand.New(rand.NewPCG(5, 6))
+		x, g := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], g[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		x[0], x[1] = 0, float32(math.Copysign(0, -1))
+		px, pg := toDevice(t, d, x), toDevice(t, d, g)
+		if err := cuda.Launch(k.leaky[0], grid(n), block, px, slope, int64(n)); err != nil {
+			t.Fatal(err)
+		}
+		y := fromDevice[float32](t, d, px, n)
+		if err := cuda.Launch(k.leakyBwd[0], grid(n), block, pg, px, slope, int64(n)); err != nil {
+			t.Fatal(err)
+		}
+		gy := fromDevice[float32](t, d, pg, n)
+		for i := range x {
+			wy, wg := x[i], g[i]
+			if !(x[i] > 0) {
+				wy *= slope
+				wg *= slope
 			}
-			const n, slope = 1000, float32(0.01)
-			rng := rand.New(rand.NewPCG(5, 6))
-			x, g := make([]float32, n), make([]float32, n)
-			for i := range x {
-				x[i], g[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			if math.Float32bits(y[i]) != math.Float32bits(wy) || gy[i] != wg {
+				t.Fatalf("element %d: x %v → %v (want %v), g %v → %v (want %v)", i, x[i], y[i], wy, g[i], gy[i], wg)
 			}
-			x[0], x[1] = 0, float32(math.Copysign(0, -1))
-			px, pg := toDevice(t, d, x), toDevice(t, d, g)
-			if err := cuda.Launch(k.leaky[0], grid(n), block, px, slope, int64(n)); err != nil {
-				t.Fatal(err)
-			}
-			y := fromDevice[float32](t, d, px, n)
-			if err := cuda.Launch(k.leakyBwd[0], grid(n), block, pg, px, slope, int64(n)); err != nil {
-				t.Fatal(err)
-			}
-			gy := fromDevice[float32](t, d, pg, n)
-			for i := range x {
-				wy, wg := x[i], g[i]
-				if !(x[i] > 0) {
-					wy *= slope
-					wg *= slope
-				}
-				if math.Float32bits(y[i]) != math.Float32bits(wy) || gy[i] != wg {
-					t.Fatalf("element %d: x %v → %v (want %v), g %v → %v (want %v)", i, x[i], y[i], wy, g[i], gy[i], wg)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // checkSites runs ForwardSites and BackwardSites on c at sites, c's
@@ -298,11 +308,7 @@ func (c *convCase[T]) checkSites(t *testing.T, k *Kernels, sites []int, tol floa
 		{"gw", fromDevice[T](t, d, pgw, len(c.w)), c.gw},
 		{"gb", fromDevice[T](t, d, pgb, c.cout), c.gb},
 	} {
-		for i := range q.want {
-			if e := math.Abs(float64(q.got[i]) - float64(q.want[i])); e > tol*scale {
-				t.Fatalf("%T sites %s[%d] = %v, reference %v (|Δ| %.3g > %.3g)", T(0), q.name, i, q.got[i], q.want[i], e, tol*scale)
-			}
-		}
+		expectClose(t, "sites "+q.name, q.got, q.want, tol*scale)
 	}
 }
 
@@ -335,25 +341,19 @@ func (c *convCase[T]) zeroOff(sites []int) {
 // TestConvSitesDirect: the convolution at a quarter of the sites against
 // the definition (no cgo).
 func TestConvSitesDirect(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range convShapes {
-				sites := quarterSites(s.L)
-				c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-				c64.zeroOff(sites)
-				c64.direct()
-				c64.checkSites(t, k, sites, 1e-12)
-				c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-				c32.zeroOff(sites)
-				c32.direct()
-				c32.checkSites(t, k, sites, 64*0x1p-24)
-			}
-		})
-	}
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, s := range convShapes {
+			sites := quarterSites(s.L)
+			c64 := newConvCase[float64](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+			c64.zeroOff(sites)
+			c64.direct()
+			c64.checkSites(t, k, sites, 1e-12)
+			c32 := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+			c32.zeroOff(sites)
+			c32.direct()
+			c32.checkSites(t, k, sites, 64*0x1p-24)
+		}
+	})
 }
 
 // roundBF16 rounds x to bfloat16 values (nearest even), in place.
@@ -372,31 +372,25 @@ func roundBF16(x []float32) {
 // unrounded convolution by far more than the tolerance — so the device
 // does round. No cgo.
 func TestConvBF16(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, s := range convShapes {
+			exact := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
+			exact.direct()
+			c := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B) // the same values
+			roundBF16(c.in)
+			roundBF16(c.w)
+			roundBF16(c.gout)
+			c.direct()
+			diff := 0.0
+			for i := range c.out {
+				diff = max(diff, math.Abs(float64(c.out[i]-exact.out[i])))
 			}
-			for _, s := range convShapes {
-				exact := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B)
-				exact.direct()
-				c := newConvCase[float32](s.cin, s.cout, s.K, s.dil, s.L, s.B) // the same values
-				roundBF16(c.in)
-				roundBF16(c.w)
-				roundBF16(c.gout)
-				c.direct()
-				diff := 0.0
-				for i := range c.out {
-					diff = max(diff, math.Abs(float64(c.out[i]-exact.out[i])))
-				}
-				if diff < 1e-4 {
-					t.Fatalf("%+v: bf16 rounding moved the reference output by only %.3g", s, diff)
-				}
-				c.in, c.w, c.gout, c.gb = exact.in, exact.w, exact.gout, exact.gb
-				c.bf16 = true
-				c.check(t, k, 64*0x1p-24)
+			if diff < 1e-4 {
+				t.Fatalf("%+v: bf16 rounding moved the reference output by only %.3g", s, diff)
 			}
-		})
-	}
+			c.in, c.w, c.gout, c.gb = exact.in, exact.w, exact.gout, exact.gb
+			c.bf16 = true
+			c.check(t, k, 64*0x1p-24)
+		}
+	})
 }

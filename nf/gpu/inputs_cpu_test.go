@@ -17,18 +17,12 @@ import (
 // sines within one ulp of T (math.Sincos and the device's cos and sin,
 // both rounded from float64).
 func TestInputsMatchCPU(t *testing.T) {
-	for name, d := range devices(t) {
-		t.Run(name, func(t *testing.T) {
-			k, err := NewKernels(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for layer := range nf.MaskPeriod {
-				testInputs[float64](t, k, 8, layer, 0x1p-52)
-				testInputs[float32](t, k, 8, layer, 0x1p-23)
-			}
-		})
-	}
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for layer := range nf.MaskPeriod {
+			testInputs[float64](t, k, 8, layer, 0x1p-52)
+			testInputs[float32](t, k, 8, layer, 0x1p-23)
+		}
+	})
 }
 
 func testInputs[T Float](t *testing.T, k *Kernels, L, layer int, ulp float64) {
