@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -16,8 +17,12 @@ import (
 
 // fakeSlurm writes the stand-ins into a new directory and returns it and
 // the log file they append "command args..." lines to. The fake srun
-// creates the ranks' start mark (unless FAKE_NOLAUNCH=1), exits with $FAKE_STATUS and, with FAKE_TERM=1, first sends SIGTERM to
-// the batch shell (as Slurm does at the time limit or on scancel). The
+// runs its command (what follows srun's options) once for each of
+// FAKE_NTASKS ranks (default 1) with SLURM_PROCID set, as srun does, and
+// returns the highest of their statuses; with FAKE_NOLAUNCH=1 it runs
+// nothing and returns 0 (a step that failed to launch), with FAKE_TERM=1
+// it then sends SIGTERM to the batch shell (as Slurm does at the time
+// limit or on scancel). fakeProgram is the program the ranks run. The
 // fake sbatch prints job ids 101, 102, ... in the --parsable form
 // "id;cluster".
 func fakeSlurm(t *testing.T) (bin, log string) {
@@ -26,11 +31,16 @@ func fakeSlurm(t *testing.T) (bin, log string) {
 	log = filepath.Join(bin, "calls.log")
 	fakes := map[string]string{
 		"srun": `echo "srun $*" >> "$FAKE_LOG"
-# The ranks' start mark, the third-last argument; FAKE_NOLAUNCH=1: a step
-# that failed to launch.
-[ "${FAKE_NOLAUNCH:-0}" = 1 ] || : > "${@: -3:1}"
+while [ "$#" -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done
+[ "${FAKE_NOLAUNCH:-0}" = 1 ] && exit 0
+max=0
+for ((r = 0; r < ${FAKE_NTASKS:-1}; r++)); do
+	SLURM_PROCID=$r "$@"
+	s=$?
+	[ "$s" -gt "$max" ] && max=$s
+done
 [ "${FAKE_TERM:-0}" = 1 ] && kill -TERM "$PPID"
-exit "${FAKE_STATUS:-0}"`,
+exit "$max"`,
 		"scontrol": `echo "scontrol $*" >> "$FAKE_LOG"`,
 		"scancel":  `echo "scancel $*" >> "$FAKE_LOG"`,
 		"sbatch": `echo "sbatch $*" >> "$FAKE_LOG"
@@ -45,6 +55,17 @@ echo "$((100 + n));cluster"`,
 	return bin, log
 }
 
+// fakeProgram stands in for nfschwinger in the job's directory: rank N
+// exits with FAKE_STATUS_N, else FAKE_STATUS (default 0); a value "TERM"
+// kills it with SIGTERM, as srun --kill-on-bad-exit ends the other ranks
+// when one fails.
+const fakeProgram = `#!/bin/bash
+v=FAKE_STATUS_$SLURM_PROCID
+s=${!v:-${FAKE_STATUS:-0}}
+[ "$s" = TERM ] && kill -TERM $$
+exit "$s"
+`
+
 // runScript runs bash script args with the fakes first on PATH and env
 // added; it returns the exit status, the output and the logged calls.
 func runScript(t *testing.T, script string, args, env []string) (status int, out string, calls []string) {
@@ -56,6 +77,11 @@ func runScript(t *testing.T, script string, args, env []string) (status int, out
 	}
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Dir = t.TempDir()
+	for _, name := range []string{"nfschwinger", "other-nfschwinger"} {
+		if err := os.WriteFile(filepath.Join(cmd.Dir, name), []byte(fakeProgram), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd.Env = append([]string{"PATH=" + bin + ":" + os.Getenv("PATH"), "FAKE_LOG=" + log, "HOME=" + cmd.Dir}, env...)
 	b, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -75,13 +101,28 @@ func runScript(t *testing.T, script string, args, env []string) (status int, out
 	return status, string(b), calls
 }
 
+// rankScript returns the script each rank's bash runs, as
+// nfschwinger.sbatch defines it (rank='...').
+func rankScript(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("nfschwinger.sbatch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^rank='([^']*)'$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("nfschwinger.sbatch: no rank='...' line")
+	}
+	return string(m[1])
+}
+
 // TestBatchScript checks what nfschwinger.sbatch does for each exit
 // status of the program: requeue only after 75, not beyond max_requeues,
 // not in a chain, not when the job is being cancelled; a failure in a
 // chain cancels the chain's pending jobs.
 func TestBatchScript(t *testing.T) {
-	const launch = "srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=3 bash -c : > \"$0\" && exec \"$@\" "
-	const srun = launch + ".nfschwinger-started-42-0 ./nfschwinger params.toml"
+	launch := "srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=3 bash -c " + rankScript(t) + " "
+	srun := launch + ".nfschwinger-started-42-0 ./nfschwinger params.toml"
 	job := []string{"SLURM_JOB_ID=42", "SLURM_CPUS_PER_TASK=3", "SLURM_JOB_NODELIST=n1", "USER=u"}
 	tests := []struct {
 		name       string
@@ -111,8 +152,16 @@ func TestBatchScript(t *testing.T) {
 			"the program never started"},
 		{"failed in a chain: cancel the rest", []string{"FAKE_STATUS=1", "NFSCHWINGER_CHAIN=c1"}, nil, 1,
 			[]string{srun, "scancel --state=PENDING --name=c1 --user=" + currentUser(t)}, "cancelling the pending jobs of chain c1"},
-		{"other parameter file and program", []string{"FAKE_STATUS=0", "NFSCHWINGER=/opt/nfs"}, []string{"l16 run.toml"}, 0,
-			[]string{launch + ".nfschwinger-started-42-0 /opt/nfs l16 run.toml"}, "run complete"},
+		{"other parameter file and program", []string{"FAKE_STATUS=0", "NFSCHWINGER=./other-nfschwinger"}, []string{"l16 run.toml"}, 0,
+			[]string{launch + ".nfschwinger-started-42-0 ./other-nfschwinger l16 run.toml"}, "run complete"},
+		{"two ranks stopped: requeue", []string{"SLURM_NTASKS=2", "FAKE_NTASKS=2", "FAKE_STATUS=75"}, nil, 75,
+			[]string{srun, "scontrol requeue 42"}, "requeue 1 of at most 10"},
+		{"bad configuration on rank 0, rank 1 ended by srun", []string{"SLURM_NTASKS=2", "FAKE_NTASKS=2", "FAKE_STATUS_0=2", "FAKE_STATUS_1=TERM"},
+			nil, 2, []string{srun}, "rank 0 failed with exit status 2; srun returned 143"},
+		{"rank 1 failed, rank 0 checkpointed: no requeue", []string{"SLURM_NTASKS=2", "FAKE_NTASKS=2", "FAKE_STATUS_0=75", "FAKE_STATUS_1=1"},
+			nil, 1, []string{srun}, "rank 1 failed with exit status 1; srun returned 75"},
+		{"rank 1 killed, rank 0 ended by srun", []string{"SLURM_NTASKS=2", "FAKE_NTASKS=2", "FAKE_STATUS_0=TERM", "FAKE_STATUS_1=137"},
+			nil, 143, []string{srun}, "failed with exit status 143"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
