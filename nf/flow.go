@@ -29,6 +29,7 @@ type Flow[T Float] struct {
 	ws        Workspace[T]
 	recompute bool                // tapes keep the reduced record (see SetRecompute)
 	dnn       *dnnlConditioner[T] // the conditioners through oneDNN (UseDNNL); nil: im2col + Backend
+	dev       *deviceFlow[T]      // the whole flow on a CUDA device (UseDevice); nil: on the host
 	nA        int                 // active sites per layer (the same in every layer: V/4)
 
 	// Scratch, grown to the largest micro-batch B (N = B·V).
@@ -229,7 +230,8 @@ type Tape[T Float] struct {
 	perCfg    int  // elements of one layer's record per configuration
 	bufs      int  // buffers of one layer's record
 	nLayers   int
-	data      []T // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
+	data      []T  // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
+	device    bool // a handle on the device's tape (Flow.UseDevice): data is nil
 }
 
 const (
@@ -244,6 +246,14 @@ func (f *Flow[T]) NewTape(B int) *Tape[T] {
 		panic(fmt.Sprintf("nf: NewTape(%d): need B ≥ 1", B))
 	}
 	t := &Tape[T]{cap: B, nLayers: f.Arch.NLayers}
+	if f.dev != nil {
+		// A handle on the device's store-everything tape.
+		if B > f.dev.g.MicroBatch() {
+			panic(fmt.Sprintf("nf: NewTape(%d): the flow is on the device for micro-batches of up to %d", B, f.dev.g.MicroBatch()))
+		}
+		t.perCfg, t.bufs, t.device = f.recordSize(false), len(f.ch)+1, true
+		return t
+	}
 	f.layout(t)
 	return t
 }
@@ -330,6 +340,9 @@ func (f *Flow[T]) checkCall(name string, B int, tape *Tape[T], links ...[]T) {
 			panic(fmt.Sprintf("nf: Flow.%s: links of length %d, want B·2V = %d", name, len(l), B*2*V))
 		}
 	}
+	if tape != nil && tape.device != (f.dev != nil) {
+		panic(fmt.Sprintf("nf: Flow.%s: a tape made before the flow moved to or from the device", name))
+	}
 	if tape != nil && (B > tape.cap || tape.nLayers != f.Arch.NLayers || tape.perCfg != f.recordSize(tape.recompute)) {
 		panic(fmt.Sprintf("nf: Flow.%s: tape for B ≤ %d of another flow or too small for B = %d", name, tape.cap, B))
 	}
@@ -344,6 +357,10 @@ func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
 	f.checkCall("Forward", B, tape, x, z)
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Forward: len(logJ) = %d, want %d", len(logJ), B))
+	}
+	if f.dev != nil {
+		f.deviceRun(x, z, logJ, B, tape, false)
+		return
 	}
 	f.grow(B)
 	if tape != nil && tape.recompute != f.recompute {
@@ -367,6 +384,10 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 	f.checkCall("Reverse", B, tape, z, x)
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Reverse: len(logJ) = %d, want %d", len(logJ), B))
+	}
+	if f.dev != nil {
+		f.deviceRun(z, x, logJ, B, tape, true)
+		return
 	}
 	f.grow(B)
 	if tape != nil && tape.recompute != f.recompute {
@@ -415,6 +436,11 @@ func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardForward: the tape holds no Forward call")
 	}
+	if f.dev != nil {
+		f.deviceCheck("BackwardForward", tape, gz, gx, glogJ)
+		f.deviceBackward("BackwardForward", tape, gz, gx, glogJ, false)
+		return
+	}
 	g := f.backwardStart("BackwardForward", tape, gz, gx, glogJ)
 	for k := len(f.layers) - 1; k >= 0; k-- {
 		f.layerBackward(k, g, glogJ, tape, false)
@@ -428,6 +454,11 @@ func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeReverse {
 		panic("nf: Flow.BackwardReverse: the tape holds no Reverse call")
+	}
+	if f.dev != nil {
+		f.deviceCheck("BackwardReverse", tape, gx, gz, glogJ)
+		f.deviceBackward("BackwardReverse", tape, gx, gz, glogJ, false)
+		return
 	}
 	g := f.backwardStart("BackwardReverse", tape, gx, gz, glogJ)
 	for k := range f.layers {
@@ -455,6 +486,11 @@ func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardReverseFromForward: the tape holds no Forward call")
+	}
+	if f.dev != nil {
+		f.deviceCheck("BackwardReverseFromForward", tape, gx, gz, glogJ)
+		f.deviceBackward("BackwardReverseFromForward", tape, gx, gz, glogJ, true)
+		return
 	}
 	g := f.backwardStart("BackwardReverseFromForward", tape, gx, gz, glogJ)
 	for k := range f.layers {

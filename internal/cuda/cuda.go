@@ -135,14 +135,20 @@ func Upload[T any](d Driver, x []T) (DevicePtr, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n == 0 {
-		return p, nil
-	}
-	if err := d.CopyHtoD(p, unsafe.Pointer(&x[0]), n); err != nil {
+	if err := CopyIn(d, p, x); err != nil {
 		d.Free(p)
 		return 0, err
 	}
 	return p, nil
+}
+
+// CopyIn copies x into the device memory at p (which holds at least
+// len(x) elements).
+func CopyIn[T any](d Driver, p DevicePtr, x []T) error {
+	if len(x) == 0 {
+		return nil
+	}
+	return d.CopyHtoD(p, unsafe.Pointer(&x[0]), len(x)*int(unsafe.Sizeof(x[0])))
 }
 
 // Download waits for the device (Synchronize) and copies len(x) elements

@@ -1,7 +1,7 @@
 // The emulator's prelude: what CUDA C kernels use, on the CPU (internal/cuda).
 // Blocks run one after the other; a block's threads run as one loop on the
-// calling thread, or, for kernels that call __syncthreads, as one OS thread
-// each meeting at a barrier. __shared__ variables are static: shared by
+// calling thread, or, for kernels that call __syncthreads, on one OS thread
+// each (for the whole launch) meeting at a barrier. __shared__ variables are static: shared by
 // the threads of the block that is running.
 #include <atomic>
 #include <barrier>
@@ -25,26 +25,36 @@ void run(dim3 g, dim3 b, F body) {
 	gDim = g;
 	bDim = b;
 	unsigned nt = b.x * b.y * b.z;
-	for (unsigned bz = 0; bz < g.z; bz++)
-		for (unsigned by = 0; by < g.y; by++)
-			for (unsigned bx = 0; bx < g.x; bx++) {
-				auto thread = [&, bx, by, bz](unsigned t) {
-					bIdx = dim3{bx, by, bz};
-					tIdx = dim3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
-					body();
-				};
-				if constexpr (!Sync) {
-					for (unsigned t = 0; t < nt; t++) thread(t);
-				} else {
-					std::barrier<> br(nt);
-					bar = &br;
-					std::vector<std::thread> ts;
-					ts.reserve(nt);
-					for (unsigned t = 0; t < nt; t++) ts.emplace_back(thread, t);
-					for (auto &th : ts) th.join();
-					bar = nullptr;
-				}
-			}
+	auto at = [&](unsigned bx, unsigned by, unsigned bz, unsigned t) {
+		bIdx = dim3{bx, by, bz};
+		tIdx = dim3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
+		body();
+	};
+	if constexpr (!Sync) {
+		for (unsigned bz = 0; bz < g.z; bz++)
+			for (unsigned by = 0; by < g.y; by++)
+				for (unsigned bx = 0; bx < g.x; bx++)
+					for (unsigned t = 0; t < nt; t++) at(bx, by, bz, t);
+	} else {
+		// One OS thread per thread of a block, for the whole launch: each
+		// runs its thread of every block in turn, and all meet at the
+		// barrier after each block (its __shared__ variables are static).
+		std::barrier<> br(nt);
+		bar = &br;
+		auto worker = [&](unsigned t) {
+			for (unsigned bz = 0; bz < g.z; bz++)
+				for (unsigned by = 0; by < g.y; by++)
+					for (unsigned bx = 0; bx < g.x; bx++) {
+						at(bx, by, bz, t);
+						br.arrive_and_wait();
+					}
+		};
+		std::vector<std::thread> ts;
+		ts.reserve(nt);
+		for (unsigned t = 0; t < nt; t++) ts.emplace_back(worker, t);
+		for (auto &th : ts) th.join();
+		bar = nullptr;
+	}
 }
 } // namespace nfemu
 

@@ -26,6 +26,9 @@ var convSource string
 //go:embed inputs.cu
 var inputsSource string
 
+//go:embed coupling.cu
+var couplingSource string
+
 // blockSize is the threads per block of the elementwise kernels.
 const blockSize = 128
 
@@ -36,10 +39,13 @@ type Kernels struct {
 	leaky, leakyBwd                    [2]cuda.Function
 	gather, scatter                    [2]cuda.Function // the convolution at a subset of the sites
 	inputs, inputsBwd1, inputsBwd2     [2]cuda.Function // the conditioner's input (inputs.cu)
+	couplingFwd, couplingRev           [2]cuda.Function // the spline and the link update (coupling.cu)
+	splineBwd, zero                    [2]cuda.Function
+	couplingLogJ                       cuda.Function
 	toBF16                             cuda.Function
 }
 
-// NewKernels compiles conv.cu and inputs.cu on d (NVRTC, or the
+// NewKernels compiles conv.cu, inputs.cu and coupling.cu on d (NVRTC, or the
 // emulator's compiler; both cache the result on disk).
 func NewKernels(d cuda.Driver) (*Kernels, error) {
 	m, err := d.Compile("conv.cu", convSource)
@@ -50,8 +56,15 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 	if err != nil {
 		return nil, err
 	}
+	mc, err := d.Compile("coupling.cu", couplingSource)
+	if err != nil {
+		return nil, err
+	}
 	k := &Kernels{d: d}
 	if k.toBF16, err = m.Function("to_bf16"); err != nil {
+		return nil, err
+	}
+	if k.couplingLogJ, err = mc.Function("coupling_logj_k"); err != nil {
 		return nil, err
 	}
 	for p, suffix := range []string{"_f32", "_f64"} {
@@ -70,6 +83,14 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 			name string
 		}{{&k.inputs, "cond_inputs"}, {&k.inputsBwd1, "cond_inputs_bwd1"}, {&k.inputsBwd2, "cond_inputs_bwd2"}} {
 			if f.dst[p], err = mi.Function(f.name + suffix); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range []struct {
+			dst  *[2]cuda.Function
+			name string
+		}{{&k.couplingFwd, "coupling_fwd"}, {&k.couplingRev, "coupling_rev"}, {&k.splineBwd, "spline_bwd"}, {&k.zero, "fill_zero"}} {
+			if f.dst[p], err = mc.Function(f.name + suffix); err != nil {
 				return nil, err
 			}
 		}

@@ -1,0 +1,533 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+
+	"nfschwinger/internal/cuda"
+)
+
+// LayerSpec is what the device needs of one coupling layer's masks
+// (nf.Masks): the direction of the updated links, the active plaquettes
+// (site indices i·L + j) and the frozen plaquettes and loops.
+type LayerSpec struct {
+	Mu          int
+	Active      []int
+	PlaqFrozen  []bool // V
+	LoopsFrozen []bool // 2V, loop direction c at c·V + x
+}
+
+// FlowSpec describes a flow as nf.Flow holds it: the lattice size L, the
+// spline's knots, the conditioner's channels (input 6, output 3n+1),
+// kernel size and dilations, the LeakyReLU slope, the layers in order, and
+// bf16 products in the convolutions (float32 flows only).
+type FlowSpec struct {
+	L, NKnots, Kernel int
+	Channels          []int
+	Dilation          []int
+	Slope             float64
+	Layers            []LayerSpec
+	BF16              bool
+}
+
+// Direction is the pass a tape recorded.
+type Direction int
+
+// The passes a tape records.
+const (
+	NoTape Direction = iota
+	Forward
+	Reverse
+)
+
+// Flow is a whole normalizing flow on the device (nf.Flow's forward,
+// reverse and backward passes) for micro-batches of up to MaxB
+// configurations: its parameters and their gradients in nf.ParamSet's
+// layout, a store-everything tape, and the scratch of one layer, all
+// allocated by NewFlow (so that running out of device memory shows there,
+// not in the middle of a step). Links, log J and gradients cross to the
+// host at the calls' boundaries: the links of a micro-batch and, per
+// backward call, nothing else (the parameter gradients stay on the device
+// until AddGrads). Not safe for concurrent use.
+type Flow[T Float] struct {
+	Spec  FlowSpec
+	MaxB  int
+	k     *Kernels
+	d     cuda.Driver
+	cond  *Conditioner[T] // one for all layers: its workspaces are shared, the weights are arguments
+	ins   []*Inputs[T]
+	sites []*Sites
+	act   []cuda.DevicePtr // active sites per layer (int32)
+	nA    int
+
+	params, grads cuda.DevicePtr // nf.ParamSet layout
+	nParams       int
+	w, b          [][]cuda.DevicePtr // per layer and convolution: views of params
+	gw, gb        [][]cuda.DevicePtr // and of grads
+
+	tape   []record // per layer, MaxB configurations
+	rec    record   // one layer's record when no tape is kept
+	dir    Direction
+	tapeB  int
+	links  cuda.DevicePtr // B·2V: the links, or their gradient
+	logJ   cuda.DevicePtr // B float64
+	glogJ  cuda.DevicePtr // B float64
+	logd   cuda.DevicePtr // M float64: log g' per active site
+	loops  cuda.DevicePtr // 2N
+	pbar   cuda.DevicePtr // N
+	graw   cuda.DevicePtr // (3n+1)·M
+	ginp   cuda.DevicePtr // 6·N
+	allocs []cuda.DevicePtr
+	bytes  int
+}
+
+// record is one layer's recorded activations on the device: acts[j] is
+// [C_j][B·V] (the last, the raw spline parameters, [C][B·nA]) and x the
+// spline's argument [B·V], as nf's layerRecord.
+type record struct {
+	acts []cuda.DevicePtr
+	x    cuda.DevicePtr
+}
+
+// ErrOutOfMemory wraps a failed device allocation of NewFlow.
+var ErrOutOfMemory = errors.New("device memory exhausted")
+
+// Bytes returns the device memory NewFlow allocates for spec and
+// micro-batches of maxB, T's size elem bytes (4 or 8), with a tape
+// (withTape) or without: parameters and gradients, the tape or one
+// layer's record, the per-layer scratch and the convolutions' im2col
+// workspaces (and bf16 copies).
+func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
+	V := spec.L * spec.L
+	N := maxB * V
+	nA := 0
+	if len(spec.Layers) > 0 {
+		nA = len(spec.Layers[0].Active)
+	}
+	M := maxB * nA
+	ch := spec.Channels
+	KK := spec.Kernel * spec.Kernel
+	params := 0
+	for j := 0; j+1 < len(ch); j++ {
+		params += ch[j+1] * (ch[j]*KK + 1)
+	}
+	params *= len(spec.Layers)
+	rec := N // one layer's record: the spline's argument
+	for j, c := range ch {
+		if j == len(ch)-1 {
+			rec += c * M
+		} else {
+			rec += c * N
+		}
+	}
+	layers := 1 // the record of a pass without a tape
+	if withTape {
+		layers += len(spec.Layers)
+	}
+	maxC, maxCKK := 0, 0
+	for j, c := range ch {
+		maxC = max(maxC, c)
+		if j+1 < len(ch) {
+			maxCKK = max(maxCKK, c*KK)
+		}
+	}
+	// Links, loops, pbar, graw, ginp, the conditioner's ping-pong
+	// gradients and the loop gradient of Inputs.Backward.
+	scratch := 2*N + 2*N + N + ch[len(ch)-1]*M + 6*N + 2*maxC*N + 2*N
+	col := 0 // one im2col workspace per convolution, shared by the layers
+	for j := 0; j+1 < len(ch); j++ {
+		col += ch[j] * KK * N
+	}
+	total := elem*(2*params+layers*rec+scratch+col) + 8*(3*maxB+M)
+	if spec.BF16 { // bf16 copies of the columns, weights and output gradient
+		total += 2 * (maxCKK*N + maxCKK*maxC + maxC*N) * (len(ch) - 1)
+	}
+	return total
+}
+
+// NewFlow builds the flow of spec on the kernels' device for micro-batches
+// of up to maxB configurations, with a tape when withTape.
+func NewFlow[T Float](k *Kernels, spec FlowSpec, maxB int, withTape bool) (*Flow[T], error) {
+	if len(spec.Layers) == 0 || maxB < 1 || len(spec.Dilation) != len(spec.Channels)-1 {
+		return nil, fmt.Errorf("gpu: flow of %d layers, %d channels, %d dilations, micro-batch %d", len(spec.Layers), len(spec.Channels), len(spec.Dilation), maxB)
+	}
+	if spec.BF16 && size[T]() != 4 {
+		return nil, errors.New("gpu: bf16 products need a float32 flow")
+	}
+	f := &Flow[T]{Spec: spec, MaxB: maxB, k: k, d: k.d, nA: len(spec.Layers[0].Active)}
+	if err := f.build(withTape); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// build uploads the layers' tables and allocates everything NewFlow
+// promises.
+func (f *Flow[T]) build(withTape bool) error {
+	spec, k, maxB := f.Spec, f.k, f.MaxB
+	var err error
+	L, V := spec.L, spec.L*spec.L
+	N, M := maxB*V, maxB*f.nA
+	ch := spec.Channels
+	nConv := len(ch) - 1
+	for _, ls := range spec.Layers {
+		if len(ls.Active) != f.nA {
+			return errors.New("gpu: layers with different numbers of active sites")
+		}
+		in, err := NewInputs[T](k, L, ls.PlaqFrozen, ls.LoopsFrozen)
+		if err != nil {
+			return err
+		}
+		f.ins = append(f.ins, in)
+		s, err := NewSites(k.d, ls.Active, L, spec.Kernel, spec.Dilation[nConv-1])
+		if err != nil {
+			return err
+		}
+		f.sites = append(f.sites, s)
+		act := make([]int32, len(ls.Active))
+		for i, x := range ls.Active {
+			act[i] = int32(x)
+		}
+		p, err := cuda.Upload(k.d, act)
+		if err != nil {
+			return err
+		}
+		f.act = append(f.act, p)
+	}
+	f.cond = NewConditioner[T](k, ch, spec.Kernel, spec.Dilation, spec.Slope)
+	for _, cv := range f.cond.convs {
+		cv.BF16 = spec.BF16
+	}
+	KK := spec.Kernel * spec.Kernel
+	perLayer := 0
+	for j := 0; j < nConv; j++ {
+		perLayer += ch[j+1] * (ch[j]*KK + 1)
+	}
+	f.nParams = perLayer * len(spec.Layers)
+	es := size[T]()
+	if f.params, err = f.alloc(f.nParams * es); err != nil {
+		return err
+	}
+	if f.grads, err = f.alloc(f.nParams * es); err != nil {
+		return err
+	}
+	if err := f.zero(f.params, f.nParams); err != nil {
+		return err
+	}
+	if err := f.zero(f.grads, f.nParams); err != nil {
+		return err
+	}
+	off := 0
+	f.w, f.b = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
+	f.gw, f.gb = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
+	for l := range spec.Layers {
+		for j := 0; j < nConv; j++ {
+			nw := ch[j+1] * ch[j] * KK
+			f.w[l] = append(f.w[l], f.params+cuda.DevicePtr(off*es))
+			f.gw[l] = append(f.gw[l], f.grads+cuda.DevicePtr(off*es))
+			off += nw
+			f.b[l] = append(f.b[l], f.params+cuda.DevicePtr(off*es))
+			f.gb[l] = append(f.gb[l], f.grads+cuda.DevicePtr(off*es))
+			off += ch[j+1]
+		}
+	}
+	newRecord := func() (record, error) {
+		r := record{acts: make([]cuda.DevicePtr, len(ch))}
+		for j, c := range ch {
+			n := c * N
+			if j == nConv {
+				n = c * M
+			}
+			if r.acts[j], err = f.alloc(n * es); err != nil {
+				return r, err
+			}
+		}
+		r.x, err = f.alloc(N * es)
+		return r, err
+	}
+	if f.rec, err = newRecord(); err != nil {
+		return err
+	}
+	if withTape {
+		for range spec.Layers {
+			r, err := newRecord()
+			if err != nil {
+				return err
+			}
+			f.tape = append(f.tape, r)
+		}
+	}
+	for _, a := range []struct {
+		p     *cuda.DevicePtr
+		bytes int
+	}{{&f.links, 2 * N * es}, {&f.logJ, 8 * maxB}, {&f.glogJ, 8 * maxB}, {&f.logd, 8 * M},
+		{&f.loops, 2 * N * es}, {&f.pbar, N * es}, {&f.graw, ch[nConv] * M * es}, {&f.ginp, 6 * N * es}} {
+		if *a.p, err = f.alloc(a.bytes); err != nil {
+			return err
+		}
+	}
+	// Grow the convolutions' and the conditioners' workspaces now: one
+	// backward pass at full size on zero parameters and inputs.
+	return f.warm()
+}
+
+// alloc allocates device memory freed by Close.
+func (f *Flow[T]) alloc(bytes int) (cuda.DevicePtr, error) {
+	p, err := f.d.Alloc(bytes)
+	if err != nil {
+		return 0, fmt.Errorf("gpu: %d bytes after %d of the flow: %w: %w", bytes, f.bytes, ErrOutOfMemory, err)
+	}
+	f.allocs = append(f.allocs, p)
+	f.bytes += bytes
+	return p, nil
+}
+
+// zero sets n elements of T at p to 0.
+func (f *Flow[T]) zero(p cuda.DevicePtr, n int) error {
+	return cuda.Launch(f.k.zero[prec[T]()], grid(n), block, p, int64(n))
+}
+
+// warm runs the conditioners once at the largest micro-batch, so that
+// their workspaces are allocated before the first step.
+func (f *Flow[T]) warm() error {
+	N := f.MaxB * f.Spec.L * f.Spec.L
+	rec := f.rec
+	if f.tape != nil {
+		rec = f.tape[0]
+	}
+	if err := f.zero(rec.acts[0], 6*N); err != nil {
+		return err
+	}
+	if err := f.cond.Forward(rec.acts, f.w[0], f.b[0], f.MaxB, f.Spec.L, f.sites[0]); err != nil {
+		return err
+	}
+	if err := f.zero(f.graw, f.Spec.Channels[len(f.Spec.Channels)-1]*f.MaxB*f.nA); err != nil {
+		return err
+	}
+	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[0], f.gw[0], f.gb[0], f.MaxB, f.Spec.L, f.sites[0]); err != nil {
+		return err
+	}
+	if err := f.zero(f.grads, f.nParams); err != nil {
+		return err
+	}
+	return f.d.Synchronize()
+}
+
+// MicroBatch returns the largest micro-batch the flow was built for.
+func (f *Flow[T]) MicroBatch() int { return f.MaxB }
+
+// DeviceBytes returns the device memory the flow holds (without the
+// convolutions' workspaces).
+func (f *Flow[T]) DeviceBytes() int { return f.bytes }
+
+// Close frees the flow's device memory.
+func (f *Flow[T]) Close() {
+	if f.cond != nil {
+		f.cond.Close()
+	}
+	for _, in := range f.ins {
+		in.Close()
+	}
+	for _, s := range f.sites {
+		s.Close()
+	}
+	for _, p := range append(f.act, f.allocs...) {
+		f.d.Free(p)
+	}
+	*f = Flow[T]{}
+}
+
+// SetParams uploads the parameters (nf.ParamSet.Data's layout).
+func (f *Flow[T]) SetParams(data []T) error {
+	if len(data) != f.nParams {
+		panic(fmt.Sprintf("gpu: Flow.SetParams: %d parameters, want %d", len(data), f.nParams))
+	}
+	return cuda.CopyIn(f.d, f.params, data)
+}
+
+// AddGrads adds the parameter gradients accumulated on the device since
+// the last call into grad (nf.ParamSet.Grad's layout) and zeroes them
+// there; tmp is host scratch of the same length.
+func (f *Flow[T]) AddGrads(grad, tmp []T) error {
+	if len(grad) != f.nParams || len(tmp) != f.nParams {
+		panic(fmt.Sprintf("gpu: Flow.AddGrads: %d and %d parameters, want %d", len(grad), len(tmp), f.nParams))
+	}
+	if err := cuda.Download(f.d, tmp, f.grads); err != nil {
+		return err
+	}
+	for i, g := range tmp {
+		grad[i] += g
+	}
+	return f.zero(f.grads, f.nParams)
+}
+
+func (f *Flow[T]) checkB(name string, B int, bufs ...int) {
+	n := 2 * f.Spec.L * f.Spec.L
+	if B < 1 || B > f.MaxB {
+		panic(fmt.Sprintf("gpu: Flow.%s: micro-batch %d outside 1 … %d", name, B, f.MaxB))
+	}
+	for _, l := range bufs {
+		if l != B*n {
+			panic(fmt.Sprintf("gpu: Flow.%s: links of length %d, want %d", name, l, B*n))
+		}
+	}
+}
+
+// Forward maps B configurations z (B·2V) to x = f(z) and log J (B), as
+// nf.Flow.Forward, recording on the tape when tape is set (the flow must
+// have one).
+func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape bool) error {
+	return f.run("Forward", x, z, logJ, B, tape, false)
+}
+
+// Reverse maps B configurations x to z = f⁻¹(x) and log J (B) of the
+// reverse flow, as nf.Flow.Reverse.
+func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape bool) error {
+	return f.run("Reverse", z, x, logJ, B, tape, true)
+}
+
+func (f *Flow[T]) run(name string, out, in []T, logJ []float64, B int, tape, reverse bool) error {
+	f.checkB(name, B, len(out), len(in))
+	if len(logJ) != B {
+		panic(fmt.Sprintf("gpu: Flow.%s: %d log J for %d configurations", name, len(logJ), B))
+	}
+	if tape && f.tape == nil {
+		panic("gpu: Flow." + name + ": the flow keeps no tape")
+	}
+	if tape {
+		f.dir = NoTape // recording overwrites the tape; a pass without one keeps it
+	}
+	if err := cuda.CopyIn(f.d, f.links, in); err != nil {
+		return err
+	}
+	if err := cuda.Launch(f.k.zero[1], grid(B), block, f.logJ, int64(B)); err != nil {
+		return err
+	}
+	n := len(f.Spec.Layers)
+	for i := range n {
+		l := i
+		if reverse {
+			l = n - 1 - i
+		}
+		rec := f.rec
+		if tape {
+			rec = f.tape[l]
+		}
+		if err := f.layer(l, rec, B, reverse); err != nil {
+			return fmt.Errorf("gpu: %s, layer %d: %w", name, l, err)
+		}
+	}
+	if err := cuda.Download(f.d, out, f.links); err != nil {
+		return err
+	}
+	if err := cuda.Download(f.d, logJ, f.logJ); err != nil {
+		return err
+	}
+	if tape {
+		f.dir, f.tapeB = Forward, B
+		if reverse {
+			f.dir = Reverse
+		}
+	}
+	return nil
+}
+
+// layer applies layer l (or its inverse) to f.links in place.
+func (f *Flow[T]) layer(l int, rec record, B int, reverse bool) error {
+	sp := f.Spec
+	V := sp.L * sp.L
+	p := prec[T]()
+	if err := f.ins[l].Forward(rec.acts[0], rec.x, f.loops, f.links, B); err != nil {
+		return err
+	}
+	if err := f.cond.Forward(rec.acts, f.w[l], f.b[l], B, sp.L, f.sites[l]); err != nil {
+		return err
+	}
+	raw := rec.acts[len(rec.acts)-1]
+	M := B * f.nA
+	n := sp.NKnots - 1
+	mu := int32(sp.Layers[l].Mu)
+	var err error
+	if reverse {
+		err = cuda.Launch(f.k.couplingRev[p], grid(M), block, f.links, f.logd, rec.x, raw, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+	} else {
+		err = cuda.Launch(f.k.couplingFwd[p], grid(M), block, f.links, f.logd, raw, rec.x, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+	}
+	if err != nil {
+		return err
+	}
+	return cuda.Launch(f.k.couplingLogJ, grid(B), block, f.logJ, f.logd, int32(f.nA), int32(B))
+}
+
+// Backward is the vector–Jacobian product of the pass the tape recorded,
+// or with fromForward of the reverse flow at the forward pass's output
+// (nf.Flow.BackwardReverseFromForward; the tape must hold a Forward).
+// Given gout = ∂L/∂(output links) and glogJ = ∂L/∂log J (nil: zero) it
+// ADDS ∂L/∂θ into the device's parameter gradients (AddGrads) and WRITES
+// ∂L/∂(input links) into gin (nil: not returned).
+func (f *Flow[T]) Backward(gin, gout []T, glogJ []float64, fromForward bool) error {
+	B := f.tapeB
+	if f.dir == NoTape || (fromForward && f.dir != Forward) {
+		panic("gpu: Flow.Backward: the tape holds no such pass")
+	}
+	f.checkB("Backward", B, len(gout))
+	if gin != nil {
+		f.checkB("Backward", B, len(gin))
+	}
+	reverse := f.dir == Reverse || fromForward
+	if err := cuda.CopyIn(f.d, f.links, gout); err != nil {
+		return err
+	}
+	var gl cuda.DevicePtr
+	if glogJ != nil {
+		if len(glogJ) != B {
+			panic(fmt.Sprintf("gpu: Flow.Backward: %d log J gradients for %d configurations", len(glogJ), B))
+		}
+		if err := cuda.CopyIn(f.d, f.glogJ, glogJ); err != nil {
+			return err
+		}
+		gl = f.glogJ
+	}
+	n := len(f.Spec.Layers)
+	for i := range n {
+		l := n - 1 - i // the forward flow's VJP runs its layers backwards
+		if reverse {
+			l = i
+		}
+		if err := f.layerBackward(l, B, gl, reverse); err != nil {
+			return fmt.Errorf("gpu: Backward, layer %d: %w", l, err)
+		}
+	}
+	if gin == nil {
+		return f.d.Synchronize()
+	}
+	return cuda.Download(f.d, gin, f.links)
+}
+
+// layerBackward turns f.links from the gradient of layer l's output into
+// that of its input (reverse: of the inverse layer), adding the
+// parameter gradients.
+func (f *Flow[T]) layerBackward(l, B int, glogJ cuda.DevicePtr, reverse bool) error {
+	sp := f.Spec
+	V := sp.L * sp.L
+	N, M := B*V, B*f.nA
+	p := prec[T]()
+	rec := f.tape[l]
+	if err := f.zero(f.pbar, N); err != nil {
+		return err
+	}
+	rev := int32(0)
+	if reverse {
+		rev = 1
+	}
+	raw := rec.acts[len(rec.acts)-1]
+	if err := cuda.Launch(f.k.splineBwd[p], grid(M), block, f.graw, f.pbar, f.links, glogJ, raw, rec.x, f.act[l],
+		int32(sp.NKnots-1), int32(f.nA), int32(V), int32(sp.Layers[l].Mu), int32(B), rev); err != nil {
+		return err
+	}
+	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[l], f.gw[l], f.gb[l], B, sp.L, f.sites[l]); err != nil {
+		return err
+	}
+	return f.ins[l].Backward(f.links, f.pbar, f.ginp, rec.acts[0], B)
+}
