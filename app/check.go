@@ -7,8 +7,10 @@ import (
 	"runtime"
 	"strings"
 
+	"nfschwinger/internal/cuda"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
+	"nfschwinger/nf/device"
 )
 
 const checkUsage = `usage: nfschwinger check [flags] PARAMS.toml
@@ -55,12 +57,66 @@ func runCheck(opts checkOptions, w io.Writer) error {
 		printCheckHMC(w, opts.Params, c)
 		return nil
 	}
-	engine, err := convEngine(c)
+	onDevice, devLine, err := checkDevice(c)
 	if err != nil {
 		return err
 	}
+	engine := "on the CUDA device: im2col kernels and cuBLAS products (bf16: cublasGemmEx, float32 accumulation)"
+	if !onDevice {
+		if engine, err = convEngine(c); err != nil {
+			return err
+		}
+	}
 	printCheck(w, opts.Params, c, opts.Workers, engine)
+	if devLine != "" {
+		fmt.Fprintln(w, devLine)
+	}
 	return nil
+}
+
+// checkDevice says whether a run of c here would put its flow on a CUDA
+// device ([compute] device, as placeRank decides, without opening one)
+// and, unless device = "cpu", the device memory a rank needs. device =
+// "cuda" where no device is visible is the run's usage error.
+func checkDevice(c nfio.Config) (onDevice bool, line string, err error) {
+	mode := c.Compute.Device
+	if mode == "cpu" {
+		return false, "", nil
+	}
+	n, verr := cuda.Visible()
+	onDevice = verr == nil && n > 0
+	if !onDevice && mode == "cuda" {
+		if verr == nil {
+			verr = fmt.Errorf("%w: the driver sees none", cuda.ErrNoDevice)
+		}
+		return false, "", usagef("compute.device = \"cuda\": %v", verr)
+	}
+	here := fmt.Sprintf("%d visible here", n)
+	if !onDevice {
+		here = "none here: the CPU"
+	}
+	var bytes int
+	bf16 := c.Model.ConvPrecision == "bf16"
+	if c.Model.Precision == "float64" {
+		bytes, err = deviceBytes[float64](c.Arch(), c.Train.MicroBatch, bf16)
+	} else {
+		bytes, err = deviceBytes[float32](c.Arch(), c.Train.MicroBatch, bf16)
+	}
+	if err != nil {
+		return false, "", err
+	}
+	return onDevice, fmt.Sprintf("device      CUDA (compute.device = %q; %s): a rank needs %s of device memory for micro-batches of %d (parameters, store-everything tape, scratch)",
+		mode, here, bytesString(int64(bytes)), c.Train.MicroBatch), nil
+}
+
+// deviceBytes is the device memory of a flow of architecture a in T for
+// micro-batches of maxB, with a tape (device.Bytes).
+func deviceBytes[T nf.Float](a nf.Arch, maxB int, bf16 bool) (int, error) {
+	flow, err := nf.NewFlow[T](a, nf.CPU(1))
+	if err != nil {
+		return 0, &UsageError{Err: err}
+	}
+	return device.Bytes(flow, maxB, bf16, true), nil
 }
 
 // convEngine builds the configuration's flow for one configuration, as a
@@ -72,7 +128,7 @@ func convEngine(c nfio.Config) (string, error) {
 	if c.Model.Precision == "float64" {
 		return "im2col + OpenBLAS sgemm (float64 flow)", nil
 	}
-	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision)
+	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, false)
 	if err != nil {
 		return "", err
 	}

@@ -14,8 +14,10 @@ import (
 // and always with bf16 convolution inputs (convPrecision "bf16"); a float64
 // flow, and a narrow float32 one, through im2col and OpenBLAS. bf16 where
 // oneDNN cannot run it on AMX is a usage error naming
-// model.conv_precision.
-func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
+// model.conv_precision. A flow for a device (onDevice: attach moves it
+// there) keeps the CPU's im2col path, unused: the device computes its
+// convolutions, bf16 through cuBLAS.
+func newFlow[T nf.Float](a nf.Arch, convPrecision string, onDevice bool) (*nf.Flow[T], error) {
 	flow, err := nf.NewFlow[T](a, nf.CPU(0))
 	if err != nil {
 		return nil, &UsageError{Err: err}
@@ -27,7 +29,7 @@ func newFlow[T nf.Float](a nf.Arch, convPrecision string) (*nf.Flow[T], error) {
 		}
 		return flow, nil
 	}
-	if !usesDNNL(a, "float32", convPrecision) {
+	if onDevice || !usesDNNL(a, "float32", convPrecision) {
 		return flow, nil
 	}
 	if err := flow.UseDNNL(convPrecision == "bf16"); err != nil {

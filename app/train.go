@@ -157,9 +157,23 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	tc := newTimedComm(o.Comm)
 	c := comm.Comm(tc)
 	arch := cfg.Arch()
-	flow, err := newFlow[T](arch, cfg.Model.ConvPrecision)
-	if err != nil {
+	nLocal := cfg.Train.BatchSize / c.Size()
+	micro := min(cfg.Train.MicroBatch, nLocal)
+	// Where the flow runs ([compute] device), agreed by every rank.
+	place, err := placeRank(cfg.Compute.Device, c.LocalRank())
+	var flow *nf.Flow[T]
+	if err == nil {
+		flow, err = newFlow[T](arch, cfg.Model.ConvPrecision, place.driver != nil)
+	}
+	if err == nil {
+		err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
+	}
+	if err := c.AgreeError(err); err != nil {
 		return err
+	}
+	defer flow.CloseDevice()
+	if c.Rank() == 0 {
+		fmt.Fprintf(o.Stdout, "nfschwinger: %s\n", place)
 	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
 	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank())}
@@ -171,8 +185,7 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	r.pool = lgt.NewPool(cfg.Lattice(), 0)
 	pool := r.pool
 	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
-	nLocal := cfg.Train.BatchSize / c.Size()
-	r.trainer = nf.NewTrainer(flow, pool, est, min(cfg.Train.MicroBatch, nLocal), uint64(cfg.Train.Seed))
+	r.trainer = nf.NewTrainer(flow, pool, est, micro, uint64(cfg.Train.Seed))
 	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,
 		ClipValue: cfg.Train.GradClipValue, ClipNorm: cfg.Train.GradClip}
 	if len(o.Faults) > 0 {

@@ -29,6 +29,8 @@ type Config struct {
 	Train  TrainConfig   `toml:"train"`
 	IO     IOConfig      `toml:"io"`
 	Sample SampleConfig  `toml:"sample"`
+	// Compute is the [compute] section: where each rank computes the flow.
+	Compute ComputeConfig `toml:"compute"`
 	// Slurm is the optional [slurm] section (nfschwinger slurm renders the
 	// batch script from it); nil when params.toml has none.
 	Slurm *SlurmConfig `toml:"slurm"`
@@ -108,6 +110,25 @@ type IOConfig struct {
 	Restart string `toml:"restart"`
 }
 
+// ComputeConfig is the [compute] section (issue 14).
+type ComputeConfig struct {
+	// Device [device] is where each rank computes the flow: "auto" (the
+	// default: its CUDA device when the driver loads and a device is
+	// visible, else the CPU), "cpu", or "cuda" (a device is required). A
+	// rank takes the device of its node-local rank among the visible ones.
+	Device string `toml:"device"`
+}
+
+// Devices are the allowed values of [compute] device.
+var Devices = []string{"auto", "cpu", "cuda"}
+
+func (c ComputeConfig) validate() error {
+	if !slices.Contains(Devices, c.Device) {
+		return bad("compute.device", c.Device, "allowed: %s", quoteList(Devices))
+	}
+	return nil
+}
+
 // SampleConfig is the [sample] section (issue 6): the Markov chain after
 // training. The default n_samples = 0 turns sampling off. With method
 // "hmc" the run trains no flow: the chain is the HMC baseline (issue 16)
@@ -175,8 +196,9 @@ func DefaultConfig() Config {
 			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32", ConvPrecision: "float32"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
 			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500},
-		IO:     IOConfig{OutDir: "run", Restart: "auto"},
-		Sample: SampleConfig{Method: MethodNMCMC, TrajectoryLength: 1, MDSteps: 10, Start: "cold"},
+		IO:      IOConfig{OutDir: "run", Restart: "auto"},
+		Sample:  SampleConfig{Method: MethodNMCMC, TrajectoryLength: 1, MDSteps: 10, Start: "cold"},
+		Compute: ComputeConfig{Device: "auto"},
 	}
 }
 
@@ -363,7 +385,7 @@ func tomlKeys(t reflect.Type) []string {
 // between keys; the error names the first offending key.
 func (c Config) Validate() error {
 	for _, check := range []func() error{c.Lat.validate, c.validateModel,
-		c.Train.validate, c.IO.validate, c.Sample.validate} {
+		c.Train.validate, c.IO.validate, c.Sample.validate, c.Compute.validate} {
 		if err := check(); err != nil {
 			return err
 		}

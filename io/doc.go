@@ -28,6 +28,7 @@
 //	[io]      out_dir ["run"], restart ["auto"] | "never" | a checkpoint path
 //	[sample]  n_samples [0 = no sampling], batch_size [train.micro_batch],
 //	          save_configs [false], seed [train.seed]
+//	[compute] device ["auto"] | "cpu" | "cuda"
 //	[slurm]   partition, account, nodes [1], ntasks [1], cpus_per_task [1],
 //	          gpus_per_task [0], time ["01:00:00"], signal_seconds [300],
 //	          max_requeues [10]

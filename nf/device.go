@@ -93,13 +93,21 @@ func (f *Flow[T]) deviceRun(out, in []T, logJ []float64, B int, tape *Tape[T], r
 		panic(fmt.Sprintf("nf: Flow: tape for B ≤ %d used for B = %d", tape.cap, B))
 	}
 	d.check(d.g.SetParams(f.Params.Data))
-	var err error
-	if reverse {
-		err = d.g.Reverse(out, in, logJ, B, tape != nil)
-	} else {
-		err = d.g.Forward(out, in, logJ, B, tape != nil)
+	// Without a tape the configurations are independent: a batch larger
+	// than the device's micro-batch (sampling, acceptance probes) goes in
+	// pieces.
+	n := 2 * f.Arch.L * f.Arch.L
+	for lo := 0; lo < B; lo += d.g.MicroBatch() {
+		hi := min(B, lo+d.g.MicroBatch())
+		o, i, l := out[lo*n:hi*n], in[lo*n:hi*n], logJ[lo:hi]
+		var err error
+		if reverse {
+			err = d.g.Reverse(o, i, l, hi-lo, tape != nil)
+		} else {
+			err = d.g.Forward(o, i, l, hi-lo, tape != nil)
+		}
+		d.check(err)
 	}
-	d.check(err)
 	if tape != nil {
 		if d.owner != nil && d.owner != tape {
 			d.owner.dir = tapeEmpty // the device's tape now holds this recording

@@ -60,7 +60,7 @@ func undisturbed(t *testing.T, c trainCase, n int) reference {
 	t.Helper()
 	refMu.Lock()
 	defer refMu.Unlock()
-	key := fmt.Sprintf("%d %s", n, c.config())
+	key := fmt.Sprintf("%d %v %s", n, c.Emulate, c.config())
 	if r, ok := refCache[key]; ok {
 		return r
 	}
@@ -162,7 +162,7 @@ func launch(t *testing.T, dir string, c trainCase, extra ...string) *launched {
 	cfg := c.write(t, dir)
 	events, env := newEventsFile(dir)
 	cmd := exec.Command(nfBinary, cfg)
-	cmd.Dir, cmd.Env = dir, jobEnv(append(extra, env)...)
+	cmd.Dir, cmd.Env = dir, jobEnv(append(c.env(extra), env)...)
 	now := time.Now()
 	l := &launched{events: events, cmd: cmd, out: &stampWriter{start: now}, err: &stampWriter{start: now}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = l.out, l.err

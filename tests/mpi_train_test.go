@@ -41,6 +41,10 @@ type trainCase struct {
 	OutDir          string
 	Hidden          []int  // hidden channels, default Tiny's [8] (OpenBLAS); 16 and more: oneDNN
 	ConvPrecision   string // "float32" (default) or "bf16"
+	Device          string // compute.device: "auto" (default), "cpu" or "cuda"
+	// Emulate runs the binary with NFSCHWINGER_CUDA=emulate: the CUDA
+	// device is the emulator (internal/cuda).
+	Emulate bool
 }
 
 // config returns the params.toml text of c.
@@ -72,7 +76,19 @@ func (c trainCase) config() string {
 	if c.ConvPrecision != "" {
 		p = p.With("model.conv_precision", c.ConvPrecision)
 	}
+	if c.Device != "" {
+		p = p.With("compute.device", c.Device)
+	}
 	return p.TOML()
+}
+
+// env returns the extra environment of c's runs: extra, and the CUDA
+// emulator when c.Emulate.
+func (c trainCase) env(extra []string) []string {
+	if c.Emulate {
+		return append(extra[:len(extra):len(extra)], "NFSCHWINGER_CUDA=emulate")
+	}
+	return extra
 }
 
 // write writes c as dir/params.toml and returns its name relative to dir.
@@ -268,7 +284,7 @@ func train(t *testing.T, dir string, c trainCase, n, want int, extra ...string) 
 	t.Helper()
 	cfg := c.write(t, dir)
 	events, env := newEventsFile(dir)
-	r := runJob(t, dir, jobEnv(append(extra, env)...), trainLimit, trainArgv(t, n, cfg)...)
+	r := runJob(t, dir, jobEnv(append(c.env(extra), env)...), trainLimit, trainArgv(t, n, cfg)...)
 	r.Events = events
 	if r.Hung || r.Status != want {
 		t.Fatalf("%d rank(s), %v: exit status %d (hung %v), want %d\nstdout:\n%s\nstderr:\n%s",

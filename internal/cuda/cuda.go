@@ -115,6 +115,15 @@ func Open(device int) (Driver, error) {
 	return OpenReal(device)
 }
 
+// Visible returns the number of devices Open can open: 1 for the
+// emulator (EnvMode), else DeviceCount's.
+func Visible() (int, error) {
+	if os.Getenv(EnvMode) == "emulate" {
+		return 1, nil
+	}
+	return DeviceCount()
+}
+
 // DeviceFor returns the device a rank uses: its node-local rank
 // (comm.Comm.LocalRank) modulo the number of visible devices. The driver
 // numbers the devices of CUDA_VISIBLE_DEVICES 0, 1, …, so with Slurm's

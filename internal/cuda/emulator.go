@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -26,12 +27,14 @@ type Emulator struct {
 	cxx, cxxVersion string
 	cacheDir        string
 
-	malloc   func(n uintptr) uintptr
-	free     func(p uintptr)
-	memcpyHD func(dst uintptr, src unsafe.Pointer, n uintptr) uintptr
-	memcpyDH func(dst unsafe.Pointer, src uintptr, n uintptr) uintptr
-	sgemm    func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
-	dgemm    func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
+	malloc      func(n uintptr) uintptr
+	free        func(p uintptr)
+	memcpyHD    func(dst uintptr, src unsafe.Pointer, n uintptr) uintptr
+	memcpyDH    func(dst unsafe.Pointer, src uintptr, n uintptr) uintptr
+	limit, used int               // device memory: EnvEmulatorMemory's bytes, and those allocated
+	sizes       map[DevicePtr]int // the size of every allocation
+	sgemm       func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
+	dgemm       func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
 }
 
 // CBLAS's enumerations.
@@ -64,12 +67,28 @@ func bind(fptr any, h uintptr, name string) error {
 	return nil
 }
 
+// EnvEmulatorMemory sets the emulator's device memory in bytes (default
+// DefaultEmulatorMemory): allocations beyond it fail as on a full device.
+const EnvEmulatorMemory = "NFSCHWINGER_EMULATOR_MEMORY"
+
+// DefaultEmulatorMemory is the emulator's device memory, 8 GiB: host
+// memory, so a run that a real device would refuse does not take the
+// machine's.
+const DefaultEmulatorMemory = 8 << 30
+
 // NewEmulator returns the emulated device. It needs a C++20 compiler ($CXX,
 // else g++) and OpenBLAS's CBLAS; compiled kernels are cached under
 // $NFSCHWINGER_CUDA_CACHE, else the user's cache directory, by the hash of
 // their source, the prelude and the compiler's version.
 func NewEmulator() (*Emulator, error) {
-	e := &Emulator{cxx: os.Getenv("CXX")}
+	e := &Emulator{cxx: os.Getenv("CXX"), limit: DefaultEmulatorMemory, sizes: map[DevicePtr]int{}}
+	if v := os.Getenv(EnvEmulatorMemory); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("cuda emulator: %s = %q: want a positive number of bytes", EnvEmulatorMemory, v)
+		}
+		e.limit = int(n)
+	}
 	if e.cxx == "" {
 		e.cxx = "g++"
 	}
@@ -127,15 +146,24 @@ func (e *Emulator) Name() string { return "emulator (" + e.cxxVersion + ")" }
 
 // Alloc implements Driver.
 func (e *Emulator) Alloc(bytes int) (DevicePtr, error) {
+	if bytes > e.limit-e.used {
+		return 0, fmt.Errorf("cuda emulator: out of memory allocating %d bytes (%d of its %d in use)", bytes, e.used, e.limit)
+	}
 	p := e.malloc(uintptr(max(bytes, 1)))
 	if p == 0 {
 		return 0, fmt.Errorf("cuda emulator: out of memory allocating %d bytes", bytes)
 	}
+	e.sizes[DevicePtr(p)] = bytes
+	e.used += bytes
 	return DevicePtr(p), nil
 }
 
 // Free implements Driver.
-func (e *Emulator) Free(p DevicePtr) { e.free(uintptr(p)) }
+func (e *Emulator) Free(p DevicePtr) {
+	e.used -= e.sizes[p]
+	delete(e.sizes, p)
+	e.free(uintptr(p))
+}
 
 // CopyHtoD implements Driver.
 func (e *Emulator) CopyHtoD(dst DevicePtr, src unsafe.Pointer, bytes int) error {

@@ -1,0 +1,114 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDeviceTrainingMatchesCPU: five float64 training steps with
+// compute.device = "cuda" on the CUDA emulator equal the CPU run within
+// 1e-10 relative — parameters, Adam's moments and every history value —
+// for the three estimators, REINFORCE in its three-pass form (one
+// micro-batch) and its four-pass form (six). The start line names the
+// device.
+func TestDeviceTrainingMatchesCPU(t *testing.T) {
+	for _, c := range []struct {
+		est   string
+		micro int
+	}{{"reinforce", 12}, {"reinforce", 2}, {"rt", 2}, {"path", 4}} {
+		t.Run(fmt.Sprintf("%s_micro%d", c.est, c.micro), func(t *testing.T) {
+			cpu := trainCase{Steps: 5, Precision: "float64", Estimator: c.est, Micro: c.micro, Device: "cpu"}
+			dev := cpu
+			dev.Device, dev.Emulate = "cuda", true
+			ref := undisturbed(t, cpu, 0)
+			dir := t.TempDir()
+			res := train(t, dir, dev, 0, 0)
+			if !strings.Contains(res.Stdout, "flow on CUDA device 0 (emulator") {
+				t.Errorf("no start line naming the device:\n%s", tail(res.Stdout))
+			}
+			got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), dev)
+			for _, v := range []struct {
+				name string
+				a, b []float64
+			}{{"parameters", got.Params, ref.ck.Params}, {"Adam m", got.M, ref.ck.M}, {"Adam v", got.V, ref.ck.V}} {
+				if d := relDiff(v.a, v.b); !(d <= 1e-10) {
+					t.Errorf("%s after 5 steps: relative difference %.3g from the CPU run", v.name, d)
+				}
+			}
+			hist := readHistory(t, filepath.Join(dir, "run", "history.h5"))
+			if len(hist) != len(ref.hist) {
+				t.Fatalf("%d history rows, the CPU run %d", len(hist), len(ref.hist))
+			}
+			for i, h := range hist {
+				w := ref.hist[i]
+				if relDiff([]float64{h.Loss, h.ESS, h.LogqMean, h.LogpMean}, []float64{w.Loss, w.ESS, w.LogqMean, w.LogpMean}) > 1e-10 {
+					t.Errorf("history row %d: %+v, the CPU run %+v", i, h, w)
+				}
+			}
+		})
+	}
+}
+
+// TestDeviceSignalRestart: a run on the emulated device stopped by
+// SIGTERM after step 2 and continued equals the undisturbed run on the
+// same device bit for bit.
+func TestDeviceSignalRestart(t *testing.T) {
+	c := trainCase{Steps: 5, Precision: "float64", Device: "cuda", Emulate: true}
+	ref := undisturbed(t, c, 0)
+	dir := t.TempDir()
+	train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@2")
+	l := launch(t, dir, c)
+	l.wait(t)
+	if l.status != 0 || restartedAt(t, l.events) != 3 {
+		t.Fatalf("relaunch status %d, restart step %d, want 0 and 3:\n%s", l.status, restartedAt(t, l.events), tail(l.out.String()))
+	}
+	if !checkSame(t, dir, c, ref) {
+		t.Error("the continued run differs from the undisturbed one")
+	}
+}
+
+// TestDeviceSelection: compute.device = "auto" without a CUDA driver
+// trains on the CPU and says why in the start line; "cuda" without one,
+// and "cuda" with a micro-batch the device cannot hold, stop with exit
+// status 2 and one line (naming compute.device, or train.micro_batch and
+// the estimate), writing no file; `check` reports the device's memory.
+func TestDeviceSelection(t *testing.T) {
+	noDriver := "LD_LIBRARY_PATH=" + t.TempDir() // no libcuda here, and none on the test machines
+	t.Run("auto falls back", func(t *testing.T) {
+		dir := t.TempDir()
+		res := train(t, dir, trainCase{Steps: 1, Device: "auto"}, 0, 0, noDriver)
+		if !strings.Contains(res.Stdout, `flow on the CPU (compute.device = "auto": `) {
+			t.Errorf("no start line for the CPU fallback:\n%s", tail(res.Stdout))
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		c    trainCase
+		env  []string
+		want []string
+	}{
+		{"cuda without a driver", trainCase{Steps: 1, Device: "cuda"}, []string{noDriver}, []string{`compute.device = "cuda"`, "no CUDA device"}},
+		{"device memory exhausted", trainCase{Steps: 1, Device: "cuda", Emulate: true, Batch: 4096, Micro: 4096},
+			[]string{"NFSCHWINGER_EMULATOR_MEMORY=16777216"}, []string{"train.micro_batch = 4096", "device memory", "smaller micro_batch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			res := train(t, dir, tc.c, 0, 2, tc.env...)
+			msg := strings.TrimSpace(res.Stderr)
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, msg)
+				}
+			}
+			if strings.Count(msg, "\n") > 0 {
+				t.Errorf("want one line, got:\n%s", msg)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+				t.Error("the refused run created its output directory")
+			}
+		})
+	}
+}
