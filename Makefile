@@ -93,6 +93,8 @@ gpu-check:
 	rm -rf gpu-check && mkdir -p gpu-check
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/cuda.test ./internal/cuda/
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/gpu.test ./nf/gpu/
+	NFSCHWINGER_GPU_REFERENCE=$(CURDIR)/gpu-check/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
+	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs gpu-check/specs.gob
 	cp tests/gpu-check.sh gpu-check/run.sh
 	@du -sh gpu-check
 

@@ -237,6 +237,8 @@ func TestParseErrors(t *testing.T) {
 		{"hmc without seed", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"", "sample.seed: required", true},
 		{"hmc md steps", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 1\nmd_steps = 0", "sample.md_steps = 0: must be ≥ 1", true},
 		{"hmc trajectory", "![lattice]\nL = 8\n[sample]\nmethod = \"hmc\"\nseed = 1\ntrajectory_length = -1.0", "sample.trajectory_length = -1: must be > 0", true},
+		{"compute device", "[lattice]\nL = 8\n[compute]\ndevice = \"gpu\"", `compute.device = "gpu": allowed: "auto", "cpu", "cuda"`, true},
+		{"compute unknown key", "[lattice]\nL = 8\n[compute]\ngpus = 1", `compute.gpus: unknown key (allowed in [compute]: device)`, true},
 		{"slurm time", "[lattice]\nL = 8\n[slurm]\ntime = \"2h\"", `slurm.time = "2h": must be "HH:MM:SS"`, true},
 		{"slurm minutes", "[lattice]\nL = 8\n[slurm]\ntime = \"01:75:00\"", `slurm.time = "01:75:00"`, true},
 		{"slurm signal", "[lattice]\nL = 8\n[slurm]\ntime = \"00:04:00\"", "slurm.signal_seconds = 300: must be shorter than slurm.time", true},

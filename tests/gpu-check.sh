@@ -3,8 +3,10 @@
 # NVRTC and cuBLAS (no Go, no Debian libraries needed): runs the test
 # binaries that `make gpu-check` put beside this script against device 0
 # (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails),
-# then the device convolution's benchmark against cuBLAS's own Sgemm at the
-# paper's sizes, and writes the report to OUTDIR/gpu-check.txt.
+# including the device flow against the CPU flow's recorded results
+# (reference.gob), then the device convolution's benchmark against
+# cuBLAS's own Sgemm at the paper's sizes and the device's part of a
+# training step (specs.gob), and writes the report to OUTDIR/gpu-check.txt.
 #
 #   bash gpu-check/run.sh OUTDIR
 set -u
@@ -12,7 +14,11 @@ out=${1:-.}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 NFSCHWINGER_CUDA_CACHE=$(mktemp -d)
-export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE
+# The CPU flow's results for the parity cases, and the flows of the
+# benchmark (make gpu-check wrote them on a machine with the CPU flow).
+NFSCHWINGER_GPU_REFERENCE=$here/reference.gob
+NFSCHWINGER_GPU_SPECS=$here/specs.gob
+export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE NFSCHWINGER_GPU_REFERENCE NFSCHWINGER_GPU_SPECS
 {
 	rc=0
 	echo "# nfschwinger gpu-check, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -24,6 +30,8 @@ export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE
 	if [ "$rc" = 0 ]; then
 		echo "## benchmark: the convolution against cuBLAS's Sgemm, float32"
 		"$here/gpu.test" -test.run '^$' -test.bench Conv -test.benchtime 20x || rc=1
+		echo "## benchmark: the device's part of a REINFORCE step (three-pass), 48 layers [64, 64]"
+		"$here/gpu.test" -test.run '^$' -test.bench FlowStep -test.benchtime 5x || rc=1
 	fi
 	echo "gpu-check: exit status $rc"
 	exit "$rc"

@@ -66,18 +66,11 @@ func flowPair[T nf.Float](t *testing.T, k *gpu.Kernels, a nf.Arch, maxB int, see
 	return cpu, dev
 }
 
-// passes are the results of every pass of a flow on one micro-batch:
-// Forward (x, log J), Reverse of x (z, log J), and the gradients of the
-// three backward passes (parameters and input links) for fixed upstream
-// gradients.
-type passes struct {
-	x, z, gzF, gxR, gxRF, gradF, gradR, gradRF []float64
-	logJF, logJR                               []float64
-}
-
-func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B int) passes {
+// runPasses runs every pass of gpu.Passes on f (on the CPU or, attached,
+// on the device) for B configurations z, upstream gradients gout, glogJ.
+func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B int) gpu.Passes {
 	n := len(z0)
-	var p passes
+	var p gpu.Passes
 	x, z := make([]T, n), make([]T, n)
 	lf, lr := make([]float64, B), make([]float64, B)
 	tape := f.NewTape(B)
@@ -89,13 +82,13 @@ func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B i
 	g := make([]T, n)
 	f.Forward(x, z0, lf, B, tape)
 	f.BackwardForward(tape, g, gout, glogJ)
-	p.gzF, p.gradF = to64(g), grad()
+	p.GzF, p.GradF = to64(g), grad()
 	f.BackwardReverseFromForward(tape, g, gout, glogJ)
-	p.gxRF, p.gradRF = to64(g), grad()
+	p.GxRF, p.GradRF = to64(g), grad()
 	f.Reverse(z, x, lr, B, tape)
 	f.BackwardReverse(tape, g, gout, glogJ)
-	p.gxR, p.gradR = to64(g), grad()
-	p.x, p.z, p.logJF, p.logJR = to64(x), to64(z), lf, lr
+	p.GxR, p.GradR = to64(g), grad()
+	p.X, p.Z, p.LogJF, p.LogJR = to64(x), to64(z), lf, lr
 	return p
 }
 
@@ -105,37 +98,6 @@ func to64[T nf.Float](x []T) []float64 {
 		out[i] = float64(v)
 	}
 	return out
-}
-
-func (p passes) fields() []struct {
-	name string
-	v    []float64
-} {
-	return []struct {
-		name string
-		v    []float64
-	}{{"Forward x", p.x}, {"Forward log J", p.logJF}, {"Reverse z", p.z}, {"Reverse log J", p.logJR},
-		{"BackwardForward gz", p.gzF}, {"BackwardForward grad", p.gradF},
-		{"BackwardReverseFromForward gx", p.gxRF}, {"BackwardReverseFromForward grad", p.gradRF},
-		{"BackwardReverse gx", p.gxR}, {"BackwardReverse grad", p.gradR}}
-}
-
-// maxErr returns max |a − b| / max |b| (angles compared on the circle).
-func maxErr(name string, a, b []float64) float64 {
-	scale, e := 0.0, 0.0
-	angles := name == "Forward x" || name == "Reverse z"
-	for i := range b {
-		scale = math.Max(scale, math.Abs(b[i]))
-		d := math.Abs(a[i] - b[i])
-		if angles {
-			d = math.Min(d, 2*math.Pi-d)
-		}
-		e = math.Max(e, d)
-	}
-	if scale == 0 {
-		return e
-	}
-	return e / scale
 }
 
 func arch(L, layers int) nf.Arch {
@@ -148,69 +110,70 @@ func arch(L, layers int) nf.Arch {
 // emulator in make test) against the CPU flow with the same parameters:
 // Forward, Reverse, log J and the three backward passes (the gradients of
 // REINFORCE, r.t. and the path gradient are made of them), L = 4 and 8,
-// 2 and 8 layers, micro-batches 1, 3 and 8. float64 within 1e-12 of the
-// largest value of each result — for BackwardReverse within twice the
-// sum of the two implementations' own disagreements between
-// BackwardReverse and the mathematically equal BackwardReverseFromForward
-// where that is larger (up to 1e-11 at these steep splines: Reverse's
-// preimages carry the rounding of the inversion, amplified by 1/g');
-// float32 device and CPU flows both against
-// the float64 CPU flow: the device's error within 4× the CPU's plus 64
-// float32 ulps of the largest value (the same operations in another order,
-// and CUDA's or glibc's math functions instead of Go's).
+// 2 and 8 layers, micro-batches 1, 3 and 8, within gpu.ComparePasses's
+// bounds (float64 1e-12; float32 against the CPU's float32 error). With
+// NFSCHWINGER_GPU_REFERENCE=FILE it also writes the cases to FILE for
+// the device check (make gpu-check), which has no CPU flow.
 func TestDeviceFlowMatchesCPU(t *testing.T) {
 	k := testKernels(t)
+	var refs []gpu.Reference
 	for _, L := range []int{4, 8} {
 		for _, layers := range []int{2, 8} {
 			a := arch(L, layers)
 			c64, d64 := flowPair[float64](t, k, a, 8, uint64(L*layers))
 			c32, d32 := flowPair[float32](t, k, a, 8, uint64(L*layers))
+			for i, v := range c64.Params.Data { // the same parameters, rounded
+				c32.Params.Data[i], d32.Params.Data[i] = float32(v), float32(v)
+			}
 			for _, B := range []int{1, 3, 8} {
-				t.Run(fmt.Sprintf("L%d_layers%d_B%d", L, layers, B), func(t *testing.T) {
+				name := fmt.Sprintf("L%d_layers%d_B%d", L, layers, B)
+				t.Run(name, func(t *testing.T) {
 					rng := rand.New(rand.NewPCG(uint64(B), 3))
 					n := B * 2 * L * L
 					z64, g64 := make([]float64, n), make([]float64, n)
+					z32, g32 := make([]float32, n), make([]float32, n)
 					for i := range z64 {
-						z64[i] = 2 * math.Pi * rng.Float64()
-						g64[i] = rng.NormFloat64()
+						// The same inputs in both precisions.
+						z32[i], g32[i] = float32(2*math.Pi*rng.Float64()), float32(rng.NormFloat64())
+						z64[i], g64[i] = float64(z32[i]), float64(g32[i])
 					}
 					glogJ := make([]float64, B)
 					for i := range glogJ {
-						glogJ[i] = rng.NormFloat64()
+						glogJ[i] = float64(float32(rng.NormFloat64()))
 					}
-					z32, g32 := make([]float32, n), make([]float32, n)
-					for i := range z64 {
-						z32[i], g32[i] = float32(z64[i]), float32(g64[i])
-						z64[i] = float64(z32[i]) // the same inputs in both precisions
-						g64[i] = float64(g32[i])
+					ref, cpu32 := runPasses(c64, z64, g64, glogJ, B), runPasses(c32, z32, g32, glogJ, B)
+					dev, dev32 := runPasses(d64, z64, g64, glogJ, B), runPasses(d32, z32, g32, glogJ, B)
+					for _, msg := range gpu.ComparePasses(dev, ref, dev32, cpu32) {
+						t.Error(msg)
 					}
-					ref := runPasses(c64, z64, g64, glogJ, B)
-					dev := runPasses(d64, z64, g64, glogJ, B)
-					cpu32 := runPasses(c32, z32, g32, glogJ, B)
-					dev32 := runPasses(d32, z32, g32, glogJ, B)
-					// BackwardReverse's results equal BackwardReverseFromForward's
-					// (the same point x = f(z)) up to the rounding of the
-					// preimages that Reverse solves for: their difference on
-					// each implementation is its own rounding noise there.
-					floor := map[string]float64{
-						"BackwardReverse gx":   maxErr("", ref.gxR, ref.gxRF) + maxErr("", dev.gxR, dev.gxRF),
-						"BackwardReverse grad": maxErr("", ref.gradR, ref.gradRF) + maxErr("", dev.gradR, dev.gradRF),
+					r := gpu.Reference{Name: name, Spec: Spec(c64, false), B: B, Params: to64(c64.Params.Data),
+						Z: z64, GOut: g64, GLogJ: glogJ, CPU64: ref, CPU32: cpu32}
+					// The device check's path: gpu.RunPasses on gpu.Flow from the
+					// recorded case alone.
+					for _, msg := range checkFromReference(k, r, B) {
+						t.Error("from the reference: " + msg)
 					}
-					rf, df, cf, d32f := ref.fields(), dev.fields(), cpu32.fields(), dev32.fields()
-					for i, r := range rf {
-						bound := max(1e-12, 2*floor[r.name])
-						if e := maxErr(r.name, df[i].v, r.v); !(e <= bound) {
-							t.Errorf("float64 %s: relative error %.3g > %.3g (floor %v)", r.name, e, bound, floor)
-						}
-						ec, ed := maxErr(r.name, cf[i].v, r.v), maxErr(r.name, d32f[i].v, r.v)
-						if !(ed <= 4*ec+64*0x1p-24) {
-							t.Errorf("float32 %s: device error %.3g, CPU error %.3g", r.name, ed, ec)
-						}
-					}
+					refs = append(refs, r)
 				})
 			}
 		}
 	}
+	if path := os.Getenv("NFSCHWINGER_GPU_REFERENCE"); path != "" {
+		if err := gpu.WriteReferences(path, refs); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %d cases to %s", len(refs), path)
+	}
+}
+
+// checkFromReference is gpu.CheckReference of r, the device check's path
+// from the recorded case alone, for the micro-batches of 3 (the others
+// run the same code: make test keeps its time).
+func checkFromReference(k *gpu.Kernels, r gpu.Reference, B int) []string {
+	if B != 3 {
+		return nil
+	}
+	return gpu.CheckReference(k, r)
 }
 
 // TestAttachOutOfMemory: a micro-batch that the device cannot hold fails

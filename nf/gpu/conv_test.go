@@ -13,7 +13,7 @@ import (
 
 // devices returns the emulator and, where one exists, the real device 0
 // (only the real one with NFSCHWINGER_CUDA_TEST=gpu, for the GPU machine).
-func devices(t *testing.T) map[string]cuda.Driver {
+func devices(t testing.TB) map[string]cuda.Driver {
 	t.Helper()
 	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
 	ds := map[string]cuda.Driver{}
