@@ -61,6 +61,7 @@ type benchOptions struct {
 	// Hidden overrides the hidden channels (-hidden), nil: the paper's
 	// [64, 64]; the dilations stay the paper's [1, 2, 3] when there are two.
 	Hidden []int
+	device placement // the CUDA device of the cuda rows
 }
 
 // convMode is how a benchmarked flow runs its conditioners' convolutions:
@@ -133,8 +134,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&opts.SgemmN, "sgemm-n", benchSgemmN, "order of the square sgemm reference")
 	var engines, precs, hidden string
 	fs.StringVar(&hidden, "hidden", "64,64", "hidden channels of the conditioner, comma-separated (two: the dilations are 1, 2, 3)")
-	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm)")
-	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl only)")
+	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm), cuda (the whole flow on CUDA device 0 of this process, compute.device = \"cuda\")")
+	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl and cuda)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
 	pos, err := parseFlags(fs, args, benchUsage, stdout)
 	if err != nil || pos == nil {
@@ -176,22 +177,22 @@ func parseConvModes(engines, precs string) ([]convMode, error) {
 	var out []convMode
 	for _, e := range strings.Split(engines, ",") {
 		e = strings.TrimSpace(e)
-		if e != "dnnl" && e != "openblas" {
-			return nil, usagef("bench: -conv-engine %q: allowed: dnnl, openblas", e)
+		if e != "dnnl" && e != "openblas" && e != "cuda" {
+			return nil, usagef("bench: -conv-engine %q: allowed: dnnl, openblas, cuda", e)
 		}
 		for _, p := range strings.Split(precs, ",") {
 			p = strings.TrimSpace(p)
 			if !slices.Contains(nf.ConvPrecisions, p) {
 				return nil, usagef("bench: -conv-precision %q: allowed: %s", p, strings.Join(nf.ConvPrecisions, ", "))
 			}
-			if p == "bf16" && e != "dnnl" {
+			if p == "bf16" && e == "openblas" {
 				continue
 			}
 			out = append(out, convMode{e, p})
 		}
 	}
 	if len(out) == 0 {
-		return nil, usagef("bench: -conv-engine %s with -conv-precision %s: bf16 needs the dnnl engine", engines, precs)
+		return nil, usagef("bench: -conv-engine %s with -conv-precision %s: bf16 needs the dnnl or cuda engine", engines, precs)
 	}
 	return out, nil
 }
@@ -262,11 +263,20 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 			o.Convs = slices.DeleteFunc(slices.Clone(o.Convs), func(m convMode) bool { return m.Precision == "bf16" })
 		}
 	}
+	// The device of the cuda rows, opened once.
+	if slices.ContainsFunc(o.Convs, func(m convMode) bool { return m.Engine == "cuda" }) {
+		p, err := placeRank("cuda", 0)
+		if err != nil {
+			return fmt.Errorf("bench: -conv-engine cuda: %w", err)
+		}
+		o.device = p
+		fmt.Fprintf(progress, "bench: %s\n", p)
+	}
 	for _, L := range o.Ls {
 		sg := sgemmGFLOPs(be, o.SgemmN)
 		prim := map[string]float64{}
 		for _, m := range o.Convs {
-			if _, ok := prim[m.Precision]; !ok {
+			if _, ok := prim[m.Precision]; !ok && m.Engine != "cuda" {
 				g, err := dnnl.ReferenceGFLOPs(L, o.Micro, m.Precision == "bf16", primitiveMinTime)
 				if err != nil {
 					return fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
@@ -287,7 +297,9 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 						return err
 					}
 					r.SgemmGFLOPs = sg
-					r.PrimitiveGFLOPs = prim[m.Precision]
+					if m.Engine != "cuda" {
+						r.PrimitiveGFLOPs = prim[m.Precision]
+					}
 					rows = append(rows, r)
 					if o.JSON {
 						if err := writeJSONLine(w, r); err != nil {
@@ -351,10 +363,16 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
-	if m.Engine == "dnnl" {
+	switch m.Engine {
+	case "dnnl":
 		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
 			return r, fmt.Errorf("bench: L = %d: %w", L, err)
 		}
+	case "cuda":
+		if err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true); err != nil {
+			return r, fmt.Errorf("bench: L = %d: %w", L, err)
+		}
+		defer flow.CloseDevice()
 	}
 	pool := lgt.NewPool(lgt.Paper(L), 0)
 	tr := nf.NewTrainer(flow, pool, est, o.Micro, o.Seed)
@@ -521,10 +539,14 @@ func printBenchTables(w io.Writer, o benchOptions, rows []benchRow, actions []ac
 		if r.KeptBuffers != nil {
 			bufs = strconv.Itoa(*r.KeptBuffers)
 		}
-		fmt.Fprintf(w, "| %d | %s | %s %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% | %.0f | %.0f%% |\n",
+		prim, primRatio := "n/a", "n/a" // the oneDNN reference is the CPU's
+		if r.PrimitiveGFLOPs > 0 {
+			prim, primRatio = fmt.Sprintf("%.0f", r.PrimitiveGFLOPs), fmt.Sprintf("%.0f%%", 100*r.ConvGFLOPs/r.PrimitiveGFLOPs)
+		}
+		fmt.Fprintf(w, "| %d | %s | %s %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% | %s | %s |\n",
 			r.L, r.label(), r.ConvEngine, r.ConvPrecision, r.StepSeconds, r.LossSeconds, r.BackwardSeconds, r.FlowSeconds, r.ActionSeconds,
 			float64(r.PeakRSSBytes)/mib, float64(r.KeptBytes)/mib, float64(r.KeptBytes)/float64(r.MicroBatch)/1024,
-			bufs, r.ConvGFLOPs, r.SgemmGFLOPs, 100*r.ConvGFLOPs/r.SgemmGFLOPs, r.PrimitiveGFLOPs, 100*r.ConvGFLOPs/r.PrimitiveGFLOPs)
+			bufs, r.ConvGFLOPs, r.SgemmGFLOPs, 100*r.ConvGFLOPs/r.SgemmGFLOPs, prim, primRatio)
 		method = r.PeakRSSMethod
 	}
 	fmt.Fprintf(w, `
@@ -537,8 +559,10 @@ pass (backward = 2× forward) / time of those passes, which also includes the sp
 plaquette, im2col and activation kernels (a lower bound on the convolutions' rate).
 sgemm: the best of %d products of %d×%d float32 matrices through the same backend.
 convolutions: dnnl (oneDNN primitives, NHWC activations, LeakyReLU fused; the last
-convolution at every site, counted at the active sites only) or openblas (im2col +
-sgemm), with float32 or bf16 inputs. primitive: oneDNN's 64→64 dilation-2 convolution
+convolution at every site, counted at the active sites only), openblas (im2col +
+sgemm), with float32 or bf16 inputs, or cuda (the whole flow on the CUDA device:
+im2col kernels and cuBLAS; the action stays on the CPU; sgemm is then still the
+CPU's). primitive: oneDNN's 64→64 dilation-2 convolution
 alone at this L and micro-batch, in its blocked layouts and the row's precision, the
 best of %v of repetitions (the reference of issue 15).
 `, method, benchSgemmRepeats, o.SgemmN, o.SgemmN, primitiveMinTime)
