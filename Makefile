@@ -89,12 +89,14 @@ study: build
 # CUDA at run time, so they need nothing but the GPU machine's driver,
 # NVRTC and cuBLAS), and the script that runs them there:
 #   make gpu-check; then on the GPU machine: bash gpu-check/run.sh OUTDIR
-gpu-check:
+gpu-check: build
 	rm -rf gpu-check && mkdir -p gpu-check
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/cuda.test ./internal/cuda/
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/gpu.test ./nf/gpu/
 	NFSCHWINGER_GPU_REFERENCE=$(CURDIR)/gpu-check/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
 	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs gpu-check/specs.gob
+	bash tests/gpu-libs.sh nfschwinger gpu-check/bench
+	tar -C gpu-check -cJf gpu-check/bench.tar.xz bench && rm -rf gpu-check/bench
 	cp tests/gpu-check.sh gpu-check/run.sh
 	@du -sh gpu-check
 

@@ -6,7 +6,9 @@
 # including the device flow against the CPU flow's recorded results
 # (reference.gob), then the device convolution's benchmark against
 # cuBLAS's own Sgemm at the paper's sizes and the device's part of a
-# training step (specs.gob), and writes the report to OUTDIR/gpu-check.txt.
+# training step (specs.gob), then `nfschwinger bench` on the device with
+# the Debian libraries packed beside it (bench.tar.xz), and writes the
+# report to OUTDIR/gpu-check.txt.
 #
 #   bash gpu-check/run.sh OUTDIR
 set -u
@@ -32,6 +34,22 @@ export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE NFSCHWINGER_GPU_REFERENC
 		"$here/gpu.test" -test.run '^$' -test.bench Conv -test.benchtime 20x || rc=1
 		echo "## benchmark: the device's part of a REINFORCE step (three-pass), 48 layers [64, 64]"
 		"$here/gpu.test" -test.run '^$' -test.bench FlowStep -test.benchtime 5x || rc=1
+		# nfschwinger bench itself, with the Debian libraries make gpu-check
+		# packed (bench.tar.xz), through their own loader.
+		bench=$(mktemp -d)
+		if tar -C "$bench" -xJf "$here/bench.tar.xz"; then
+			b=$bench/bench
+			for batch in 512 1536; do
+				echo "## nfschwinger bench, REINFORCE, batch = micro-batch = $batch, the flow on the device"
+				"$b/lib/ld-linux-x86-64.so.2" --library-path "$b/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" "$b/nfschwinger" bench \
+					-L 8,16,24 -estimators reinforce -batch "$batch" -micro-batch "$batch" -layers 48 -steps 2 -warmup 1 \
+					-conv-engine cuda -conv-precision float32,bf16 -action=false || rc=1
+			done
+		else
+			echo "gpu-check: cannot unpack bench.tar.xz"
+			rc=1
+		fi
+		rm -rf "$bench"
 	fi
 	echo "gpu-check: exit status $rc"
 	exit "$rc"
