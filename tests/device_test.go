@@ -12,20 +12,21 @@ import (
 // compute.device = "cuda" on the CUDA emulator equal the CPU run within
 // 1e-10 relative — parameters, Adam's moments and every history value —
 // for the three estimators, REINFORCE in its three-pass form (one
-// micro-batch) and its four-pass form (six). The start line names the
-// device.
+// micro-batch) and its four-pass form (six), and REINFORCE on two MPI
+// ranks, each with its own (emulated) device, against two CPU ranks. The
+// start line names the device.
 func TestDeviceTrainingMatchesCPU(t *testing.T) {
 	for _, c := range []struct {
-		est   string
-		micro int
-	}{{"reinforce", 12}, {"reinforce", 2}, {"rt", 2}, {"path", 4}} {
-		t.Run(fmt.Sprintf("%s_micro%d", c.est, c.micro), func(t *testing.T) {
+		est          string
+		micro, ranks int
+	}{{"reinforce", 12, 0}, {"reinforce", 2, 0}, {"rt", 2, 0}, {"path", 4, 0}, {"reinforce", 3, 2}} {
+		t.Run(fmt.Sprintf("%s_micro%d_ranks%d", c.est, c.micro, max(c.ranks, 1)), func(t *testing.T) {
 			cpu := trainCase{Steps: 5, Precision: "float64", Estimator: c.est, Micro: c.micro, Device: "cpu"}
 			dev := cpu
 			dev.Device, dev.Emulate = "cuda", true
-			ref := undisturbed(t, cpu, 0)
+			ref := undisturbed(t, cpu, c.ranks)
 			dir := t.TempDir()
-			res := train(t, dir, dev, 0, 0)
+			res := train(t, dir, dev, c.ranks, 0)
 			if !strings.Contains(res.Stdout, "flow on CUDA device 0 (emulator") {
 				t.Errorf("no start line naming the device:\n%s", tail(res.Stdout))
 			}
@@ -56,18 +57,7 @@ func TestDeviceTrainingMatchesCPU(t *testing.T) {
 // SIGTERM after step 2 and continued equals the undisturbed run on the
 // same device bit for bit.
 func TestDeviceSignalRestart(t *testing.T) {
-	c := trainCase{Steps: 5, Precision: "float64", Device: "cuda", Emulate: true}
-	ref := undisturbed(t, c, 0)
-	dir := t.TempDir()
-	train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@2")
-	l := launch(t, dir, c)
-	l.wait(t)
-	if l.status != 0 || restartedAt(t, l.events) != 3 {
-		t.Fatalf("relaunch status %d, restart step %d, want 0 and 3:\n%s", l.status, restartedAt(t, l.events), tail(l.out.String()))
-	}
-	if !checkSame(t, dir, c, ref) {
-		t.Error("the continued run differs from the undisturbed one")
-	}
+	signalRestart(t, t.TempDir(), trainCase{Steps: 5, Precision: "float64", Device: "cuda", Emulate: true})
 }
 
 // TestDeviceSelection: compute.device = "auto" without a CUDA driver

@@ -807,17 +807,24 @@ func TestOneDNNSignalRestart(t *testing.T) {
 			if status != 0 || !strings.Contains(out, "convolutions oneDNN, "+prec+" inputs") {
 				t.Fatalf("check: status %d, the convolutions are not on oneDNN in %s:\n%s%s", status, prec, out, errOut)
 			}
-			ref := undisturbed(t, c, 0)
-			train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@2")
-			l := launch(t, dir, c)
-			l.wait(t)
-			if l.status != 0 || restartedAt(t, l.events) != 3 {
-				t.Fatalf("relaunch status %d, restart step %d, want 0 and 3:\n%s", l.status, restartedAt(t, l.events), tail(l.out.String()))
-			}
-			if !checkSame(t, dir, c, ref) {
-				t.Error("the continued run differs from the undisturbed one")
-			}
+			signalRestart(t, dir, c)
 		})
+	}
+}
+
+// signalRestart runs c in dir stopped by a signal after step 2, continues
+// it, and checks that the result equals the undisturbed run bit for bit.
+func signalRestart(t *testing.T, dir string, c trainCase) {
+	t.Helper()
+	ref := undisturbed(t, c, 0)
+	train(t, dir, c, 0, 75, "NFSCHWINGER_FAULT=signal@2")
+	l := launch(t, dir, c)
+	l.wait(t)
+	if l.status != 0 || restartedAt(t, l.events) != 3 {
+		t.Fatalf("relaunch status %d, restart step %d, want 0 and 3:\n%s", l.status, restartedAt(t, l.events), tail(l.out.String()))
+	}
+	if !checkSame(t, dir, c, ref) {
+		t.Error("the continued run differs from the undisturbed one")
 	}
 }
 

@@ -48,21 +48,32 @@ __device__ void fill_bias(T *out, const T *__restrict__ bias, int cout, long N) 
 	if (idx < cout * N) out[idx] = bias[idx / N];
 }
 
-// gb[co] += Σ_n gout[co][n]: one block of 128 threads per channel, a tree
-// in shared memory (the same order on every run).
+// gb[co] += Σ_n gout[co][n] in two kernels without __syncthreads (the
+// same order on every run, float64 sums): bias_grad_part has one thread
+// per channel co and residue t < BIAS_PARTS summing gout[co][n] over n ≡ t
+// (mod BIAS_PARTS) — adjacent threads read adjacent elements —, and
+// bias_grad_sum one thread per channel adding its BIAS_PARTS partial sums
+// in order.
+#define BIAS_PARTS 1024
+
 template <class T>
-__device__ void bias_grad(T *gb, const T *__restrict__ gout, long N) {
-	__shared__ double part[128];
-	unsigned t = threadIdx.x;
+__device__ void bias_grad_part(double *part, const T *__restrict__ gout, int cout, long N) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= (long)cout * BIAS_PARTS) return;
+	long co = i / BIAS_PARTS, t = i % BIAS_PARTS;
+	const T *g = gout + co * N;
 	double s = 0;
-	for (long n = t; n < N; n += blockDim.x) s += gout[blockIdx.x * N + n];
-	part[t] = s;
-	__syncthreads();
-	for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
-		if (t < h) part[t] += part[t + h];
-		__syncthreads();
-	}
-	if (t == 0) gb[blockIdx.x] += (T)part[0];
+	for (long n = t; n < N; n += BIAS_PARTS) s += g[n];
+	part[i] = s;
+}
+
+template <class T>
+__device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout) {
+	long co = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (co >= cout) return;
+	double s = 0;
+	for (int t = 0; t < BIAS_PARTS; t++) s += part[co * BIAS_PARTS + t];
+	gb[co] += (T)s;
 }
 
 extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, long N) { im2col(col, in, cin, K, dil, L, N); }
@@ -71,8 +82,10 @@ extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col,
 extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
 extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
 extern "C" __global__ void fill_bias_f64(double *out, const double *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
-extern "C" __global__ void bias_grad_f32(float *gb, const float *__restrict__ gout, long N) { bias_grad(gb, gout, N); }
-extern "C" __global__ void bias_grad_f64(double *gb, const double *__restrict__ gout, long N) { bias_grad(gb, gout, N); }
+extern "C" __global__ void bias_grad_part_f32(double *part, const float *__restrict__ gout, int cout, long N) { bias_grad_part(part, gout, cout, N); }
+extern "C" __global__ void bias_grad_part_f64(double *part, const double *__restrict__ gout, int cout, long N) { bias_grad_part(part, gout, cout, N); }
+extern "C" __global__ void bias_grad_sum_f32(float *gb, const double *__restrict__ part, int cout) { bias_grad_sum(gb, part, cout); }
+extern "C" __global__ void bias_grad_sum_f64(double *gb, const double *__restrict__ part, int cout) { bias_grad_sum(gb, part, cout); }
 
 // LeakyReLU in place, and its backward pass from the output y (slope > 0:
 // y has the sign of the input), as nf.LeakyReLU and nf.LeakyReLUBackward.

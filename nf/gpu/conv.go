@@ -34,15 +34,16 @@ const blockSize = 128
 
 // Kernels are the compiled kernels of conv.cu on one device.
 type Kernels struct {
-	d                                  cuda.Driver
-	im2col, col2im, fillBias, biasGrad [2]cuda.Function // [0] float32, [1] float64
-	leaky, leakyBwd                    [2]cuda.Function
-	gather, scatter                    [2]cuda.Function // the convolution at a subset of the sites
-	inputs, inputsBwd1, inputsBwd2     [2]cuda.Function // the conditioner's input (inputs.cu)
-	couplingFwd, couplingRev           [2]cuda.Function // the spline and the link update (coupling.cu)
-	splineBwd, zero                    [2]cuda.Function
-	couplingLogJ                       cuda.Function
-	toBF16                             cuda.Function
+	d                              cuda.Driver
+	im2col, col2im, fillBias       [2]cuda.Function // [0] float32, [1] float64
+	biasPart, biasSum              [2]cuda.Function // the bias gradient
+	leaky, leakyBwd                [2]cuda.Function
+	gather, scatter                [2]cuda.Function // the convolution at a subset of the sites
+	inputs, inputsBwd1, inputsBwd2 [2]cuda.Function // the conditioner's input (inputs.cu)
+	couplingFwd, couplingRev       [2]cuda.Function // the spline and the link update (coupling.cu)
+	splineBwd, zero                [2]cuda.Function
+	couplingLogJ                   cuda.Function
+	toBF16                         cuda.Function
 }
 
 // NewKernels compiles conv.cu, inputs.cu and coupling.cu on d (NVRTC, or the
@@ -71,7 +72,7 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 		for _, f := range []struct {
 			dst  *[2]cuda.Function
 			name string
-		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasGrad, "bias_grad"},
+		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasPart, "bias_grad_part"}, {&k.biasSum, "bias_grad_sum"},
 			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"},
 			{&k.gather, "gather_sites"}, {&k.scatter, "scatter_sites"}} {
 			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
@@ -115,6 +116,27 @@ type Conv[T Float] struct {
 	colBytes int
 	bf       [3]cuda.DevicePtr // bf16 copies: columns, weights, output gradient
 	bfBytes  [3]int
+	part     cuda.DevicePtr // the bias gradient's partial sums, Cout·biasParts float64
+}
+
+// biasParts is BIAS_PARTS of conv.cu: the partial sums per channel of the
+// bias gradient.
+const biasParts = 1024
+
+// biasGrad adds Σ_n gout[co][n] (n < N) into gb[co].
+func (c *Conv[T]) biasGrad(gb, gout cuda.DevicePtr, N int) error {
+	if c.part == 0 {
+		p, err := c.k.d.Alloc(8 * biasParts * c.Cout)
+		if err != nil {
+			return fmt.Errorf("gpu: bias gradient workspace: %w", err)
+		}
+		c.part = p
+	}
+	p := c.prec()
+	if err := cuda.Launch(c.k.biasPart[p], grid(c.Cout*biasParts), block, c.part, gout, int32(c.Cout), int64(N)); err != nil {
+		return err
+	}
+	return cuda.Launch(c.k.biasSum[p], grid(c.Cout), block, gb, c.part, int32(c.Cout))
 }
 
 // NewConv returns the convolution of that shape on the kernels' device.
@@ -156,6 +178,10 @@ func (c *Conv[T]) Close() {
 	if c.col != 0 {
 		c.k.d.Free(c.col)
 		c.col, c.colBytes = 0, 0
+	}
+	if c.part != 0 {
+		c.k.d.Free(c.part)
+		c.part = 0
 	}
 	for i, p := range c.bf {
 		if p != 0 {
@@ -238,7 +264,7 @@ func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) er
 	N := B * L * L
 	CKK := c.Cin * c.K * c.K
 	p := c.prec()
-	if err := cuda.Launch(c.k.biasGrad[p], cuda.Dim3{X: uint32(c.Cout)}, block, gb, gout, int64(N)); err != nil {
+	if err := c.biasGrad(gb, gout, N); err != nil {
 		return err
 	}
 	if err := c.workspace(CKK, N); err != nil {

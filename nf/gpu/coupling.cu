@@ -331,16 +331,25 @@ __device__ void spl_scatter(const SplSite &sp, int k, const SplAdj &a, T *graw, 
 	graw[(2 * n + k) * stride + s] = (T)(a.d1 * sp.sig[k]);
 }
 
+// spl_thread gives the calling thread its active site: the column si of
+// the compact layout, the configuration b and the site x; false for the
+// threads beyond the M = B·nA sites.
+__device__ __forceinline__ bool spl_thread(long &si, long &b, int &x, const int *__restrict__ active, int nA, long M) {
+	si = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (si >= M) return false;
+	b = si / nA;
+	x = active[si - b * nA];
+	return true;
+}
+
 // Forward coupling (couplingForwardRange): P' = (g(P) + t) mod 2π at the
 // active sites, the links updated by ±(P' − P), logd[si] = log g'(P).
 template <class T>
 __device__ void coupling_fwd(T *links, double *logd, const T *__restrict__ raw, const T *__restrict__ P, const int *__restrict__ active,
 		int n, int nA, int V, int mu, int B) {
-	long si = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long M = (long)B * nA;
-	if (si >= M) return;
-	long b = si / nA;
-	int x = active[si - b * nA];
+	long si, b, M = (long)B * nA;
+	int x;
+	if (!spl_thread(si, b, x, active, nA, M)) return;
 	SplSite sp;
 	spl_load(sp, raw, M, si, n);
 	T p = P[b * V + x];
@@ -362,11 +371,9 @@ __device__ void coupling_fwd(T *links, double *logd, const T *__restrict__ raw, 
 template <class T>
 __device__ void coupling_rev(T *links, double *logd, T *P, const T *__restrict__ raw, const int *__restrict__ active,
 		int n, int nA, int V, int mu, int B) {
-	long si = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long M = (long)B * nA;
-	if (si >= M) return;
-	long b = si / nA;
-	int x = active[si - b * nA];
+	long si, b, M = (long)B * nA;
+	int x;
+	if (!spl_thread(si, b, x, active, nA, M)) return;
 	SplSite sp;
 	spl_load(sp, raw, M, si, n);
 	T pp = P[b * V + x];
@@ -402,11 +409,9 @@ __device__ void coupling_logj(double *logJ, const double *__restrict__ logd, int
 template <class T>
 __device__ void spline_bwd(T *graw, T *pbar, const T *__restrict__ g, const double *__restrict__ glogJ, const T *__restrict__ raw,
 		const T *__restrict__ P, const int *__restrict__ active, int n, int nA, int V, int mu, int B, int rev) {
-	long si = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long M = (long)B * nA;
-	if (si >= M) return;
-	long b = si / nA;
-	int x = active[si - b * nA];
+	long si, b, M = (long)B * nA;
+	int x;
+	if (!spl_thread(si, b, x, active, nA, M)) return;
 	long s = b * V + x;
 	SplSite sp;
 	spl_load(sp, raw, M, si, n);

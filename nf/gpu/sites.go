@@ -97,7 +97,7 @@ func (c *Conv[T]) BackwardSites(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L in
 	M, KK := B*s.N, c.K*c.K
 	CKK := c.Cin * KK
 	p := c.prec()
-	if err := cuda.Launch(c.k.biasGrad[p], cuda.Dim3{X: uint32(c.Cout)}, block, gb, gout, int64(M)); err != nil {
+	if err := c.biasGrad(gb, gout, M); err != nil {
 		return err
 	}
 	if err := c.workspace(CKK, M); err != nil {
