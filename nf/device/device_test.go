@@ -166,6 +166,39 @@ func TestDeviceFlowMatchesCPU(t *testing.T) {
 	}
 }
 
+// TestDeviceSplineBins: the parity of TestDeviceFlowMatchesCPU for other
+// numbers of spline bins (coupling.cu is compiled per number): 1 (both
+// ends of the only bin share one derivative), 2 and 16; L = 4, 2 layers,
+// a micro-batch of 3.
+func TestDeviceSplineBins(t *testing.T) {
+	k := testKernels(t)
+	for _, knots := range []int{2, 3, 17} {
+		t.Run(fmt.Sprintf("knots%d", knots), func(t *testing.T) {
+			a := arch(4, 2)
+			a.NKnots = knots
+			c64, d64 := flowPair[float64](t, k, a, 3, uint64(knots))
+			c32, d32 := flowPair[float32](t, k, a, 3, uint64(knots))
+			for i, v := range c64.Params.Data {
+				c32.Params.Data[i], d32.Params.Data[i] = float32(v), float32(v)
+			}
+			const B = 3
+			rng := rand.New(rand.NewPCG(uint64(knots), 5))
+			n := B * 2 * a.L * a.L
+			z32, g32 := make([]float32, n), make([]float32, n)
+			z64, g64 := make([]float64, n), make([]float64, n)
+			for i := range z32 {
+				z32[i], g32[i] = float32(2*math.Pi*rng.Float64()), float32(rng.NormFloat64())
+				z64[i], g64[i] = float64(z32[i]), float64(g32[i])
+			}
+			glogJ := []float64{0.5, -1, 2}
+			for _, msg := range gpu.ComparePasses(runPasses(d64, z64, g64, glogJ, B), runPasses(c64, z64, g64, glogJ, B),
+				runPasses(d32, z32, g32, glogJ, B), runPasses(c32, z32, g32, glogJ, B)) {
+				t.Error(msg)
+			}
+		})
+	}
+}
+
 // checkFromReference is gpu.CheckReference of r, the device check's path
 // from the recorded case alone, for the micro-batches of 3 (the others
 // run the same code: make test keeps its time).

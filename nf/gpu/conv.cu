@@ -154,3 +154,13 @@ extern "C" __global__ void to_bf16(unsigned short *out, const float *__restrict_
 	unsigned u = __float_as_uint(in[i]);
 	out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+
+// p[i] = 0 for i < n.
+template <class T>
+__device__ void fill_zero(T *p, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) p[i] = 0;
+}
+
+extern "C" __global__ void fill_zero_f32(float *p, long n) { fill_zero(p, n); }
+extern "C" __global__ void fill_zero_f64(double *p, long n) { fill_zero(p, n); }

@@ -32,22 +32,48 @@ var couplingSource string
 // blockSize is the threads per block of the elementwise kernels.
 const blockSize = 128
 
-// Kernels are the compiled kernels of conv.cu on one device.
+// Kernels are the compiled kernels of conv.cu and inputs.cu on one
+// device, and those of coupling.cu per number of spline bins (Spline).
 type Kernels struct {
 	d                              cuda.Driver
 	im2col, col2im, fillBias       [2]cuda.Function // [0] float32, [1] float64
 	biasPart, biasSum              [2]cuda.Function // the bias gradient
-	leaky, leakyBwd                [2]cuda.Function
+	leaky, leakyBwd, zero          [2]cuda.Function
 	gather, scatter                [2]cuda.Function // the convolution at a subset of the sites
 	inputs, inputsBwd1, inputsBwd2 [2]cuda.Function // the conditioner's input (inputs.cu)
-	couplingFwd, couplingRev       [2]cuda.Function // the spline and the link update (coupling.cu)
-	splineBwd, zero                [2]cuda.Function
-	couplingLogJ                   cuda.Function
 	toBF16                         cuda.Function
+	splines                        map[int]*SplineKernels
 }
 
-// NewKernels compiles conv.cu, inputs.cu and coupling.cu on d (NVRTC, or the
-// emulator's compiler; both cache the result on disk).
+// SplineKernels are coupling.cu's kernels compiled for splines of n bins
+// (their per-thread knot arrays sized to n).
+type SplineKernels struct {
+	fwd, rev, bwd [2]cuda.Function // the spline and the link update, and their VJP
+	logJ          cuda.Function
+}
+
+// kernelSet names the kernels of T's precisions to look up: dst[p] is
+// name + "_f32" (p = 0) or "_f64" (p = 1).
+type kernelSet []struct {
+	dst  *[2]cuda.Function
+	name string
+}
+
+// lookup fills the kernels of set from the module m.
+func (set kernelSet) lookup(m cuda.Module) error {
+	for p, suffix := range []string{"_f32", "_f64"} {
+		for _, f := range set {
+			var err error
+			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// NewKernels compiles conv.cu and inputs.cu on d (NVRTC, or the emulator's
+// compiler; both cache the result on disk).
 func NewKernels(d cuda.Driver) (*Kernels, error) {
 	m, err := d.Compile("conv.cu", convSource)
 	if err != nil {
@@ -57,46 +83,45 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc, err := d.Compile("coupling.cu", couplingSource)
-	if err != nil {
-		return nil, err
-	}
-	k := &Kernels{d: d}
+	k := &Kernels{d: d, splines: map[int]*SplineKernels{}}
 	if k.toBF16, err = m.Function("to_bf16"); err != nil {
 		return nil, err
 	}
-	if k.couplingLogJ, err = mc.Function("coupling_logj_k"); err != nil {
+	if err := (kernelSet{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"},
+		{&k.biasPart, "bias_grad_part"}, {&k.biasSum, "bias_grad_sum"}, {&k.leaky, "leaky_relu"},
+		{&k.leakyBwd, "leaky_relu_bwd"}, {&k.zero, "fill_zero"}, {&k.gather, "gather_sites"},
+		{&k.scatter, "scatter_sites"}}).lookup(m); err != nil {
 		return nil, err
 	}
-	for p, suffix := range []string{"_f32", "_f64"} {
-		for _, f := range []struct {
-			dst  *[2]cuda.Function
-			name string
-		}{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"}, {&k.biasPart, "bias_grad_part"}, {&k.biasSum, "bias_grad_sum"},
-			{&k.leaky, "leaky_relu"}, {&k.leakyBwd, "leaky_relu_bwd"},
-			{&k.gather, "gather_sites"}, {&k.scatter, "scatter_sites"}} {
-			if f.dst[p], err = m.Function(f.name + suffix); err != nil {
-				return nil, err
-			}
-		}
-		for _, f := range []struct {
-			dst  *[2]cuda.Function
-			name string
-		}{{&k.inputs, "cond_inputs"}, {&k.inputsBwd1, "cond_inputs_bwd1"}, {&k.inputsBwd2, "cond_inputs_bwd2"}} {
-			if f.dst[p], err = mi.Function(f.name + suffix); err != nil {
-				return nil, err
-			}
-		}
-		for _, f := range []struct {
-			dst  *[2]cuda.Function
-			name string
-		}{{&k.couplingFwd, "coupling_fwd"}, {&k.couplingRev, "coupling_rev"}, {&k.splineBwd, "spline_bwd"}, {&k.zero, "fill_zero"}} {
-			if f.dst[p], err = mc.Function(f.name + suffix); err != nil {
-				return nil, err
-			}
-		}
+	if err := (kernelSet{{&k.inputs, "cond_inputs"}, {&k.inputsBwd1, "cond_inputs_bwd1"},
+		{&k.inputsBwd2, "cond_inputs_bwd2"}}).lookup(mi); err != nil {
+		return nil, err
 	}
 	return k, nil
+}
+
+// Spline returns coupling.cu's kernels for splines of n bins (1 … 64),
+// compiled at the first call for that n.
+func (k *Kernels) Spline(n int) (*SplineKernels, error) {
+	if s := k.splines[n]; s != nil {
+		return s, nil
+	}
+	if n < 1 || n > 64 {
+		return nil, fmt.Errorf("gpu: splines of %d bins: 1 … 64 supported", n)
+	}
+	m, err := k.d.Compile(fmt.Sprintf("coupling.cu (%d bins)", n), fmt.Sprintf("#define SPL_MAXBINS %d\n", n)+couplingSource)
+	if err != nil {
+		return nil, err
+	}
+	s := &SplineKernels{}
+	if s.logJ, err = m.Function("coupling_logj_k"); err != nil {
+		return nil, err
+	}
+	if err := (kernelSet{{&s.fwd, "coupling_fwd"}, {&s.rev, "coupling_rev"}, {&s.bwd, "spline_bwd"}}).lookup(m); err != nil {
+		return nil, err
+	}
+	k.splines[n] = s
+	return s, nil
 }
 
 // Conv is a circular convolution on the device with nf.Conv2D's semantics

@@ -6,7 +6,9 @@
 // column si = b·nA + i of the compact raw spline parameters [3n+1][M],
 // M = B·nA, for site active[i] of configuration b.
 
+#ifndef SPL_MAXBINS // the largest number of bins: the knot arrays are per thread
 #define SPL_MAXBINS 64
+#endif
 #define SPL_TINY 1e-280
 #define SPL_HUGE 1e280
 #define SPL_TWOPI 6.283185307179586
@@ -443,12 +445,6 @@ __device__ void spline_bwd(T *graw, T *pbar, const T *__restrict__ g, const doub
 	}
 }
 
-template <class T>
-__device__ void fill_zero(T *p, long n) {
-	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i < n) p[i] = 0;
-}
-
 extern "C" __global__ void coupling_fwd_f32(float *links, double *logd, const float *__restrict__ raw, const float *__restrict__ P, const int *__restrict__ active, int n, int nA, int V, int mu, int B) { coupling_fwd(links, logd, raw, P, active, n, nA, V, mu, B); }
 extern "C" __global__ void coupling_fwd_f64(double *links, double *logd, const double *__restrict__ raw, const double *__restrict__ P, const int *__restrict__ active, int n, int nA, int V, int mu, int B) { coupling_fwd(links, logd, raw, P, active, n, nA, V, mu, B); }
 extern "C" __global__ void coupling_rev_f32(float *links, double *logd, float *P, const float *__restrict__ raw, const int *__restrict__ active, int n, int nA, int V, int mu, int B) { coupling_rev(links, logd, P, raw, active, n, nA, V, mu, B); }
@@ -456,5 +452,3 @@ extern "C" __global__ void coupling_rev_f64(double *links, double *logd, double 
 extern "C" __global__ void coupling_logj_k(double *logJ, const double *__restrict__ logd, int nA, int B) { coupling_logj(logJ, logd, nA, B); }
 extern "C" __global__ void spline_bwd_f32(float *graw, float *pbar, const float *__restrict__ g, const double *__restrict__ glogJ, const float *__restrict__ raw, const float *__restrict__ P, const int *__restrict__ active, int n, int nA, int V, int mu, int B, int rev) { spline_bwd(graw, pbar, g, glogJ, raw, P, active, n, nA, V, mu, B, rev); }
 extern "C" __global__ void spline_bwd_f64(double *graw, double *pbar, const double *__restrict__ g, const double *__restrict__ glogJ, const double *__restrict__ raw, const double *__restrict__ P, const int *__restrict__ active, int n, int nA, int V, int mu, int B, int rev) { spline_bwd(graw, pbar, g, glogJ, raw, P, active, n, nA, V, mu, B, rev); }
-extern "C" __global__ void fill_zero_f32(float *p, long n) { fill_zero(p, n); }
-extern "C" __global__ void fill_zero_f64(double *p, long n) { fill_zero(p, n); }

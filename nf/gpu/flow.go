@@ -59,6 +59,7 @@ type Flow[T Float] struct {
 	sites []*Sites
 	act   []cuda.DevicePtr // active sites per layer (int32)
 	nA    int
+	spl   *SplineKernels // coupling.cu for the spec's bins
 
 	params, grads cuda.DevicePtr // nf.ParamSet layout
 	nParams       int
@@ -154,7 +155,11 @@ func NewFlow[T Float](k *Kernels, spec FlowSpec, maxB int, withTape bool) (*Flow
 	if spec.BF16 && size[T]() != 4 {
 		return nil, errors.New("gpu: bf16 products need a float32 flow")
 	}
-	f := &Flow[T]{Spec: spec, MaxB: maxB, k: k, d: k.d, nA: len(spec.Layers[0].Active)}
+	spl, err := k.Spline(spec.NKnots - 1)
+	if err != nil {
+		return nil, err
+	}
+	f := &Flow[T]{Spec: spec, MaxB: maxB, k: k, d: k.d, nA: len(spec.Layers[0].Active), spl: spl}
 	if err := f.build(withTape); err != nil {
 		f.Close()
 		return nil, err
@@ -450,14 +455,14 @@ func (f *Flow[T]) layer(l int, rec record, B int, reverse bool) error {
 	mu := int32(sp.Layers[l].Mu)
 	var err error
 	if reverse {
-		err = cuda.Launch(f.k.couplingRev[p], grid(M), block, f.links, f.logd, rec.x, raw, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+		err = cuda.Launch(f.spl.rev[p], grid(M), block, f.links, f.logd, rec.x, raw, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
 	} else {
-		err = cuda.Launch(f.k.couplingFwd[p], grid(M), block, f.links, f.logd, raw, rec.x, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+		err = cuda.Launch(f.spl.fwd[p], grid(M), block, f.links, f.logd, raw, rec.x, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
 	}
 	if err != nil {
 		return err
 	}
-	return cuda.Launch(f.k.couplingLogJ, grid(B), block, f.logJ, f.logd, int32(f.nA), int32(B))
+	return cuda.Launch(f.spl.logJ, grid(B), block, f.logJ, f.logd, int32(f.nA), int32(B))
 }
 
 // Backward is the vector–Jacobian product of the pass the tape recorded,
@@ -522,7 +527,7 @@ func (f *Flow[T]) layerBackward(l, B int, glogJ cuda.DevicePtr, reverse bool) er
 		rev = 1
 	}
 	raw := rec.acts[len(rec.acts)-1]
-	if err := cuda.Launch(f.k.splineBwd[p], grid(M), block, f.graw, f.pbar, f.links, glogJ, raw, rec.x, f.act[l],
+	if err := cuda.Launch(f.spl.bwd[p], grid(M), block, f.graw, f.pbar, f.links, glogJ, raw, rec.x, f.act[l],
 		int32(sp.NKnots-1), int32(f.nA), int32(V), int32(sp.Layers[l].Mu), int32(B), rev); err != nil {
 		return err
 	}
