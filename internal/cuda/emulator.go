@@ -158,6 +158,9 @@ func (e *Emulator) Alloc(bytes int) (DevicePtr, error) {
 	return DevicePtr(p), nil
 }
 
+// Used returns the bytes of device memory allocated and not freed.
+func (e *Emulator) Used() int { return e.used }
+
 // Free implements Driver.
 func (e *Emulator) Free(p DevicePtr) {
 	e.used -= e.sizes[p]

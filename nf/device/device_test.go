@@ -209,6 +209,50 @@ func checkFromReference(k *gpu.Kernels, r gpu.Reference, B int) []string {
 	return gpu.CheckReference(k, r)
 }
 
+// TestDeviceBytes: the device memory estimate (Bytes, what check prints
+// and the out-of-memory message names) against what the flow allocates on
+// the emulator, after a training pass (the workspaces grown): at least
+// that, and within 1 % of it (the estimate counts what NewFlow allocates,
+// term by term).
+func TestDeviceBytes(t *testing.T) {
+	for _, c := range []struct {
+		L, B, layers int
+		hidden       []int
+		bf16         bool
+	}{{4, 8, 2, []int{8, 8}, false}, {8, 16, 4, []int{64, 64}, false}, {8, 16, 4, []int{64, 64}, true}, {16, 4, 2, []int{32}, false}} {
+		t.Run(fmt.Sprintf("L%d_B%d_hidden%v_bf16%v", c.L, c.B, c.hidden, c.bf16), func(t *testing.T) {
+			em, err := cuda.NewEmulator()
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := gpu.NewKernels(em)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := arch(c.L, c.layers)
+			a.Hidden = c.hidden
+			if len(c.hidden) == 1 {
+				a.Dilation = []int{1, 2}
+			}
+			f, err := nf.NewFlow[float32](a, nf.CPU(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := em.Used()
+			if err := Attach(f, k, c.B, c.bf16, true); err != nil {
+				t.Fatal(err)
+			}
+			defer f.CloseDevice()
+			runPasses(f, make([]float32, c.B*2*c.L*c.L), make([]float32, c.B*2*c.L*c.L), nil, c.B)
+			used, est := em.Used()-before, Bytes(f, c.B, c.bf16, true)
+			t.Logf("allocated %d bytes, estimate %d (%.2f×)", used, est, float64(est)/float64(used))
+			if est < used || float64(est) > 1.01*float64(used) {
+				t.Errorf("estimate %d bytes for %d allocated", est, used)
+			}
+		})
+	}
+}
+
 // TestAttachOutOfMemory: a micro-batch that the device cannot hold fails
 // in Attach with gpu.ErrOutOfMemory, and the flow stays on the CPU.
 func TestAttachOutOfMemory(t *testing.T) {

@@ -76,6 +76,7 @@ type Flow[T Float] struct {
 	logd   cuda.DevicePtr // M float64: log g' per active site
 	loops  cuda.DevicePtr // 2N
 	pbar   cuda.DevicePtr // N
+	lbar   cuda.DevicePtr // 2N: the loop gradient
 	graw   cuda.DevicePtr // (3n+1)·M
 	ginp   cuda.DevicePtr // 6·N
 	allocs []cuda.DevicePtr
@@ -96,8 +97,8 @@ var ErrOutOfMemory = errors.New("device memory exhausted")
 // Bytes returns the device memory NewFlow allocates for spec and
 // micro-batches of maxB, T's size elem bytes (4 or 8), with a tape
 // (withTape) or without: parameters and gradients, the tape or one
-// layer's record, the per-layer scratch and the convolutions' im2col
-// workspaces (and bf16 copies).
+// layer's record, the per-layer scratch, the convolutions' workspaces
+// and the layers' tables.
 func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
 	V := spec.L * spec.L
 	N := maxB * V
@@ -125,25 +126,35 @@ func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
 	if withTape {
 		layers += len(spec.Layers)
 	}
-	maxC, maxCKK := 0, 0
-	for j, c := range ch {
+	maxC := 0
+	for _, c := range ch {
 		maxC = max(maxC, c)
-		if j+1 < len(ch) {
-			maxCKK = max(maxCKK, c*KK)
-		}
 	}
 	// Links, loops, pbar, graw, ginp, the conditioner's ping-pong
 	// gradients and the loop gradient of Inputs.Backward.
 	scratch := 2*N + 2*N + N + ch[len(ch)-1]*M + 6*N + 2*maxC*N + 2*N
-	col := 0 // one im2col workspace per convolution, shared by the layers
+	// The convolutions, shared by the layers: an im2col workspace each
+	// (the last at the active sites), the bias gradient's float64 partial
+	// sums, and with bf16 the bf16 copies of the columns, weights and
+	// output gradient (the last convolution stays float32).
+	col, part, bf := 0, 0, 0
 	for j := 0; j+1 < len(ch); j++ {
-		col += ch[j] * KK * N
+		cols := N
+		if j+2 == len(ch) {
+			cols = M
+		} else {
+			bf += 2 * (ch[j]*KK*N + ch[j+1]*ch[j]*KK + ch[j+1]*N)
+		}
+		col += ch[j] * KK * cols
+		part += 8 * biasParts * ch[j+1]
 	}
-	total := elem*(2*params+layers*rec+scratch+col) + 8*(3*maxB+M)
-	if spec.BF16 { // bf16 copies of the columns, weights and output gradient
-		total += 2 * (maxCKK*N + maxCKK*maxC + maxC*N) * (len(ch) - 1)
+	if !spec.BF16 {
+		bf = 0
 	}
-	return total
+	// Per layer: the site tables (int32 taps and inverse taps), the masks
+	// (a byte per plaquette and loop) and the active sites (int32).
+	tables := len(spec.Layers) * (4*(KK*nA+KK*V) + 3*V + 4*nA)
+	return elem*(2*params+layers*rec+scratch+col) + 8*(3*maxB+M) + part + bf + tables
 }
 
 // NewFlow builds the flow of spec on the kernels' device for micro-batches
@@ -267,7 +278,7 @@ func (f *Flow[T]) build(withTape bool) error {
 		p     *cuda.DevicePtr
 		bytes int
 	}{{&f.links, 2 * N * es}, {&f.logJ, 8 * maxB}, {&f.glogJ, 8 * maxB}, {&f.logd, 8 * M},
-		{&f.loops, 2 * N * es}, {&f.pbar, N * es}, {&f.graw, ch[nConv] * M * es}, {&f.ginp, 6 * N * es}} {
+		{&f.loops, 2 * N * es}, {&f.pbar, N * es}, {&f.lbar, 2 * N * es}, {&f.graw, ch[nConv] * M * es}, {&f.ginp, 6 * N * es}} {
 		if *a.p, err = f.alloc(a.bytes); err != nil {
 			return err
 		}
@@ -534,5 +545,5 @@ func (f *Flow[T]) layerBackward(l, B int, glogJ cuda.DevicePtr, reverse bool) er
 	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[l], f.gw[l], f.gb[l], B, sp.L, f.sites[l]); err != nil {
 		return err
 	}
-	return f.ins[l].Backward(f.links, f.pbar, f.ginp, rec.acts[0], B)
+	return f.ins[l].backward(f.links, f.pbar, f.ginp, rec.acts[0], f.lbar, B)
 }

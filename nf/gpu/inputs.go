@@ -82,9 +82,16 @@ func (in *Inputs[T]) Backward(g, pbar, gin, inp cuda.DevicePtr, B int) error {
 		}
 		in.lbar, in.lbarBytes = p, need
 	}
+	return in.backward(g, pbar, gin, inp, in.lbar, B)
+}
+
+// backward is Backward with the loop gradient in lbar (B·2V elements of
+// scratch: the device flow's layers share one).
+func (in *Inputs[T]) backward(g, pbar, gin, inp, lbar cuda.DevicePtr, B int) error {
+	N := B * in.L * in.L
 	p := prec[T]()
-	if err := cuda.Launch(in.k.inputsBwd1[p], grid(N), block, pbar, in.lbar, gin, inp, in.frozen, in.lfrozen, int32(in.L), int32(B)); err != nil {
+	if err := cuda.Launch(in.k.inputsBwd1[p], grid(N), block, pbar, lbar, gin, inp, in.frozen, in.lfrozen, int32(in.L), int32(B)); err != nil {
 		return err
 	}
-	return cuda.Launch(in.k.inputsBwd2[p], grid(2*N), block, g, pbar, in.lbar, int32(in.L), int32(B))
+	return cuda.Launch(in.k.inputsBwd2[p], grid(2*N), block, g, pbar, lbar, int32(in.L), int32(B))
 }
