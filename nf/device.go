@@ -11,8 +11,8 @@ import (
 // unchanged. What crosses to the device per call: the parameters (every
 // Forward and Reverse, so an optimizer step is always seen), the links of
 // the micro-batch in, the links and log J out; per backward call the
-// upstream gradient in, the link gradient out, and the parameter
-// gradients added into Params.Grad.
+// upstream gradient in and the link gradient out; the parameter gradients
+// stay on the device until SyncGrads (once per training step).
 //
 // The device keeps one store-everything tape (nf/gpu's Flow): a tape of
 // the flow (NewTape) is a handle on it, and only the tape that recorded
@@ -41,6 +41,7 @@ type deviceFlow[T Float] struct {
 	g     Device[T]
 	tmp   []T      // host scratch of AddGrads
 	owner *Tape[T] // the tape whose recording the device holds
+	dirty bool     // parameter gradients on the device not yet in Params.Grad
 }
 
 // DeviceError is a failure of the device in the middle of a pass (a
@@ -139,5 +140,18 @@ func (f *Flow[T]) deviceBackward(name string, tape *Tape[T], gin, gout []T, glog
 		panic(fmt.Sprintf("nf: Flow.%s: nil upstream link gradient", name))
 	}
 	d.check(d.g.Backward(gin, gout, glogJ, fromForward))
-	d.check(d.g.AddGrads(f.Params.Grad, d.tmp))
+	d.dirty = true
+}
+
+// SyncGrads adds the parameter gradients that the backward passes on the
+// device accumulated there since the last call into Params.Grad (one copy
+// to the host) and zeroes them on the device. On a device the backward
+// passes' gradients reach Params.Grad only through it; Trainer.Step calls
+// it once per step, before the gradients go to MPI and Adam. On the CPU,
+// and when nothing was accumulated, it does nothing.
+func (f *Flow[T]) SyncGrads() {
+	if d := f.dev; d != nil && d.dirty {
+		d.check(d.g.AddGrads(f.Params.Grad, d.tmp))
+		d.dirty = false
+	}
 }

@@ -157,6 +157,9 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 	default:
 		panic("nf: Trainer.Step: unknown estimator " + string(t.Estimator))
 	}
+	// On a device the parameter gradients of the step come to the host
+	// now, in one copy (also after a failure: none stays behind there).
+	t.Flow.SyncGrads()
 	// Agree on failure before any further collective: a rank whose action
 	// failed still joins the reductions below.
 	bad := 0.0
@@ -271,7 +274,8 @@ func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (floa
 // ReinforceGradient adds to the parameter gradients the gradient of
 // Σ_b log q(φ_b)(s_b − baseline)/nGlobal over the configurations phi
 // (len(signal)·2V angles, a multiple of the micro-batch), with φ held fixed
-// and log q(φ) = log prior + log J of the reverse flow.
+// and log q(φ) = log prior + log J of the reverse flow. On a device the
+// gradients reach Params.Grad at Flow.SyncGrads (Step calls it).
 func (t *Trainer[T]) ReinforceGradient(phi []T, signal []float64, baseline float64, nGlobal int) {
 	mb, n := t.Micro, t.n
 	for off := 0; off < len(signal); off += mb {
@@ -302,7 +306,8 @@ func (t *Trainer[T]) reparam(step, first uint64, nLocal, nGlobal int) error {
 // ReparamGradient adds to the parameter gradients the r.t. or path
 // gradient (t.Estimator) of one micro-batch of prior samples z, normalized
 // by nGlobal, and records signal, log q and log p of the samples as local
-// samples off … off+Micro−1.
+// samples off … off+Micro−1. On a device the gradients reach Params.Grad
+// at Flow.SyncGrads (Step calls it).
 func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	mb := t.Micro
 	inv := 1 / float64(nGlobal)
@@ -314,12 +319,14 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, from the
 		// forward tape (the reverse map at φ = f(z) sees the same
 		// conditioner inputs), without touching the parameter gradients.
+		t.Flow.SyncGrads()
 		copy(t.save, t.Flow.Params.Grad)
 		for b := range t.glogJ[:mb] {
 			t.glogJ[b] = 1
 		}
 		clear(t.gz)
 		t.backwardReverseFromForward(t.tape, t.gx, t.gz, t.glogJ)
+		t.Flow.SyncGrads() // on a device: the gradients of this pass to the host, to be dropped
 		copy(t.Flow.Params.Grad, t.save)
 		for i := range t.gx {
 			t.gx[i] = T((float64(t.gx[i]) + t.f64[i]) * inv)

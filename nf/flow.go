@@ -429,9 +429,10 @@ func (f *Flow[T]) layerForward(k int, links []T, logJ []float64, B int, tape *Ta
 
 // BackwardForward is the vector–Jacobian product of the Forward call the
 // tape recorded. Given gx = ∂L/∂x (len B·2V) and glogJ = ∂L/∂logJ (len B;
-// nil means zero), it ADDS ∂L/∂θ into f.Params.Grad and WRITES ∂L/∂z into gz
-// (len B·2V; nil: not returned). gz may be gx itself; gx is otherwise not
-// modified.
+// nil means zero), it ADDS ∂L/∂θ into f.Params.Grad (on a device: at the
+// next SyncGrads; so do the other backward passes) and WRITES ∂L/∂z into
+// gz (len B·2V; nil: not returned). gz may be gx itself; gx is otherwise
+// not modified.
 func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardForward: the tape holds no Forward call")

@@ -75,6 +75,7 @@ func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B i
 	lf, lr := make([]float64, B), make([]float64, B)
 	tape := f.NewTape(B)
 	grad := func() []float64 {
+		f.SyncGrads()
 		g := to64(f.Params.Grad)
 		clear(f.Params.Grad)
 		return g

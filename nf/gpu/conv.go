@@ -1,9 +1,12 @@
-// Package gpu is the flow on a CUDA device (issue 14), built up piece by
-// piece on the internal/cuda boundary, so that the emulator runs every
-// piece in CI. Today: the conditioner's circular convolution (forward,
-// and the gradients of its weights, bias and input) as im2col kernels and
-// cuBLAS products, in nf's layouts and with nf.Conv2D's semantics, and the
-// whole conditioner with its LeakyReLUs (Conditioner).
+// Package gpu is the flow on a CUDA device (issue 14), on the
+// internal/cuda boundary, so that the emulator runs all of it in CI: the
+// conditioner's circular convolutions as im2col kernels and cuBLAS
+// products (Conv, Conditioner), its input (Inputs), the splines and their
+// VJPs (coupling.cu), and the whole flow with its tape (Flow), in nf's
+// layouts and with nf's semantics. nf.Flow.UseDevice puts an nf.Flow's
+// passes on a Flow (nf/device attaches one). The parity with the CPU flow
+// is checked by nf/device's tests and, on a GPU machine, from their
+// recorded results (Reference).
 package gpu
 
 import (
