@@ -31,6 +31,7 @@ type Real struct {
 	cuModuleGetFunc  func(fn *uintptr, mod uintptr, name string) int32
 	cuLaunchKernel   func(f uintptr, gx, gy, gz, bx, by, bz, shared uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) int32
 	cuCtxSynchronize func() int32
+	cuCtxSetCurrent  func(ctx uintptr) int32
 
 	nvrtcCreateProgram  func(prog *uintptr, src, name string, nHeaders int32, headers, includeNames unsafe.Pointer) int32
 	nvrtcCompileProgram func(prog uintptr, nOpts int32, opts unsafe.Pointer) int32
@@ -109,19 +110,22 @@ func OpenReal(device int) (*Real, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cuda: %w: the driver does not load (%v)", ErrNoDevice, err)
 	}
+	// The context made current below must stay current through
+	// cublasCreate: one OS thread for the whole of OpenReal.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r := &Real{}
 	var cuDeviceGet func(d *int32, ordinal int32) int32
 	var cuDeviceGetName func(name unsafe.Pointer, n int32, d int32) int32
 	var cuDeviceGetAttribute func(v *int32, attr int32, d int32) int32
 	var cuPrimaryCtxRetain func(ctx *uintptr, d int32) int32
-	var cuCtxSetCurrent func(ctx uintptr) int32
 	for _, b := range []struct {
 		fptr any
 		name string
 	}{
 		{&cuDeviceGet, "cuDeviceGet"},
 		{&cuDeviceGetName, "cuDeviceGetName"}, {&cuDeviceGetAttribute, "cuDeviceGetAttribute"},
-		{&cuPrimaryCtxRetain, "cuDevicePrimaryCtxRetain"}, {&cuCtxSetCurrent, "cuCtxSetCurrent"},
+		{&cuPrimaryCtxRetain, "cuDevicePrimaryCtxRetain"}, {&r.cuCtxSetCurrent, "cuCtxSetCurrent"},
 		{&r.cuGetErrorString, "cuGetErrorString"}, {&r.cuMemAlloc, "cuMemAlloc_v2"}, {&r.cuMemFree, "cuMemFree_v2"},
 		{&r.cuMemcpyHtoD, "cuMemcpyHtoD_v2"}, {&r.cuMemcpyDtoH, "cuMemcpyDtoH_v2"},
 		{&r.cuModuleLoadData, "cuModuleLoadData"}, {&r.cuModuleGetFunc, "cuModuleGetFunction"},
@@ -149,9 +153,10 @@ func OpenReal(device int) (*Real, error) {
 	if err := r.check("cuDevicePrimaryCtxRetain", cuPrimaryCtxRetain(&r.ctx, d)); err != nil {
 		return nil, err
 	}
-	// The context is current on the calling OS thread only: the caller
-	// keeps the Driver on one locked thread (runtime.LockOSThread).
-	if err := r.check("cuCtxSetCurrent", cuCtxSetCurrent(r.ctx)); err != nil {
+	// The context is current per OS thread, and a goroutine moves
+	// between threads: every call below pins its goroutine to its thread
+	// and makes the context current there first (pin).
+	if err := r.check("cuCtxSetCurrent", r.cuCtxSetCurrent(r.ctx)); err != nil {
 		return nil, err
 	}
 	if err := r.loadNVRTC(); err != nil {
@@ -241,8 +246,18 @@ func (r *Real) Name() string {
 	return fmt.Sprintf("%s (sm_%d%d, NVRTC %s)", r.name, r.major, r.minor, r.nvrtcVer)
 }
 
+// pin locks the calling goroutine to its OS thread and makes the device's
+// context current there (a goroutine may run on another thread than the
+// one of the last call); the returned function unlocks it.
+func (r *Real) pin() (unpin func()) {
+	runtime.LockOSThread()
+	r.cuCtxSetCurrent(r.ctx)
+	return runtime.UnlockOSThread
+}
+
 // Alloc implements Driver; running out of device memory says how much was asked.
 func (r *Real) Alloc(bytes int) (DevicePtr, error) {
+	defer r.pin()()
 	var p uint64
 	if err := r.check(fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), r.cuMemAlloc(&p, uintptr(max(bytes, 1)))); err != nil {
 		return 0, err
@@ -251,15 +266,20 @@ func (r *Real) Alloc(bytes int) (DevicePtr, error) {
 }
 
 // Free implements Driver.
-func (r *Real) Free(p DevicePtr) { r.cuMemFree(uint64(p)) }
+func (r *Real) Free(p DevicePtr) {
+	defer r.pin()()
+	r.cuMemFree(uint64(p))
+}
 
 // CopyHtoD implements Driver.
 func (r *Real) CopyHtoD(dst DevicePtr, src unsafe.Pointer, bytes int) error {
+	defer r.pin()()
 	return r.check("cuMemcpyHtoD", r.cuMemcpyHtoD(uint64(dst), src, uintptr(bytes)))
 }
 
 // CopyDtoH implements Driver.
 func (r *Real) CopyDtoH(dst unsafe.Pointer, src DevicePtr, bytes int) error {
+	defer r.pin()()
 	return r.check("cuMemcpyDtoH", r.cuMemcpyDtoH(dst, uint64(src), uintptr(bytes)))
 }
 
@@ -272,6 +292,7 @@ func cublasOp(o Op) int32 {
 
 // Sgemm implements Driver.
 func (r *Real) Sgemm(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error {
+	defer r.pin()()
 	if st := r.cublasSgemm(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), int32(lda), uintptr(b), int32(ldb), &beta, uintptr(c), int32(ldc)); st != 0 {
 		return fmt.Errorf("cuda: cublasSgemm: status %d", st)
 	}
@@ -280,6 +301,7 @@ func (r *Real) Sgemm(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int
 
 // Dgemm implements Driver.
 func (r *Real) Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda int, b DevicePtr, ldb int, beta float64, c DevicePtr, ldc int) error {
+	defer r.pin()()
 	if st := r.cublasDgemm(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), int32(lda), uintptr(b), int32(ldb), &beta, uintptr(c), int32(ldc)); st != 0 {
 		return fmt.Errorf("cuda: cublasDgemm: status %d", st)
 	}
@@ -288,6 +310,7 @@ func (r *Real) Dgemm(ta, tb Op, m, n, k int, alpha float64, a DevicePtr, lda int
 
 // GemmBF16 implements Driver with cublasGemmEx.
 func (r *Real) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error {
+	defer r.pin()()
 	if st := r.cublasGemmEx(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), cudaR16BF, int32(lda),
 		uintptr(b), cudaR16BF, int32(ldb), &beta, uintptr(c), cudaR32F, int32(ldc), cublasCompute32F, cublasGemmDflt); st != 0 {
 		return fmt.Errorf("cuda: cublasGemmEx (bf16): status %d", st)
@@ -296,7 +319,10 @@ func (r *Real) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda 
 }
 
 // Synchronize implements Driver.
-func (r *Real) Synchronize() error { return r.check("cuCtxSynchronize", r.cuCtxSynchronize()) }
+func (r *Real) Synchronize() error {
+	defer r.pin()()
+	return r.check("cuCtxSynchronize", r.cuCtxSynchronize())
+}
 
 // Close implements Driver (the primary context stays with the process).
 func (r *Real) Close() error { return nil }
@@ -324,7 +350,10 @@ func (r *Real) Compile(name, source string) (Module, error) {
 		}
 	}
 	var mod uintptr
-	if err := r.check("cuModuleLoadData("+name+")", r.cuModuleLoadData(&mod, unsafe.Pointer(&bin[0]))); err != nil {
+	unpin := r.pin()
+	err = r.check("cuModuleLoadData("+name+")", r.cuModuleLoadData(&mod, unsafe.Pointer(&bin[0])))
+	unpin()
+	if err != nil {
 		return nil, err
 	}
 	return &realModule{r: r, name: name, mod: mod}, nil
@@ -371,6 +400,7 @@ type realModule struct {
 }
 
 func (m *realModule) Function(name string) (Function, error) {
+	defer m.r.pin()()
 	var f uintptr
 	if err := m.r.check("cuModuleGetFunction("+m.name+", "+name+")", m.r.cuModuleGetFunc(&f, m.mod, name)); err != nil {
 		return nil, err
@@ -385,6 +415,7 @@ type realFunction struct {
 }
 
 func (f *realFunction) launch(grid, block Dim3, params []unsafe.Pointer) error {
+	defer f.r.pin()()
 	var p unsafe.Pointer
 	if len(params) > 0 {
 		p = unsafe.Pointer(&params[0])
