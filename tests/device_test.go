@@ -102,3 +102,27 @@ func TestDeviceSelection(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceCompileFailure: a kernel source the device's compiler rejects
+// (here the emulator's, a stand-in for NVRTC that fails with a log) stops
+// the run with exit status 1, the message naming the source and carrying
+// the compiler's log, and nothing written.
+func TestDeviceCompileFailure(t *testing.T) {
+	bin := t.TempDir()
+	cxx := filepath.Join(bin, "c++")
+	script := "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'fake c++ 1.0'; exit 0; fi\necho 'kernels.cpp:7:3: error: the device compiler says no' >&2\nexit 1\n"
+	if err := os.WriteFile(cxx, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := trainCase{Steps: 1, Device: "cuda", Emulate: true}
+	res := train(t, dir, c, 0, 1, "CXX="+cxx, "NFSCHWINGER_CUDA_CACHE="+t.TempDir())
+	for _, w := range []string{"CUDA kernels", "compiling conv.cu", "the device compiler says no"} {
+		if !strings.Contains(res.Stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, res.Stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Error("the failed run created its output directory")
+	}
+}
