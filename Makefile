@@ -6,7 +6,7 @@ GO ?= go
 # Debian packages the project needs (build, test, and the Python readers).
 DEB_PACKAGES := build-essential pkg-config libopenmpi-dev openmpi-bin \
 	libhdf5-dev hdf5-tools libopenblas-dev liblapacke-dev libdnnl-dev \
-	python3 python3-h5py python3-numpy shellcheck slurm-wlm munge
+	python3 python3-h5py python3-numpy shellcheck slurm-wlm munge clang-14
 
 # cgo flags: MPI from the wrapper compiler, HDF5 from pkg-config (Debian's
 # serial HDF5), BLAS/LAPACK from OpenBLAS. Evaluated lazily so that `make
