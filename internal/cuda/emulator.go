@@ -209,29 +209,26 @@ func (e *Emulator) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, 
 		}
 		return cols
 	}
-	wa, err := e.widen(a, lda*cols(ta, m, k))
-	if err != nil {
-		return err
-	}
-	defer e.Free(wa)
-	wb, err := e.widen(b, ldb*cols(tb, k, n))
-	if err != nil {
-		return err
-	}
-	defer e.Free(wb)
-	return e.Sgemm(ta, tb, m, n, k, alpha, wa, lda, wb, ldb, beta, c, ldc)
+	// The widened operands are the emulator's own scratch (cuBLAS keeps
+	// its workspace outside the caller's allocations too): Go memory,
+	// pinned for the call.
+	wa := e.widen(a, lda*cols(ta, m, k))
+	wb := e.widen(b, ldb*cols(tb, k, n))
+	err := e.Sgemm(ta, tb, m, n, k, alpha, DevicePtr(unsafe.Pointer(&wa[0])), lda, DevicePtr(unsafe.Pointer(&wb[0])), ldb, beta, c, ldc)
+	runtime.KeepAlive(wa)
+	runtime.KeepAlive(wb)
+	return err
 }
 
-// widen returns new device memory holding the n bfloat16 values at p as
-// float32.
-func (e *Emulator) widen(p DevicePtr, n int) (DevicePtr, error) {
+// widen returns the n bfloat16 values at p as float32 bit patterns.
+func (e *Emulator) widen(p DevicePtr, n int) []uint32 {
 	h := make([]uint16, max(n, 1))
 	e.memcpyDH(unsafe.Pointer(&h[0]), uintptr(p), uintptr(2*n))
 	f := make([]uint32, len(h))
 	for i, v := range h {
 		f[i] = uint32(v) << 16
 	}
-	return Upload(e, f)
+	return f
 }
 
 // Synchronize implements Driver: the emulator runs every call to its end.

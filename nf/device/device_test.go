@@ -212,9 +212,8 @@ func checkFromReference(k *gpu.Kernels, r gpu.Reference, B int) []string {
 
 // TestDeviceBytes: the device memory estimate (Bytes, what check prints
 // and the out-of-memory message names) against what the flow allocates on
-// the emulator, after a training pass (the workspaces grown): at least
-// that, and within 1 % of it (the estimate counts what NewFlow allocates,
-// term by term).
+// the emulator, after a training pass (the workspaces grown): equal, to
+// the byte (the estimate counts what NewFlow allocates, term by term).
 func TestDeviceBytes(t *testing.T) {
 	for _, c := range []struct {
 		L, B, layers int
@@ -247,7 +246,7 @@ func TestDeviceBytes(t *testing.T) {
 			runPasses(f, make([]float32, c.B*2*c.L*c.L), make([]float32, c.B*2*c.L*c.L), nil, c.B)
 			used, est := em.Used()-before, Bytes(f, c.B, c.bf16, true)
 			t.Logf("allocated %d bytes, estimate %d (%.2f×)", used, est, float64(est)/float64(used))
-			if est < used || float64(est) > 1.01*float64(used) {
+			if est != used {
 				t.Errorf("estimate %d bytes for %d allocated", est, used)
 			}
 		})
@@ -255,7 +254,9 @@ func TestDeviceBytes(t *testing.T) {
 }
 
 // TestAttachOutOfMemory: a micro-batch that the device cannot hold fails
-// in Attach with gpu.ErrOutOfMemory, and the flow stays on the CPU.
+// in Attach with gpu.ErrOutOfMemory, and the flow stays on the CPU — also
+// when only the last allocation fails (a device one byte short of the
+// estimate: the workspaces, allocated by the warm-up pass of NewFlow).
 func TestAttachOutOfMemory(t *testing.T) {
 	k := testKernels(t)
 	f, err := nf.NewFlow[float32](arch(8, 2), nf.CPU(1))
@@ -265,6 +266,24 @@ func TestAttachOutOfMemory(t *testing.T) {
 	err = Attach(f, k, 1<<40, false, true)
 	if !errors.Is(err, gpu.ErrOutOfMemory) || f.OnDevice() {
 		t.Fatalf("Attach of 2⁴⁰ configurations: %v (on device: %v), want ErrOutOfMemory", err, f.OnDevice())
+	}
+	for _, bf16 := range []bool{false, true} {
+		t.Setenv(cuda.EnvEmulatorMemory, fmt.Sprint(Bytes(f, 16, bf16, true)-1))
+		em, err := cuda.NewEmulator()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := gpu.NewKernels(em)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Attach(f, k, 16, bf16, true)
+		if !errors.Is(err, gpu.ErrOutOfMemory) || f.OnDevice() {
+			t.Fatalf("bf16 %v, one byte short: %v (on device: %v), want ErrOutOfMemory", bf16, err, f.OnDevice())
+		}
+		if em.Used() != 0 {
+			t.Errorf("bf16 %v: %d bytes left allocated after the failure", bf16, em.Used())
+		}
 	}
 }
 

@@ -103,7 +103,7 @@ func (c *Conditioner[T]) Backward(gin, gout cuda.DevicePtr, acts, w, gw, gb []cu
 		for i := range c.gbuf {
 			p, err := c.k.d.Alloc(need)
 			if err != nil {
-				return fmt.Errorf("gpu: conditioner gradients of %d bytes: %w", need, err)
+				return fmt.Errorf("gpu: conditioner gradients of %d bytes: %w: %w", need, ErrOutOfMemory, err)
 			}
 			c.gbuf[i] = p
 		}

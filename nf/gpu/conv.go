@@ -156,7 +156,7 @@ func (c *Conv[T]) biasGrad(gb, gout cuda.DevicePtr, N int) error {
 	if c.part == 0 {
 		p, err := c.k.d.Alloc(8 * biasParts * c.Cout)
 		if err != nil {
-			return fmt.Errorf("gpu: bias gradient workspace: %w", err)
+			return fmt.Errorf("gpu: bias gradient workspace: %w: %w", ErrOutOfMemory, err)
 		}
 		c.part = p
 	}
@@ -195,7 +195,7 @@ func (c *Conv[T]) workspace(rows, N int) error {
 	}
 	p, err := c.k.d.Alloc(need)
 	if err != nil {
-		return fmt.Errorf("gpu: convolution workspace of %d bytes: %w", need, err)
+		return fmt.Errorf("gpu: convolution workspace of %d bytes: %w: %w", need, ErrOutOfMemory, err)
 	}
 	c.col, c.colBytes = p, need
 	return nil
@@ -231,7 +231,7 @@ func (c *Conv[T]) toBF16(i int, src cuda.DevicePtr, n int) (cuda.DevicePtr, erro
 		}
 		p, err := c.k.d.Alloc(need)
 		if err != nil {
-			return 0, fmt.Errorf("gpu: bf16 operand of %d bytes: %w", need, err)
+			return 0, fmt.Errorf("gpu: bf16 operand of %d bytes: %w: %w", need, ErrOutOfMemory, err)
 		}
 		c.bf[i], c.bfBytes[i] = p, need
 	}

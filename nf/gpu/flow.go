@@ -91,7 +91,8 @@ type record struct {
 	x    cuda.DevicePtr
 }
 
-// ErrOutOfMemory wraps a failed device allocation of NewFlow.
+// ErrOutOfMemory wraps a failed device allocation: of NewFlow, or of a
+// workspace of the convolutions, the conditioner or the input.
 var ErrOutOfMemory = errors.New("device memory exhausted")
 
 // Bytes returns the device memory NewFlow allocates for spec and
@@ -154,7 +155,7 @@ func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
 	// Per layer: the site tables (int32 taps and inverse taps), the masks
 	// (a byte per plaquette and loop) and the active sites (int32).
 	tables := len(spec.Layers) * (4*(KK*nA+KK*V) + 3*V + 4*nA)
-	return elem*(2*params+layers*rec+scratch+col) + 8*(3*maxB+M) + part + bf + tables
+	return elem*(2*params+layers*rec+scratch+col) + 8*(2*maxB+M) + part + bf + tables
 }
 
 // NewFlow builds the flow of spec on the kernels' device for micro-batches

@@ -78,7 +78,7 @@ func (in *Inputs[T]) Backward(g, pbar, gin, inp cuda.DevicePtr, B int) error {
 		}
 		p, err := in.k.d.Alloc(need)
 		if err != nil {
-			return fmt.Errorf("gpu: loop gradients of %d bytes: %w", need, err)
+			return fmt.Errorf("gpu: loop gradients of %d bytes: %w: %w", need, ErrOutOfMemory, err)
 		}
 		in.lbar, in.lbarBytes = p, need
 	}
