@@ -200,6 +200,70 @@ func TestDeviceSplineBins(t *testing.T) {
 	}
 }
 
+// TestDeviceBF16: a float32 flow with conv_precision = "bf16" on the
+// device (cublasGemmEx's bf16 products, float32 accumulation) against the
+// CPU's float64 flow: its forward outputs (links, log J) lie between 10×
+// the device float32 flow's error and 2¹⁶× it (bf16 has 8 bits where
+// float32 has 24: the rounding is there, and bounded), and its reverse
+// inverts its own forward to float32 accuracy (the same rounded
+// conditioner on both sides). Outputs only: gradients can differ by a
+// LeakyReLU kink flip (nf's TestDNNLFlowMatchesGemmFlow says why).
+func TestDeviceBF16(t *testing.T) {
+	k := testKernels(t)
+	a := arch(8, 2)
+	a.Hidden = []int{16, 16}
+	_, d32 := flowPair[float32](t, k, a, 4, 9)
+	ref, err := nf.NewFlow[float64](a, nf.CPU(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf, err := nf.NewFlow[float32](a, nf.CPU(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Attach(bf, k, 4, true, false); err != nil {
+		t.Fatal(err)
+	}
+	defer bf.CloseDevice()
+	for i, v := range d32.Params.Data {
+		ref.Params.Data[i], bf.Params.Data[i] = float64(v), v
+	}
+	const B = 4
+	n := B * 2 * a.L * a.L
+	rng := rand.New(rand.NewPCG(4, 4))
+	z32, z64 := make([]float32, n), make([]float64, n)
+	for i := range z32 {
+		z32[i] = float32(2 * math.Pi * rng.Float64())
+		z64[i] = float64(z32[i])
+	}
+	x64, l64 := make([]float64, n), make([]float64, B)
+	ref.Forward(x64, z64, l64, B, nil)
+	run := func(f *nf.Flow[float32]) (x, zr []float32, lf []float64) {
+		x, zr, lf = make([]float32, n), make([]float32, n), make([]float64, B)
+		f.Forward(x, z32, lf, B, nil)
+		f.Reverse(zr, x, make([]float64, B), B, nil)
+		return
+	}
+	x32, zr32, lf32 := run(d32)
+	xb, zrb, lfb := run(bf)
+	for _, c := range []struct {
+		name     string
+		f32, fbf []float64
+		want     []float64
+		angles   bool
+	}{{"Forward x", to64(x32), to64(xb), x64, true}, {"Forward log J", lf32, lfb, l64, false}} {
+		e32, ebf := gpu.RelErr(c.f32, c.want, c.angles), gpu.RelErr(c.fbf, c.want, c.angles)
+		t.Logf("%s: float32 error %.2g, bf16 %.2g", c.name, e32, ebf)
+		if !(ebf > 10*e32) || !(ebf <= 0x1p16*e32) {
+			t.Errorf("%s: bf16 error %.3g outside (10 × %.3g, 2¹⁶ × %.3g]", c.name, ebf, e32, e32)
+		}
+	}
+	e32, ebf := gpu.RelErr(to64(zr32), z64, true), gpu.RelErr(to64(zrb), z64, true)
+	if !(ebf <= 4*e32+64*0x1p-24) {
+		t.Errorf("the bf16 flow does not invert itself: error %.3g, float32 %.3g", ebf, e32)
+	}
+}
+
 // checkFromReference is gpu.CheckReference of r, the device check's path
 // from the recorded case alone, for the micro-batches of 3 (the others
 // run the same code: make test keeps its time).

@@ -75,8 +75,9 @@ type namedResult struct {
 	v    []float64
 }
 
-// relErr returns max |a − b| / max |b| (angles compared on the circle).
-func relErr(a, b []float64, angles bool) float64 {
+// RelErr returns max |a − b| / max |b| (angles compared on the circle; a
+// NaN difference sticks).
+func RelErr(a, b []float64, angles bool) float64 {
 	scale, e := 0.0, 0.0
 	for i := range b {
 		scale = math.Max(scale, math.Abs(b[i]))
@@ -108,18 +109,18 @@ func relErr(a, b []float64, angles bool) float64 {
 //     math functions instead of Go's).
 func ComparePasses(dev64, cpu64, dev32, cpu32 Passes) []string {
 	floor := map[string]float64{
-		"BackwardReverse gx":   relErr(cpu64.GxR, cpu64.GxRF, false) + relErr(dev64.GxR, dev64.GxRF, false),
-		"BackwardReverse grad": relErr(cpu64.GradR, cpu64.GradRF, false) + relErr(dev64.GradR, dev64.GradRF, false),
+		"BackwardReverse gx":   RelErr(cpu64.GxR, cpu64.GxRF, false) + RelErr(dev64.GxR, dev64.GxRF, false),
+		"BackwardReverse grad": RelErr(cpu64.GradR, cpu64.GradRF, false) + RelErr(dev64.GradR, dev64.GradRF, false),
 	}
 	var bad []string
 	d64, c64, d32, c32 := dev64.fields(), cpu64.fields(), dev32.fields(), cpu32.fields()
 	for i, r := range c64 {
 		angles := r.name == "Forward x" || r.name == "Reverse z"
 		bound := max(1e-12, 2*floor[r.name])
-		if e := relErr(d64[i].v, r.v, angles); !(e <= bound) {
+		if e := RelErr(d64[i].v, r.v, angles); !(e <= bound) {
 			bad = append(bad, fmt.Sprintf("float64 %s: relative error %.3g > %.3g", r.name, e, bound))
 		}
-		ec, ed := relErr(c32[i].v, r.v, angles), relErr(d32[i].v, r.v, angles)
+		ec, ed := RelErr(c32[i].v, r.v, angles), RelErr(d32[i].v, r.v, angles)
 		if !(ed <= 4*ec+64*0x1p-24) {
 			bad = append(bad, fmt.Sprintf("float32 %s: device error %.3g, CPU error %.3g", r.name, ed, ec))
 		}
