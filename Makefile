@@ -94,6 +94,7 @@ gpu-check: build
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/cuda.test ./internal/cuda/
 	CGO_ENABLED=0 $(GO) test -c -o gpu-check/gpu.test ./nf/gpu/
 	NFSCHWINGER_GPU_REFERENCE=$(CURDIR)/gpu-check/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
+	NFSCHWINGER_GPU_LOGDET=$(CURDIR)/gpu-check/logdet.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestLogDetMatchesCPU$$' ./nf/gpu/
 	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs gpu-check/specs.gob
 	bash tests/gpu-libs.sh nfschwinger gpu-check/bench
 	tar -C gpu-check -cJf gpu-check/bench.tar.xz bench && rm -rf gpu-check/bench

@@ -20,6 +20,7 @@ import (
 	"nfschwinger/internal/threads"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
+	"nfschwinger/nf/gpu"
 )
 
 const benchUsage = `usage: nfschwinger bench [flags]
@@ -363,19 +364,27 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
+	var kernels *gpu.Kernels // the cuda rows' device
 	switch m.Engine {
 	case "dnnl":
 		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
 			return r, fmt.Errorf("bench: L = %d: %w", L, err)
 		}
 	case "cuda":
-		if err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true); err != nil {
+		k, err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true)
+		if err != nil {
 			return r, fmt.Errorf("bench: L = %d: %w", L, err)
 		}
 		defer flow.CloseDevice()
+		kernels = k
 	}
 	pool := lgt.NewPool(lgt.Paper(L), 0)
-	tr := nf.NewTrainer(flow, pool, est, o.Micro, o.Seed)
+	target, closeTarget, err := deviceTarget(kernels, est, pool, o.Micro)
+	if err != nil {
+		return r, fmt.Errorf("bench: L = %d: %w", L, err)
+	}
+	defer closeTarget()
+	tr := nf.NewTrainer(flow, target, est, o.Micro, o.Seed)
 	tr.FourPass = four
 	var step, loss, bwd, fl, act, gconv, gstep []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {

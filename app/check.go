@@ -105,8 +105,13 @@ func checkDevice(c nfio.Config) (onDevice bool, line string, err error) {
 	if err != nil {
 		return false, "", err
 	}
-	return onDevice, fmt.Sprintf("device      CUDA (compute.device = %q; %s): a rank needs %s of device memory for micro-batches of %d (parameters, store-everything tape, scratch)",
-		mode, here, bytesString(int64(bytes)), c.Train.MicroBatch), nil
+	what := "parameters, store-everything tape, scratch"
+	if c.Train.Estimator == string(nf.REINFORCE) {
+		bytes += device.ActionBytes(c.Lat.L, c.Train.MicroBatch)
+		what += "; the Schur complements of REINFORCE's log det, 16 V^2 bytes a configuration"
+	}
+	return onDevice, fmt.Sprintf("device      CUDA (compute.device = %q; %s): a rank needs %s of device memory for micro-batches of %d (%s)",
+		mode, here, bytesString(int64(bytes)), c.Train.MicroBatch, what), nil
 }
 
 // deviceBytes is the device memory of a flow of architecture a in T for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"nfschwinger/internal/cuda"
+	"nfschwinger/lgt"
 	"nfschwinger/nf"
 	"nfschwinger/nf/device"
 	"nfschwinger/nf/gpu"
@@ -59,23 +60,45 @@ func (p placement) String() string {
 
 // attach moves flow onto the placement's device for micro-batches of
 // maxB (with a tape when training): the kernels compiled (NVRTC, cached
-// on disk), the parameters, tape and scratch allocated. The errors: a
-// compile failure with NVRTC's log (exit 1), device memory exhausted
-// (a UsageError naming train.micro_batch and the estimate, exit 2).
-func attach[T nf.Float](p placement, flow *nf.Flow[T], maxB int, bf16, withTape bool) error {
+// on disk), the parameters, tape and scratch allocated; it returns the
+// kernels (nil on the CPU). The errors: a compile failure with NVRTC's
+// log (exit 1), device memory exhausted (a UsageError naming
+// train.micro_batch and the estimate, exit 2).
+func attach[T nf.Float](p placement, flow *nf.Flow[T], maxB int, bf16, withTape bool) (*gpu.Kernels, error) {
 	if p.driver == nil {
-		return nil
+		return nil, nil
 	}
 	k, err := gpu.NewKernels(p.driver)
 	if err != nil {
-		return fmt.Errorf("CUDA kernels: %w", err)
+		return nil, fmt.Errorf("CUDA kernels: %w", err)
 	}
 	if err := device.Attach(flow, k, maxB, bf16, withTape); err != nil {
 		if errors.Is(err, gpu.ErrOutOfMemory) {
-			return usagef("train.micro_batch = %d: the flow needs about %s of device memory on %s (%v); use a smaller micro_batch",
+			return nil, usagef("train.micro_batch = %d: the flow needs about %s of device memory on %s (%v); use a smaller micro_batch",
 				maxB, bytesString(int64(device.Bytes(flow, maxB, bf16, withTape))), p.driver.Name(), err)
 		}
-		return err
+		return nil, err
 	}
-	return nil
+	return k, nil
+}
+
+// deviceTarget returns the training target of a flow on the device of
+// the kernels k (nil: the CPU, the pool itself): for REINFORCE, whose
+// action needs no force, log det on the device (device.Action, for
+// micro-batches of maxB); otherwise the pool. close frees its device
+// memory. Device memory exhausted is a UsageError naming
+// train.micro_batch.
+func deviceTarget(k *gpu.Kernels, est nf.Estimator, pool *lgt.Pool, maxB int) (target nf.Target, close func(), err error) {
+	if k == nil || est != nf.REINFORCE {
+		return pool, func() {}, nil
+	}
+	a, err := device.NewAction(pool, k, maxB)
+	if err != nil {
+		if errors.Is(err, gpu.ErrOutOfMemory) {
+			return nil, nil, usagef("train.micro_batch = %d: log det on the device needs %s more device memory (%v); use a smaller micro_batch",
+				maxB, bytesString(int64(device.ActionBytes(pool.Params().L, maxB))), err)
+		}
+		return nil, nil, err
+	}
+	return a, a.Close, nil
 }

@@ -17,6 +17,8 @@ import (
 	nfio "nfschwinger/io"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
+	"nfschwinger/nf/device"
+	"nfschwinger/nf/gpu"
 	"nfschwinger/sample"
 )
 
@@ -162,11 +164,12 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	// Where the flow runs ([compute] device), agreed by every rank.
 	place, err := placeRank(cfg.Compute.Device, c.LocalRank())
 	var flow *nf.Flow[T]
+	var kernels *gpu.Kernels
 	if err == nil {
 		flow, err = newFlow[T](arch, cfg.Model.ConvPrecision, place.driver != nil)
 	}
 	if err == nil {
-		err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
+		kernels, err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
 	}
 	if err := c.AgreeError(err); err != nil {
 		return err
@@ -185,7 +188,16 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	r.pool = lgt.NewPool(cfg.Lattice(), 0)
 	pool := r.pool
 	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
-	r.trainer = nf.NewTrainer(flow, pool, est, micro, uint64(cfg.Train.Seed))
+	// On a device, REINFORCE's action has its log det there too.
+	target, closeTarget, err := deviceTarget(kernels, est, pool, micro)
+	if err := c.AgreeError(err); err != nil {
+		return err
+	}
+	defer closeTarget()
+	if _, ok := target.(*device.Action); ok && c.Rank() == 0 {
+		fmt.Fprintf(o.Stdout, "nfschwinger: the action's log det on the device too (REINFORCE needs no force)\n")
+	}
+	r.trainer = nf.NewTrainer(flow, target, est, micro, uint64(cfg.Train.Seed))
 	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,
 		ClipValue: cfg.Train.GradClipValue, ClipNorm: cfg.Train.GradClip}
 	if len(o.Faults) > 0 {

@@ -13,8 +13,10 @@ import (
 // 1e-10 relative — parameters, Adam's moments and every history value —
 // for the three estimators, REINFORCE in its three-pass form (one
 // micro-batch) and its four-pass form (six), and REINFORCE on two MPI
-// ranks, each with its own (emulated) device, against two CPU ranks. The
-// start line names the device.
+// ranks, each with its own (emulated) device, against two CPU ranks.
+// REINFORCE's action has its log det on the device too (an LU there, a
+// Bunch–Kaufman factorization on the CPU). The start line names the
+// device.
 func TestDeviceTrainingMatchesCPU(t *testing.T) {
 	for _, c := range []struct {
 		est          string
@@ -29,6 +31,9 @@ func TestDeviceTrainingMatchesCPU(t *testing.T) {
 			res := train(t, dir, dev, c.ranks, 0)
 			if !strings.Contains(res.Stdout, "flow on CUDA device 0 (emulator") {
 				t.Errorf("no start line naming the device:\n%s", tail(res.Stdout))
+			}
+			if onDev := strings.Contains(res.Stdout, "log det on the device"); onDev != (c.est == "reinforce") {
+				t.Errorf("%s: log det on the device %v, want it for REINFORCE only:\n%s", c.est, onDev, tail(res.Stdout))
 			}
 			got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), dev)
 			for _, v := range []struct {

@@ -4,7 +4,8 @@
 # binaries that `make gpu-check` put beside this script against device 0
 # (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails),
 # including the device flow against the CPU flow's recorded results
-# (reference.gob), then the device convolution's benchmark against
+# (reference.gob) and the device's log det against lgt's (logdet.gob),
+# then the device convolution's benchmark against
 # cuBLAS's own Sgemm at the paper's sizes and the device's part of a
 # training step (specs.gob), then `nfschwinger bench` on the device with
 # the Debian libraries packed beside it (bench.tar.xz), and writes the
@@ -20,7 +21,8 @@ NFSCHWINGER_CUDA_CACHE=$(mktemp -d)
 # benchmark (make gpu-check wrote them on a machine with the CPU flow).
 NFSCHWINGER_GPU_REFERENCE=$here/reference.gob
 NFSCHWINGER_GPU_SPECS=$here/specs.gob
-export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE NFSCHWINGER_GPU_REFERENCE NFSCHWINGER_GPU_SPECS
+NFSCHWINGER_GPU_LOGDET=$here/logdet.gob
+export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE NFSCHWINGER_GPU_REFERENCE NFSCHWINGER_GPU_SPECS NFSCHWINGER_GPU_LOGDET
 {
 	rc=0
 	echo "# nfschwinger gpu-check, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -36,6 +38,8 @@ export NFSCHWINGER_CUDA_TEST=gpu NFSCHWINGER_CUDA_CACHE NFSCHWINGER_GPU_REFERENC
 		"$here/gpu.test" -test.run '^$' -test.bench Conv -test.benchtime 20x || rc=1
 		echo "## benchmark: the device's part of a REINFORCE step (three-pass), 48 layers [64, 64]"
 		"$here/gpu.test" -test.run '^$' -test.bench FlowStep -test.benchtime 5x || rc=1
+		echo "## benchmark: REINFORCE's log det on the device (Schur complement, batched LU)"
+		"$here/gpu.test" -test.run '^$' -test.bench LogDet -test.benchtime 3x || rc=1
 		# nfschwinger bench itself, with the Debian libraries make gpu-check
 		# packed (bench.tar.xz), through their own loader.
 		bench=$(mktemp -d)

@@ -77,6 +77,13 @@ type Driver interface {
 	// bits of a float32, stored as uint16), C in float32 and float32
 	// accumulation (CUBLAS_COMPUTE_32F): conv_precision = "bf16".
 	GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error
+	// ZgetrfBatched is cuBLAS's batched LU with partial pivoting of batch
+	// complex128 matrices (column-major, interleaved real and imaginary
+	// parts) of order n and leading dimension lda, in place: aptrs is a
+	// device array of batch device pointers to them, piv receives the
+	// pivots (int32, 1-based as LAPACK's, n per matrix) and info one
+	// int32 per matrix (0, or k > 0 when U(k, k) is exactly zero).
+	ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePtr, batch int) error
 	// Synchronize waits for every call so far and returns the first error
 	// of an asynchronous one.
 	Synchronize() error

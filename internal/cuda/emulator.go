@@ -35,6 +35,7 @@ type Emulator struct {
 	sizes       map[DevicePtr]int // the size of every allocation
 	sgemm       func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
 	dgemm       func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
+	zgetrf      func(m, n *int32, a uintptr, lda *int32, ipiv uintptr, info *int32) // LAPACK's Fortran zgetrf_
 }
 
 // CBLAS's enumerations.
@@ -108,11 +109,16 @@ func NewEmulator() (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cuda emulator: %w", err)
 	}
+	lapack, err := dlopenFirst("libopenblas.so.0", "liblapack.so.3")
+	if err != nil {
+		return nil, fmt.Errorf("cuda emulator: %w", err)
+	}
 	for _, b := range []struct {
 		fptr any
 		h    uintptr
 		name string
 	}{
+		{&e.zgetrf, lapack, "zgetrf_"},
 		{&e.malloc, libc, "malloc"}, {&e.free, libc, "free"},
 		{&e.memcpyHD, libc, "memcpy"}, {&e.memcpyDH, libc, "memcpy"},
 		{&e.sgemm, blas, "cblas_sgemm"}, {&e.dgemm, blas, "cblas_dgemm"},
@@ -218,6 +224,25 @@ func (e *Emulator) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, 
 	runtime.KeepAlive(wa)
 	runtime.KeepAlive(wb)
 	return err
+}
+
+// ZgetrfBatched implements Driver with LAPACK's zgetrf, one matrix after
+// the other (device memory is host memory).
+func (e *Emulator) ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePtr, batch int) error {
+	ptrs := make([]uint64, batch)
+	if err := Download(e, ptrs, aptrs); err != nil {
+		return err
+	}
+	nn, ld := int32(n), int32(lda)
+	for b, a := range ptrs {
+		var inf int32
+		e.zgetrf(&nn, &nn, uintptr(a), &ld, uintptr(piv)+uintptr(4*n*b), &inf)
+		if inf < 0 {
+			return fmt.Errorf("cuda emulator: zgetrf: argument %d illegal", -inf)
+		}
+		e.memcpyHD(uintptr(info)+uintptr(4*b), unsafe.Pointer(&inf), 4)
+	}
+	return nil
 }
 
 // widen returns the n bfloat16 values at p as float32 bit patterns.

@@ -45,6 +45,7 @@ type Real struct {
 	cublasDgemm  func(h uintptr, ta, tb, m, n, k int32, alpha *float64, a uintptr, lda int32, b uintptr, ldb int32, beta *float64, c uintptr, ldc int32) int32
 	cublasGemmEx func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
 		beta *float32, c uintptr, ctype, ldc int32, compute, algo int32) int32
+	cublasZgetrfBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, info uintptr, batch int32) int32
 }
 
 // cuBLAS and CUDA enumerations of cublasGemmEx (library_types.h, cublas_api.h).
@@ -202,7 +203,8 @@ func (r *Real) loadCUBLAS() error {
 	for _, b := range []struct {
 		fptr any
 		name string
-	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"}} {
+	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"},
+		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}} {
 		if err := bind(b.fptr, h, b.name); err != nil {
 			return fmt.Errorf("cuda: cuBLAS: %w", err)
 		}
@@ -314,6 +316,15 @@ func (r *Real) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda 
 	if st := r.cublasGemmEx(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), cudaR16BF, int32(lda),
 		uintptr(b), cudaR16BF, int32(ldb), &beta, uintptr(c), cudaR32F, int32(ldc), cublasCompute32F, cublasGemmDflt); st != 0 {
 		return fmt.Errorf("cuda: cublasGemmEx (bf16): status %d", st)
+	}
+	return nil
+}
+
+// ZgetrfBatched implements Driver with cublasZgetrfBatched.
+func (r *Real) ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePtr, batch int) error {
+	defer r.pin()()
+	if st := r.cublasZgetrfBatched(r.blas, int32(n), uintptr(aptrs), int32(lda), uintptr(piv), uintptr(info), int32(batch)); st != 0 {
+		return fmt.Errorf("cuda: cublasZgetrfBatched: status %d", st)
 	}
 	return nil
 }

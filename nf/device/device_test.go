@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 
 	"nfschwinger/internal/cuda"
@@ -424,5 +425,57 @@ func testVectors[T nf.Float](t *testing.T, k *gpu.Kernels, angTol, logJTol float
 	t.Logf("%T: forward |Δx| %.2e, |Δlog J| %.2e; reverse |Δz| %.2e, |Δlog J| %.2e", T(0), dx, dj, dz, djr)
 	if dx > angTol || dz > angTol || dj > logJTol || djr > logJTol {
 		t.Errorf("%T: beyond %g (angles), %g (log J)", T(0), angTol, logJTol)
+	}
+}
+
+// TestDeviceAction: the training target with log det on the device
+// against lgt.Pool — the action alone within 1e-12 relative (an LU of S
+// there, Bunch–Kaufman of σ₃S here), in pieces of the device's
+// micro-batch; with the force it is the pool's, bit for bit; non-finite
+// links are lgt.ErrNonFinite naming the configuration.
+func TestDeviceAction(t *testing.T) {
+	k := testKernels(t)
+	for _, L := range []int{4, 8} {
+		pool := lgt.NewPool(lgt.Paper(L), 2)
+		a, err := NewAction(pool, k, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		const B = 7 // three pieces of at most 3
+		n := 2 * L * L
+		links := make([]float64, B*n)
+		rng := rand.New(rand.NewPCG(uint64(L), 2))
+		for i := range links {
+			links[i] = 2 * math.Pi * rng.Float64()
+		}
+		got, want := make([]float64, B), make([]float64, B)
+		if err := a.Action(got, nil, links); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.Action(want, nil, links); err != nil {
+			t.Fatal(err)
+		}
+		for b := range B {
+			if d := math.Abs(got[b] - want[b]); !(d <= 1e-12*math.Abs(want[b])) {
+				t.Errorf("L = %d, configuration %d: S = %.17g, lgt %.17g", L, b, got[b], want[b])
+			}
+		}
+		fg, fw := make([]float64, B*n), make([]float64, B*n)
+		if err := a.Action(got, fg, links); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.Action(want, fw, links); err != nil {
+			t.Fatal(err)
+		}
+		for i := range fw {
+			if fg[i] != fw[i] {
+				t.Fatalf("L = %d: with the force, not the pool's result", L)
+			}
+		}
+		links[5*n+3] = math.NaN()
+		if err := a.Action(got, nil, links); !errors.Is(err, lgt.ErrNonFinite) || !strings.Contains(err.Error(), "configuration 5 of 7") {
+			t.Errorf("L = %d: NaN link: %v, want lgt.ErrNonFinite naming configuration 5 of 7", L, err)
+		}
 	}
 }

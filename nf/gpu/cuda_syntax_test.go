@@ -28,6 +28,7 @@ func TestKernelsCompileAsCUDA(t *testing.T) {
 	cases := []struct{ name, source, define string }{
 		{"conv.cu", convSource, ""},
 		{"inputs.cu", inputsSource, ""},
+		{"action.cu", actionSource, ""},
 	}
 	for _, n := range []int{1, 8, 64} {
 		cases = append(cases, struct{ name, source, define string }{fmt.Sprintf("coupling.cu, %d bins", n), couplingSource, fmt.Sprintf("-DSPL_MAXBINS=%d", n)})

@@ -36,30 +36,38 @@ type Reference struct {
 }
 
 // WriteReferences writes refs to path (gob).
-func WriteReferences(path string, refs []Reference) error {
+func WriteReferences(path string, refs []Reference) error { return writeGob(path, refs) }
+
+// ReadReferences reads the references WriteReferences wrote.
+func ReadReferences(path string) ([]Reference, error) {
+	var refs []Reference
+	return refs, readGob(path, &refs)
+}
+
+// writeGob writes v to path.
+func writeGob(path string, v any) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := gob.NewEncoder(f).Encode(refs); err != nil {
+	if err := gob.NewEncoder(f).Encode(v); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
 }
 
-// ReadReferences reads the references WriteReferences wrote.
-func ReadReferences(path string) ([]Reference, error) {
+// readGob reads into v what writeGob wrote to path.
+func readGob(path string, v any) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
-	var refs []Reference
-	if err := gob.NewDecoder(f).Decode(&refs); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+	if err := gob.NewDecoder(f).Decode(v); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
 	}
-	return refs, nil
+	return nil
 }
 
 // fields names the results.

@@ -1,6 +1,9 @@
 package gpu
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"testing"
 )
@@ -33,4 +36,72 @@ func TestFlowAgainstReference(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestLogDetAgainstReference: the device's log|det D| against lgt's,
+// recorded by TestLogDetMatchesCPU (NFSCHWINGER_GPU_LOGDET names the
+// file; make gpu-check writes it): skipped without it, failing without it
+// in the device check.
+func TestLogDetAgainstReference(t *testing.T) {
+	path := os.Getenv("NFSCHWINGER_GPU_LOGDET")
+	if path == "" {
+		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+			t.Fatal("NFSCHWINGER_GPU_LOGDET is not set: the device check needs lgt's results")
+		}
+		t.Skip("NFSCHWINGER_GPU_LOGDET not set (make gpu-check writes it)")
+	}
+	var cases []LogDetCase
+	if err := readGob(path, &cases); err != nil {
+		t.Fatal(err)
+	}
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, c := range cases {
+			for _, msg := range checkLogDet(k, c) {
+				t.Error(msg)
+			}
+		}
+	})
+}
+
+// BenchmarkLogDet times gpu.LogDet (building S, the batched LU, the sum)
+// at L = 16 and 24 for micro-batches of 512 and 1536 random
+// configurations: the device's share of REINFORCE's action. In the device
+// check only (NFSCHWINGER_GPU_SPECS set); the emulator's LU is OpenBLAS's.
+func BenchmarkLogDet(b *testing.B) {
+	if os.Getenv("NFSCHWINGER_GPU_SPECS") == "" {
+		b.Skip("the device check's benchmark (NFSCHWINGER_GPU_SPECS not set)")
+	}
+	for name, d := range devices(b) {
+		k, err := NewKernels(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, L := range []int{16, 24} {
+			for _, B := range []int{512, 1536} {
+				b.Run(fmt.Sprintf("%s/L%d/B%d", name, L, B), func(b *testing.B) {
+					ld, err := NewLogDet(k, L, 0.276, B)
+					if err != nil {
+						b.Skip(err)
+					}
+					defer ld.Close()
+					rng := rand.New(rand.NewPCG(uint64(L), uint64(B)))
+					links := make([]float64, B*2*L*L)
+					for i := range links {
+						links[i] = 2 * math.Pi * rng.Float64()
+					}
+					out := make([]float64, B)
+					if err := ld.Compute(out, links, B); err != nil {
+						b.Fatal(err)
+					}
+					b.ResetTimer()
+					for range b.N {
+						if err := ld.Compute(out, links, B); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/batch")
+				})
+			}
+		}
+	}
 }

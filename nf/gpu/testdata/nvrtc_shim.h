@@ -25,4 +25,6 @@ __device__ double cos(double);
 __device__ double sin(double);
 __device__ void __syncthreads();
 __device__ unsigned __float_as_uint(float);
+__device__ double hypot(double, double);
+__device__ double nan(const char *);
 }

@@ -1,0 +1,122 @@
+// log|det D| of the Wilson–Dirac operator on the device, as lgt computes it
+// (lgt/evaluator.go, factorize; the conventions of lgt/doc.go and
+// lgt/dirac.go): the even–odd Schur complement S = 1 − κ² H_oe H_eo of
+// order n = V (V/2 odd sites × 2 spins), built from the links here,
+// factorized by cuBLAS's batched LU, and log|det S| = Σ_k log|U_kk|
+// (det D = det S). S is written row-major; cuBLAS reads it as Sᵀ, whose
+// determinant is the same.
+
+struct zc {
+	double re, im;
+};
+
+__device__ __forceinline__ zc zmul(zc a, zc b) { return zc{a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re}; }
+
+// The hop coefficient c_d(y) of site y = (i, j) (lgt's hop): U₀(y),
+// conj U₀(y − 0̂), U₁(y), conj U₁(y − 1̂), with b = −1 on the links of
+// direction 0 that wrap around the lattice.
+__device__ zc ld_coef(const double *__restrict__ links, int L, int y, int d) {
+	int V = L * L, i = y / L, j = y % L;
+	double b = 1, th;
+	bool conj = false;
+	switch (d) {
+	case 0:
+		if (i + 1 == L) b = -1;
+		th = links[i * L + j];
+		break;
+	case 1: {
+		int im = i - 1;
+		if (im < 0) { im = L - 1; b = -1; }
+		th = links[im * L + j];
+		conj = true;
+		break;
+	}
+	case 2:
+		th = links[V + i * L + j];
+		break;
+	default: {
+		int jm = j - 1;
+		if (jm < 0) jm = L - 1;
+		th = links[V + i * L + jm];
+		conj = true;
+	}
+	}
+	zc c = {b * cos(th), b * sin(th)};
+	if (conj) c.im = -c.im;
+	return c;
+}
+
+// proj[d] = 1 ∓ σ of hop direction d, row-major 2×2 (lgt's proj).
+__device__ __forceinline__ zc ld_proj(int d, int e) {
+	const double pr[4][4] = {{1, -1, -1, 1}, {1, 1, 1, 1}, {1, 0, 0, 1}, {1, 0, 0, 1}};
+	const double pi[4][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 1, -1, 0}, {0, -1, 1, 0}};
+	return zc{pr[d][e], pi[d][e]};
+}
+
+// One thread per odd site a of configuration b: rows 2a and 2a + 1 of
+// S_b (n = V columns, row-major, matrices n² apart) — the identity minus
+// κ² Σ_{d, d2 ≠ d^1} c_d(y) c_d2(e) P_d P_d2 into the columns of z =
+// n_d2(n_d(y)). nbr[4x + d] = n_d(x), odds the odd sites increasing,
+// oddIdx[x] the position of odd site x.
+__device__ void build_schur(zc *S, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ odds,
+		const int *__restrict__ oddIdx, int L, double k2, int B) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	int V = L * L, half = V / 2, n = V;
+	if (idx >= (long)B * half) return;
+	long b = idx / half;
+	int a = (int)(idx - b * half);
+	zc *r0 = S + b * (long)n * n + (long)(2 * a) * n, *r1 = r0 + n;
+	for (int c = 0; c < n; c++) r0[c] = r1[c] = zc{0, 0};
+	r0[2 * a] = r1[2 * a + 1] = zc{1, 0};
+	const double *lk = links + b * 2 * V;
+	int y = odds[a];
+	for (int d = 0; d < 4; d++) {
+		int ev = nbr[4 * y + d];
+		zc c1 = ld_coef(lk, L, y, d);
+		c1.re *= k2;
+		c1.im *= k2;
+		for (int d2 = 0; d2 < 4; d2++) {
+			if (d2 == (d ^ 1)) continue; // (1 ± σ)(1 ∓ σ) = 0: no back-tracking
+			int z = nbr[4 * ev + d2];
+			zc c = zmul(c1, ld_coef(lk, L, ev, d2));
+			// p = P_d · P_d2
+			zc p[4];
+			for (int r = 0; r < 2; r++)
+				for (int s = 0; s < 2; s++) {
+					zc u = zmul(ld_proj(d, 2 * r), ld_proj(d2, s)), v = zmul(ld_proj(d, 2 * r + 1), ld_proj(d2, 2 + s));
+					p[2 * r + s] = zc{u.re + v.re, u.im + v.im};
+				}
+			int col = 2 * oddIdx[z];
+			zc t;
+			t = zmul(c, p[0]); r0[col].re -= t.re; r0[col].im -= t.im;
+			t = zmul(c, p[1]); r0[col + 1].re -= t.re; r0[col + 1].im -= t.im;
+			t = zmul(c, p[2]); r1[col].re -= t.re; r1[col].im -= t.im;
+			t = zmul(c, p[3]); r1[col + 1].re -= t.re; r1[col + 1].im -= t.im;
+		}
+	}
+}
+
+// logAbs[b] = Σ_k log|U_kk| of the factors of S_b (NaN where info[b] ≠ 0:
+// a zero pivot, D singular).
+__device__ void schur_logdet(double *logAbs, const zc *__restrict__ S, const int *__restrict__ info, int n, int B) {
+	long b = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (b >= B) return;
+	if (info[b] != 0) {
+		logAbs[b] = nan("");
+		return;
+	}
+	const zc *s = S + b * (long)n * n;
+	double sum = 0;
+	for (int k = 0; k < n; k++) sum += log(hypot(s[(long)k * n + k].re, s[(long)k * n + k].im));
+	logAbs[b] = sum;
+}
+
+// The device array of the matrices' addresses for the batched LU.
+__device__ void schur_ptrs(unsigned long long *ptrs, unsigned long long base, long stride, int B) {
+	long b = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (b < B) ptrs[b] = base + (unsigned long long)(b * stride);
+}
+
+extern "C" __global__ void build_schur_k(zc *S, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ odds, const int *__restrict__ oddIdx, int L, double k2, int B) { build_schur(S, links, nbr, odds, oddIdx, L, k2, B); }
+extern "C" __global__ void schur_logdet_k(double *logAbs, const zc *__restrict__ S, const int *__restrict__ info, int n, int B) { schur_logdet(logAbs, S, info, n, B); }
+extern "C" __global__ void schur_ptrs_k(unsigned long long *ptrs, unsigned long long base, long stride, int B) { schur_ptrs(ptrs, base, stride, B); }
