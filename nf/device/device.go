@@ -1,6 +1,7 @@
 // Package device puts an nf.Flow on a CUDA device: it describes the flow
 // for nf/gpu (the architecture, and every layer's masks) and attaches the
-// device flow to it (nf.Flow.UseDevice). It is the only package that
+// device flow to it (nf.Flow.UseDevice), and it provides the training
+// target with log det on the device (Action). It is the only package that
 // knows both nf and nf/gpu: nf/gpu builds without cgo and nf without CUDA.
 package device
 

@@ -3,7 +3,8 @@
 // conditioner's circular convolutions as im2col kernels and cuBLAS
 // products (Conv, Conditioner), its input (Inputs), the splines and their
 // VJPs (coupling.cu), and the whole flow with its tape (Flow), in nf's
-// layouts and with nf's semantics. nf.Flow.UseDevice puts an nf.Flow's
+// layouts and with nf's semantics; and REINFORCE's log det of the Dirac
+// operator (LogDet, action.cu), in lgt's conventions. nf.Flow.UseDevice puts an nf.Flow's
 // passes on a Flow (nf/device attaches one). The parity with the CPU flow
 // is checked by nf/device's tests and, on a GPU machine, from their
 // recorded results (Reference).
