@@ -38,6 +38,21 @@ func testKernels(t *testing.T) *gpu.Kernels {
 	return k
 }
 
+// emulator returns a new emulated device (its memory as the environment
+// sets it) and its kernels, for the tests that count its allocations.
+func emulator(t *testing.T) (*cuda.Emulator, *gpu.Kernels) {
+	t.Helper()
+	em, err := cuda.NewEmulator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := gpu.NewKernels(em)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return em, k
+}
+
 // flowPair returns a flow of arch on the CPU and one with the same
 // parameters on the device (micro-batches up to maxB, with a tape). The
 // parameters are PyTorch's initialization with the biases scaled up, so
@@ -286,14 +301,7 @@ func TestDeviceBytes(t *testing.T) {
 		bf16         bool
 	}{{4, 8, 2, []int{8, 8}, false}, {8, 16, 4, []int{64, 64}, false}, {8, 16, 4, []int{64, 64}, true}, {16, 4, 2, []int{32}, false}} {
 		t.Run(fmt.Sprintf("L%d_B%d_hidden%v_bf16%v", c.L, c.B, c.hidden, c.bf16), func(t *testing.T) {
-			em, err := cuda.NewEmulator()
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := gpu.NewKernels(em)
-			if err != nil {
-				t.Fatal(err)
-			}
+			em, k := emulator(t)
 			a := arch(c.L, c.layers)
 			a.Hidden = c.hidden
 			if len(c.hidden) == 1 {
@@ -334,14 +342,7 @@ func TestAttachOutOfMemory(t *testing.T) {
 	}
 	for _, bf16 := range []bool{false, true} {
 		t.Setenv(cuda.EnvEmulatorMemory, fmt.Sprint(Bytes(f, 16, bf16, true)-1))
-		em, err := cuda.NewEmulator()
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := gpu.NewKernels(em)
-		if err != nil {
-			t.Fatal(err)
-		}
+		em, k := emulator(t)
 		err = Attach(f, k, 16, bf16, true)
 		if !errors.Is(err, gpu.ErrOutOfMemory) || f.OnDevice() {
 			t.Fatalf("bf16 %v, one byte short: %v (on device: %v), want ErrOutOfMemory", bf16, err, f.OnDevice())

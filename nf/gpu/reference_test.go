@@ -8,6 +8,22 @@ import (
 	"testing"
 )
 
+// recordedFile returns the file of recorded CPU results that the
+// environment variable env names (make gpu-check writes them): the test
+// skips without it, except in the device check (NFSCHWINGER_CUDA_TEST =
+// gpu), where it fails.
+func recordedFile(t *testing.T, env string) string {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+			t.Fatalf("%s is not set: the device check needs the CPU's recorded results", env)
+		}
+		t.Skipf("%s not set (make gpu-check writes it)", env)
+	}
+	return path
+}
+
 // TestFlowAgainstReference: the device flow against the CPU flow's
 // results recorded by nf/device's TestDeviceFlowMatchesCPU
 // (NFSCHWINGER_GPU_REFERENCE names the file; make gpu-check writes it
@@ -16,14 +32,7 @@ import (
 // the file, it skips — except in the device check
 // (NFSCHWINGER_CUDA_TEST=gpu), where a missing file fails.
 func TestFlowAgainstReference(t *testing.T) {
-	path := os.Getenv("NFSCHWINGER_GPU_REFERENCE")
-	if path == "" {
-		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
-			t.Fatal("NFSCHWINGER_GPU_REFERENCE is not set: the device check needs the CPU's results")
-		}
-		t.Skip("NFSCHWINGER_GPU_REFERENCE not set (make gpu-check writes it)")
-	}
-	refs, err := ReadReferences(path)
+	refs, err := ReadReferences(recordedFile(t, "NFSCHWINGER_GPU_REFERENCE"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,15 +52,8 @@ func TestFlowAgainstReference(t *testing.T) {
 // file; make gpu-check writes it): skipped without it, failing without it
 // in the device check.
 func TestLogDetAgainstReference(t *testing.T) {
-	path := os.Getenv("NFSCHWINGER_GPU_LOGDET")
-	if path == "" {
-		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
-			t.Fatal("NFSCHWINGER_GPU_LOGDET is not set: the device check needs lgt's results")
-		}
-		t.Skip("NFSCHWINGER_GPU_LOGDET not set (make gpu-check writes it)")
-	}
 	var cases []LogDetCase
-	if err := readGob(path, &cases); err != nil {
+	if err := readGob(recordedFile(t, "NFSCHWINGER_GPU_LOGDET"), &cases); err != nil {
 		t.Fatal(err)
 	}
 	forKernels(t, func(t *testing.T, k *Kernels) {
