@@ -105,11 +105,12 @@ func checkDevice(c nfio.Config) (onDevice bool, line string, err error) {
 	if err != nil {
 		return false, "", err
 	}
-	what := "parameters, store-everything tape, scratch"
-	if c.Train.Estimator == string(nf.REINFORCE) {
-		bytes += device.ActionBytes(c.Lat.L, c.Train.MicroBatch)
-		what += "; the Schur complements of REINFORCE's log det, 16 V^2 bytes a configuration"
+	what := "parameters, store-everything tape, scratch; the action's Schur complements, 16 V^2 bytes a configuration"
+	withForce := c.Train.Estimator != string(nf.REINFORCE)
+	if withForce {
+		what += ", and their inverses for the force"
 	}
+	bytes += device.ActionBytes(c.Lat.L, c.Train.MicroBatch, withForce)
 	return onDevice, fmt.Sprintf("device      CUDA (compute.device = %q; %s): a rank needs %s of device memory for micro-batches of %d (%s)",
 		mode, here, bytesString(int64(bytes)), c.Train.MicroBatch, what), nil
 }

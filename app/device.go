@@ -83,20 +83,21 @@ func attach[T nf.Float](p placement, flow *nf.Flow[T], maxB int, bf16, withTape 
 }
 
 // deviceTarget returns the training target of a flow on the device of
-// the kernels k (nil: the CPU, the pool itself): for REINFORCE, whose
-// action needs no force, log det on the device (device.Action, for
-// micro-batches of maxB); otherwise the pool. close frees its device
+// the kernels k (nil: the CPU, the pool itself): the action on the device
+// (device.Action, for micro-batches of maxB), its log det for REINFORCE,
+// with the force for r.t. and the path gradient. close frees its device
 // memory. Device memory exhausted is a UsageError naming
 // train.micro_batch.
 func deviceTarget(k *gpu.Kernels, est nf.Estimator, pool *lgt.Pool, maxB int) (target nf.Target, close func(), err error) {
-	if k == nil || est != nf.REINFORCE {
+	if k == nil {
 		return pool, func() {}, nil
 	}
-	a, err := device.NewAction(pool, k, maxB)
+	withForce := est != nf.REINFORCE
+	a, err := device.NewAction(pool, k, maxB, withForce)
 	if err != nil {
 		if errors.Is(err, gpu.ErrOutOfMemory) {
-			return nil, nil, usagef("train.micro_batch = %d: log det on the device needs %s more device memory (%v); use a smaller micro_batch",
-				maxB, bytesString(int64(device.ActionBytes(pool.Params().L, maxB))), err)
+			return nil, nil, usagef("train.micro_batch = %d: the action on the device needs %s more device memory (%v); use a smaller micro_batch",
+				maxB, bytesString(int64(device.ActionBytes(pool.Params().L, maxB, withForce))), err)
 		}
 		return nil, nil, err
 	}

@@ -195,7 +195,11 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	}
 	defer closeTarget()
 	if _, ok := target.(*device.Action); ok && c.Rank() == 0 {
-		fmt.Fprintf(o.Stdout, "nfschwinger: the action's log det on the device too (REINFORCE needs no force)\n")
+		what := "log det (REINFORCE needs no force)"
+		if est != nf.REINFORCE {
+			what = "log det and force"
+		}
+		fmt.Fprintf(o.Stdout, "nfschwinger: the action's %s on the device too\n", what)
 	}
 	r.trainer = nf.NewTrainer(flow, target, est, micro, uint64(cfg.Train.Seed))
 	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,

@@ -14,9 +14,9 @@ import (
 // for the three estimators, REINFORCE in its three-pass form (one
 // micro-batch) and its four-pass form (six), and REINFORCE on two MPI
 // ranks, each with its own (emulated) device, against two CPU ranks.
-// REINFORCE's action has its log det on the device too (an LU there, a
-// Bunch–Kaufman factorization on the CPU). The start line names the
-// device.
+// The action is on the device too, its log det for REINFORCE and with the
+// force for r.t. and path (an LU and its inverse there, Bunch–Kaufman on
+// the CPU). The start lines name the device and the action.
 func TestDeviceTrainingMatchesCPU(t *testing.T) {
 	for _, c := range []struct {
 		est          string
@@ -32,8 +32,12 @@ func TestDeviceTrainingMatchesCPU(t *testing.T) {
 			if !strings.Contains(res.Stdout, "flow on CUDA device 0 (emulator") {
 				t.Errorf("no start line naming the device:\n%s", tail(res.Stdout))
 			}
-			if onDev := strings.Contains(res.Stdout, "log det on the device"); onDev != (c.est == "reinforce") {
-				t.Errorf("%s: log det on the device %v, want it for REINFORCE only:\n%s", c.est, onDev, tail(res.Stdout))
+			want := "the action's log det and force on the device too"
+			if c.est == "reinforce" {
+				want = "the action's log det (REINFORCE needs no force) on the device too"
+			}
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("%s: no line %q:\n%s", c.est, want, tail(res.Stdout))
 			}
 			got := readCkpt(t, filepath.Join(dir, "run", "checkpoint.h5"), dev)
 			for _, v := range []struct {

@@ -84,6 +84,11 @@ type Driver interface {
 	// pivots (int32, 1-based as LAPACK's, n per matrix) and info one
 	// int32 per matrix (0, or k > 0 when U(k, k) is exactly zero).
 	ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePtr, batch int) error
+	// ZgetriBatched is cuBLAS's batched inverse from ZgetrfBatched's
+	// factors and pivots: the inverse of the matrix at aptrs[b] into the
+	// one at cptrs[b] (leading dimension ldc; out of place), info as
+	// ZgetrfBatched's.
+	ZgetriBatched(n int, aptrs DevicePtr, lda int, piv, cptrs DevicePtr, ldc int, info DevicePtr, batch int) error
 	// Synchronize waits for every call so far and returns the first error
 	// of an asynchronous one.
 	Synchronize() error

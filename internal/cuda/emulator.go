@@ -31,11 +31,13 @@ type Emulator struct {
 	free        func(p uintptr)
 	memcpyHD    func(dst uintptr, src unsafe.Pointer, n uintptr) uintptr
 	memcpyDH    func(dst unsafe.Pointer, src uintptr, n uintptr) uintptr
+	memcpyDD    func(dst, src uintptr, n uintptr) uintptr
 	limit, used int               // device memory: EnvEmulatorMemory's bytes, and those allocated
 	sizes       map[DevicePtr]int // the size of every allocation
 	sgemm       func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
 	dgemm       func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
 	zgetrf      func(m, n *int32, a uintptr, lda *int32, ipiv uintptr, info *int32) // LAPACK's Fortran zgetrf_
+	zgetri      func(n *int32, a uintptr, lda *int32, ipiv uintptr, work uintptr, lwork *int32, info *int32)
 }
 
 // CBLAS's enumerations.
@@ -118,9 +120,9 @@ func NewEmulator() (*Emulator, error) {
 		h    uintptr
 		name string
 	}{
-		{&e.zgetrf, lapack, "zgetrf_"},
+		{&e.zgetrf, lapack, "zgetrf_"}, {&e.zgetri, lapack, "zgetri_"},
 		{&e.malloc, libc, "malloc"}, {&e.free, libc, "free"},
-		{&e.memcpyHD, libc, "memcpy"}, {&e.memcpyDH, libc, "memcpy"},
+		{&e.memcpyHD, libc, "memcpy"}, {&e.memcpyDH, libc, "memcpy"}, {&e.memcpyDD, libc, "memcpy"},
 		{&e.sgemm, blas, "cblas_sgemm"}, {&e.dgemm, blas, "cblas_dgemm"},
 	} {
 		if err := bind(b.fptr, b.h, b.name); err != nil {
@@ -242,6 +244,34 @@ func (e *Emulator) ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info Devi
 		}
 		e.memcpyHD(uintptr(info)+uintptr(4*b), unsafe.Pointer(&inf), 4)
 	}
+	return nil
+}
+
+// ZgetriBatched implements Driver with LAPACK's zgetri on a copy of each
+// factorized matrix (column by column: the leading dimensions may
+// differ).
+func (e *Emulator) ZgetriBatched(n int, aptrs DevicePtr, lda int, piv, cptrs DevicePtr, ldc int, info DevicePtr, batch int) error {
+	ap, cp := make([]uint64, batch), make([]uint64, batch)
+	if err := Download(e, ap, aptrs); err != nil {
+		return err
+	}
+	if err := Download(e, cp, cptrs); err != nil {
+		return err
+	}
+	nn, ld, lw := int32(n), int32(ldc), int32(64*max(n, 1))
+	work := make([]complex128, lw)
+	for b := range ap {
+		for c := range n {
+			e.memcpyDD(uintptr(cp[b])+uintptr(16*c*ldc), uintptr(ap[b])+uintptr(16*c*lda), uintptr(16*n))
+		}
+		var inf int32
+		e.zgetri(&nn, uintptr(cp[b]), &ld, uintptr(piv)+uintptr(4*n*b), uintptr(unsafe.Pointer(&work[0])), &lw, &inf)
+		if inf < 0 {
+			return fmt.Errorf("cuda emulator: zgetri: argument %d illegal", -inf)
+		}
+		e.memcpyHD(uintptr(info)+uintptr(4*b), unsafe.Pointer(&inf), 4)
+	}
+	runtime.KeepAlive(work)
 	return nil
 }
 

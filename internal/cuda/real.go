@@ -46,6 +46,7 @@ type Real struct {
 	cublasGemmEx func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
 		beta *float32, c uintptr, ctype, ldc int32, compute, algo int32) int32
 	cublasZgetrfBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, info uintptr, batch int32) int32
+	cublasZgetriBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, cptrs uintptr, ldc int32, info uintptr, batch int32) int32
 }
 
 // cuBLAS and CUDA enumerations of cublasGemmEx (library_types.h, cublas_api.h).
@@ -204,7 +205,7 @@ func (r *Real) loadCUBLAS() error {
 		fptr any
 		name string
 	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"},
-		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}} {
+		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}, {&r.cublasZgetriBatched, "cublasZgetriBatched"}} {
 		if err := bind(b.fptr, h, b.name); err != nil {
 			return fmt.Errorf("cuda: cuBLAS: %w", err)
 		}
@@ -325,6 +326,15 @@ func (r *Real) ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePt
 	defer r.pin()()
 	if st := r.cublasZgetrfBatched(r.blas, int32(n), uintptr(aptrs), int32(lda), uintptr(piv), uintptr(info), int32(batch)); st != 0 {
 		return fmt.Errorf("cuda: cublasZgetrfBatched: status %d", st)
+	}
+	return nil
+}
+
+// ZgetriBatched implements Driver with cublasZgetriBatched.
+func (r *Real) ZgetriBatched(n int, aptrs DevicePtr, lda int, piv, cptrs DevicePtr, ldc int, info DevicePtr, batch int) error {
+	defer r.pin()()
+	if st := r.cublasZgetriBatched(r.blas, int32(n), uintptr(aptrs), int32(lda), uintptr(piv), uintptr(cptrs), int32(ldc), uintptr(info), int32(batch)); st != 0 {
+		return fmt.Errorf("cuda: cublasZgetriBatched: status %d", st)
 	}
 	return nil
 }

@@ -429,16 +429,17 @@ func testVectors[T nf.Float](t *testing.T, k *gpu.Kernels, angTol, logJTol float
 	}
 }
 
-// TestDeviceAction: the training target with log det on the device
-// against lgt.Pool — the action alone within 1e-12 relative (an LU of S
-// there, Bunch–Kaufman of σ₃S here), in pieces of the device's
-// micro-batch; with the force it is the pool's, bit for bit; non-finite
-// links are lgt.ErrNonFinite naming the configuration.
+// TestDeviceAction: the training target with the action on the device
+// against lgt.Pool — the action within 1e-12 relative (an LU of S there,
+// Bunch–Kaufman of σ₃S here), in pieces of the device's micro-batch; made
+// without the force, a call with it is the pool's, bit for bit; made with
+// it, the device's force within 1e-11 of lgt's; non-finite links are
+// lgt.ErrNonFinite naming the configuration.
 func TestDeviceAction(t *testing.T) {
 	k := testKernels(t)
 	for _, L := range []int{4, 8} {
 		pool := lgt.NewPool(lgt.Paper(L), 2)
-		a, err := NewAction(pool, k, 3)
+		a, err := NewAction(pool, k, 3, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,6 +474,22 @@ func TestDeviceAction(t *testing.T) {
 			if fg[i] != fw[i] {
 				t.Fatalf("L = %d: with the force, not the pool's result", L)
 			}
+		}
+		af, err := NewAction(pool, k, 3, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer af.Close()
+		if err := af.Action(got, fg, links); err != nil {
+			t.Fatal(err)
+		}
+		for b := range B {
+			if d := math.Abs(got[b] - want[b]); !(d <= 1e-12*math.Abs(want[b])) {
+				t.Errorf("L = %d, configuration %d, with the force: S = %.17g, lgt %.17g", L, b, got[b], want[b])
+			}
+		}
+		if e := gpu.RelErr(fg, fw, false); !(e <= 1e-11) {
+			t.Errorf("L = %d: the device's force against lgt's: relative error %.3g > 1e-11", L, e)
 		}
 		links[5*n+3] = math.NaN()
 		if err := a.Action(got, nil, links); !errors.Is(err, lgt.ErrNonFinite) || !strings.Contains(err.Error(), "configuration 5 of 7") {

@@ -117,6 +117,103 @@ __device__ void schur_ptrs(unsigned long long *ptrs, unsigned long long base, lo
 	if (b < B) ptrs[b] = base + (unsigned long long)(b * stride);
 }
 
+// The gauge force (lgt's gaugeForce): one thread per link of
+// configuration b, force = dS_G/dθ written (not added): θ₀(x):
+// β (sin P(x) − sin P(x − 1̂)), θ₁(x): β (sin P(x − 0̂) − sin P(x)).
+__device__ __forceinline__ double ld_plaq(const double *__restrict__ lk, int L, int i, int j) {
+	int V = L * L, ip = (i + 1) % L, jp = (j + 1) % L;
+	return lk[i * L + j] + lk[V + ip * L + j] - lk[i * L + jp] - lk[V + i * L + j];
+}
+
+__device__ void gauge_force(double *force, const double *__restrict__ links, int L, double beta, int B) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	int V = L * L;
+	if (idx >= (long)B * 2 * V) return;
+	long b = idx / (2 * V);
+	int r = (int)(idx - b * 2 * V), mu = r / V, x = r % V, i = x / L, j = x % L;
+	const double *lk = links + b * 2 * V;
+	if (mu == 0)
+		force[idx] = beta * (sin(ld_plaq(lk, L, i, j)) - sin(ld_plaq(lk, L, i, (j + L - 1) % L)));
+	else
+		force[idx] = beta * (sin(ld_plaq(lk, L, (i + L - 1) % L, j)) - sin(ld_plaq(lk, L, i, j)));
+}
+
+__device__ __forceinline__ void m2mul(zc *out, const zc *a, const zc *b) {
+	for (int r = 0; r < 2; r++)
+		for (int c = 0; c < 2; c++) {
+			zc u = zmul(a[2 * r], b[c]), v = zmul(a[2 * r + 1], b[2 + c]);
+			out[2 * r + c] = zc{u.re + v.re, u.im + v.im};
+		}
+}
+
+// Im tr(a·b) of 2×2 matrices.
+__device__ __forceinline__ double m2imtr(const zc *a, const zc *b) {
+	zc p = zmul(a[0], b[0]), q = zmul(a[1], b[2]), r = zmul(a[2], b[1]), s = zmul(a[3], b[3]);
+	return p.im + q.im + r.im + s.im;
+}
+
+// The fermion force (lgt's fermionBlocks) from W = S⁻¹ (row-major, n = V,
+// matrices n² apart): one thread per even site x of configuration b,
+// adding to force its four links, each between x and an odd site (so no
+// two threads write one link). evens lists the even sites.
+__device__ void fermion_force(double *force, const zc *__restrict__ W, const double *__restrict__ links, const int *__restrict__ nbr,
+		const int *__restrict__ evens, const int *__restrict__ oddIdx, int L, double kappa, int B) {
+	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	int V = L * L, half = V / 2, n = V;
+	if (idx >= (long)B * half) return;
+	long b = idx / half;
+	int x = evens[idx - b * half];
+	const double *lk = links + b * 2 * V;
+	const zc *w = W + b * (long)n * n;
+	double *f = force + b * 2 * V;
+	int col[4];
+	zc teo[4][4], toe[4][4];
+	for (int d = 0; d < 4; d++) {
+		int o = nbr[4 * x + d];
+		col[d] = 2 * oddIdx[o];
+		zc c = ld_coef(lk, L, x, d), cc = zc{c.re, -c.im};
+		for (int e = 0; e < 4; e++) {
+			teo[d][e] = zmul(c, ld_proj(d, e));
+			toe[d][e] = zmul(cc, ld_proj(d ^ 1, e));
+		}
+	}
+	for (int d = 0; d < 4; d++) {
+		zc goe[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}}, geo[4] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+		for (int d2 = 0; d2 < 4; d2++) {
+			// wb[d][d2] and wb[d2][d]: the 2×2 blocks of W between the odd
+			// neighbours.
+			const zc *r0 = w + (long)col[d] * n, *r1 = r0 + n;
+			zc wdd2[4] = {r0[col[d2]], r0[col[d2] + 1], r1[col[d2]], r1[col[d2] + 1]};
+			const zc *q0 = w + (long)col[d2] * n, *q1 = q0 + n;
+			zc wd2d[4] = {q0[col[d]], q0[col[d] + 1], q1[col[d]], q1[col[d] + 1]};
+			zc a[4], bb[4];
+			m2mul(a, wdd2, toe[d2]);
+			m2mul(bb, teo[d2], wd2d);
+			for (int k = 0; k < 4; k++) {
+				goe[k].re += a[k].re;
+				goe[k].im += a[k].im;
+				geo[k].re += bb[k].re;
+				geo[k].im += bb[k].im;
+			}
+		}
+		for (int k = 0; k < 4; k++) {
+			goe[k].re *= kappa;
+			goe[k].im *= kappa;
+			geo[k].re *= kappa;
+			geo[k].im *= kappa;
+		}
+		double fv = 2 * kappa * (m2imtr(geo, toe[d]) - m2imtr(goe, teo[d]));
+		switch (d) {
+		case 0: f[x] += fv; break;                        // θ₀(x), x even
+		case 1: f[nbr[4 * x + 1]] -= fv; break;           // θ₀(x − 0̂)
+		case 2: f[V + x] += fv; break;                    // θ₁(x)
+		default: f[V + nbr[4 * x + 3]] -= fv;             // θ₁(x − 1̂)
+		}
+	}
+}
+
+extern "C" __global__ void gauge_force_k(double *force, const double *__restrict__ links, int L, double beta, int B) { gauge_force(force, links, L, beta, B); }
+extern "C" __global__ void fermion_force_k(double *force, const zc *__restrict__ W, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ evens, const int *__restrict__ oddIdx, int L, double kappa, int B) { fermion_force(force, W, links, nbr, evens, oddIdx, L, kappa, B); }
 extern "C" __global__ void build_schur_k(zc *S, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ odds, const int *__restrict__ oddIdx, int L, double k2, int B) { build_schur(S, links, nbr, odds, oddIdx, L, k2, B); }
 extern "C" __global__ void schur_logdet_k(double *logAbs, const zc *__restrict__ S, const int *__restrict__ info, int n, int B) { schur_logdet(logAbs, S, info, n, B); }
 extern "C" __global__ void schur_ptrs_k(unsigned long long *ptrs, unsigned long long base, long stride, int B) { schur_ptrs(ptrs, base, stride, B); }

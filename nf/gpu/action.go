@@ -26,22 +26,31 @@ type LogDet struct {
 
 	k                               *Kernels
 	build, logdet, ptrs             cuda.Function
-	nbr, odds, oddIdx               cuda.DevicePtr // the lattice's tables (int32)
+	gauge, fermion                  cuda.Function
+	nbr, odds, evens, oddIdx        cuda.DevicePtr // the lattice's tables (int32)
 	s, aptrs, piv, info, links, out cuda.DevicePtr
+	w, wptrs, force                 cuda.DevicePtr // with the force: W = S⁻¹, its addresses, dS/dθ
+	withForce                       bool
 	allocs                          []cuda.DevicePtr
 }
 
-// LogDetBytes returns the device memory of a LogDet for L and maxB: the
-// Schur complements (16 V² bytes each), the links, pivots and results,
+// LogDetBytes returns the device memory of a LogDet for L and maxB (and
+// withForce): the Schur complements (16 V² bytes each, twice with the
+// force: W = S⁻¹), the links, pivots, results, addresses (and forces),
 // and the tables.
-func LogDetBytes(L, maxB int) int {
+func LogDetBytes(L, maxB int, withForce bool) int {
 	V := L * L
-	return maxB*(16*V*V+8*2*V+4*V+4+8+8) + 4*(4*V+V/2+V)
+	per := 16*V*V + 8*2*V + 4*V + 4 + 8 + 8
+	if withForce {
+		per += 16*V*V + 8 + 8*2*V
+	}
+	return maxB*per + 4*(4*V+V/2+V/2+V)
 }
 
 // NewLogDet compiles action.cu and allocates the device memory for
-// micro-batches of up to maxB configurations; L must be even.
-func NewLogDet(k *Kernels, L int, kappa float64, maxB int) (*LogDet, error) {
+// micro-batches of up to maxB configurations, with the force (Force)
+// when withForce; L must be even.
+func NewLogDet(k *Kernels, L int, kappa float64, maxB int, withForce bool) (*LogDet, error) {
 	if L < 2 || L%2 != 0 || maxB < 1 {
 		return nil, fmt.Errorf("gpu: log det for L = %d, micro-batch %d", L, maxB)
 	}
@@ -49,11 +58,12 @@ func NewLogDet(k *Kernels, L int, kappa float64, maxB int) (*LogDet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ld := &LogDet{L: L, MaxB: maxB, Kappa: kappa, k: k}
+	ld := &LogDet{L: L, MaxB: maxB, Kappa: kappa, k: k, withForce: withForce}
 	for _, f := range []struct {
 		dst  *cuda.Function
 		name string
-	}{{&ld.build, "build_schur_k"}, {&ld.logdet, "schur_logdet_k"}, {&ld.ptrs, "schur_ptrs_k"}} {
+	}{{&ld.build, "build_schur_k"}, {&ld.logdet, "schur_logdet_k"}, {&ld.ptrs, "schur_ptrs_k"},
+		{&ld.gauge, "gauge_force_k"}, {&ld.fermion, "fermion_force_k"}} {
 		if *f.dst, err = m.Function(f.name); err != nil {
 			return nil, err
 		}
@@ -70,7 +80,7 @@ func NewLogDet(k *Kernels, L int, kappa float64, maxB int) (*LogDet, error) {
 // the buffers.
 func (ld *LogDet) alloc() error {
 	L, V := ld.L, ld.L*ld.L
-	nbr, odds, oddIdx := make([]int32, 4*V), make([]int32, 0, V/2), make([]int32, V)
+	nbr, odds, evens, oddIdx := make([]int32, 4*V), make([]int32, 0, V/2), make([]int32, 0, V/2), make([]int32, V)
 	for i := range L {
 		for j := range L {
 			x := i*L + j
@@ -80,6 +90,7 @@ func (ld *LogDet) alloc() error {
 			nbr[4*x+3] = int32(i*L + (j+L-1)%L)
 			if (i+j)%2 == 0 {
 				oddIdx[x] = -1
+				evens = append(evens, int32(x))
 			} else {
 				oddIdx[x] = int32(len(odds))
 				odds = append(odds, int32(x))
@@ -89,7 +100,7 @@ func (ld *LogDet) alloc() error {
 	for _, t := range []struct {
 		p *cuda.DevicePtr
 		v []int32
-	}{{&ld.nbr, nbr}, {&ld.odds, odds}, {&ld.oddIdx, oddIdx}} {
+	}{{&ld.nbr, nbr}, {&ld.odds, odds}, {&ld.evens, evens}, {&ld.oddIdx, oddIdx}} {
 		p, err := ld.alloc1(4 * len(t.v))
 		if err != nil {
 			return err
@@ -103,12 +114,21 @@ func (ld *LogDet) alloc() error {
 	for _, a := range []struct {
 		p     *cuda.DevicePtr
 		bytes int
-	}{{&ld.s, 16 * V * V * B}, {&ld.aptrs, 8 * B}, {&ld.piv, 4 * V * B}, {&ld.info, 4 * B}, {&ld.links, 8 * 2 * V * B}, {&ld.out, 8 * B}} {
+	}{{&ld.s, 16 * V * V * B}, {&ld.aptrs, 8 * B}, {&ld.piv, 4 * V * B}, {&ld.info, 4 * B}, {&ld.links, 8 * 2 * V * B}, {&ld.out, 8 * B},
+		{&ld.w, 16 * V * V * B}, {&ld.wptrs, 8 * B}, {&ld.force, 8 * 2 * V * B}} {
+		if !ld.withForce && (a.p == &ld.w || a.p == &ld.wptrs || a.p == &ld.force) {
+			continue
+		}
 		p, err := ld.alloc1(a.bytes)
 		if err != nil {
 			return err
 		}
 		*a.p = p
+	}
+	if ld.withForce {
+		if err := cuda.Launch(ld.ptrs, grid(B), block, ld.wptrs, ld.w, int64(16*V*V), int32(B)); err != nil {
+			return err
+		}
 	}
 	return cuda.Launch(ld.ptrs, grid(B), block, ld.aptrs, ld.s, int64(16*V*V), int32(B))
 }
@@ -134,10 +154,25 @@ func (ld *LogDet) Close() {
 // lgt's layout; B ≤ MaxB) into logAbs (B); a configuration whose D is
 // singular (a zero pivot of the LU) gets NaN.
 func (ld *LogDet) Compute(logAbs, links []float64, B int) error {
+	ld.checkCall("Compute", logAbs, links, B)
+	if err := ld.factorize(links, B); err != nil {
+		return err
+	}
+	return cuda.Download(ld.k.d, logAbs, ld.out)
+}
+
+// checkCall panics unless the slices fit B ≤ MaxB configurations.
+func (ld *LogDet) checkCall(name string, logAbs, links []float64, B int) {
 	V := ld.L * ld.L
 	if B < 1 || B > ld.MaxB || len(logAbs) != B || len(links) != B*2*V {
-		panic(fmt.Sprintf("gpu: LogDet.Compute: %d results, %d links for B = %d (at most %d)", len(logAbs), len(links), B, ld.MaxB))
+		panic(fmt.Sprintf("gpu: LogDet.%s: %d results, %d links for B = %d (at most %d)", name, len(logAbs), len(links), B, ld.MaxB))
 	}
+}
+
+// factorize uploads the links, builds S, factorizes it and sums log|U_kk|
+// into ld.out.
+func (ld *LogDet) factorize(links []float64, B int) error {
+	V := ld.L * ld.L
 	if err := cuda.CopyIn(ld.k.d, ld.links, links); err != nil {
 		return err
 	}
@@ -147,44 +182,89 @@ func (ld *LogDet) Compute(logAbs, links []float64, B int) error {
 	if err := ld.k.d.ZgetrfBatched(V, ld.aptrs, V, ld.piv, ld.info, B); err != nil {
 		return err
 	}
-	if err := cuda.Launch(ld.logdet, grid(B), block, ld.out, ld.s, ld.info, int32(V), int32(B)); err != nil {
+	return cuda.Launch(ld.logdet, grid(B), block, ld.out, ld.s, ld.info, int32(V), int32(B))
+}
+
+// Force is Compute, and writes dS/dθ of the total action S = S_G − 2
+// log|det D| (gauge coupling beta) into force (B·2V, lgt's layout), as
+// lgt.Evaluator.Action: W = S⁻¹ by cuBLAS's batched inverse from the
+// factors, the neighbour blocks of D⁻¹ from it and the hops, the gauge
+// force from the plaquettes. A configuration whose D is singular gets NaN
+// in logAbs (its force is then meaningless). The LogDet must have been
+// made withForce.
+func (ld *LogDet) Force(logAbs, force, links []float64, beta float64, B int) error {
+	if !ld.withForce {
+		panic("gpu: LogDet.Force: made without the force")
+	}
+	V := ld.L * ld.L
+	ld.checkCall("Force", logAbs, links, B)
+	if len(force) != B*2*V {
+		panic(fmt.Sprintf("gpu: LogDet.Force: %d forces for B = %d", len(force), B))
+	}
+	if err := ld.factorize(links, B); err != nil {
 		return err
 	}
-	return cuda.Download(ld.k.d, logAbs, ld.out)
+	if err := ld.k.d.ZgetriBatched(V, ld.aptrs, V, ld.piv, ld.wptrs, V, ld.info, B); err != nil {
+		return err
+	}
+	if err := cuda.Launch(ld.gauge, grid(B*2*V), block, ld.force, ld.links, int32(ld.L), beta, int32(B)); err != nil {
+		return err
+	}
+	if err := cuda.Launch(ld.fermion, grid(B*V/2), block, ld.force, ld.w, ld.links, ld.nbr, ld.evens, ld.oddIdx, int32(ld.L), ld.Kappa, int32(B)); err != nil {
+		return err
+	}
+	if err := cuda.Download(ld.k.d, logAbs, ld.out); err != nil {
+		return err
+	}
+	return cuda.Download(ld.k.d, force, ld.force)
 }
 
 // Singular reports whether a log|det D| of Compute marks a singular D.
 func Singular(logAbs float64) bool { return math.IsNaN(logAbs) }
 
-// LogDetCase is a recorded case of LogDet: the lattice, κ, the links of
-// B configurations and lgt's log|det D| of each, written by the cgo test
-// TestLogDetMatchesCPU (NFSCHWINGER_GPU_LOGDET) for the device check,
-// which has no lgt.
+// LogDetCase is a recorded case of LogDet: the lattice, κ and β, the
+// links of B configurations and lgt's log|det D| and force dS/dθ (B·2V)
+// of each, written by the cgo test TestLogDetMatchesCPU
+// (NFSCHWINGER_GPU_LOGDET) for the device check, which has no lgt.
 type LogDetCase struct {
-	L     int
-	Kappa float64
-	Links []float64
-	Want  []float64
+	L           int
+	Kappa, Beta float64
+	Links       []float64
+	Want, Force []float64
 }
 
-// checkLogDet runs c on the device and returns one message per
-// configuration beyond 1e-12 of |log|det D|| + 1 (the bound of
-// TestLogDetMatchesCPU).
+// checkLogDet runs c on the device, log det alone and with the force, and
+// returns one message per result beyond its bound: log|det D| within
+// 1e-12 of |log|det D|| + 1, the force within 1e-11 of its largest
+// component (the same quantity from an LU and its inverse here, a
+// Bunch–Kaufman factorization and its inverse in lgt).
 func checkLogDet(k *Kernels, c LogDetCase) []string {
 	B := len(c.Want)
-	ld, err := NewLogDet(k, c.L, c.Kappa, B)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	defer ld.Close()
-	got := make([]float64, B)
-	if err := ld.Compute(got, c.Links, B); err != nil {
-		return []string{err.Error()}
-	}
 	var bad []string
-	for b, w := range c.Want {
-		if d := math.Abs(got[b] - w); !(d <= 1e-12*(math.Abs(w)+1)) {
-			bad = append(bad, fmt.Sprintf("L = %d, κ = %g, configuration %d: log|det D| = %.17g, lgt %.17g", c.L, c.Kappa, b, got[b], w))
+	for _, withForce := range []bool{false, true} {
+		ld, err := NewLogDet(k, c.L, c.Kappa, B, withForce)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		got, force := make([]float64, B), make([]float64, len(c.Links))
+		if withForce {
+			err = ld.Force(got, force, c.Links, c.Beta, B)
+		} else {
+			err = ld.Compute(got, c.Links, B)
+		}
+		ld.Close()
+		if err != nil {
+			return []string{err.Error()}
+		}
+		for b, w := range c.Want {
+			if d := math.Abs(got[b] - w); !(d <= 1e-12*(math.Abs(w)+1)) {
+				bad = append(bad, fmt.Sprintf("L = %d, κ = %g, configuration %d, force %v: log|det D| = %.17g, lgt %.17g", c.L, c.Kappa, b, withForce, got[b], w))
+			}
+		}
+		if withForce {
+			if e := RelErr(force, c.Force, false); !(e <= 1e-11) {
+				bad = append(bad, fmt.Sprintf("L = %d, κ = %g: force relative error %.3g > 1e-11", c.L, c.Kappa, e))
+			}
 		}
 	}
 	return bad

@@ -13,11 +13,13 @@ import (
 )
 
 // TestLogDetMatchesCPU: the device's log|det D| (Schur complement built
-// from the links on the device, batched LU) against lgt's (Bunch–Kaufman
-// of σ₃S on the CPU) for random links at L = 2, 4, 6, 8 and the paper's β
+// from the links on the device, batched LU) and force dS/dθ (batched
+// inverse, the neighbour blocks of D⁻¹, the gauge force) against lgt's
+// (Bunch–Kaufman of σ₃S and its inverse on the CPU) for random links at L = 2, 4, 6, 8 and the paper's β
 // and κ (and κ = 0.5, far from the free theory), micro-batches of 1 and 5
-// (checkLogDet): within 1e-12 of |log|det D|| + 1 (the two factorizations
-// round differently; log|det| sums V terms of order one). With
+// (checkLogDet): log|det D| within 1e-12 of |log|det D|| + 1 (the two
+// factorizations round differently; log|det| sums V terms of order one),
+// the force within 1e-11 of its largest component. With
 // NFSCHWINGER_GPU_LOGDET=FILE it writes the cases to FILE for the device
 // check (TestLogDetAgainstReference).
 func TestLogDetMatchesCPU(t *testing.T) {
@@ -35,9 +37,13 @@ func TestLogDetMatchesCPU(t *testing.T) {
 						for i := range links {
 							links[i] = 2 * math.Pi * rng.Float64()
 						}
-						c := LogDetCase{L: L, Kappa: kappa, Links: links, Want: make([]float64, B)}
+						c := LogDetCase{L: L, Kappa: kappa, Beta: lgt.PaperBeta, Links: links, Want: make([]float64, B), Force: make([]float64, len(links))}
 						for b := range B {
-							if c.Want[b], _, err = ev.LogDet(links[b*2*V : (b+1)*2*V]); err != nil {
+							lk := links[b*2*V : (b+1)*2*V]
+							if c.Want[b], _, err = ev.LogDet(lk); err != nil {
+								t.Fatal(err)
+							}
+							if _, err := ev.Action(lk, c.Force[b*2*V:(b+1)*2*V]); err != nil {
 								t.Fatal(err)
 							}
 						}

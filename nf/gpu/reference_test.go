@@ -65,9 +65,10 @@ func TestLogDetAgainstReference(t *testing.T) {
 	})
 }
 
-// BenchmarkLogDet times gpu.LogDet (building S, the batched LU, the sum)
-// at L = 16 and 24 for micro-batches of 512 and 1536 random
-// configurations: the device's share of REINFORCE's action. In the device
+// BenchmarkLogDet times gpu.LogDet (building S, the batched LU, the sum;
+// with the force also the batched inverse and the force kernels) at L =
+// 16 and 24 for micro-batches of 512 and 1536 random configurations: the
+// device's share of the action. In the device
 // check only (NFSCHWINGER_GPU_SPECS set); the emulator's LU is OpenBLAS's.
 func BenchmarkLogDet(b *testing.B) {
 	if os.Getenv("NFSCHWINGER_GPU_SPECS") == "" {
@@ -80,29 +81,37 @@ func BenchmarkLogDet(b *testing.B) {
 		}
 		for _, L := range []int{16, 24} {
 			for _, B := range []int{512, 1536} {
-				b.Run(fmt.Sprintf("%s/L%d/B%d", name, L, B), func(b *testing.B) {
-					ld, err := NewLogDet(k, L, 0.276, B)
-					if err != nil {
-						b.Skip(err)
-					}
-					defer ld.Close()
-					rng := rand.New(rand.NewPCG(uint64(L), uint64(B)))
-					links := make([]float64, B*2*L*L)
-					for i := range links {
-						links[i] = 2 * math.Pi * rng.Float64()
-					}
-					out := make([]float64, B)
-					if err := ld.Compute(out, links, B); err != nil {
-						b.Fatal(err)
-					}
-					b.ResetTimer()
-					for range b.N {
-						if err := ld.Compute(out, links, B); err != nil {
+				for _, withForce := range []bool{false, true} {
+					b.Run(fmt.Sprintf("%s/L%d/B%d/force%v", name, L, B, withForce), func(b *testing.B) {
+						ld, err := NewLogDet(k, L, 0.276, B, withForce)
+						if err != nil {
+							b.Skip(err)
+						}
+						defer ld.Close()
+						rng := rand.New(rand.NewPCG(uint64(L), uint64(B)))
+						links := make([]float64, B*2*L*L)
+						for i := range links {
+							links[i] = 2 * math.Pi * rng.Float64()
+						}
+						out, force := make([]float64, B), make([]float64, len(links))
+						run := func() error {
+							if withForce {
+								return ld.Force(out, force, links, 2, B)
+							}
+							return ld.Compute(out, links, B)
+						}
+						if err := run(); err != nil {
 							b.Fatal(err)
 						}
-					}
-					b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/batch")
-				})
+						b.ResetTimer()
+						for range b.N {
+							if err := run(); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/batch")
+					})
+				}
 			}
 		}
 	}
