@@ -50,8 +50,10 @@ type deviceFlow[T Float] struct {
 // panic with this value; comm.Guard reports it and the run exits 1.
 type DeviceError struct{ Err error }
 
+// Error says that the device failed, and how.
 func (e *DeviceError) Error() string { return "nf: device: " + e.Err.Error() }
 
+// Unwrap returns the driver's error.
 func (e *DeviceError) Unwrap() error { return e.Err }
 
 // UseDevice moves the flow's passes onto d, which must compute this

@@ -480,10 +480,12 @@ type CompileError struct {
 	Err  error
 }
 
+// Error names the source and carries the compiler's log.
 func (e *CompileError) Error() string {
 	return fmt.Sprintf("cuda: compiling %s: %v\n%s", e.Name, e.Err, strings.TrimSpace(e.Log))
 }
 
+// Unwrap returns the compiler's failure.
 func (e *CompileError) Unwrap() error { return e.Err }
 
 type emuModule struct {
