@@ -84,11 +84,8 @@ func checkDevice(c nfio.Config) (onDevice bool, line string, err error) {
 		return false, "", nil
 	}
 	n, verr := cuda.Visible()
-	onDevice = verr == nil && n > 0
+	onDevice = verr == nil
 	if !onDevice && mode == "cuda" {
-		if verr == nil {
-			verr = fmt.Errorf("%w: the driver sees none", cuda.ErrNoDevice)
-		}
 		return false, "", usagef("compute.device = \"cuda\": %v", verr)
 	}
 	here := fmt.Sprintf("%d visible here", n)

@@ -30,9 +30,6 @@ func placeRank(mode string, localRank int) (placement, error) {
 		return placement{why: `compute.device = "cpu"`}, nil
 	}
 	n, err := cuda.Visible()
-	if err == nil && n == 0 {
-		err = fmt.Errorf("%w: the driver sees none", cuda.ErrNoDevice)
-	}
 	if err != nil {
 		if mode == "cuda" {
 			return placement{}, usagef("compute.device = \"cuda\": %v", err)

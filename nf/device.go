@@ -2,7 +2,6 @@ package nf
 
 import (
 	"errors"
-	"fmt"
 )
 
 // The flow on a CUDA device (issue 14): with UseDevice, Forward, Reverse
@@ -91,10 +90,7 @@ func (d *deviceFlow[T]) check(err error) {
 
 // deviceRun is Forward (reverse false) or Reverse on the device.
 func (f *Flow[T]) deviceRun(out, in []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
-	d := f.dev
-	if tape != nil && B > tape.cap {
-		panic(fmt.Sprintf("nf: Flow: tape for B ≤ %d used for B = %d", tape.cap, B))
-	}
+	d := f.dev // the arguments passed checkCall
 	d.check(d.g.SetParams(f.Params.Data))
 	// Without a tape the configurations are independent: a batch larger
 	// than the device's micro-batch (sampling, acceptance probes) goes in
@@ -123,23 +119,13 @@ func (f *Flow[T]) deviceRun(out, in []T, logJ []float64, B int, tape *Tape[T], r
 	}
 }
 
-// deviceCheck checks the arguments of a backward call on the device.
-func (f *Flow[T]) deviceCheck(name string, tape *Tape[T], dst, src []T, glogJ []float64) {
-	f.checkCall(name, tape.B, tape, dst, src)
-	if glogJ != nil && len(glogJ) != tape.B {
-		panic(fmt.Sprintf("nf: Flow.%s: len(glogJ) = %d, want %d", name, len(glogJ), tape.B))
-	}
-}
-
 // deviceBackward is the device's BackwardForward (fromForward false on a
-// forward tape), BackwardReverse and BackwardReverseFromForward.
+// forward tape), BackwardReverse and BackwardReverseFromForward, on
+// arguments backwardCheck accepted.
 func (f *Flow[T]) deviceBackward(name string, tape *Tape[T], gin, gout []T, glogJ []float64, fromForward bool) {
 	d := f.dev
 	if tape != d.owner {
 		panic("nf: Flow." + name + ": the device holds another tape's recording")
-	}
-	if gout == nil {
-		panic(fmt.Sprintf("nf: Flow.%s: nil upstream link gradient", name))
 	}
 	d.check(d.g.Backward(gin, gout, glogJ, fromForward))
 	d.dirty = true

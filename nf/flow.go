@@ -437,12 +437,12 @@ func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardForward: the tape holds no Forward call")
 	}
+	f.backwardCheck("BackwardForward", tape, gz, gx, glogJ)
 	if f.dev != nil {
-		f.deviceCheck("BackwardForward", tape, gz, gx, glogJ)
 		f.deviceBackward("BackwardForward", tape, gz, gx, glogJ, false)
 		return
 	}
-	g := f.backwardStart("BackwardForward", tape, gz, gx, glogJ)
+	g := f.backwardStart(tape, gz, gx)
 	for k := len(f.layers) - 1; k >= 0; k-- {
 		f.layerBackward(k, g, glogJ, tape, false)
 	}
@@ -456,12 +456,12 @@ func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeReverse {
 		panic("nf: Flow.BackwardReverse: the tape holds no Reverse call")
 	}
+	f.backwardCheck("BackwardReverse", tape, gx, gz, glogJ)
 	if f.dev != nil {
-		f.deviceCheck("BackwardReverse", tape, gx, gz, glogJ)
 		f.deviceBackward("BackwardReverse", tape, gx, gz, glogJ, false)
 		return
 	}
-	g := f.backwardStart("BackwardReverse", tape, gx, gz, glogJ)
+	g := f.backwardStart(tape, gx, gz)
 	for k := range f.layers {
 		f.layerBackward(k, g, glogJ, tape, true)
 	}
@@ -488,20 +488,20 @@ func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardReverseFromForward: the tape holds no Forward call")
 	}
+	f.backwardCheck("BackwardReverseFromForward", tape, gx, gz, glogJ)
 	if f.dev != nil {
-		f.deviceCheck("BackwardReverseFromForward", tape, gx, gz, glogJ)
 		f.deviceBackward("BackwardReverseFromForward", tape, gx, gz, glogJ, true)
 		return
 	}
-	g := f.backwardStart("BackwardReverseFromForward", tape, gx, gz, glogJ)
+	g := f.backwardStart(tape, gx, gz)
 	for k := range f.layers {
 		f.layerBackward(k, g, glogJ, tape, true)
 	}
 }
 
-// backwardStart checks the arguments and returns the buffer that carries the
-// link gradient through the layers: dst if given, else scratch.
-func (f *Flow[T]) backwardStart(name string, tape *Tape[T], dst, src []T, glogJ []float64) []T {
+// backwardCheck panics unless the arguments of a backward pass fit the
+// tape (programming errors).
+func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ []float64) {
 	B := tape.B
 	f.checkCall(name, B, tape, dst, src)
 	if src == nil {
@@ -510,7 +510,12 @@ func (f *Flow[T]) backwardStart(name string, tape *Tape[T], dst, src []T, glogJ 
 	if glogJ != nil && len(glogJ) != B {
 		panic(fmt.Sprintf("nf: Flow.%s: len(glogJ) = %d, want %d", name, len(glogJ), B))
 	}
-	f.grow(B)
+}
+
+// backwardStart returns the buffer that carries the link gradient through
+// the layers, src copied into it: dst if given, else scratch.
+func (f *Flow[T]) backwardStart(tape *Tape[T], dst, src []T) []T {
+	f.grow(tape.B)
 	g := dst
 	if g == nil {
 		g = f.glinks[:len(src)]

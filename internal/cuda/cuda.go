@@ -128,12 +128,17 @@ func Open(device int) (Driver, error) {
 }
 
 // Visible returns the number of devices Open can open: 1 for the
-// emulator (EnvMode), else DeviceCount's.
+// emulator (EnvMode), else DeviceCount's; an error wrapping ErrNoDevice
+// when there is none.
 func Visible() (int, error) {
 	if os.Getenv(EnvMode) == "emulate" {
 		return 1, nil
 	}
-	return DeviceCount()
+	n, err := DeviceCount()
+	if err == nil && n == 0 {
+		err = fmt.Errorf("cuda: %w: the driver sees none", ErrNoDevice)
+	}
+	return n, err
 }
 
 // DeviceFor returns the device a rank uses: its node-local rank

@@ -50,29 +50,28 @@ __device__ void fill_bias(T *out, const T *__restrict__ bias, int cout, long N) 
 
 // gb[co] += Σ_n gout[co][n] in two kernels without __syncthreads (the
 // same order on every run, float64 sums): bias_grad_part has one thread
-// per channel co and residue t < BIAS_PARTS summing gout[co][n] over n ≡ t
-// (mod BIAS_PARTS) — adjacent threads read adjacent elements —, and
-// bias_grad_sum one thread per channel adding its BIAS_PARTS partial sums
-// in order.
-#define BIAS_PARTS 1024
+// per channel co and residue t < parts summing gout[co][n] over n ≡ t
+// (mod parts) — adjacent threads read adjacent elements —, and
+// bias_grad_sum one thread per channel adding its parts partial sums in
+// order.
 
 template <class T>
-__device__ void bias_grad_part(double *part, const T *__restrict__ gout, int cout, long N) {
+__device__ void bias_grad_part(double *part, const T *__restrict__ gout, int cout, long N, int parts) {
 	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= (long)cout * BIAS_PARTS) return;
-	long co = i / BIAS_PARTS, t = i % BIAS_PARTS;
+	if (i >= (long)cout * parts) return;
+	long co = i / parts, t = i % parts;
 	const T *g = gout + co * N;
 	double s = 0;
-	for (long n = t; n < N; n += BIAS_PARTS) s += g[n];
+	for (long n = t; n < N; n += parts) s += g[n];
 	part[i] = s;
 }
 
 template <class T>
-__device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout) {
+__device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout, int parts) {
 	long co = (long)blockIdx.x * blockDim.x + threadIdx.x;
 	if (co >= cout) return;
 	double s = 0;
-	for (int t = 0; t < BIAS_PARTS; t++) s += part[co * BIAS_PARTS + t];
+	for (int t = 0; t < parts; t++) s += part[co * parts + t];
 	gb[co] += (T)s;
 }
 
@@ -82,10 +81,10 @@ extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col,
 extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
 extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
 extern "C" __global__ void fill_bias_f64(double *out, const double *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
-extern "C" __global__ void bias_grad_part_f32(double *part, const float *__restrict__ gout, int cout, long N) { bias_grad_part(part, gout, cout, N); }
-extern "C" __global__ void bias_grad_part_f64(double *part, const double *__restrict__ gout, int cout, long N) { bias_grad_part(part, gout, cout, N); }
-extern "C" __global__ void bias_grad_sum_f32(float *gb, const double *__restrict__ part, int cout) { bias_grad_sum(gb, part, cout); }
-extern "C" __global__ void bias_grad_sum_f64(double *gb, const double *__restrict__ part, int cout) { bias_grad_sum(gb, part, cout); }
+extern "C" __global__ void bias_grad_part_f32(double *part, const float *__restrict__ gout, int cout, long N, int parts) { bias_grad_part(part, gout, cout, N, parts); }
+extern "C" __global__ void bias_grad_part_f64(double *part, const double *__restrict__ gout, int cout, long N, int parts) { bias_grad_part(part, gout, cout, N, parts); }
+extern "C" __global__ void bias_grad_sum_f32(float *gb, const double *__restrict__ part, int cout, int parts) { bias_grad_sum(gb, part, cout, parts); }
+extern "C" __global__ void bias_grad_sum_f64(double *gb, const double *__restrict__ part, int cout, int parts) { bias_grad_sum(gb, part, cout, parts); }
 
 // LeakyReLU in place, and its backward pass from the output y (slope > 0:
 // y has the sign of the input), as nf.LeakyReLU and nf.LeakyReLUBackward.

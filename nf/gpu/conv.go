@@ -33,6 +33,9 @@ var inputsSource string
 //go:embed coupling.cu
 var couplingSource string
 
+//go:embed common.cu
+var commonSource string
+
 // blockSize is the threads per block of the elementwise kernels.
 const blockSize = 128
 
@@ -83,7 +86,7 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 	if err != nil {
 		return nil, err
 	}
-	mi, err := d.Compile("inputs.cu", inputsSource)
+	mi, err := d.Compile("inputs.cu", commonSource+inputsSource)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +116,7 @@ func (k *Kernels) Spline(n int) (*SplineKernels, error) {
 	if n < 1 || n > 64 {
 		return nil, fmt.Errorf("gpu: splines of %d bins: 1 … 64 supported", n)
 	}
-	m, err := k.d.Compile(fmt.Sprintf("coupling.cu (%d bins)", n), fmt.Sprintf("#define SPL_MAXBINS %d\n", n)+couplingSource)
+	m, err := k.d.Compile(fmt.Sprintf("coupling.cu (%d bins)", n), fmt.Sprintf("#define SPL_MAXBINS %d\n", n)+commonSource+couplingSource)
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +151,8 @@ type Conv[T Float] struct {
 	part     cuda.DevicePtr // the bias gradient's partial sums, Cout·biasParts float64
 }
 
-// biasParts is BIAS_PARTS of conv.cu: the partial sums per channel of the
-// bias gradient.
+// biasParts is the number of partial sums per channel of the bias
+// gradient (conv.cu's bias_grad_part).
 const biasParts = 1024
 
 // biasGrad adds Σ_n gout[co][n] (n < N) into gb[co].
@@ -162,10 +165,10 @@ func (c *Conv[T]) biasGrad(gb, gout cuda.DevicePtr, N int) error {
 		c.part = p
 	}
 	p := c.prec()
-	if err := cuda.Launch(c.k.biasPart[p], grid(c.Cout*biasParts), block, c.part, gout, int32(c.Cout), int64(N)); err != nil {
+	if err := cuda.Launch(c.k.biasPart[p], grid(c.Cout*biasParts), block, c.part, gout, int32(c.Cout), int64(N), int32(biasParts)); err != nil {
 		return err
 	}
-	return cuda.Launch(c.k.biasSum[p], grid(c.Cout), block, gb, c.part, int32(c.Cout))
+	return cuda.Launch(c.k.biasSum[p], grid(c.Cout), block, gb, c.part, int32(c.Cout), int32(biasParts))
 }
 
 // NewConv returns the convolution of that shape on the kernels' device.

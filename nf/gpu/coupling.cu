@@ -11,7 +11,6 @@
 #endif
 #define SPL_TINY 1e-280
 #define SPL_HUGE 1e280
-#define SPL_TWOPI 6.283185307179586
 #define SPL_LN2 0.6931471805599453
 #define SPL_PI 3.141592653589793
 #define SPL_MAXDOUBLE 1.7976931348623157e308
@@ -33,14 +32,6 @@ __device__ __forceinline__ double spl_log_add_exp(double a, double b) {
 }
 
 __device__ __forceinline__ double spl_clamp01(double v) { return v < 0 ? 0 : (v > 1 ? 1 : v); }
-
-template <class T>
-__device__ __forceinline__ T spl_mod2pi(T a) {
-	T r = (T)fmod((double)a, SPL_TWOPI);
-	if (r < 0) r += (T)SPL_TWOPI;
-	if (r >= (T)SPL_TWOPI) r = 0;
-	return r;
-}
 
 // A site's spline (nf's splineSite), built from the raw parameters.
 struct SplSite {
@@ -320,8 +311,8 @@ __device__ void spl_scatter(const SplSite &sp, int k, const SplAdj &a, T *graw, 
 			px = a.x1;
 			py = a.y1;
 		}
-		graw[i * stride + s] = (T)(sp.pw[i] * (SPL_TWOPI * px - dotX));
-		graw[(n + i) * stride + s] = (T)(sp.ph[i] * (SPL_TWOPI * py - dotY));
+		graw[i * stride + s] = (T)(sp.pw[i] * (TWO_PI * px - dotX));
+		graw[(n + i) * stride + s] = (T)(sp.ph[i] * (TWO_PI * py - dotY));
 		graw[(2 * n + i) * stride + s] = 0;
 	}
 	int j0 = k == 0 ? n - 1 : k - 1;
@@ -360,10 +351,10 @@ __device__ void coupling_fwd(T *links, double *logd, const T *__restrict__ raw, 
 	double g64, ld;
 	bin.eval((double)p, g64, ld);
 	T g = (T)g64;
-	T pp = spl_mod2pi<T>(g + raw[3 * n * M + si]);
+	T pp = mod2pi<T>(g + raw[3 * n * M + si]);
 	T sgn = mu == 0 ? (T)1 : (T)-1;
 	T *l = links + b * 2 * V + (long)mu * V;
-	l[x] = spl_mod2pi<T>(l[x] + sgn * (pp - p));
+	l[x] = mod2pi<T>(l[x] + sgn * (pp - p));
 	logd[si] = ld;
 }
 
@@ -379,7 +370,7 @@ __device__ void coupling_rev(T *links, double *logd, T *P, const T *__restrict__
 	SplSite sp;
 	spl_load(sp, raw, M, si, n);
 	T pp = P[b * V + x];
-	T u = spl_mod2pi<T>(pp - raw[3 * n * M + si]);
+	T u = mod2pi<T>(pp - raw[3 * n * M + si]);
 	int k = spl_search(sp.y, n, (double)u);
 	SplBin bin = spl_bin(sp, k);
 	T p = (T)bin.inverse((double)u);
@@ -388,7 +379,7 @@ __device__ void coupling_rev(T *links, double *logd, T *P, const T *__restrict__
 	P[b * V + x] = p;
 	T sgn = mu == 0 ? (T)1 : (T)-1;
 	T *l = links + b * 2 * V + (long)mu * V;
-	l[x] = spl_mod2pi<T>(l[x] - sgn * (pp - p));
+	l[x] = mod2pi<T>(l[x] - sgn * (pp - p));
 	logd[si] = -ld;
 }
 

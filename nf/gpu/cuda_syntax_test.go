@@ -27,11 +27,11 @@ func TestKernelsCompileAsCUDA(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct{ name, source, define string }{
 		{"conv.cu", convSource, ""},
-		{"inputs.cu", inputsSource, ""},
+		{"inputs.cu", commonSource + inputsSource, ""},
 		{"action.cu", actionSource, ""},
 	}
 	for _, n := range []int{1, 8, 64} {
-		cases = append(cases, struct{ name, source, define string }{fmt.Sprintf("coupling.cu, %d bins", n), couplingSource, fmt.Sprintf("-DSPL_MAXBINS=%d", n)})
+		cases = append(cases, struct{ name, source, define string }{fmt.Sprintf("coupling.cu, %d bins", n), commonSource + couplingSource, fmt.Sprintf("-DSPL_MAXBINS=%d", n)})
 	}
 	for i, c := range cases {
 		src := filepath.Join(dir, fmt.Sprintf("k%d.cu", i))

@@ -41,7 +41,7 @@ const (
 )
 
 // Flow is a whole normalizing flow on the device (nf.Flow's forward,
-// reverse and backward passes) for micro-batches of up to MaxB
+// reverse and backward passes) for micro-batches of up to MicroBatch()
 // configurations: its parameters and their gradients in nf.ParamSet's
 // layout, a store-everything tape, and the scratch of one layer, all
 // allocated by NewFlow (so that running out of device memory shows there,
@@ -51,7 +51,7 @@ const (
 // until AddGrads). Not safe for concurrent use.
 type Flow[T Float] struct {
 	Spec  FlowSpec
-	MaxB  int
+	maxB  int // the largest micro-batch (MicroBatch)
 	k     *Kernels
 	d     cuda.Driver
 	cond  *Conditioner[T] // one for all layers: its workspaces are shared, the weights are arguments
@@ -66,7 +66,7 @@ type Flow[T Float] struct {
 	w, b          [][]cuda.DevicePtr // per layer and convolution: views of params
 	gw, gb        [][]cuda.DevicePtr // and of grads
 
-	tape   []record // per layer, MaxB configurations
+	tape   []record // per layer, maxB configurations
 	rec    record   // one layer's record when no tape is kept
 	dir    Direction
 	tapeB  int
@@ -171,7 +171,7 @@ func NewFlow[T Float](k *Kernels, spec FlowSpec, maxB int, withTape bool) (*Flow
 	if err != nil {
 		return nil, err
 	}
-	f := &Flow[T]{Spec: spec, MaxB: maxB, k: k, d: k.d, nA: len(spec.Layers[0].Active), spl: spl}
+	f := &Flow[T]{Spec: spec, maxB: maxB, k: k, d: k.d, nA: len(spec.Layers[0].Active), spl: spl}
 	if err := f.build(withTape); err != nil {
 		f.Close()
 		return nil, err
@@ -182,7 +182,7 @@ func NewFlow[T Float](k *Kernels, spec FlowSpec, maxB int, withTape bool) (*Flow
 // build uploads the layers' tables and allocates everything NewFlow
 // promises.
 func (f *Flow[T]) build(withTape bool) error {
-	spec, k, maxB := f.Spec, f.k, f.MaxB
+	spec, k, maxB := f.Spec, f.k, f.maxB
 	var err error
 	L, V := spec.L, spec.L*spec.L
 	N, M := maxB*V, maxB*f.nA
@@ -308,7 +308,7 @@ func (f *Flow[T]) zero(p cuda.DevicePtr, n int) error {
 // warm runs the conditioners once at the largest micro-batch, so that
 // their workspaces are allocated before the first step.
 func (f *Flow[T]) warm() error {
-	N := f.MaxB * f.Spec.L * f.Spec.L
+	N := f.maxB * f.Spec.L * f.Spec.L
 	rec := f.rec
 	if f.tape != nil {
 		rec = f.tape[0]
@@ -316,13 +316,13 @@ func (f *Flow[T]) warm() error {
 	if err := f.zero(rec.acts[0], 6*N); err != nil {
 		return err
 	}
-	if err := f.cond.Forward(rec.acts, f.w[0], f.b[0], f.MaxB, f.Spec.L, f.sites[0]); err != nil {
+	if err := f.cond.Forward(rec.acts, f.w[0], f.b[0], f.maxB, f.Spec.L, f.sites[0]); err != nil {
 		return err
 	}
-	if err := f.zero(f.graw, f.Spec.Channels[len(f.Spec.Channels)-1]*f.MaxB*f.nA); err != nil {
+	if err := f.zero(f.graw, f.Spec.Channels[len(f.Spec.Channels)-1]*f.maxB*f.nA); err != nil {
 		return err
 	}
-	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[0], f.gw[0], f.gb[0], f.MaxB, f.Spec.L, f.sites[0]); err != nil {
+	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[0], f.gw[0], f.gb[0], f.maxB, f.Spec.L, f.sites[0]); err != nil {
 		return err
 	}
 	if err := f.zero(f.grads, f.nParams); err != nil {
@@ -332,7 +332,7 @@ func (f *Flow[T]) warm() error {
 }
 
 // MicroBatch returns the largest micro-batch the flow was built for.
-func (f *Flow[T]) MicroBatch() int { return f.MaxB }
+func (f *Flow[T]) MicroBatch() int { return f.maxB }
 
 // DeviceBytes returns the device memory the flow holds (without the
 // convolutions' workspaces).
@@ -381,8 +381,8 @@ func (f *Flow[T]) AddGrads(grad, tmp []T) error {
 
 func (f *Flow[T]) checkB(name string, B int, bufs ...int) {
 	n := 2 * f.Spec.L * f.Spec.L
-	if B < 1 || B > f.MaxB {
-		panic(fmt.Sprintf("gpu: Flow.%s: micro-batch %d outside 1 … %d", name, B, f.MaxB))
+	if B < 1 || B > f.maxB {
+		panic(fmt.Sprintf("gpu: Flow.%s: micro-batch %d outside 1 … %d", name, B, f.maxB))
 	}
 	for _, l := range bufs {
 		if l != B*n {

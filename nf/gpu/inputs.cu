@@ -6,15 +6,6 @@
 
 __device__ __forceinline__ int site(int i, int j, int L) { return ((i % L + L) % L) * L + ((j % L + L) % L); }
 
-template <class T>
-__device__ __forceinline__ T mod2pi(T a) {
-	const double twopi = 6.283185307179586;
-	T r = (T)fmod((double)a, twopi);
-	if (r < 0) r += (T)twopi;
-	if (r >= (T)twopi) r = 0;
-	return r;
-}
-
 // One thread per site of a configuration: P (B·V), loops (B·2V) and the
 // input. frozen[x] and lfrozen[c·V + x] are the masks (nf.Masks).
 template <class T>
