@@ -153,6 +153,7 @@ type run[T nf.Float] struct {
 	state   nfio.TrainState
 	hist    *nfio.History
 	outDir  string
+	unlock  func() // releases the run's lock on outDir (rank 0; nil elsewhere)
 }
 
 func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) error {
@@ -182,7 +183,11 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank())}
 	n := flow.Params.Len()
 	r.adam = nf.NewAdam(n, cfg.Train.LearningRate, cfg.Train.AdamBetas[0], cfg.Train.AdamBetas[1], cfg.Train.AdamEps)
-	if err := r.restore(); err != nil {
+	err = r.restore()
+	if r.unlock != nil {
+		defer r.unlock()
+	}
+	if err != nil {
 		return err
 	}
 	r.pool = lgt.NewPool(cfg.Lattice(), 0)
@@ -263,6 +268,14 @@ func (r *run[T]) restore() error {
 	nf.BcastParams(c, r.flow.Params.Data)
 	if c.Rank() == 0 {
 		err = os.MkdirAll(r.outDir, 0o755)
+		if err == nil {
+			// history.h5 and chain.h5 are readable while written, so no
+			// file lock of HDF5's keeps a second run out: this one does.
+			r.unlock, err = nfio.LockFile(nfio.LockPath(filepath.Join(r.outDir, "checkpoint.h5")))
+			if errors.Is(err, nfio.ErrLocked) {
+				err = &UsageError{Err: fmt.Errorf("another run is writing %s: %w", r.outDir, err)}
+			}
+		}
 		if err == nil {
 			hp := filepath.Join(r.outDir, "history.h5")
 			_, statErr := os.Stat(hp)

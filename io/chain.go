@@ -137,8 +137,20 @@ const chainChunkRows = 1024
 
 // Chain is chain.h5 open for appending. It is written by one process (rank
 // 0) only; its methods are not collective.
+//
+// The file is written in HDF5's SWMR mode (single writer, multiple
+// readers): while a run appends to it, ReadChain and `nfschwinger analyze`
+// read it as of the last appended block, and so does h5py with
+// h5py.File(path, "r", swmr=True). A writer killed at any moment leaves
+// every block it appended readable that way; OpenChain continues such a
+// file (it clears the flags that the killed writer left, which until then
+// make a plain, non-SWMR open fail). A second writer is kept out by the
+// lock file LockPath(path), held while the Chain is open. Files of the
+// format before SWMR (an older version of this program) are continued
+// without it.
 type Chain struct {
 	f         *h5.File
+	unlock    func() // releases LockPath(path)
 	path      string
 	meta      ChainMeta
 	rows      int
@@ -149,19 +161,29 @@ type Chain struct {
 // CreateChain creates (truncating) a chain file at path with empty datasets
 // and meta as root attributes.
 func CreateChain(path string, meta ChainMeta) (*Chain, error) {
-	f, err := h5.Create(path)
+	unlock, err := LockFile(LockPath(path))
 	if err != nil {
+		return nil, fmt.Errorf("chain: another process is writing %s: %w", path, err)
+	}
+	f, err := h5.CreateLatest(path)
+	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("chain: %w", err)
 	}
-	c := &Chain{f: f, path: path, meta: meta, configLen: 2 * meta.L * meta.L}
+	c := &Chain{f: f, unlock: unlock, path: path, meta: meta, configLen: 2 * meta.L * meta.L}
 	if err := c.create(); err != nil {
 		f.Close()
+		unlock()
 		os.Remove(path)
 		return nil, fmt.Errorf("chain: %w", err)
 	}
 	if err := c.updateCounts(); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if err := c.f.StartSWMR(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("chain: %w", err)
 	}
 	return c, nil
 }
@@ -339,20 +361,35 @@ func readChainMeta(f *h5.File) (ChainMeta, error) {
 // unequal length (a run killed in the middle of an append) are cut to the
 // shortest, so the file holds whole steps only; the counts in the root
 // attributes are brought up to date.
+//
+// A file left by a writer killed in SWMR mode is continued too: holding
+// the lock file, OpenChain knows that no writer is alive and clears the
+// flags it left. The chain continues in SWMR mode when its file has the
+// format for it.
 func OpenChain(path string) (*Chain, error) {
-	f, err := h5.OpenRW(path)
+	unlock, err := LockFile(LockPath(path))
 	if err != nil {
+		return nil, fmt.Errorf("chain: another process is writing %s: %w", path, err)
+	}
+	f, err := h5.OpenRW(path)
+	if err != nil && h5.ClearStatus(path) == nil {
+		f, err = h5.OpenRW(path) // the writer was killed in SWMR mode
+	}
+	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("chain: %w", err)
 	}
-	c := &Chain{f: f, path: path}
+	c := &Chain{f: f, unlock: unlock, path: path}
 	if err := c.open(); err != nil {
 		f.Close()
+		unlock()
 		return nil, fmt.Errorf("chain: %w", err)
 	}
 	if err := c.updateCounts(); err != nil {
 		c.Close()
 		return nil, err
 	}
+	c.f.StartSWMR() // fails only for a file of the format before SWMR: continued without it
 	return c, nil
 }
 
@@ -623,6 +660,16 @@ func (c *Chain) WriteSummary(names []string, values []float64) error {
 	if len(names) != len(values) {
 		panic("nfio: Chain.WriteSummary: names and values differ in length")
 	}
+	if c.f.SWMR() { // the summary creates objects: reopen without SWMR
+		if err := c.f.Close(); err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+		f, err := h5.OpenRW(c.path)
+		if err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+		c.f = f
+	}
 	if err := h5.WriteStringAttr(c.f, "summary", "description",
 		"estimates from the chain (Gamma method) and by importance sampling on the proposals (bootstrap errors), written when sampling ends"); err != nil {
 		return fmt.Errorf("chain: %w", err)
@@ -738,7 +785,9 @@ func ReadChainConfigs(path string, start, n int) ([]float32, error) {
 
 // Close closes the file.
 func (c *Chain) Close() error {
-	if err := c.f.Close(); err != nil {
+	err := c.f.Close()
+	c.unlock()
+	if err != nil {
 		return fmt.Errorf("chain: %w", err)
 	}
 	return nil

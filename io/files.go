@@ -131,3 +131,40 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// ErrLocked reports a lock file that another live process holds (LockFile).
+var ErrLocked = errors.New("locked by another process")
+
+// LockFile takes an exclusive advisory lock (flock) on the file at path,
+// creating it, without waiting, and returns the function that releases
+// it. The lock lasts as long as the process that took it: the kernel drops
+// it when the process dies, however it dies, so a stale lock never
+// remains. A lock that another process holds is an error wrapping
+// ErrLocked that names the holder's process ID (written into the file by
+// the holder). The lock files are how a writer that lets readers in while
+// it writes (SWMR, atomic replacement) still keeps a second writer out.
+func LockFile(path string) (release func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w (process %s)", path, ErrLocked, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	return func() { f.Close() }, nil
+}
+
+// LockPath returns the lock file that guards the writer of path: a hidden
+// ".NAME.lock" beside it.
+func LockPath(path string) string {
+	dir, name := filepath.Split(path)
+	return filepath.Join(dir, "."+name+".lock")
+}

@@ -3,7 +3,6 @@ package nfio
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 
 	"nfschwinger/internal/h5"
@@ -60,22 +59,129 @@ func HistoryColumns() []string {
 // of 8 bytes, small enough for short runs, few chunks for long ones.
 const historyChunkRows = 256
 
-// History is history.h5 open for appending. It is written by one process
-// (rank 0) only; its methods are not collective.
+// History is history.h5 being written by a run. It is written by one
+// process (rank 0) only; its methods are not collective.
+//
+// The file is never held open: the rows live in memory, and every Append
+// (and SetSource) replaces the whole file atomically (WriteAtomic: a
+// temporary file, fsync, rename). So history.h5 can be read at any time
+// while a run writes it — by `nfschwinger analyze` and `watch`, by
+// h5py.File(path) or h5dump, with HDF5's file locking on or off — as of
+// its last logged step, and a writer killed at any moment leaves the
+// previous complete file. A reader that keeps the file open keeps the
+// version it opened. Rewriting costs O(rows): 1 MB a file at 10⁴ rows,
+// written once per logged step.
 type History struct {
-	f    *h5.File
-	path string
-	rows int
+	path   string
+	rows   []HistoryRow
+	source string // root attribute init_from; "" for none
 }
 
-// CreateHistory creates (truncating) the history file at path with empty
+// CreateHistory creates (replacing) the history file at path with empty
 // datasets.
 func CreateHistory(path string) (*History, error) {
-	f, err := h5.Create(path)
+	h := &History{path: path}
+	if err := h.Flush(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// OpenHistory opens the history file at path to continue a run restarted
+// after step afterStep: rows with step > afterStep (logged after the
+// checkpoint the run restarts from) are dropped, so the restarted run
+// appends no duplicates. Rows of a file whose columns have different
+// lengths are cut to the shortest column. A missing file is created. A
+// file without the expected datasets is an error.
+func OpenHistory(path string, afterStep int64) (*History, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return CreateHistory(path)
+	}
+	f, err := h5.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
+	rows, err := readHistoryRows(f, "")
+	source := ""
+	if err == nil && h5.HasAttr(f, "/", "init_from") {
+		source, err = h5.ReadStringAttr(f, "/", "init_from")
+	}
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("history: %s: %w: not a history file of this program", path, err)
+	}
+	keep := 0
+	for keep < len(rows) && rows[keep].Step <= afterStep {
+		keep++
+	}
+	h := &History{path: path, rows: rows[:keep], source: source}
+	if err := h.Flush(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// SetSource records in the root attribute "init_from" the model file a run
+// was started from (transfer from another lattice size, train.init_from).
+func (h *History) SetSource(path string) error {
+	h.source = path
+	return h.Flush()
+}
+
+// Rows returns a copy of every row.
+func (h *History) Rows() ([]HistoryRow, error) {
+	return append([]HistoryRow(nil), h.rows...), nil
+}
+
+// Len returns the number of rows.
+func (h *History) Len() int { return len(h.rows) }
+
+// Path returns the file name.
+func (h *History) Path() string { return h.path }
+
+// Append adds rows at the end and replaces the file, so that readers see
+// them and a run killed afterwards keeps them.
+func (h *History) Append(rows ...HistoryRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	h.rows = append(h.rows, rows...)
+	return h.Flush()
+}
+
+// Flush replaces the file by one holding every row (see History).
+func (h *History) Flush() error { return h.write(false) }
+
+// Close is a no-op kept for symmetry with the other writers: every row is
+// in the file when Append returns.
+func (h *History) Close() error { return nil }
+
+// write replaces the file by the rows, keeping the file it replaces as
+// PrevPath with keepPrev.
+func (h *History) write(keepPrev bool) error {
+	err := WriteAtomic(h.path, keepPrev, func(tmp string) error {
+		f, err := h5.Create(tmp)
+		if err != nil {
+			return err
+		}
+		if err := writeHistoryFile(f, h.rows, h.source); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// writeHistoryFile writes the layout of history.h5 into the empty file f:
+// one extendible dataset per column holding rows, with their attributes,
+// and the root's.
+func writeHistoryFile(f *h5.File, rows []HistoryRow, source string) error {
 	for _, c := range historyColumns {
+		var err error
 		if c.i64 != nil {
 			err = h5.CreateExtendible[int64](f, c.name, nil, historyChunkRows)
 		} else {
@@ -85,139 +191,26 @@ func CreateHistory(path string) (*History, error) {
 			err = describeColumn(f, c)
 		}
 		if err != nil {
-			f.Close()
-			os.Remove(path)
-			return nil, fmt.Errorf("history: %w", err)
+			return err
 		}
 	}
 	if err := describeHistory(f); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	h := &History{f: f, path: path}
-	if err := h.Flush(); err != nil {
-		h.Close()
-		return nil, err
-	}
-	return h, nil
-}
-
-// OpenHistory opens the history file at path to continue a run restarted
-// after step afterStep: rows with step > afterStep (logged after the
-// checkpoint the run restarts from) are dropped, so the restarted run
-// appends no duplicates. Rows of a crash that left the columns with
-// different lengths are cut to the shortest column. A missing file is
-// created. A file without the expected datasets is an error.
-func OpenHistory(path string, afterStep int64) (*History, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return CreateHistory(path)
-	}
-	f, err := h5.OpenRW(path)
-	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	h := &History{f: f, path: path}
-	if err := h.truncateAfter(afterStep); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	if err := h.Flush(); err != nil {
-		h.Close()
-		return nil, err
-	}
-	return h, nil
-}
-
-// truncateAfter keeps the leading rows with step ≤ afterStep.
-func (h *History) truncateAfter(afterStep int64) error {
-	n := -1
-	for _, c := range historyColumns {
-		if !h.f.Exists(c.name) {
-			return fmt.Errorf("%s: no dataset %s: not a history file of this program", h.path, c.name)
-		}
-		r, err := h5.Rows(h.f, c.name)
-		if err != nil {
-			return err
-		}
-		if n < 0 || r < n {
-			n = r
-		}
-	}
-	steps, _, err := h5.ReadRows[int64](h.f, "step", 0, n)
-	if err != nil {
 		return err
 	}
-	keep := 0
-	for keep < n && steps[keep] <= afterStep {
-		keep++
-	}
-	for _, c := range historyColumns {
-		if err := h5.Truncate(h.f, c.name, keep); err != nil {
+	if source != "" {
+		if err := h5.WriteStringAttr(f, "/", "init_from", source); err != nil {
 			return err
 		}
 	}
-	h.rows = keep
-	return nil
-}
-
-// SetSource records in the root attribute "init_from" the model file a run
-// was started from (transfer from another lattice size, train.init_from).
-func (h *History) SetSource(path string) error {
-	if err := h5.WriteStringAttr(h.f, "/", "init_from", path); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	return h.Flush()
-}
-
-// Rows reads every row of the open file.
-func (h *History) Rows() ([]HistoryRow, error) {
-	rows, err := readHistoryRows(h.f, "")
-	if err != nil {
-		return nil, fmt.Errorf("history: %s: %w", h.path, err)
-	}
-	return rows, nil
-}
-
-// Len returns the number of rows.
-func (h *History) Len() int { return h.rows }
-
-// Path returns the file name.
-func (h *History) Path() string { return h.path }
-
-// Append adds rows at the end of every column and flushes the file, so a
-// run killed afterwards keeps them.
-func (h *History) Append(rows ...HistoryRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	err := eachHistoryColumn(rows, func(name string, ints []int64, floats []float64) error {
+	return eachHistoryColumn(rows, func(name string, ints []int64, floats []float64) error {
 		if ints != nil {
-			return h5.Append(h.f, name, ints)
+			return h5.Append(f, name, ints)
 		}
-		return h5.Append(h.f, name, floats)
+		return h5.Append(f, name, floats)
 	})
-	if err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	h.rows += len(rows)
-	return h.Flush()
-}
-
-// Flush writes HDF5's buffers to the file.
-func (h *History) Flush() error {
-	if err := h.f.Flush(); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	return nil
-}
-
-// Close flushes and closes the file.
-func (h *History) Close() error {
-	if err := h.f.Close(); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	return nil
 }
 
 // ReadHistory reads every row of the history file at path. Columns of
@@ -320,33 +313,13 @@ func eachHistoryColumn(rows []HistoryRow, fn func(name string, ints []int64, flo
 // hang on a damaged file — but kept as history.prev.h5 (PrevPath),
 // replacing an older one; its rows up to the checkpoint's step are the
 // checkpoint's, and rows after it would be dropped on a restart anyway.
-// The new file is written to a temporary file and renamed, so a crash
-// leaves either the old or the new file in place.
+// The replacement is atomic (WriteAtomic).
 func RestoreHistory(path string, rows []HistoryRow) (*History, error) {
-	tmp := path + ".restore.tmp"
-	h, err := CreateHistory(tmp)
-	if err != nil {
+	h := &History{path: path, rows: append([]HistoryRow(nil), rows...)}
+	if err := h.write(true); err != nil {
 		return nil, err
 	}
-	if err := h.Append(rows...); err != nil {
-		h.Close()
-		os.Remove(tmp)
-		return nil, err
-	}
-	if err := h.Close(); err != nil {
-		os.Remove(tmp)
-		return nil, err
-	}
-	if _, err := os.Stat(path); err == nil {
-		if err := os.Rename(path, PrevPath(path)); err != nil {
-			os.Remove(tmp)
-			return nil, fmt.Errorf("history: keep the old file: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	return OpenHistory(path, math.MaxInt64)
+	return h, nil
 }
 
 // describeColumn stores the unit and meaning of a column as attributes.

@@ -2,6 +2,7 @@ package nfio
 
 import (
 	"errors"
+	"nfschwinger/internal/h5"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,25 +49,47 @@ func TestProbe(t *testing.T) {
 	}
 }
 
-// TestProbeInUse: a history that is open for writing (as by a run in
-// progress) is reported as ErrInUse, not as damaged, and reads again once
-// closed.
+// TestProbeInUse: a file that another writer holds open without SWMR (the
+// HDF5 library locks it) is reported as ErrInUse, not as damaged, and
+// reads again once closed; a history that a run is writing is never in
+// use: it reads at every moment with the rows logged so far.
 func TestProbeInUse(t *testing.T) {
 	t.Setenv("HDF5_USE_FILE_LOCKING", "TRUE") // clusters often turn HDF5's locks off
-	path := filepath.Join(t.TempDir(), "history.h5")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "history.h5")
 	h, err := CreateHistory(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Append(rows(1, 3, 1)...); err != nil {
+	for s := int64(1); s <= 3; s++ {
+		if err := h.Append(row(s)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ProbeHistory(path); err != nil {
+			t.Errorf("history being written, after step %d: %v", s, err)
+		}
+		if got, err := ReadHistory(path); err != nil || len(got) != int(s) {
+			t.Errorf("history being written, after step %d: %d rows, %v", s, len(got), err)
+		}
+	}
+	h.Close()
+
+	locked := filepath.Join(dir, "locked.h5")
+	w, err := CreateHistory(locked)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err = ProbeHistory(path)
+	w.Close()
+	f, err := h5.OpenRW(locked) // another writer, not in SWMR mode
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ProbeHistory(locked)
 	if !errors.Is(err, ErrInUse) || errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "open for writing") {
 		t.Errorf("open history: %v, want ErrInUse (not ErrDamaged)", err)
 	}
-	h.Close()
-	if err := ProbeHistory(path); err != nil {
+	f.Close()
+	if err := ProbeHistory(locked); err != nil {
 		t.Errorf("closed history: %v", err)
 	}
 }

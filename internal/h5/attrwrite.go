@@ -4,12 +4,25 @@ package h5
 // #include <string.h>
 // #include "hdf5.h"
 //
-// // replaceAttr deletes the attribute name of obj if it exists and creates
-// // it anew with file type ftype and dataspace space.
+// // replaceAttr returns the attribute name of obj for writing, with file
+// // type ftype and dataspace space: the existing one when it has that type
+// // and shape (so that it is overwritten in place, as a file in SWMR write
+// // mode requires: no object may be created there), else a new one that
+// // replaces it.
 // static hid_t replaceAttr(hid_t obj, const char *name, hid_t ftype, hid_t space) {
 //     htri_t ex = H5Aexists(obj, name);
 //     if (ex < 0) return -1;
-//     if (ex > 0 && H5Adelete(obj, name) < 0) return -1;
+//     if (ex > 0) {
+//         hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+//         if (a < 0) return -1;
+//         hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+//         int same = t >= 0 && s >= 0 && H5Tequal(t, ftype) > 0 && H5Sextent_equal(s, space) > 0;
+//         if (t >= 0) H5Tclose(t);
+//         if (s >= 0) H5Sclose(s);
+//         if (same) return a;
+//         H5Aclose(a);
+//         if (H5Adelete(obj, name) < 0) return -1;
+//     }
 //     return H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
 // }
 //

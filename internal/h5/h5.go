@@ -18,15 +18,18 @@ import (
 type File struct {
 	f    *hdf5.File
 	path string
+	swmr bool // in SWMR write mode (StartSWMR)
 }
 
-// Open opens an existing file read-only.
+// Open opens an existing file read-only; a file that a writer in SWMR mode
+// is growing (StartSWMR) opens too, and reads as of its writer's last
+// Flush.
 func Open(path string) (*File, error) {
 	defer enter()()
 	if !hdf5.IsHDF5(path) {
 		return nil, fmt.Errorf("open %s: not an HDF5 file (or missing)", path)
 	}
-	f, err := hdf5.OpenFile(path, hdf5.F_ACC_RDONLY)
+	f, err := openRead(path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
