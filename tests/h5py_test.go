@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"nfschwinger/internal/params"
@@ -168,8 +167,7 @@ func checkHistoryH5py(t *testing.T, path string, n int) {
 }
 
 // TestH5pyRun trains and samples a tiny model with the binary, reads the
-// files it wrote with h5py and analyses the run directory. Skipped while
-// training is not available in the binary.
+// files it wrote with h5py and analyses the run directory.
 func TestH5pyRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model")
