@@ -20,6 +20,9 @@ import (
 //	nan     the rank's gradient is set to NaN (the step is skipped)
 //	kill    the process sends itself SIGKILL (as a node failure would)
 //	signal  the process sends itself SIGTERM (as Slurm does before the limit)
+//	diverge after the step, every rank multiplies the parameters by
+//	        divergeFactor (the same on all ranks, whatever RANK says): the
+//	        flow's output explodes, as a diverging optimizer's does
 //
 // Never set it in production.
 const FaultEnv = "NFSCHWINGER_FAULT"
@@ -53,7 +56,7 @@ func parseFaults(v string) ([]fault, error) {
 			}
 		}
 		switch kind {
-		case "error", "panic", "nan", "kill", "signal":
+		case "error", "panic", "nan", "kill", "signal", "diverge":
 		default:
 			return nil, fmt.Errorf("%s: %q: unknown kind %q", FaultEnv, item, kind)
 		}
@@ -83,6 +86,20 @@ func inject[T nf.Float](fs []fault, step int64, rank int, grad []T) error {
 		}
 	}
 	return nil
+}
+
+// divergeFactor is what a "diverge" fault multiplies the parameters by.
+const divergeFactor = 100
+
+// perturb applies the "diverge" faults of step to params (every rank).
+func perturb[T nf.Float](fs []fault, step int64, params []T) {
+	for _, f := range fs {
+		if f.kind == "diverge" && int64(f.step) == step {
+			for i := range params {
+				params[i] *= divergeFactor
+			}
+		}
+	}
 }
 
 // signalDue reports whether a "signal" fault is injected at step on rank:

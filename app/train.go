@@ -154,6 +154,7 @@ type run[T nf.Float] struct {
 	hist    *nfio.History
 	outDir  string
 	unlock  func() // releases the run's lock on outDir (rank 0; nil elsewhere)
+	rec     *recovery[T]
 }
 
 func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) error {
@@ -180,7 +181,8 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 		fmt.Fprintf(o.Stdout, "nfschwinger: %s\n", place)
 	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
-	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank())}
+	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank()),
+		state: nfio.TrainState{LRScale: 1}, rec: newRecovery[T](cfg.Train)}
 	n := flow.Params.Len()
 	r.adam = nf.NewAdam(n, cfg.Train.LearningRate, cfg.Train.AdamBetas[0], cfg.Train.AdamBetas[1], cfg.Train.AdamEps)
 	err = r.restore()
@@ -243,7 +245,6 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 func (r *run[T]) restore() error {
 	c, cfg := r.c, r.cfg
 	path, err := checkpointToLoad(cfg)
-	var step [2]float64
 	if c.Rank() == 0 && err == nil && path != "" {
 		var st nfio.TrainState
 		st, err = readCheckpointOrPrev(path, cfg.Arch(), r.flow.Params, r.opts.Stderr)
@@ -262,16 +263,16 @@ func (r *run[T]) restore() error {
 	if err := c.AgreeError(err); err != nil {
 		return err
 	}
-	step[0], step[1] = float64(r.state.Step), float64(r.state.Skipped)
+	step := [4]float64{float64(r.state.Step), float64(r.state.Skipped), r.state.LRScale, float64(r.state.Recoveries)}
 	c.Bcast(step[:], 0)
-	r.state.Step, r.state.Skipped = int64(step[0]), int64(step[1])
+	r.state.Step, r.state.Skipped, r.state.LRScale, r.state.Recoveries = int64(step[0]), int64(step[1]), step[2], int64(step[3])
 	nf.BcastParams(c, r.flow.Params.Data)
 	if c.Rank() == 0 {
 		err = os.MkdirAll(r.outDir, 0o755)
 		if err == nil {
 			// history.h5 and chain.h5 are readable while written, so no
 			// file lock of HDF5's keeps a second run out: this one does.
-			r.unlock, err = nfio.LockFile(nfio.LockPath(filepath.Join(r.outDir, "checkpoint.h5")))
+			r.unlock, err = nfio.LockFile(nfio.LockPath(r.checkpointPath()))
 			if errors.Is(err, nfio.ErrLocked) {
 				err = &UsageError{Err: fmt.Errorf("another run is writing %s: %w", r.outDir, err)}
 			}
@@ -399,20 +400,23 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 	N := cfg.Train.BatchSize
 	prog := newProgress(r.opts.Stdout, c.Rank() == 0, steps, r.state.Step)
 	if r.state.Step >= steps {
-		prog.printf("run complete: %d of %d steps done (%s)\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+		prog.printf("run complete: %d of %d steps done (%s)\n", r.state.Step, steps, r.checkpointPath())
 		r.events.emit(Event{Event: "done", Step: r.state.Step})
 		return nil
 	}
 	skippedInARow := 0
 	start := time.Now()
 	startStep := r.state.Step
+	r.snapshot(true)
 	for r.state.Step < steps {
 		step := r.state.Step
 		t0 := time.Now()
+		r.adam.LR = r.learningRate(step)
 		res, err := r.stepper.Step(c, uint64(step), first, nLocal, N, func() bool { return r.stopRequested(step) })
 		if err != nil {
 			return err
 		}
+		perturb(r.opts.Faults, step, r.flow.Params.Data)
 		if res.NonFinite != nil {
 			fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, res.NonFinite)
 		}
@@ -424,15 +428,23 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 		r.state.Step++
 		r.state.WallTime += time.Since(t0).Seconds()
-		acc, probe, err := r.acceptanceProbe()
+		recovered, rerr := r.checkDivergence(res)
+		if recovered {
+			skippedInARow = 0
+		}
+		r.snapshot(false)
+		probe, measured, err := r.acceptanceProbe()
 		if err != nil {
 			return err
 		}
 		if c.Rank() == 0 {
 			rate := float64(r.state.Step-startStep) / time.Since(start).Seconds()
-			if err := r.logStep(prog, res, acc, probe, rate); err != nil {
+			if err := r.logStep(prog, res, probe, measured || recovered, rate); err != nil {
 				return err
 			}
+		}
+		if rerr != nil {
+			return rerr
 		}
 		if skippedInARow >= maxSkippedInARow {
 			return fmt.Errorf("step %d: %d gradient steps in a row were non-finite; stopping with the last checkpoint intact", step, skippedInARow)
@@ -444,7 +456,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 			}
 		}
 		if res.Stop && r.state.Step < steps {
-			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, filepath.Join(r.outDir, "checkpoint.h5"))
+			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, r.checkpointPath())
 			r.events.emit(Event{Event: "stopped", Step: r.state.Step})
 			return errStopped
 		}
@@ -453,41 +465,43 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		}
 	}
 	r.events.emit(Event{Event: "done", Step: steps})
-	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, filepath.Join(r.outDir, "checkpoint.h5"),
+	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, r.checkpointPath(),
 		commSummary(time.Since(start), r.tc.spent, r.stepper.GradComm, steps-startStep, c.Size()))
 	return nil
 }
 
-// acceptanceProbe measures the acceptance of the flow after the step just
-// done (figure 2, right, of the paper) when train.acceptance_every says so;
-// probe reports whether it did, acc is NaN otherwise. Collective.
-func (r *run[T]) acceptanceProbe() (acc float64, probe bool, err error) {
+// acceptanceProbe measures the acceptance and the ESS of the flow after the
+// step just done (figure 2, right, of the paper) when
+// train.acceptance_every says so; measured reports whether it did, and the
+// probe's values are NaN otherwise. Collective.
+func (r *run[T]) acceptanceProbe() (p sample.Probe, measured bool, err error) {
 	cfg := r.cfg
 	if cfg.Train.AcceptanceEvery <= 0 || r.state.Step%int64(cfg.Train.AcceptanceEvery) != 0 {
-		return math.NaN(), false, nil
+		return sample.Probe{Acceptance: math.NaN(), ESS: math.NaN(), ESSErr: math.NaN()}, false, nil
 	}
-	acc, err = sample.Acceptance(r.c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
+	p, err = sample.Acceptance(r.c, r.flow, r.pool, uint64(cfg.Train.Seed), r.state.Step,
 		cfg.Train.AcceptanceSamples, r.trainer.Micro)
 	if err != nil {
-		return acc, true, fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)
+		return p, true, fmt.Errorf("step %d: acceptance probe: %w", r.state.Step, err)
 	}
-	return acc, true, nil
+	return p, true, nil
 }
 
 // logStep writes the history row of the step just done (rank 0) when it is
-// due — every log_every steps, the last step and acceptance probes — and
-// prints the progress line, or the live status line otherwise. Rows depend
-// only on the step, so a stopped and restarted run writes the same history
-// as an uninterrupted one.
-func (r *run[T]) logStep(prog *progress, res nf.StepResult, acc float64, probe bool, rate float64) error {
+// due — every log_every steps, the last step, and with force (acceptance
+// probes, recoveries) — and prints the progress line, or the live status
+// line otherwise. Rows depend only on the step, so a stopped and restarted
+// run writes the same history as an uninterrupted one.
+func (r *run[T]) logStep(prog *progress, res nf.StepResult, probe sample.Probe, force bool, rate float64) error {
 	cfg, st := r.cfg, res.StepStats
-	if r.state.Step%int64(cfg.Train.LogEvery) != 0 && r.state.Step != int64(cfg.Train.Steps) && !probe {
+	if r.state.Step%int64(cfg.Train.LogEvery) != 0 && r.state.Step != int64(cfg.Train.Steps) && !force {
 		prog.tick(r.state.Step, st, rate)
 		return nil
 	}
 	row := nfio.HistoryRow{Step: r.state.Step, Loss: st.Loss, ESS: st.ESS, LogqMean: st.LogqMean,
-		LogpMean: st.LogpMean, GradNorm: res.GradNorm, LearningRate: cfg.Train.LearningRate,
-		Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: acc}
+		LogpMean: st.LogpMean, GradNorm: res.GradNorm, LearningRate: r.adam.LR,
+		Skipped: r.state.Skipped, WallTime: r.state.WallTime, Acceptance: probe.Acceptance,
+		ProbeESS: probe.ESS, ProbeESSErr: probe.ESSErr, Recoveries: r.state.Recoveries}
 	if st.ThreePass {
 		row.ThreePass = 1
 	}
@@ -496,7 +510,7 @@ func (r *run[T]) logStep(prog *progress, res nf.StepResult, acc float64, probe b
 	}
 	r.state.History = append(r.state.History, row) // for the next checkpoint
 	r.events.emit(Event{Event: "step", Step: r.state.Step})
-	prog.line(r.state.Step, st, rate, acc)
+	prog.line(r.state.Step, st, rate, probe)
 	return nil
 }
 
@@ -540,6 +554,9 @@ func stopRequested(stop <-chan os.Signal, wait time.Duration) bool {
 	}
 }
 
+// checkpointPath is the run's checkpoint file.
+func (r *run[T]) checkpointPath() string { return filepath.Join(r.outDir, "checkpoint.h5") }
+
 // checkpoint writes the checkpoint on rank 0; every rank learns whether it
 // worked.
 func (r *run[T]) checkpoint() error {
@@ -547,7 +564,7 @@ func (r *run[T]) checkpoint() error {
 	if r.c.Rank() == 0 {
 		r.state.AdamStep, r.state.M, r.state.V = r.adam.Step, r.adam.M, r.adam.V
 		r.state.Config = r.cfg.Text
-		path := filepath.Join(r.outDir, "checkpoint.h5")
+		path := r.checkpointPath()
 		err = nfio.WriteCheckpoint(path, r.cfg.Arch(), r.flow.Params, r.state)
 		if err != nil {
 			need := int64(1 << 20)
@@ -616,14 +633,15 @@ func (p *progress) status(step int64, st nf.StepStats, rate float64) string {
 	return fmt.Sprintf("step %d/%d  loss %.4f  ESS %.4f  %.2f steps/s  ETA %s", step, p.steps, st.Loss, st.ESS, rate, eta)
 }
 
-// line prints the status of step, with the acceptance rate when measured
-// (not NaN).
-func (p *progress) line(step int64, st nf.StepStats, rate, acceptance float64) {
-	if math.IsNaN(acceptance) {
+// line prints the status of step, with the probe's acceptance rate and
+// ESS when measured (not NaN).
+func (p *progress) line(step int64, st nf.StepStats, rate float64, probe sample.Probe) {
+	if math.IsNaN(probe.Acceptance) {
 		p.printf("%s\n", p.status(step, st, rate))
 		return
 	}
-	p.printf("%s  acceptance %.4f\n", p.status(step, st, rate), acceptance)
+	p.printf("%s  acceptance %.4f  probe ESS %.4f ± %.4f\n", p.status(step, st, rate), probe.Acceptance,
+		probe.ESS, probe.ESSErr)
 }
 
 func (p *progress) tick(step int64, st nf.StepStats, rate float64) {

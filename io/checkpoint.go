@@ -16,9 +16,11 @@ import (
 )
 
 // CheckpointFormat is the format version of checkpoint files, the root
-// attribute "format_version": 2 adds /history. Readers also accept version
-// 1 (no /history) and refuse others.
-const CheckpointFormat = 2
+// attribute "format_version": 2 adds /history, 3 the learning-rate scale and
+// recovery count of /train and the history columns probe_ess, probe_ess_err
+// and recoveries. Readers also accept versions 1 and 2 (lr_scale 1, no
+// recoveries, those columns NaN and 0) and refuse others.
+const CheckpointFormat = 3
 
 // TrainState is what a checkpoint holds besides the model: the progress of
 // the run and the optimizer.
@@ -37,6 +39,13 @@ type TrainState struct {
 	// restart can rebuild history.h5 without reading it (RestoreHistory);
 	// nil when read from a format-1 checkpoint.
 	History []HistoryRow
+	// LRScale multiplies the learning-rate schedule: the product of the
+	// recoveries' factors so far (1 before any; attribute lr_scale of
+	// /train, format 3).
+	LRScale float64
+	// Recoveries counts the rollbacks after a divergence so far
+	// (attribute recoveries of /train, format 3).
+	Recoveries int64
 }
 
 // ErrCheckpointMismatch reports a checkpoint whose architecture differs
@@ -158,6 +167,7 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 		{optimizerGroup, "step", int64(st.AdamStep)},
 		{trainGroup, "step", st.Step},
 		{trainGroup, "skipped", st.Skipped},
+		{trainGroup, "recoveries", st.Recoveries},
 	}
 	for _, a := range attrs {
 		if err := h5.WriteScalarAttr(f, a.path, a.name, a.v); err != nil {
@@ -167,12 +177,15 @@ func writeCheckpoint[T nf.Float](f *h5.File, arch nf.Arch, ps *nf.ParamSet[T], s
 	if err := h5.WriteScalarAttr(f, trainGroup, "wall_time", st.WallTime); err != nil {
 		return err
 	}
+	if err := h5.WriteScalarAttr(f, trainGroup, "lr_scale", st.LRScale); err != nil {
+		return err
+	}
 	if err := writeHistoryRows(f, historyGroup+"/", st.History); err != nil {
 		return err
 	}
 	strs := []struct{ path, name, v string }{
 		{"/", "created_by", "nfschwinger"},
-		{"/", "checksum_sha256", checksum(ps.Data, st)},
+		{"/", "checksum_sha256", checksum(ps.Data, st, CheckpointFormat)},
 		{"/rng", "scheme", "ChaCha8 keyed by (train.seed, domain, step, global sample index): no state beyond /train step"},
 		{"/config", "toml", st.Config},
 		{trainGroup, "init_from", st.InitFrom},
@@ -207,8 +220,8 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	if err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
-	if version != 1 && version != CheckpointFormat {
-		return fail(ErrCheckpointMismatch, fmt.Errorf("format version %d, this program reads 1 and %d", version, CheckpointFormat))
+	if version < 1 || version > CheckpointFormat {
+		return fail(ErrCheckpointMismatch, fmt.Errorf("format version %d, this program reads 1 to %d", version, CheckpointFormat))
 	}
 	arch, err := ReadArch(f, ModelGroup)
 	if err != nil {
@@ -270,11 +283,20 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 			return fail(ErrCheckpointCorrupt, fmt.Errorf("%s: %w", historyGroup, err))
 		}
 	}
+	st.LRScale = 1
+	if version >= 3 {
+		if st.LRScale, err = h5.ReadScalarAttr[float64](f, trainGroup, "lr_scale"); err != nil {
+			return fail(ErrCheckpointCorrupt, err)
+		}
+		if st.Recoveries, err = h5.ReadScalarAttr[int64](f, trainGroup, "recoveries"); err != nil {
+			return fail(ErrCheckpointCorrupt, err)
+		}
+	}
 	sum, err := h5.ReadStringAttr(f, "/", "checksum_sha256")
 	if err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
-	if got := checksum(ps.Data, st); got != sum {
+	if got := checksum(ps.Data, st, version); got != sum {
 		return fail(ErrCheckpointCorrupt, fmt.Errorf("checksum %s, stored %s", got, sum))
 	}
 	return st, nil
@@ -301,8 +323,10 @@ func ReadCheckpointConfig(path string) (string, error) {
 
 // checksum is the SHA-256 of the parameters (as float64), the moments, the
 // counters, the config text and the history rows (every column of every
-// row, as 8 bytes each; none in format 1), in a fixed order, as hex.
-func checksum[T nf.Float](params []T, st TrainState) string {
+// row, as 8 bytes each; none in format 1), in a fixed order, as hex. A
+// file of format version covers what that format holds: the history
+// columns of that version, and lr_scale and recoveries from format 3 on.
+func checksum[T nf.Float](params []T, st TrainState, version int64) string {
 	h := sha256.New()
 	var b [8]byte
 	put := func(v float64) {
@@ -323,10 +347,18 @@ func checksum[T nf.Float](params []T, st TrainState) string {
 		binary.LittleEndian.PutUint64(b[:], uint64(v))
 		h.Write(b[:])
 	}
+	if version >= 3 {
+		put(st.LRScale)
+		binary.LittleEndian.PutUint64(b[:], uint64(st.Recoveries))
+		h.Write(b[:])
+	}
 	h.Write([]byte(st.Config))
 	h.Write([]byte(st.InitFrom))
 	for i := range st.History {
 		for _, c := range historyColumns {
+			if c.since > version {
+				continue
+			}
 			if c.i64 != nil {
 				binary.LittleEndian.PutUint64(b[:], uint64(*c.i64(&st.History[i])))
 				h.Write(b[:])

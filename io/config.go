@@ -97,6 +97,62 @@ type TrainConfig struct {
 	// fresh, step 0; "" (default): a random initialization. A checkpoint in
 	// out_dir (restart = "auto") still wins.
 	InitFrom string `toml:"init_from"`
+
+	// LRSchedule [lr_schedule] shapes the learning rate over the run
+	// (nf.LRSchedule): "constant" (default), "cosine" (from learning_rate
+	// down to lr_min at train.steps) or "step" (× lr_step_factor every
+	// lr_step_every steps).
+	LRSchedule   string  `toml:"lr_schedule"`
+	LRWarmup     int     `toml:"lr_warmup_steps"` // [lr_warmup_steps] linear warm-up steps before the schedule, default 0
+	LRMin        float64 `toml:"lr_min"`          // [lr_min] the cosine schedule's final learning rate, default 0
+	LRStepEvery  int     `toml:"lr_step_every"`   // [lr_step_every] steps between the step schedule's decays (required for it)
+	LRStepFactor float64 `toml:"lr_step_factor"`  // [lr_step_factor] the step schedule's factor, default 0.5
+
+	// Recovery from divergence (nf.DivergenceGuard). MaxRecoveries
+	// [max_recoveries] is how many times a run may roll back to its last
+	// good parameters and Adam state before it ends, default 5; 0 turns
+	// recovery off (the run then stops after 20 non-finite steps in a row).
+	MaxRecoveries int `toml:"max_recoveries"`
+	// DivergenceThreshold [divergence_threshold]: a step whose variational
+	// free energy mean(log q − log p) lies this many median absolute
+	// deviations above the median of the last healthy steps has exploded;
+	// default 20; 0 detects only non-finite steps.
+	DivergenceThreshold float64 `toml:"divergence_threshold"`
+	// DivergencePatience [divergence_patience] bad steps in a row (exploded
+	// or non-finite) make a divergence, default 3.
+	DivergencePatience int `toml:"divergence_patience"`
+	// DivergenceLRFactor [divergence_lr_factor] multiplies the learning
+	// rate at every recovery, default 0.5.
+	DivergenceLRFactor float64 `toml:"divergence_lr_factor"`
+}
+
+// LRSchedules are the allowed values of [train] lr_schedule.
+var LRSchedules = []string{"constant", "cosine", "step"}
+
+// validateSchedule checks the learning-rate schedule and the recovery
+// keys of [train].
+func (t TrainConfig) validateSchedule() error {
+	switch {
+	case !slices.Contains(LRSchedules, t.LRSchedule):
+		return bad("train.lr_schedule", t.LRSchedule, "allowed: %s", quoteList(LRSchedules))
+	case t.LRWarmup < 0:
+		return bad("train.lr_warmup_steps", t.LRWarmup, "must be ≥ 0")
+	case !finite(t.LRMin) || t.LRMin < 0 || t.LRMin > t.LearningRate:
+		return bad("train.lr_min", t.LRMin, "must be in [0, train.learning_rate]")
+	case t.LRSchedule == "step" && t.LRStepEvery < 1:
+		return bad("train.lr_step_every", t.LRStepEvery, "must be ≥ 1 with lr_schedule = \"step\"")
+	case !finite(t.LRStepFactor) || t.LRStepFactor <= 0 || t.LRStepFactor > 1:
+		return bad("train.lr_step_factor", t.LRStepFactor, "must be in (0, 1]")
+	case t.MaxRecoveries < 0:
+		return bad("train.max_recoveries", t.MaxRecoveries, "must be ≥ 0 (0 = no recovery)")
+	case !finite(t.DivergenceThreshold) || t.DivergenceThreshold < 0:
+		return bad("train.divergence_threshold", t.DivergenceThreshold, "must be ≥ 0 (0 = non-finite steps only)")
+	case t.DivergencePatience < 1:
+		return bad("train.divergence_patience", t.DivergencePatience, "must be ≥ 1")
+	case !finite(t.DivergenceLRFactor) || t.DivergenceLRFactor <= 0 || t.DivergenceLRFactor > 1:
+		return bad("train.divergence_lr_factor", t.DivergenceLRFactor, "must be in (0, 1]")
+	}
+	return nil
 }
 
 // IOConfig is the [io] section: where the run writes and how it restarts.
@@ -195,7 +251,9 @@ func DefaultConfig() Config {
 		Model: ModelConfig{NLayers: 48, NKnots: 9, HiddenChannels: []int{64, 64}, KernelSize: 3,
 			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32", ConvPrecision: "float32"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
-			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500},
+			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500,
+			LRSchedule: "constant", LRStepFactor: 0.5,
+			MaxRecoveries: 5, DivergenceThreshold: 20, DivergencePatience: 3, DivergenceLRFactor: 0.5},
 		IO:      IOConfig{OutDir: "run", Restart: "auto"},
 		Sample:  SampleConfig{Method: MethodNMCMC, TrajectoryLength: 1, MDSteps: 10, Start: "cold"},
 		Compute: ComputeConfig{Device: "auto"},
@@ -488,7 +546,7 @@ func (t TrainConfig) validate() error {
 	case t.AcceptanceSamples < 1:
 		return bad("train.acceptance_samples", t.AcceptanceSamples, "must be ≥ 1")
 	}
-	return nil
+	return t.validateSchedule()
 }
 
 func (o IOConfig) validate() error {

@@ -3,6 +3,7 @@ package nfio
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"nfschwinger/internal/h5"
@@ -21,14 +22,22 @@ type HistoryRow struct {
 	WallTime     float64 // wall-clock seconds of training so far, summed over restarts
 	Acceptance   float64 // MCMC acceptance rate of the flow after the step; NaN when not measured
 	ThreePass    int64   // 1 when the step used the three-pass REINFORCE form, else 0
+	// ProbeESS is the effective sample size per proposal of the acceptance
+	// probe's chain (train.acceptance_every), with its bootstrap error
+	// ProbeESSErr; NaN when not measured.
+	ProbeESS, ProbeESSErr float64
+	Recoveries            int64 // rollbacks after a divergence so far (cumulative)
 }
 
 // historyColumn describes one dataset of history.h5: its name, unit and
 // meaning (stored as attributes), and the field of HistoryRow it holds.
 type historyColumn struct {
 	name, unit, doc string
-	i64             func(*HistoryRow) *int64   // integer columns
-	f64             func(*HistoryRow) *float64 // float columns
+	// since is the first format (CheckpointFormat) with the column; a
+	// file without it reads as NaN (float) or 0 (integer).
+	since int64
+	i64   func(*HistoryRow) *int64   // integer columns
+	f64   func(*HistoryRow) *float64 // float columns
 }
 
 // historyColumns is the layout of history.h5, in order.
@@ -44,6 +53,9 @@ var historyColumns = []historyColumn{
 	{name: "wall_time", unit: "s", doc: "wall-clock seconds of training so far, summed over restarts", f64: func(r *HistoryRow) *float64 { return &r.WallTime }},
 	{name: "three_pass", unit: "1", doc: "1 when the step ran the three-pass REINFORCE form (one micro-batch per rank), 0 for the four-pass form and the other estimators", i64: func(r *HistoryRow) *int64 { return &r.ThreePass }},
 	{name: "acceptance", unit: "1", doc: "Metropolis acceptance rate of the flow as proposal after the step (train.acceptance_every), NaN when not measured", f64: func(r *HistoryRow) *float64 { return &r.Acceptance }},
+	{name: "probe_ess", unit: "1", since: 3, doc: "effective sample size per proposal, eq. (26), of the acceptance probe's proposals (train.acceptance_samples of them), NaN when not measured", f64: func(r *HistoryRow) *float64 { return &r.ProbeESS }},
+	{name: "probe_ess_err", unit: "1", since: 3, doc: "bootstrap standard error of probe_ess, NaN when not measured", f64: func(r *HistoryRow) *float64 { return &r.ProbeESSErr }},
+	{name: "recoveries", unit: "1", since: 3, doc: "rollbacks to the last good parameters after a divergence so far (cumulative; train.max_recoveries)", i64: func(r *HistoryRow) *int64 { return &r.Recoveries }},
 }
 
 // HistoryColumns returns the dataset names of history.h5, in order.
@@ -234,6 +246,9 @@ func ReadHistory(path string) ([]HistoryRow, error) {
 func readHistoryRows(f *h5.File, group string) ([]HistoryRow, error) {
 	n := -1
 	for _, c := range historyColumns {
+		if c.since > 0 && !f.Exists(group+c.name) {
+			continue // a file of an older format
+		}
 		if !f.Exists(group + c.name) {
 			return nil, fmt.Errorf("no dataset %s", group+c.name)
 		}
@@ -247,6 +262,14 @@ func readHistoryRows(f *h5.File, group string) ([]HistoryRow, error) {
 	}
 	rows := make([]HistoryRow, n)
 	for _, c := range historyColumns {
+		if c.since > 0 && !f.Exists(group+c.name) {
+			if c.f64 != nil {
+				for i := range rows {
+					*c.f64(&rows[i]) = math.NaN()
+				}
+			}
+			continue
+		}
 		if c.i64 != nil {
 			v, _, err := h5.ReadRows[int64](f, group+c.name, 0, n)
 			if err != nil {

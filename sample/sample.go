@@ -323,13 +323,25 @@ func ModelHash[T nf.Float](flow *nf.Flow[T]) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// Probe is what an acceptance probe measures on its M proposals.
+type Probe struct {
+	Acceptance float64 // acceptance rate of the chain over them
+	// ESS is their effective sample size per proposal, eq. (26), and
+	// ESSErr its bootstrap error (DefaultBootstrapReps resamples). It is
+	// the figure the chain's efficiency follows; the ESS of a training
+	// batch, with far fewer samples, overestimates it when the weights are
+	// heavy-tailed (a small batch rarely holds the rare large weights).
+	ESS, ESSErr float64
+}
+
 // Acceptance measures the acceptance rate of the NMCMC chain for the
 // flow as it is after training step step: M proposals from
 // SamplePrior(…, seed, DomainProbe, step, i), each rank making a
 // consecutive share of at most perRank per pass, and a chain over them in
-// index order with the uniforms nf.ProbeUniform(seed, step, i). Every rank
-// returns the same rate. Collective.
-func Acceptance[T nf.Float](c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, seed uint64, step int64, M, perRank int) (float64, error) {
+// index order with the uniforms nf.ProbeUniform(seed, step, i), and the
+// ESS of the same proposals. Every rank returns the same result.
+// Collective.
+func Acceptance[T nf.Float](c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, seed uint64, step int64, M, perRank int) (Probe, error) {
 	v2 := 2 * pool.Params().V()
 	share := (M + c.Size() - 1) / c.Size()
 	lo := min(c.Rank()*share, M)
@@ -352,10 +364,20 @@ func Acceptance[T nf.Float](c comm.Comm, flow *nf.Flow[T], pool *lgt.Pool, seed 
 		}
 	}
 	if err := c.AgreeError(err); err != nil {
-		return math.NaN(), err
+		return Probe{math.NaN(), math.NaN(), math.NaN()}, err
 	}
 	c.AllreduceSum(logw)
-	return nf.ChainAcceptance(logw, func(i int) float64 { return nf.ProbeUniform(seed, uint64(step), uint64(i)) }), nil
+	p := Probe{Acceptance: nf.ChainAcceptance(logw, func(i int) float64 { return nf.ProbeUniform(seed, uint64(step), uint64(i)) }),
+		ESS: nf.ESS(logw)}
+	rng := rand.New(rand.NewPCG(bootstrapSeed, uint64(step)))
+	pick := make([]float64, M)
+	p.ESSErr = stats.Bootstrap(M, DefaultBootstrapReps, rng, func(idx []int) float64 {
+		for k, i := range idx {
+			pick[k] = logw[i]
+		}
+		return nf.ESS(pick)
+	})
+	return p, nil
 }
 
 // Num is a float64 that encodes NaN and ±Inf as JSON null.

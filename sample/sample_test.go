@@ -327,10 +327,11 @@ func TestFlowSource(t *testing.T) {
 	if d := math.Abs(float64(a.configs[2*v2+5]) - x[5]); d > 0x1p-23*2*math.Pi {
 		t.Errorf("configuration of proposal 12 not kept")
 	}
-	// The acceptance probe runs and gives a rate in (0, 1].
-	rate, err := Acceptance(comm.Single(), flow, pool, 8, 3, 50, 16)
-	if err != nil || !(rate > 0 && rate <= 1) {
-		t.Errorf("Acceptance = %g, %v", rate, err)
+	// The acceptance probe runs and gives a rate and an ESS in (0, 1],
+	// the ESS with a positive error below it.
+	pr, err := Acceptance(comm.Single(), flow, pool, 8, 3, 50, 16)
+	if err != nil || !(pr.Acceptance > 0 && pr.Acceptance <= 1) || !(pr.ESS > 0 && pr.ESS <= 1) || !(pr.ESSErr > 0 && pr.ESSErr < pr.ESS) {
+		t.Errorf("Acceptance = %+v, %v", pr, err)
 	}
 	// The model hash identifies the parameters.
 	h1 := ModelHash(flow)

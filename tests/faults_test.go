@@ -620,15 +620,15 @@ func faultNaN(t *testing.T) faultResult {
 			res.Lost++
 		}
 	}
-	// A run whose gradients stay non-finite gives up with the last
-	// checkpoint intact.
+	// A run whose gradients stay non-finite, with recovery off, gives up
+	// with the last checkpoint intact.
 	res.Trials++
 	ok := t.Run("non-finite in a row", func(t *testing.T) {
 		var fs []string
 		for k := 2; k < 40; k++ {
 			fs = append(fs, fmt.Sprintf("nan@%d", k))
 		}
-		c := trainCase{Steps: 40, CheckpointEvery: 5}
+		c := trainCase{Steps: 40, CheckpointEvery: 5, Extra: []any{"train.max_recoveries", 0}}
 		dir := t.TempDir()
 		r := train(t, dir, c, 0, 1, "NFSCHWINGER_FAULT="+strings.Join(fs, ","))
 		if !strings.Contains(r.Stderr, "20 gradient steps in a row were non-finite") {

@@ -45,6 +45,8 @@ type trainCase struct {
 	// Emulate runs the binary with NFSCHWINGER_CUDA=emulate: the CUDA
 	// device is the emulator (internal/cuda).
 	Emulate bool
+	// Extra are more params.toml keys, as params.Params.With pairs.
+	Extra []any
 }
 
 // config returns the params.toml text of c.
@@ -78,6 +80,9 @@ func (c trainCase) config() string {
 	}
 	if c.Device != "" {
 		p = p.With("compute.device", c.Device)
+	}
+	if c.Extra != nil {
+		p = p.With(c.Extra...)
 	}
 	return p.TOML()
 }
@@ -115,6 +120,8 @@ type ckpt struct {
 	Params, M, V    []float64
 	Step, Skipped   int64
 	AdamStep        int
+	LRScale         float64
+	Recoveries      int64
 	Tensors, Shapes []string // tensor names, for messages
 }
 
@@ -145,7 +152,8 @@ func loadCkptT[T nf.Float](path string, arch nf.Arch) (ckpt, error) {
 	if err != nil {
 		return ckpt{}, err
 	}
-	k := ckpt{M: st.M, V: st.V, Step: st.Step, Skipped: st.Skipped, AdamStep: st.AdamStep}
+	k := ckpt{M: st.M, V: st.V, Step: st.Step, Skipped: st.Skipped, AdamStep: st.AdamStep,
+		LRScale: st.LRScale, Recoveries: st.Recoveries}
 	for _, v := range flow.Params.Data {
 		k.Params = append(k.Params, float64(v))
 	}
