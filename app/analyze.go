@@ -103,8 +103,15 @@ type trainingStats struct {
 	// FinalAcceptance is the last acceptance probe (history column
 	// "acceptance"), NaN/null when the history has none.
 	FinalAcceptance sample.Num `json:"final_acceptance"`
+	// FinalProbeESS is the ESS of the last acceptance probe's proposals
+	// (history column "probe_ess") with its bootstrap error, NaN/null
+	// when the history has none.
+	FinalProbeESS    sample.Num `json:"final_probe_ess"`
+	FinalProbeESSErr sample.Num `json:"final_probe_ess_err"`
+	Recoveries       int64      `json:"recoveries"`    // rollbacks after a divergence
+	LearningRate     sample.Num `json:"learning_rate"` // of the last logged step
 
-	step, ess, wall, acceptance []float64 // for the plots
+	step, ess, wall, acceptance, probeESS, probeESSErr []float64 // for the plots
 }
 
 // readTraining reads history.h5 and summarizes it.
@@ -138,16 +145,21 @@ func readTraining(path string, window int) (*trainingStats, error) {
 			t.FinalESSErr = sample.Num(math.Sqrt(v / float64(len(tail))))
 		}
 	}
-	// The acceptance probes (issue 6): NaN where not measured.
-	t.acceptance = make([]float64, len(rows))
-	for i, r := range rows {
-		t.acceptance[i] = r.Acceptance
-	}
-	for i := len(rows) - 1; i >= 0; i-- {
-		if !math.IsNaN(rows[i].Acceptance) {
-			t.FinalAcceptance = sample.Num(rows[i].Acceptance)
-			break
+	// The acceptance probes: NaN where not measured.
+	t.FinalProbeESS, t.FinalProbeESSErr = sample.Num(math.NaN()), sample.Num(math.NaN())
+	for _, r := range rows {
+		t.acceptance = append(t.acceptance, r.Acceptance)
+		t.probeESS = append(t.probeESS, r.ProbeESS)
+		t.probeESSErr = append(t.probeESSErr, r.ProbeESSErr)
+		if !math.IsNaN(r.Acceptance) {
+			t.FinalAcceptance = sample.Num(r.Acceptance)
 		}
+		if !math.IsNaN(r.ProbeESS) {
+			t.FinalProbeESS, t.FinalProbeESSErr = sample.Num(r.ProbeESS), sample.Num(r.ProbeESSErr)
+		}
+	}
+	if len(rows) > 0 {
+		t.Recoveries, t.LearningRate = rows[len(rows)-1].Recoveries, sample.Num(rows[len(rows)-1].LearningRate)
 	}
 	return t, nil
 }
@@ -177,6 +189,10 @@ func printTraining(w io.Writer, t *trainingStats) {
 	if !math.IsNaN(float64(t.FinalAcceptance)) {
 		fmt.Fprintf(w, "  last acceptance probe      %.4f\n", float64(t.FinalAcceptance))
 	}
+	if !math.IsNaN(float64(t.FinalProbeESS)) {
+		fmt.Fprintf(w, "  last probe ESS             %s\n", sample.FormatPM(t.FinalProbeESS, t.FinalProbeESSErr))
+	}
+	fmt.Fprintf(w, "  learning rate (last row)   %.4g (%d recoveries from divergence)\n", float64(t.LearningRate), t.Recoveries)
 }
 
 // runAnalyze analyses opts.Dir: whatever of history.h5 and chain.h5 exists.

@@ -89,11 +89,48 @@ func plotESS(path string, t *trainingStats, window int) error {
 	}
 	avg.Color, avg.Width = blue, vg.Points(1.5)
 	p.Add(plotter.NewGrid(), raw, avg)
-	p.Legend.Add("logged steps", raw)
+	p.Legend.Add("training batches (logged steps)", raw)
 	p.Legend.Add(fmt.Sprintf("moving average over %d logged steps", window), avg)
+	if err := addProbeESS(p, t); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Y.Min = 0
 	return savePlot(p, path)
+}
+
+// addProbeESS draws the acceptance probes' ESS with their bootstrap error
+// bars, where measured.
+func addProbeESS(p *plot.Plot, t *trainingStats) error {
+	var pts errorPoints
+	for i := range t.step {
+		if !math.IsNaN(t.probeESS[i]) {
+			pts.XYs = append(pts.XYs, plotter.XY{X: t.step[i], Y: t.probeESS[i]})
+			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{t.probeESSErr[i], t.probeESSErr[i]})
+		}
+	}
+	if len(pts.XYs) == 0 {
+		return nil
+	}
+	s, err := plotter.NewScatter(pts)
+	if err != nil {
+		return err
+	}
+	bars, err := plotter.NewYErrorBars(pts)
+	if err != nil {
+		return err
+	}
+	s.Color, bars.Color = red, red
+	p.Add(s, bars)
+	p.Legend.Add("acceptance probes (train.acceptance_samples proposals each)", s)
+	return nil
+}
+
+// errorPoints are points with symmetric y errors, for plotter's error
+// bars.
+type errorPoints struct {
+	plotter.XYs
+	plotter.YErrors
 }
 
 func plotAcceptance(path string, xy plotter.XYs) error {

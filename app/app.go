@@ -60,6 +60,7 @@ const usageText = `usage:
                                           action, force and observables of configurations
   nfschwinger analyze [-json] DIR         tables and plots from DIR/history.h5 and DIR/chain.h5
   nfschwinger analyze [-json] DIR1 DIR2 … compare the training of several runs (table, overlay plots)
+  nfschwinger watch [-every 5s] [-once] DIR  follow a running job: step, loss, ESS, probes, speed, ETA
   nfschwinger bench [flags]               time training steps and the action; markdown tables or -json
 run 'nfschwinger COMMAND -h' for the flags of a command.
 `
@@ -95,6 +96,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return cmdMeasure(ctx, args[1:], stdout, stderr)
 	case cmd == "analyze":
 		return cmdAnalyze(args[1:], stdout)
+	case cmd == "watch":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return cmdWatch(ctx, args[1:], stdout)
 	case cmd == "check":
 		return cmdCheck(args[1:], stdout)
 	case cmd == "bench":

@@ -305,6 +305,9 @@ func (r *run[T]) restore() error {
 			if err == nil && r.state.InitFrom != "" {
 				err = r.hist.SetSource(r.state.InitFrom)
 			}
+			if err == nil {
+				err = r.hist.SetPlannedSteps(int64(cfg.Train.Steps))
+			}
 		}
 	}
 	return c.AgreeError(err)

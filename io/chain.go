@@ -280,6 +280,24 @@ func describe(f *h5.File, path, unit, doc string) error {
 	return h5.WriteStringAttr(f, path, "description", doc)
 }
 
+// ReadChainCounts returns the root attributes n_steps and n_accepted of
+// the chain file at path (as of its writer's last block), without reading
+// the columns.
+func ReadChainCounts(path string) (steps, accepted int64, err error) {
+	f, err := h5.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("chain: %w", err)
+	}
+	defer f.Close()
+	if steps, err = h5.ReadScalarAttr[int64](f, "/", "n_steps"); err == nil {
+		accepted, err = h5.ReadScalarAttr[int64](f, "/", "n_accepted")
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("chain: %s: %w", path, err)
+	}
+	return steps, accepted, nil
+}
+
 // ReadChainMeta reads the metadata of the chain file at path.
 func ReadChainMeta(path string) (ChainMeta, error) {
 	f, err := h5.Open(path)

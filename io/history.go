@@ -84,9 +84,10 @@ const historyChunkRows = 256
 // version it opened. Rewriting costs O(rows): 1 MB a file at 10⁴ rows,
 // written once per logged step.
 type History struct {
-	path   string
-	rows   []HistoryRow
-	source string // root attribute init_from; "" for none
+	path    string
+	rows    []HistoryRow
+	source  string // root attribute init_from; "" for none
+	planned int64  // root attribute train_steps; 0 for unknown
 }
 
 // CreateHistory creates (replacing) the history file at path with empty
@@ -140,6 +141,31 @@ func (h *History) SetSource(path string) error {
 	return h.Flush()
 }
 
+// SetPlannedSteps records in the root attribute "train_steps" the steps the
+// run is configured for (train.steps), for progress views.
+func (h *History) SetPlannedSteps(n int64) error {
+	h.planned = n
+	return h.Flush()
+}
+
+// ReadPlannedSteps returns the root attribute "train_steps" of the history
+// file at path, 0 when it has none.
+func ReadPlannedSteps(path string) (int64, error) {
+	f, err := h5.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("history: %w", err)
+	}
+	defer f.Close()
+	if !h5.HasAttr(f, "/", "train_steps") {
+		return 0, nil
+	}
+	n, err := h5.ReadScalarAttr[int64](f, "/", "train_steps")
+	if err != nil {
+		return 0, fmt.Errorf("history: %w", err)
+	}
+	return n, nil
+}
+
 // Rows returns a copy of every row.
 func (h *History) Rows() ([]HistoryRow, error) {
 	return append([]HistoryRow(nil), h.rows...), nil
@@ -176,7 +202,7 @@ func (h *History) write(keepPrev bool) error {
 		if err != nil {
 			return err
 		}
-		if err := writeHistoryFile(f, h.rows, h.source); err != nil {
+		if err := writeHistoryFile(f, h.rows, h.source, h.planned); err != nil {
 			f.Close()
 			return err
 		}
@@ -191,7 +217,7 @@ func (h *History) write(keepPrev bool) error {
 // writeHistoryFile writes the layout of history.h5 into the empty file f:
 // one extendible dataset per column holding rows, with their attributes,
 // and the root's.
-func writeHistoryFile(f *h5.File, rows []HistoryRow, source string) error {
+func writeHistoryFile(f *h5.File, rows []HistoryRow, source string, planned int64) error {
 	for _, c := range historyColumns {
 		var err error
 		if c.i64 != nil {
@@ -211,6 +237,11 @@ func writeHistoryFile(f *h5.File, rows []HistoryRow, source string) error {
 	}
 	if source != "" {
 		if err := h5.WriteStringAttr(f, "/", "init_from", source); err != nil {
+			return err
+		}
+	}
+	if planned > 0 {
+		if err := h5.WriteScalarAttr(f, "/", "train_steps", planned); err != nil {
 			return err
 		}
 	}

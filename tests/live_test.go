@@ -68,7 +68,7 @@ func analyzeSteps(t *testing.T, dir string) (train int64, chain int) {
 // TestReadWhileRunning: while a run trains, history.h5 reads with h5py
 // (plainly, as a new user opens it) and with analyze, up to the last
 // logged step; while it samples, chain.h5 reads with h5py (swmr=True) and
-// analyze. A run killed while sampling leaves chain.h5 readable, a
+// analyze; `watch -once` shows both. A run killed while sampling leaves chain.h5 readable, a
 // restart continues it, and once closed cleanly it opens plainly again.
 func TestReadWhileRunning(t *testing.T) {
 	if testing.Short() {
@@ -126,6 +126,10 @@ func TestReadWhileRunning(t *testing.T) {
 		if rows, err := nfio.ReadHistory(hist); err != nil || int64(len(rows)) < train {
 			t.Errorf("history after analyze: %d rows, %v; analyze saw step %d", len(rows), err, train)
 		}
+		out, stderr, status := runNF(t, dir, "watch", "-once", "run")
+		if status != 0 || !strings.Contains(out, "/1000000 (") || !strings.Contains(out, "steps/s  ETA ") {
+			t.Errorf("watch -once while training: exit %d\n%s%s", status, out, stderr)
+		}
 	}
 	if _, stderr, status := runNF(t, dir, "params.toml"); status != 2 || !strings.Contains(stderr, "another run is writing") {
 		t.Errorf("a second run on the same directory: exit %d, want 2 naming the other run\n%s", status, stderr)
@@ -151,6 +155,9 @@ func TestReadWhileRunning(t *testing.T) {
 		}
 		if _, steps := analyzeSteps(t, dir); steps < 64 {
 			t.Errorf("analyze while sampling: %d chain steps, want ≥ 64", steps)
+		}
+		if out, stderr, status := runNF(t, dir, "watch", "-once", "run"); status != 0 || !strings.Contains(out, "step 1/1 (100.0%)") || !strings.Contains(out, "  chain ") {
+			t.Errorf("watch -once while sampling: exit %d\n%s%s", status, out, stderr)
 		}
 	}
 	l.cmd.Process.Kill()
