@@ -88,6 +88,9 @@ type analysis struct {
 	Training *trainingStats `json:"training,omitempty"`
 	Chain    *sample.Report `json:"chain,omitempty"`
 	Plots    []string       `json:"plots,omitempty"`
+	// Replicas combines the chains of an HMC job on several ranks
+	// (chain.h5, chain.replica1.h5, …); nil for one chain.
+	Replicas *sample.Combined `json:"replicas,omitempty"`
 }
 
 // trainingStats summarizes history.h5.
@@ -222,8 +225,36 @@ func readRun(opts analyzeOptions) (*analysis, error) {
 		if d.Len() > 0 {
 			a.Chain = sample.Summarize(d, opts.Bootstrap, opts.LongRun)
 		}
+		if files := sample.ReplicaFiles(opts.Dir); len(files) > 1 && a.Chain != nil {
+			c, err := combineReplicas(files, a.Chain, opts)
+			if err != nil {
+				return nil, err
+			}
+			a.Replicas = c
+		}
 	}
 	return a, nil
+}
+
+// combineReplicas summarizes the replica chains files[1:] (each probed
+// first) and combines them with first, the summary of files[0].
+func combineReplicas(files []string, first *sample.Report, opts analyzeOptions) (*sample.Combined, error) {
+	reps := []*sample.Report{first}
+	for _, p := range files[1:] {
+		if err := nfio.ProbeChain(p); err != nil {
+			return nil, err
+		}
+		d, err := nfio.ReadChain(p)
+		if err != nil {
+			return nil, err
+		}
+		if d.Len() == 0 {
+			return nil, nil // a replica not started yet: nothing to combine
+		}
+		reps = append(reps, sample.Summarize(d, opts.Bootstrap, opts.LongRun))
+	}
+	c := sample.Combine(reps)
+	return &c, nil
 }
 
 func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
@@ -266,6 +297,9 @@ func runAnalyze(opts analyzeOptions, stdout io.Writer) error {
 	}
 	if a.Chain != nil {
 		sample.PrintReport(stdout, a.Chain)
+	}
+	if a.Replicas != nil {
+		sample.PrintCombined(stdout, *a.Replicas)
 	}
 	if len(a.Plots) > 0 {
 		fmt.Fprintln(stdout, "\nplots:")

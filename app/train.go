@@ -87,8 +87,8 @@ func runTrainCmd(path string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &UsageError{Err: err}
 	}
-	if cfg.HMC() { // the HMC baseline: no flow, one process (CheckRanks)
-		return c.Guard(func() error { return runHMC(cfg, stdout, stop) })
+	if cfg.HMC() { // the HMC baseline: no flow, one chain per rank
+		return c.Guard(func() error { return runHMC(cfg, c, stdout, stop) })
 	}
 	opts := trainOptions{ConfigPath: path, Stdout: stdout, Stderr: stderr, Comm: c, Stop: stop, Faults: faults}
 	// A stop by signal (errStopped) is agreed by every rank: Guard returns

@@ -54,6 +54,9 @@ type ChainMeta struct {
 	TrajectoryLength float64 // HMC: molecular-dynamics time per trajectory
 	MDSteps          int     // HMC: leapfrog steps per trajectory
 	Start            string  // HMC: "cold" or the chain file of the start configuration
+	// Replica is an HMC chain's index among the independent chains of one
+	// job, one per rank (attribute "replica"; 0 for files without it).
+	Replica int
 }
 
 // HMC reports whether the chain is an HMC chain.
@@ -268,6 +271,7 @@ func (c *Chain) create() error {
 	}
 	return errors.Join(
 		h5.WriteScalarAttr(f, "/", "trajectory_length", m.TrajectoryLength),
+		h5.WriteScalarAttr(f, "/", "replica", int64(m.Replica)),
 		h5.WriteScalarAttr(f, "/", "md_steps", int64(m.MDSteps)),
 		h5.WriteStringAttr(f, "/", "start", m.Start))
 }
@@ -368,6 +372,13 @@ func readChainMeta(f *h5.File) (ChainMeta, error) {
 		}
 		if m.Start, err = h5.ReadStringAttr(f, "/", "start"); err != nil {
 			return m, err
+		}
+		if h5.HasAttr(f, "/", "replica") {
+			r, err := h5.ReadScalarAttr[int64](f, "/", "replica")
+			if err != nil {
+				return m, err
+			}
+			m.Replica = int(r)
 		}
 	default:
 		return m, fmt.Errorf("%s: unknown chain method %q", f.Path(), m.Method)

@@ -629,10 +629,7 @@ func (c Config) CheckRanks(ranks int) error {
 	if ranks < 1 {
 		panic(fmt.Sprintf("nfio: CheckRanks(%d)", ranks))
 	}
-	if c.HMC() {
-		if ranks > 1 {
-			return bad("sample.method", c.Sample.Method, "the HMC baseline is one chain on one process; run it without mpirun/srun (%d ranks)", ranks)
-		}
+	if c.HMC() { // one independent chain per rank
 		return nil
 	}
 	b, mb := c.Train.BatchSize, c.Train.MicroBatch

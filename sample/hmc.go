@@ -30,6 +30,12 @@ type HMC struct {
 	ev      *lgt.Evaluator
 	Eps     float64 // leapfrog step size, trajectory length / MDSteps
 	MDSteps int     // leapfrog steps per trajectory
+	// Replica selects one of the independent chains of a job (one per
+	// rank): trajectory t draws its momenta from nf.Stream(seed,
+	// DomainHMC, t, 2·Replica) and its accept uniform from index
+	// 2·Replica+1, as the flow's streams are split by global index.
+	// Replica 0 is the chain of a one-process run.
+	Replica uint64
 	seed    uint64
 
 	p, theta, force []float64 // workspace of a trajectory, 2V each
@@ -120,7 +126,7 @@ func kinetic(p []float64) float64 {
 // ΔH (+Inf where the integration failed, which is a rejection) and NaN
 // LogQ and LogW (HMC has no proposal density).
 func (h *HMC) Trajectory(t uint64, st *HMCState) nfio.ChainRow {
-	rng := nf.Stream(h.seed, nf.DomainHMC, t, 0)
+	rng := nf.Stream(h.seed, nf.DomainHMC, t, 2*h.Replica)
 	for i := range h.p {
 		h.p[i] = rng.NormFloat64()
 	}
@@ -138,7 +144,7 @@ func (h *HMC) Trajectory(t uint64, st *HMCState) nfio.ChainRow {
 			dH = math.Inf(1)
 		}
 	}
-	u := nf.Stream(h.seed, nf.DomainHMC, t, 1).Float64()
+	u := nf.Stream(h.seed, nf.DomainHMC, t, 2*h.Replica+1).Float64()
 	acc := nf.Accept(0, -dH, u)
 	if acc {
 		st.Links, h.theta = h.theta, st.Links
@@ -165,7 +171,7 @@ const hmcBlock = 100
 // bit the uninterrupted chain), a file of another chain is kept as
 // chain.prev.h5. start (2V angles) is the first state of a new chain.
 // When the chain is complete the estimates are stored in /summary and
-// printed. Not collective: HMC runs on one process. Cancelling ctx stops
+// printed. Not collective: each rank of a job runs its own replica. Cancelling ctx stops
 // after the current block, with what was written kept.
 func RunHMC(ctx context.Context, h *HMC, start []float64, opts Options) error {
 	if !opts.Meta.HMC() {

@@ -3,9 +3,11 @@ package tests
 import (
 	"encoding/json"
 	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"nfschwinger/internal/params"
+	nfio "nfschwinger/io"
+	"nfschwinger/sample"
 )
 
 // hmcTOML is an HMC baseline run of n trajectories at L = 4.
@@ -25,9 +29,8 @@ func hmcTOML(n int) string {
 // sample.method = "hmc" trains nothing and writes an HMC chain that
 // analyze reads like an NMCMC one (⟨e^{−ΔH}⟩ instead of importance
 // sampling) and h5py reads with its dH column; stopped by SIGTERM it exits
-// 75 and continues on the next start; under mpirun with two ranks it is
-// refused with exit status 2 naming sample.method; a start from the chain
-// file works.
+// 75 and continues on the next start; a start from the chain file works;
+// under mpirun with two ranks it runs two independent chains, combined.
 func TestHMCBaseline(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "params.toml"), []byte(hmcTOML(3000)), 0o644)
@@ -102,17 +105,45 @@ print(len(dH))`
 		t.Errorf("HMC from a chain file: status %d\n%s\n%s", st, o, e)
 	}
 
-	// Two ranks: refused before anything is written.
-	if mp, err := exec.LookPath("mpirun"); err == nil {
-		dir3 := t.TempDir()
-		os.WriteFile(filepath.Join(dir3, "params.toml"), []byte(hmcTOML(10)), 0o644)
-		r := runJob(t, dir3, jobEnv(), trainLimit, mp, "--oversubscribe", "-n", "2", nfBinary, "params.toml")
-		if r.Status != 2 || !strings.Contains(r.Stderr, "sample.method") {
-			t.Errorf("HMC on 2 ranks: status %d, stderr %q; want 2 naming sample.method", r.Status, r.Stderr)
+	// Two ranks: two independent chains. Rank 0's is the one-process
+	// chain step for step (replica 0 draws the same streams), rank 1's
+	// another, and the combined estimates are printed.
+	mp := mpirunPath(t)
+	dir3 := t.TempDir()
+	os.WriteFile(filepath.Join(dir3, "params.toml"), []byte(hmcTOML(3000)), 0o644)
+	r := runJob(t, dir3, jobEnv(), trainLimit, mp, "--oversubscribe", "-n", "2", nfBinary, "params.toml")
+	if r.Status != 0 || !strings.Contains(r.Stdout, "Combined over 2 independent chains (6000 steps") {
+		t.Fatalf("HMC on 2 ranks: status %d\n%s\n%s", r.Status, tail(r.Stdout), tail(r.Stderr))
+	}
+	one, err := nfio.ReadChain(chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps [2]*nfio.ChainData
+	for i := range reps {
+		if reps[i], err = nfio.ReadChain(filepath.Join(dir3, "run", sample.ReplicaFile(i))); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(dir3, "run")); err == nil {
-			t.Error("the refused run created its out_dir")
+		if reps[i].Len() != 3000 || reps[i].Meta.Replica != i {
+			t.Errorf("replica %d: %d steps, meta replica %d", i, reps[i].Len(), reps[i].Meta.Replica)
 		}
+	}
+	if !slices.Equal(reps[0].State.Plaquette, one.State.Plaquette) || !slices.Equal(reps[0].DH, one.DH) {
+		t.Error("rank 0's chain differs from the one-process chain")
+	}
+	if slices.Equal(reps[1].State.Plaquette, one.State.Plaquette) {
+		t.Error("rank 1's chain is rank 0's: the replicas are not independent")
+	}
+	a0 := sample.Summarize(reps[0], 10, sample.DefaultLongRun)
+	a1 := sample.Summarize(reps[1], 10, sample.DefaultLongRun)
+	for k, o := range a0.Observables {
+		p := a1.Observables[k]
+		if sigma := math.Hypot(float64(o.Err), float64(p.Err)); math.Abs(float64(o.Mean-p.Mean)) > 5*sigma {
+			t.Errorf("%s: replica 0 %s, replica 1 %s: more than 5σ apart", o.Name, sample.FormatPM(o.Mean, o.Err), sample.FormatPM(p.Mean, p.Err))
+		}
+	}
+	if o, e, st := runNF(t, dir3, "analyze", "-no-plots", "run"); st != 0 || !strings.Contains(o, "Combined over 2 independent chains") {
+		t.Errorf("analyze of a two-chain HMC run: status %d\n%s%s", st, o, e)
 	}
 }
 
