@@ -84,10 +84,13 @@ func flowPair[T nf.Float](t *testing.T, k *gpu.Kernels, a nf.Arch, maxB int, see
 
 // runPasses runs every pass of gpu.Passes on f (on the CPU or, attached,
 // on the device) for B configurations z, upstream gradients gout, glogJ.
-func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B int) gpu.Passes {
+// Reverse inverts xrev rounded to T (gpu.RunPasses's convention: the
+// reference flow's Forward output, so that every flow inverts the same
+// links), or f's own Forward output where xrev is nil (the reference).
+func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, xrev []float64, gout []T, glogJ []float64, B int) gpu.Passes {
 	n := len(z0)
 	var p gpu.Passes
-	x, z := make([]T, n), make([]T, n)
+	x, z, xr := make([]T, n), make([]T, n), make([]T, n)
 	lf, lr := make([]float64, B), make([]float64, B)
 	tape := f.NewTape(B)
 	grad := func() []float64 {
@@ -102,7 +105,11 @@ func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, gout []T, glogJ []float64, B i
 	p.GzF, p.GradF = to64(g), grad()
 	f.BackwardReverseFromForward(tape, g, gout, glogJ)
 	p.GxRF, p.GradRF = to64(g), grad()
-	f.Reverse(z, x, lr, B, tape)
+	copy(xr, x)
+	for i, v := range xrev {
+		xr[i] = T(v)
+	}
+	f.Reverse(z, xr, lr, B, tape)
 	f.BackwardReverse(tape, g, gout, glogJ)
 	p.GxR, p.GradR = to64(g), grad()
 	p.X, p.Z, p.LogJF, p.LogJR = to64(x), to64(z), lf, lr
@@ -158,9 +165,10 @@ func TestDeviceFlowMatchesCPU(t *testing.T) {
 					for i := range glogJ {
 						glogJ[i] = float64(float32(rng.NormFloat64()))
 					}
-					ref, cpu32 := runPasses(c64, z64, g64, glogJ, B), runPasses(c32, z32, g32, glogJ, B)
-					dev, dev32 := runPasses(d64, z64, g64, glogJ, B), runPasses(d32, z32, g32, glogJ, B)
-					for _, msg := range gpu.ComparePasses(dev, ref, dev32, cpu32) {
+					ref := runPasses(c64, z64, nil, g64, glogJ, B)
+					cpu32 := runPasses(c32, z32, ref.X, g32, glogJ, B)
+					dev, dev32 := runPasses(d64, z64, ref.X, g64, glogJ, B), runPasses(d32, z32, ref.X, g32, glogJ, B)
+					for _, msg := range gpu.ComparePasses(z64, dev, ref, dev32, cpu32) {
 						t.Error(msg)
 					}
 					r := gpu.Reference{Name: name, Spec: Spec(c64, false), B: B, Params: to64(c64.Params.Data),
@@ -208,8 +216,9 @@ func TestDeviceSplineBins(t *testing.T) {
 				z64[i], g64[i] = float64(z32[i]), float64(g32[i])
 			}
 			glogJ := []float64{0.5, -1, 2}
-			for _, msg := range gpu.ComparePasses(runPasses(d64, z64, g64, glogJ, B), runPasses(c64, z64, g64, glogJ, B),
-				runPasses(d32, z32, g32, glogJ, B), runPasses(c32, z32, g32, glogJ, B)) {
+			ref := runPasses(c64, z64, nil, g64, glogJ, B)
+			for _, msg := range gpu.ComparePasses(z64, runPasses(d64, z64, ref.X, g64, glogJ, B), ref,
+				runPasses(d32, z32, ref.X, g32, glogJ, B), runPasses(c32, z32, ref.X, g32, glogJ, B)) {
 				t.Error(msg)
 			}
 		})
@@ -316,7 +325,7 @@ func TestDeviceBytes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.CloseDevice()
-			runPasses(f, make([]float32, c.B*2*c.L*c.L), make([]float32, c.B*2*c.L*c.L), nil, c.B)
+			runPasses(f, make([]float32, c.B*2*c.L*c.L), nil, make([]float32, c.B*2*c.L*c.L), nil, c.B)
 			used, est := em.Used()-before, Bytes(f, c.B, c.bf16, true)
 			t.Logf("allocated %d bytes, estimate %d (%.2f×)", used, est, float64(est)/float64(used))
 			if est != used {

@@ -8,7 +8,11 @@ import (
 )
 
 // Passes are the results of every pass of a flow on one micro-batch, as
-// float64: Forward (X, LogJF), Reverse of X (Z, LogJR), and for fixed
+// float64: Forward (X, LogJF), Reverse (Z, LogJR) of the reference flow's
+// X (the float64 CPU flow's: every flow inverts the same links, rounded
+// to its precision, since the reverse pass's gradients are so sensitive
+// to its input that two flows' own Forward outputs, one rounding apart,
+// give results further apart than their arithmetic does), and for fixed
 // upstream gradients the input-link and parameter gradients of
 // BackwardForward (GzF, GradF), BackwardReverseFromForward on the same
 // forward tape (GxRF, GradRF) and BackwardReverse after the Reverse (GxR,
@@ -103,20 +107,24 @@ func RelErr(a, b []float64, angles bool) float64 {
 	return e / scale
 }
 
-// ComparePasses checks a flow's results against the CPU's, and returns
-// one message per result beyond its bound:
+// ComparePasses checks a flow's results against the CPU's, for the prior
+// samples z0 the Forward passes started from, and returns one message per
+// result beyond its bound:
 //   - float64 (dev64 against cpu64): within 1e-12 of the largest value of
-//     each result; for BackwardReverse within twice the sum of both
-//     implementations' own disagreement between BackwardReverse and the
-//     mathematically equal BackwardReverseFromForward where that is
-//     larger (Reverse's preimages carry the rounding of the inversion,
-//     amplified by 1/g': up to 1e-11 for steep splines);
+//     each result; where the result is that sensitive to rounding, within
+//     twice the sum of both implementations' own error measured where the
+//     exact answer is known: for Reverse z its distance from z0 (the
+//     preimages carry the rounding of the inversion, amplified by 1/g' of
+//     the later layers: above 1e-12 for 8 layers of steep splines), for
+//     BackwardReverse its disagreement with the mathematically equal
+//     BackwardReverseFromForward (up to 1e-11);
 //   - float32: dev32 and cpu32 both against cpu64, the device's error
 //     within 4× the CPU's plus 64 float32 ulps of the largest value (the
 //     same operations in another order, and CUDA's or the C library's
 //     math functions instead of Go's).
-func ComparePasses(dev64, cpu64, dev32, cpu32 Passes) []string {
+func ComparePasses(z0 []float64, dev64, cpu64, dev32, cpu32 Passes) []string {
 	floor := map[string]float64{
+		"Reverse z":            RelErr(cpu64.Z, z0, true) + RelErr(dev64.Z, z0, true),
 		"BackwardReverse gx":   RelErr(cpu64.GxR, cpu64.GxRF, false) + RelErr(dev64.GxR, dev64.GxRF, false),
 		"BackwardReverse grad": RelErr(cpu64.GradR, cpu64.GradRF, false) + RelErr(dev64.GradR, dev64.GradRF, false),
 	}
@@ -138,8 +146,9 @@ func ComparePasses(dev64, cpu64, dev32, cpu32 Passes) []string {
 
 // RunPasses runs every pass of Passes on the device flow f (with a tape)
 // for the parameters params and the inputs z, gout, glogJ of B
-// configurations, rounded to T.
-func RunPasses[T Float](f *Flow[T], params, z, gout, glogJ []float64, B int) (Passes, error) {
+// configurations, rounded to T; Reverse inverts xrev (the reference
+// flow's Forward output), rounded to T.
+func RunPasses[T Float](f *Flow[T], params, z, xrev, gout, glogJ []float64, B int) (Passes, error) {
 	toT := func(v []float64) []T {
 		out := make([]T, len(v))
 		for i, x := range v {
@@ -159,7 +168,7 @@ func RunPasses[T Float](f *Flow[T], params, z, gout, glogJ []float64, B int) (Pa
 		return p, err
 	}
 	n := len(z)
-	zt, g := toT(z), toT(gout)
+	zt, g, xr := toT(z), toT(gout), toT(xrev)
 	x, zr, gin := make([]T, n), make([]T, n), make([]T, n)
 	grad, tmp := make([]T, len(params)), make([]T, len(params))
 	lf, lr := make([]float64, B), make([]float64, B)
@@ -174,7 +183,7 @@ func RunPasses[T Float](f *Flow[T], params, z, gout, glogJ []float64, B int) (Pa
 		func() (err error) { p.GzF = to64(gin); p.GradF, err = grads(); return },
 		func() error { return f.Backward(gin, g, glogJ, true) },
 		func() (err error) { p.GxRF = to64(gin); p.GradRF, err = grads(); return },
-		func() error { return f.Reverse(zr, x, lr, B, true) },
+		func() error { return f.Reverse(zr, xr, lr, B, true) },
 		func() error { return f.Backward(gin, g, glogJ, false) },
 		func() (err error) { p.GxR = to64(gin); p.GradR, err = grads(); return },
 	}
@@ -203,7 +212,7 @@ func CheckReference(k *Kernels, r Reference) []string {
 	if err := run(&d32, func() (Passes, error) { return runReference[float32](k, r) }); err != nil {
 		return []string{"float32: " + err.Error()}
 	}
-	return ComparePasses(d64, r.CPU64, d32, r.CPU32)
+	return ComparePasses(r.Z, d64, r.CPU64, d32, r.CPU32)
 }
 
 func runReference[T Float](k *Kernels, r Reference) (Passes, error) {
@@ -212,5 +221,5 @@ func runReference[T Float](k *Kernels, r Reference) (Passes, error) {
 		return Passes{}, err
 	}
 	defer f.Close()
-	return RunPasses(f, r.Params, r.Z, r.GOut, r.GLogJ, r.B)
+	return RunPasses(f, r.Params, r.Z, r.CPU64.X, r.GOut, r.GLogJ, r.B)
 }
