@@ -509,7 +509,7 @@ func (r *run[T]) logStep(prog *progress, res nf.StepResult, probe sample.Probe, 
 		row.ThreePass = 1
 	}
 	if err := r.hist.Append(row); err != nil {
-		return fmt.Errorf("%w%s", err, diskFull(r.outDir, 64<<10))
+		return err
 	}
 	r.state.History = append(r.state.History, row) // for the next checkpoint
 	r.events.emit(Event{Event: "step", Step: r.state.Step})
@@ -570,30 +570,11 @@ func (r *run[T]) checkpoint() error {
 		path := r.checkpointPath()
 		err = nfio.WriteCheckpoint(path, r.cfg.Arch(), r.flow.Params, r.state)
 		if err != nil {
-			need := int64(1 << 20)
-			if fi, serr := os.Stat(path); serr == nil {
-				need = fi.Size()
-			}
-			err = fmt.Errorf("checkpoint of step %d not written (%s still holds the previous one): %w%s",
-				r.state.Step, path, err, diskFull(r.outDir, need))
+			err = fmt.Errorf("checkpoint of step %d not written (%s still holds the previous one): %w",
+				r.state.Step, path, err)
 		}
 	}
 	return r.c.AgreeError(err)
-}
-
-// diskFull explains a failed write (HDF5 does not pass on the system's
-// error) when the file system of dir has less than need bytes free:
-// "; no space left on device (N bytes free in DIR)", else "".
-func diskFull(dir string, need int64) string {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return ""
-	}
-	free := int64(st.Bavail) * st.Bsize
-	if free >= need {
-		return ""
-	}
-	return fmt.Sprintf("; no space left on device (%d bytes free in %s)", free, dir)
 }
 
 // progress prints training progress on rank 0: a line every log_every steps,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"nfschwinger/internal/h5"
 )
@@ -540,7 +541,12 @@ func (c *Chain) AppendHMC(rows []ChainRow, configs []float32, state []float64) e
 	return c.appendRows(rows, configs, state)
 }
 
-func (c *Chain) appendRows(rows []ChainRow, configs []float32, state []float64) error {
+func (c *Chain) appendRows(rows []ChainRow, configs []float32, state []float64) (err error) {
+	defer func() {
+		// About what this append writes, and a chunk's worth of slack.
+		need := int64(64<<10) + int64(len(rows))*int64(8*len(c.meta.columns())+1) + int64(4*len(configs)+8*len(state))
+		err = NoSpace(err, filepath.Dir(c.path), need)
+	}()
 	if c.meta.SaveConfigs != (configs != nil) || configs != nil && len(configs) != len(rows)*c.configLen {
 		panic(fmt.Sprintf("nfio: Chain.Append: %d configuration values for %d rows (save_configs %v, %d per row)",
 			len(configs), len(rows), c.meta.SaveConfigs, c.configLen))

@@ -37,7 +37,8 @@ func PrevPath(path string) string {
 //  4. the temporary file is renamed over path, and the directory fsynced.
 //
 // When write or any step fails, the temporary file is removed, path is
-// untouched and the error is returned (wrapped with the file name). Only one
+// untouched and the error is returned (wrapped with the file name, and with
+// syscall.ENOSPC where the disk is the likely cause: see NoSpace). Only one
 // writer per target may run at a time.
 func WriteAtomic(path string, keepPrev bool, write func(tmp string) error) (err error) {
 	tmp := TempPath(path)
@@ -50,7 +51,11 @@ func WriteAtomic(path string, keepPrev bool, write func(tmp string) error) (err 
 		}
 	}()
 	if err := write(tmp); err != nil {
-		return err
+		need := int64(64 << 10)
+		if fi, serr := os.Stat(path); serr == nil {
+			need = max(need, fi.Size())
+		}
+		return NoSpace(err, filepath.Dir(path), need)
 	}
 	if err := syncFile(tmp); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -67,6 +72,24 @@ func WriteAtomic(path string, keepPrev bool, write func(tmp string) error) (err 
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// NoSpace explains a failed write of about need bytes into dir: HDF5 does
+// not pass on the system's error, so where dir's file system has less than
+// need bytes free the result wraps err and syscall.ENOSPC, "…: no space
+// left on device (N bytes free in DIR)"; otherwise it is err.
+func NoSpace(err error, dir string, need int64) error {
+	if err == nil || errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	var st syscall.Statfs_t
+	if serr := syscall.Statfs(dir, &st); serr != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return fmt.Errorf("%w: %w (%d bytes free in %s)", err, syscall.ENOSPC, free, dir)
+	}
+	return err
 }
 
 // keepPrevious makes PrevPath(path) a copy of path, if path exists, while

@@ -157,7 +157,7 @@ func checkHistoryH5py(t *testing.T, path string, n int) {
 	for _, name := range nfio.HistoryColumns() {
 		d, ok := f.Datasets[name]
 		want := "float64"
-		if name == "step" || name == "skipped" || name == "three_pass" {
+		if name == "step" || name == "skipped" || name == "three_pass" || name == "recoveries" {
 			want = "int64"
 		}
 		if !ok || d.Dtype != want || (n >= 0 && !slices.Equal(d.Shape, []int{n})) {
