@@ -1,15 +1,17 @@
 package h5
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
 // swmrChildEnv makes the test binary a writer that grows a file in SWMR
-// mode and is killed (exits without closing it): the reader side of
-// TestSWMR runs in the parent.
+// mode and is killed (SIGKILL, so that nothing closes the file): the reader
+// side of TestSWMR runs in the parent.
 const swmrChildEnv = "NFSCHWINGER_H5_SWMR_CHILD"
 
 func TestMain(m *testing.M) {
@@ -18,7 +20,10 @@ func TestMain(m *testing.M) {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
-		os.Exit(0) // without Close: as a killed writer leaves the file
+		// Killed, not exited: os.Exit under the race detector goes through
+		// libc's exit, whose atexit handlers let HDF5 close the file cleanly.
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -65,8 +70,10 @@ func TestSWMR(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "swmr.h5")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), swmrChildEnv+"="+path)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("writer: %v: %s", err, out)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("writer: want it killed by SIGKILL, got %v: %s", err, out)
 	}
 	check := func(want int) {
 		t.Helper()
