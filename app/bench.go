@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"nfschwinger/internal/dnnl"
+	"nfschwinger/internal/stats"
 	"nfschwinger/internal/threads"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
@@ -411,26 +412,15 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 		gconv = append(gconv, tm.ConvFLOPs/(tm.Flow+tm.Backward).Seconds()/1e9)
 		gstep = append(gstep, tm.ConvFLOPs/dt/1e9)
 	}
-	r.StepSeconds, r.LossSeconds, r.BackwardSeconds = median(step), median(loss), median(bwd)
-	r.FlowSeconds, r.ActionSeconds = median(fl), median(act)
-	r.ConvGFLOPs, r.ConvStepGFLOPs = median(gconv), median(gstep)
+	r.StepSeconds, r.LossSeconds, r.BackwardSeconds = stats.Median(step), stats.Median(loss), stats.Median(bwd)
+	r.FlowSeconds, r.ActionSeconds = stats.Median(fl), stats.Median(act)
+	r.ConvGFLOPs, r.ConvStepGFLOPs = stats.Median(gconv), stats.Median(gstep)
 	r.KeptBytes = int64(tr.KeptBytes())
 	if n := tr.KeptBuffers(); n >= 0 {
 		r.KeptBuffers = &n
 	}
 	r.PeakRSSBytes, r.PeakRSSMethod = peakRSS(peakReset)
 	return r, nil
-}
-
-// median returns the median of x (the mean of the middle two for even
-// lengths); x is reordered.
-func median(x []float64) float64 {
-	slices.Sort(x)
-	n := len(x)
-	if n%2 == 1 {
-		return x[n/2]
-	}
-	return (x[n/2-1] + x[n/2]) / 2
 }
 
 // sgemmGFLOPs times C = A·B for n×n float32 matrices through the backend's
@@ -573,7 +563,7 @@ sgemm), with float32 or bf16 inputs, or cuda (the whole flow on the CUDA device:
 im2col kernels and cuBLAS; the action stays on the CPU; sgemm is then still the
 CPU's). primitive: oneDNN's 64→64 dilation-2 convolution
 alone at this L and micro-batch, in its blocked layouts and the row's precision, the
-best of %v of repetitions (the reference of issue 15).
+best of %v of repetitions (the reference rate of the convolutions).
 `, method, benchSgemmRepeats, o.SgemmN, o.SgemmN, primitiveMinTime)
 	if len(actions) == 0 {
 		return

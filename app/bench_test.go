@@ -177,14 +177,3 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
-
-func TestMedian(t *testing.T) {
-	for _, tc := range []struct {
-		x    []float64
-		want float64
-	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := median(tc.x); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.x, got, tc.want)
-		}
-	}
-}

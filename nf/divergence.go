@@ -3,6 +3,7 @@ package nf
 import (
 	"fmt"
 	"math"
+	"nfschwinger/internal/stats"
 	"slices"
 )
 
@@ -79,21 +80,11 @@ func (g *DivergenceGuard) Reset() { g.bad = 0 }
 // floored at 1e-6·(1 + |median|).
 func medianMAD(x []float64) (med, mad float64) {
 	s := slices.Clone(x)
-	med = median(s)
+	med = stats.Median(s)
 	for i, v := range x {
 		s[i] = math.Abs(v - med)
 	}
-	return med, max(median(s), 1e-6*(1+math.Abs(med)))
-}
-
-// median sorts s and returns its median.
-func median(s []float64) float64 {
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return med, max(stats.Median(s), 1e-6*(1+math.Abs(med)))
 }
 
 // TrainSnapshot is a copy of the state that a recovery rolls back to: the

@@ -20,7 +20,7 @@ import (
 	nfio "nfschwinger/io"
 )
 
-// Fault tests (issue 9). Each scenario is a function that runs its trials,
+// Fault tests. Each scenario is a function that runs its trials,
 // fails the test on any violation and returns a faultResult for the report
 // (faults_report_test.go, `make faults`). Runs are tiny (L = 4, 12 steps,
 // float32, a checkpoint after every step: about 0.15 s each), so that the
@@ -160,9 +160,16 @@ type launched struct {
 func launch(t *testing.T, dir string, c trainCase, extra ...string) *launched {
 	t.Helper()
 	cfg := c.write(t, dir)
-	events, env := newEventsFile(dir)
-	cmd := exec.Command(nfBinary, cfg)
-	cmd.Dir, cmd.Env = dir, jobEnv(append(c.env(extra), env)...)
+	return launchArgs(t, dir, c.env(extra), cfg)
+}
+
+// launchArgs starts the binary with args in dir (one process, no launcher),
+// the job environment plus env and an events file.
+func launchArgs(t *testing.T, dir string, env []string, args ...string) *launched {
+	t.Helper()
+	events, eventsEnv := newEventsFile(dir)
+	cmd := exec.Command(nfBinary, args...)
+	cmd.Dir, cmd.Env = dir, jobEnv(append(env, eventsEnv)...)
 	now := time.Now()
 	l := &launched{events: events, cmd: cmd, out: &stampWriter{start: now}, err: &stampWriter{start: now}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = l.out, l.err
@@ -327,7 +334,7 @@ func faultKillAtStep(t *testing.T) faultResult {
 }
 
 // TestFaultKill: ≥ 10 seeded kill -9 trials; every relaunch continues and
-// the final state is the undisturbed run's, bit for bit (issue 9).
+// the final state is the undisturbed run's, bit for bit.
 func TestFaultKill(t *testing.T) {
 	t.Run("random time", func(t *testing.T) { faultKillRandom(t) })
 	t.Run("kill@k", func(t *testing.T) { faultKillAtStep(t) })

@@ -86,24 +86,7 @@ func TestReadWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start := func() *launched {
-		events, env := newEventsFile(dir)
-		cmd := exec.Command(nfBinary, "params.toml")
-		cmd.Dir, cmd.Env = dir, jobEnv(env)
-		now := time.Now()
-		l := &launched{events: events, cmd: cmd, out: &stampWriter{start: now}, err: &stampWriter{start: now}, done: make(chan struct{})}
-		cmd.Stdout, cmd.Stderr = l.out, l.err
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			if ee, ok := cmd.Wait().(*exec.ExitError); ok {
-				l.status = ee.ExitCode()
-			}
-			close(l.done)
-		}()
-		return l
-	}
+	start := func() *launched { return launchArgs(t, dir, nil, "params.toml") }
 	hist := filepath.Join(dir, "run", "history.h5")
 	chain := filepath.Join(dir, "run", "chain.h5")
 
