@@ -25,7 +25,7 @@ MPI_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 TEST_TIMEOUT ?= 60m
 PKG ?= ./...
 
-.PHONY: all deps build run test vet bench study env clean gpu-check
+.PHONY: all deps build run test vet bench study clipping env clean gpu-check
 
 all: build
 
@@ -84,7 +84,14 @@ study: build
 	@for f in configs/study/*.toml; do echo "== $$f"; ./nfschwinger $$f || exit $$?; done
 	./nfschwinger analyze study/*/
 
-# The device check of issue 14 (README, "GPUs"): the test binaries of the
+# The clipping comparison (docs/studies.md): r.t. at L = 8 with
+# and without clipping on seeds 1, 2, 3 (configs/clipping/, about 40 minutes
+# on 2 cores), then the comparison table with the acceptance probes' ESS.
+clipping: build
+	@for f in configs/clipping/*.toml; do echo "== $$f"; ./nfschwinger $$f || exit $$?; done
+	./nfschwinger analyze -no-plots clipping/*/
+
+# The device check (docs/gpus.md): the test binaries of the
 # CUDA boundary and of the device flow, built without cgo (purego loads
 # CUDA at run time, so they need nothing but the GPU machine's driver,
 # NVRTC and cuBLAS), and the script that runs them there:
@@ -117,7 +124,7 @@ env:
 clean:
 	rm -f nfschwinger
 
-# The fault-injection report of issue 9 (README, reliability section): runs
+# The fault-injection report (docs/reliability.md): runs
 # every fault scenario of tests/faults_test.go and prints the table, then
 # fuzzes the HDF5 readers on damaged files for FUZZTIME each.
 FUZZTIME ?= 20s

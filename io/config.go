@@ -86,10 +86,10 @@ type TrainConfig struct {
 	Seed            int64   `toml:"seed"`             // [seed] key of the prior-sample streams, required, ≥ 0
 	LogEvery        int     `toml:"log_every"`        // [log_every] steps between history rows and progress lines, default 10
 	CheckpointEvery int     `toml:"checkpoint_every"` // [checkpoint_every] steps between checkpoints, 0 = only at the end and on signals; default 500
-	// AcceptanceEvery (issue 6) is the number of steps between MCMC
+	// AcceptanceEvery is the number of steps between MCMC
 	// acceptance measurements recorded in the history, 0 = never (default).
 	AcceptanceEvery int `toml:"acceptance_every"`
-	// AcceptanceSamples (issue 6) is the number of proposals per acceptance
+	// AcceptanceSamples is the number of proposals per acceptance
 	// measurement; default batch_size.
 	AcceptanceSamples int `toml:"acceptance_samples"`
 	// InitFrom [init_from] is a checkpoint or model file whose model
@@ -166,7 +166,7 @@ type IOConfig struct {
 	Restart string `toml:"restart"`
 }
 
-// ComputeConfig is the [compute] section (issue 14).
+// ComputeConfig is the [compute] section.
 type ComputeConfig struct {
 	// Device [device] is where each rank computes the flow: "auto" (the
 	// default: its CUDA device when the driver loads and a device is
@@ -185,9 +185,9 @@ func (c ComputeConfig) validate() error {
 	return nil
 }
 
-// SampleConfig is the [sample] section (issue 6): the Markov chain after
+// SampleConfig is the [sample] section: the Markov chain after
 // training. The default n_samples = 0 turns sampling off. With method
-// "hmc" the run trains no flow: the chain is the HMC baseline (issue 16)
+// "hmc" the run trains no flow: the chain is the HMC baseline
 // on the exact action, and [train] and [model] must be absent.
 type SampleConfig struct {
 	Method      string `toml:"method"`       // [method] "nmcmc" (default: the flow as independence proposal) or "hmc"
@@ -219,7 +219,7 @@ var Methods = []string{MethodNMCMC, MethodHMC}
 // HMC reports whether the run is the HMC baseline (no training).
 func (c Config) HMC() bool { return c.Sample.Method == MethodHMC }
 
-// SlurmConfig is the optional [slurm] section (issue 7): the resources of
+// SlurmConfig is the optional [slurm] section: the resources of
 // the batch script that `nfschwinger slurm` renders.
 type SlurmConfig struct {
 	Partition     string `toml:"partition"`      // [partition] default: the cluster's default partition

@@ -457,4 +457,42 @@ func TestShippedConfigs(t *testing.T) {
 			t.Errorf("%s differs from %s in more than estimator, seed and out_dir", f, study[0])
 		}
 	}
+	checkClippingConfigs(t)
+}
+
+// checkClippingConfigs: the six runs of configs/clipping are the study's
+// r.t. run of the same seed with acceptance probes, clipped (0.1, 10) or
+// not, each into clipping/<file name>.
+func checkClippingConfigs(t *testing.T) {
+	files, _ := filepath.Glob("../configs/clipping/*.toml")
+	if len(files) != 6 {
+		t.Errorf("configs/clipping has %d files, want 6 (clipped and unclipped × 3 seeds)", len(files))
+	}
+	for _, f := range files {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".toml")
+		study, err := Load(fmt.Sprintf("../configs/study/rt_s%d.toml", c.Train.Seed))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		clipped := strings.HasPrefix(name, "rt_clip_")
+		if want := [2]float64{0.1, 10}; clipped != (c.Train.GradClipValue == want[0] && c.Train.GradClip == want[1]) ||
+			!clipped && (c.Train.GradClipValue != 0 || c.Train.GradClip != 0) {
+			t.Errorf("%s: grad_clip_value %g, grad_clip %g", f, c.Train.GradClipValue, c.Train.GradClip)
+		}
+		if c.IO.OutDir != "clipping/"+name || c.Train.AcceptanceEvery == 0 {
+			t.Errorf("%s: out_dir %s, acceptance_every %d", f, c.IO.OutDir, c.Train.AcceptanceEvery)
+		}
+		c.Train.GradClipValue, c.Train.GradClip = study.Train.GradClipValue, study.Train.GradClip
+		c.Train.AcceptanceEvery, c.Train.AcceptanceSamples = study.Train.AcceptanceEvery, study.Train.AcceptanceSamples
+		c.IO.OutDir, c.Text, study.Text = study.IO.OutDir, "", ""
+		if !reflect.DeepEqual(c, study) {
+			t.Errorf("%s differs from configs/study/rt_s%d.toml in more than clipping, probes and out_dir", f, c.Train.Seed)
+		}
+	}
 }

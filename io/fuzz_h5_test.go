@@ -15,7 +15,7 @@ import (
 	"nfschwinger/nf"
 )
 
-// Fuzz tests of the HDF5 readers on damaged files (issue 9): a checkpoint
+// Fuzz tests of the HDF5 readers on damaged files: a checkpoint
 // or history file with one byte changed and/or cut short. The readers must
 // return an error, never panic (nor crash inside the HDF5 library); a
 // damaged checkpoint that still reads must hold exactly the original

@@ -93,7 +93,7 @@ func roundTrip[W, R nf.Float](t *testing.T, arch nf.Arch) {
 			t.Fatalf("parameter %d: read %v, wrote %v", i, back.Data[i], ps.Data[i])
 		}
 	}
-	// The layout documented in DESIGN.md, with the shapes declared.
+	// The layout documented in docs/commands.md (Model files), with the shapes declared.
 	shape, err := f.Shape("/model/layers/02/conv1/weight")
 	if err != nil || !reflect.DeepEqual(shape, []int{3, 4, 3, 3}) {
 		t.Errorf("/model/layers/02/conv1/weight shape %v, %v", shape, err)

@@ -8,7 +8,7 @@ import (
 	"nfschwinger/internal/dnnl"
 )
 
-// The conditioner through oneDNN (issue 15). A float32 flow on the CPU may
+// The conditioner through oneDNN. A float32 flow on the CPU may
 // run its conditioners' convolutions as oneDNN primitives instead of
 // im2col + OpenBLAS (Flow.UseDNNL). What changes:
 //
@@ -40,10 +40,9 @@ import (
 
 // DNNLMinChannels is the narrowest conditioner (its widest hidden layer, in
 // channels) whose float32 convolutions run faster on oneDNN than on im2col
-// and OpenBLAS. Measured on the 2-core Sapphire Rapids, L = 8, 16 layers,
-// batch 128, REINFORCE step: hidden [8, 8] 0.094 s on oneDNN against 0.085
-// on OpenBLAS, [16, 16] 0.109 against 0.121, [32, 32] 0.158 against
-// 0.199; [64, 64] at batch 64: 0.438 against 0.573.
+// and OpenBLAS, chosen by measuring REINFORCE steps at L = 8 with hidden
+// [8, 8], [16, 16], [32, 32] and [64, 64] (docs/performance.md has the
+// times and the machine; `nfschwinger bench -hidden` measures them anew).
 const DNNLMinChannels = 16
 
 // PrefersDNNL reports whether a float32 flow of architecture a runs faster

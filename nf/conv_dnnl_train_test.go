@@ -30,7 +30,7 @@ func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window 
 }
 
 // TestBF16ReinforceTrains: REINFORCE with bf16 convolutions (the paper's
-// "amp") trains as float32 does. The float32 study of issue 12 (L = 4, 8
+// "amp") trains as float32 does. The float32 r.t. study (L = 4, 8
 // layers, hidden channels [32, 32], batch 256, Adam 1e-3, 400 steps, the
 // paper's clipping), both precisions on oneDNN, seeds 1–3: every bf16
 // seed's mean batch ESS over the last 50 steps must lie within the range

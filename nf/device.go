@@ -4,7 +4,7 @@ import (
 	"errors"
 )
 
-// The flow on a CUDA device (issue 14): with UseDevice, Forward, Reverse
+// The flow on a CUDA device: with UseDevice, Forward, Reverse
 // and the three backward passes run on the device (package nf/gpu), with
 // the same signatures, so the Trainer, Density and sampling use it
 // unchanged. What crosses to the device per call: the parameters (every

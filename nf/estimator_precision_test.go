@@ -15,8 +15,8 @@ const (
 	paperClipNorm  = 10
 )
 
-// precisionArch is the configuration of the float32 r.t. training study
-// (issue 12): L = 4, 8 coupling layers, hidden channels [32, 32], 9 knots,
+// precisionArch is the configuration of the float32 r.t. training study:
+// L = 4, 8 coupling layers, hidden channels [32, 32], 9 knots,
 // dilations 1, 2, 3.
 func precisionArch() Arch {
 	return Arch{L: 4, NLayers: 8, NKnots: 9, Hidden: []int{32, 32}, KernelSize: 3,

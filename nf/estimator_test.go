@@ -212,7 +212,7 @@ func TestTrainingRaisesESS(t *testing.T) {
 	}
 }
 
-// TestFloat32ReparamTrains is the float32 r.t. study of issue 12: L = 4,
+// TestFloat32ReparamTrains is the float32 r.t. study: L = 4,
 // 8 layers, hidden channels [32, 32], batch 256, Adam 1e-3, 400 steps, the
 // paper's clipping, seeds 1–3; the mean ESS of the last 50 steps must reach
 // minESS. Measured (last-50 ESS, seeds 1, 2, 3; Sapphire Rapids): r.t.

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// commJobLimit is how long a failing job may take to end (issue 5: "ends
+// commJobLimit is how long a failing job may take to end ("ends
 // the whole job within 30 s").
 const commJobLimit = 30 * time.Second
 

@@ -13,7 +13,7 @@ import (
 // test` runs the same scenarios through the TestFault* tests instead.
 const FaultReportEnv = "NFSCHWINGER_FAULT_REPORT"
 
-// TestFaultReport runs every fault scenario of issue 9 and prints the
+// TestFaultReport runs every fault scenario and prints the
 // table of the README's reliability section: scenario, trials, runs that
 // survived (ended as they must), runs with data lost (a final state that
 // differs from the undisturbed run's, or a silent load of a bad

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The device check of issue 14, for a GPU machine with a CUDA driver,
+# The device check, for a GPU machine with a CUDA driver,
 # NVRTC and cuBLAS (no Go, no Debian libraries needed): runs the test
 # binaries that `make gpu-check` put beside this script against device 0
 # (NFSCHWINGER_CUDA_TEST=gpu: the real device only, its absence fails),

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestImportGraph checks the package boundaries of DESIGN.md and STYLE.md:
+// TestImportGraph checks the package boundaries (docs/conventions.md, Layout):
 // the physics (lgt) and the flow (nf) never import the communicator, the
 // files or the command layer; only comm imports MPI; the command layer
 // (app) and the sampler (sample) reach HDF5 only through io, which owns

@@ -14,7 +14,7 @@ import (
 	"nfschwinger/nf"
 )
 
-// Reference tolerances (shared/vectors/README.md, issue 2): the vectors are
+// Reference tolerances: the reference vectors are
 // float64 results of the seed's PyTorch code; the Go code computes in
 // float64 and complex128 with a different order of operations, so results
 // agree to about 1e-13 relative; 1e-10 (1e-9 for the force, which goes

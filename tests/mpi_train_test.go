@@ -22,8 +22,8 @@ import (
 	"nfschwinger/nf"
 )
 
-// rankTol is the agreement of float64 runs on different numbers of ranks
-// (issue 5). The ranks sum their shares of the gradient, the baseline and
+// rankTol is the agreement of float64 runs on different numbers of ranks.
+// The ranks sum their shares of the gradient, the baseline and
 // the logged means in another order than one process does, which changes
 // results by a few ulp (1e-16 relative) per step; Adam's division by
 // √v̂ + ε and a few steps keep that far below 1e-10.
@@ -311,7 +311,7 @@ func tail(s string) string {
 }
 
 // TestMPITrainRanksAgree: 1, 2 and 3 ranks (and no launcher) train the same
-// run, float64, within rankTol, for REINFORCE and r.t. (issue 5).
+// run, float64, within rankTol, for REINFORCE and r.t.
 func TestMPITrainRanksAgree(t *testing.T) {
 	mpirunPath(t)
 	for _, est := range []string{"reinforce", "rt"} {
@@ -357,7 +357,7 @@ func readHistory(t *testing.T, path string) []nfio.HistoryRow {
 }
 
 // TestMPITrainRestartOtherRanks: a run stopped by a signal on 2 ranks and
-// continued on 3 is the run of one process (issue 5).
+// continued on 3 is the run of one process.
 func TestMPITrainRestartOtherRanks(t *testing.T) {
 	mpirunPath(t)
 	c := trainCase{Precision: "float64", Steps: 6, CheckpointEvery: 100}
@@ -414,7 +414,7 @@ func compareHistory(t *testing.T, got, want []nfio.HistoryRow, tol float64) {
 
 // TestMPITrainFailureOnRank1: an error or a panic on rank 1 ends the whole
 // job within commJobLimit, with a non-zero status and a message naming
-// rank 1 (issue 5).
+// rank 1.
 func TestMPITrainFailureOnRank1(t *testing.T) {
 	mpirunPath(t)
 	c := trainCase{Steps: 8}
@@ -498,7 +498,7 @@ func parseSummary(stdout string) (trainSummary, bool) {
 }
 
 // BenchmarkMPITrain compares 2 ranks × 1 thread with 1 rank × 2 threads at
-// the same global batch (issue 5), at L = 8 and 16, 40 steps. For each
+// the same global batch, at L = 8 and 16, 40 steps. For each
 // setup it takes the best of three runs (the machines these tests run on
 // are shared) and reports the time per step, the share of rank 0's time in
 // collectives and in the gradient allreduce, and the parallel efficiency

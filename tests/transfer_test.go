@@ -10,7 +10,7 @@ import (
 	"nfschwinger/internal/params"
 )
 
-// TestTransferInitFrom (issue 16): a run on L = 8 with train.init_from
+// TestTransferInitFrom: a run on L = 8 with train.init_from
 // naming the checkpoint of an L = 4 run starts from its weights with a
 // fresh Adam at step 0 (with a learning rate of 1e-12 its parameters after
 // one step are the source's to 1e-9), records the source in the checkpoint

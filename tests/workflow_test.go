@@ -25,7 +25,7 @@ func hmcTOML(n int) string {
 		strconv.Itoa(n) + "\n"
 }
 
-// TestHMCBaseline (issue 16): `nfschwinger params.toml` with
+// TestHMCBaseline: `nfschwinger params.toml` with
 // sample.method = "hmc" trains nothing and writes an HMC chain that
 // analyze reads like an NMCMC one (⟨e^{−ΔH}⟩ instead of importance
 // sampling) and h5py reads with its dH column; stopped by SIGTERM it exits
@@ -147,7 +147,7 @@ print(len(dH))`
 	}
 }
 
-// TestAnalyzeCompare (issue 16): `nfschwinger analyze DIR1 DIR2 …` reads
+// TestAnalyzeCompare: `nfschwinger analyze DIR1 DIR2 …` reads
 // the histories of several runs, labels them by estimator and seed from
 // their checkpoints, groups them by estimator and draws the overlays
 // against step and wall time next to the runs.

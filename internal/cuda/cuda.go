@@ -1,5 +1,5 @@
-// Package cuda is the boundary between the CUDA backend and the device
-// (issue 14): the few entry points of the CUDA driver, NVRTC and cuBLAS
+// Package cuda is the boundary between the CUDA backend and the device:
+// the few entry points of the CUDA driver, NVRTC and cuBLAS
 // that the backend needs, behind one interface with two implementations.
 //
 //   - The real one loads libcuda.so.1, NVRTC and cuBLAS at run time with

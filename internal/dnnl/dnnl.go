@@ -325,7 +325,7 @@ func (cv *Conv) Forward() error {
 // Close frees the primitive and its memory.
 func (cv *Conv) Close() { C.nfconv_destroy(&cv.c) }
 
-// ReferenceGFLOPs times the reference of issue 15: oneDNN's 64 → 64
+// ReferenceGFLOPs times the reference convolution: oneDNN's 64 → 64
 // channel, dilation-2 convolution alone on an L×L lattice (padded
 // beforehand), batch configurations, in its preferred blocked layouts,
 // float32 or bf16 inputs, on oneDNN's OpenMP threads; the best of the

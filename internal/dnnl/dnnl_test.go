@@ -76,7 +76,7 @@ func TestBadShape(t *testing.T) {
 	}
 }
 
-// BenchmarkConvPrimitive is the reference of issue 15's target: the
+// BenchmarkConvPrimitive is the reference rate of the convolutions: the
 // 64→64 dilation-2 convolution of the conditioner at L = 8 and 16, batch
 // 64, in oneDNN's own layouts, float32 and bf16 (GFLOP/s reported).
 func BenchmarkConvPrimitive(b *testing.B) {

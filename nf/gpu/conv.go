@@ -1,11 +1,13 @@
-// Package gpu is the flow on a CUDA device (issue 14), on the
+// Package gpu is the flow on a CUDA device, on the
 // internal/cuda boundary, so that the emulator runs all of it in CI: the
 // conditioner's circular convolutions as im2col kernels and cuBLAS
 // products (Conv, Conditioner), its input (Inputs), the splines and their
 // VJPs (coupling.cu), and the whole flow with its tape (Flow), in nf's
-// layouts and with nf's semantics; and REINFORCE's log det of the Dirac
-// operator (LogDet, action.cu), in lgt's conventions. nf.Flow.UseDevice puts an nf.Flow's
-// passes on a Flow (nf/device attaches one). The parity with the CPU flow
+// layouts and with nf's semantics; and the fermion action on the device, in
+// lgt's conventions (action.cu): the log det of the Dirac operator that
+// REINFORCE needs (LogDet) and its force for r.t. and the path gradient.
+// nf.Flow.UseDevice puts an nf.Flow's passes on a Flow (nf/device attaches
+// one). The parity with the CPU flow
 // is checked by nf/device's tests and, on a GPU machine, from their
 // recorded results (Reference).
 package gpu
