@@ -96,17 +96,20 @@ clipping: build
 # CUDA at run time, so they need nothing but the GPU machine's driver,
 # NVRTC and cuBLAS), and the script that runs them there:
 #   make gpu-check; then on the GPU machine: bash gpu-check/run.sh OUTDIR
+# (GPU_CHECK=DIR puts the folder elsewhere; the rehearsal test does).
+GPU_CHECK ?= gpu-check
 gpu-check: build
-	rm -rf gpu-check && mkdir -p gpu-check
-	CGO_ENABLED=0 $(GO) test -c -o gpu-check/cuda.test ./internal/cuda/
-	CGO_ENABLED=0 $(GO) test -c -o gpu-check/gpu.test ./nf/gpu/
-	NFSCHWINGER_GPU_REFERENCE=$(CURDIR)/gpu-check/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
-	NFSCHWINGER_GPU_LOGDET=$(CURDIR)/gpu-check/logdet.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestLogDetMatchesCPU$$' ./nf/gpu/
-	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs gpu-check/specs.gob
-	bash tests/gpu-libs.sh nfschwinger gpu-check/bench
-	tar -C gpu-check -cJf gpu-check/bench.tar.xz bench && rm -rf gpu-check/bench
-	cp tests/gpu-check.sh gpu-check/run.sh
-	@du -sh gpu-check
+	rm -rf $(GPU_CHECK) && mkdir -p $(GPU_CHECK)
+	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK)/cuda.test ./internal/cuda/
+	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK)/gpu.test ./nf/gpu/
+	CGO_ENABLED=0 $(GO) build -o $(GPU_CHECK)/gpucheck ./tests/cmd/gpucheck
+	NFSCHWINGER_GPU_REFERENCE=$(abspath $(GPU_CHECK))/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
+	NFSCHWINGER_GPU_LOGDET=$(abspath $(GPU_CHECK))/logdet.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestLogDetMatchesCPU$$' ./nf/gpu/
+	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs $(GPU_CHECK)/specs.gob
+	bash tests/gpu-libs.sh nfschwinger $(GPU_CHECK)/bench
+	XZ_OPT="-T0 -3" tar -C $(GPU_CHECK) -cJf $(GPU_CHECK)/bench.tar.xz bench && rm -rf $(GPU_CHECK)/bench
+	cp tests/gpu-check.sh $(GPU_CHECK)/run.sh
+	@du -sh $(GPU_CHECK)
 
 # The timing and memory tables of the paper (nfschwinger bench; a few
 # minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full

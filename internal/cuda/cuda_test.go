@@ -8,6 +8,8 @@ import (
 	"math/cmplx"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,13 +23,16 @@ var testSource string
 // the real device, and its absence fails the test.
 func drivers(t *testing.T) map[string]Driver {
 	t.Helper()
-	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
-	if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+	isolateCache(t)
+	if deviceCheck() {
 		r, err := OpenReal(0)
+		if errors.Is(err, ErrNoDevice) {
+			t.Skip("no CUDA device (the device check's TestDriverLoads says why)")
+		}
 		if err != nil {
 			t.Fatalf("NFSCHWINGER_CUDA_TEST=gpu: %v", err)
 		}
-		t.Logf("device: %s", r.Name())
+		t.Logf("device: %s; NVRTC options %v", r.Name(), r.CompileOptions())
 		return map[string]Driver{"gpu": r}
 	}
 	em, err := NewEmulator()
@@ -41,6 +46,30 @@ func drivers(t *testing.T) map[string]Driver {
 		t.Fatalf("a CUDA driver is there but: %v", err)
 	}
 	return ds
+}
+
+// deviceCheck reports whether the tests run as the GPU machine's device
+// check (NFSCHWINGER_CUDA_TEST=gpu): against the real device only, on a
+// machine without g++ and OpenBLAS, so without the emulator.
+func deviceCheck() bool { return os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" }
+
+// emulatorOnly skips a test of the emulator itself in the device check.
+func emulatorOnly(t *testing.T) {
+	t.Helper()
+	if deviceCheck() {
+		t.Skip("a test of the emulator: not run in the device check (NFSCHWINGER_CUDA_TEST=gpu)")
+	}
+}
+
+// isolateCache gives the test a compile cache of its own, except in the
+// device check, which sets one cache for all its tests so that NVRTC
+// compiles each source once.
+func isolateCache(t *testing.T) {
+	t.Helper()
+	if deviceCheck() && os.Getenv("NFSCHWINGER_CUDA_CACHE") != "" {
+		return
+	}
+	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
 }
 
 // upload is Upload, failing the test on an error.
@@ -288,6 +317,7 @@ func TestCompileError(t *testing.T) {
 // TestCompileCache: the second compilation of the same source loads the
 // cached library (no compiler run): it must still work.
 func TestCompileCache(t *testing.T) {
+	emulatorOnly(t)
 	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
 	e, err := NewEmulator()
 	if err != nil {
@@ -318,18 +348,68 @@ func TestLaunchArguments(t *testing.T) {
 	}
 }
 
+// TestDriverLoads is the device check's first step: the CUDA driver,
+// NVRTC and cuBLAS load and device 0 opens. It logs the device, NVRTC's
+// options and the library files the process mapped for them. In the
+// device check it fails without a device; elsewhere it skips.
+func TestDriverLoads(t *testing.T) {
+	r, err := OpenReal(0)
+	if err != nil {
+		if deviceCheck() || !errors.Is(err, ErrNoDevice) {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Logf("device %s; NVRTC options %v", r.Name(), r.CompileOptions())
+	libs, err := MappedLibraries("libcuda", "libnvrtc", "libcublas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"libcuda", "libnvrtc", "libcublas"} {
+		if !slices.ContainsFunc(libs, func(l string) bool { return strings.Contains(filepath.Base(l), want) }) {
+			t.Errorf("no %s among the mapped libraries %v", want, libs)
+		}
+	}
+	for _, l := range libs {
+		t.Logf("loaded %s", l)
+	}
+}
+
+// TestMappedLibraries: the emulator's BLAS, which it loads at run time,
+// is among the mapped libraries, named by its file; a substring nothing
+// matches gives none.
+func TestMappedLibraries(t *testing.T) {
+	emulatorOnly(t)
+	isolateCache(t)
+	if _, err := NewEmulator(); err != nil {
+		t.Fatal(err)
+	}
+	libs, err := MappedLibraries("blas")
+	if err != nil || len(libs) == 0 || !filepath.IsAbs(libs[0]) {
+		t.Fatalf("mapped BLAS libraries %v, %v", libs, err)
+	}
+	if none, err := MappedLibraries("no-such-library"); err != nil || len(none) != 0 {
+		t.Fatalf("no-such-library: %v, %v", none, err)
+	}
+}
+
 // TestOpenWithoutDriver: without a CUDA driver OpenReal says so with
-// ErrNoDevice; with NFSCHWINGER_CUDA=emulate Open gives the emulator.
+// ErrNoDevice; a device that does not exist is ErrNoDevice; with NFSCHWINGER_CUDA=emulate Open gives
+// the emulator.
 func TestOpenWithoutDriver(t *testing.T) {
 	r, err := OpenReal(0)
-	if err == nil {
+	switch {
+	case err == nil:
 		t.Logf("a real device is present: %s", r.Name())
-	} else if !errors.Is(err, ErrNoDevice) {
+	case !errors.Is(err, ErrNoDevice):
 		t.Fatalf("OpenReal: %v", err)
+	case deviceCheck():
+		t.Skip("no CUDA device (the device check's TestDriverLoads says why)")
 	}
 	if _, err := OpenReal(1 << 20); err == nil || !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("device 2^20: %v, want ErrNoDevice", err)
 	}
+	emulatorOnly(t)
 	t.Setenv(EnvMode, "emulate")
 	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
 	d, err := Open(0)

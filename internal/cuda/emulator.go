@@ -60,6 +60,11 @@ func dlopenFirst(names ...string) (uintptr, error) {
 	return 0, fmt.Errorf("none of %s loads: %s", strings.Join(names, ", "), strings.Join(errs, "; "))
 }
 
+// emulatorFlags are the C++ compiler's flags for the emulated kernels:
+// optimized, and every multiply and add rounded on its own as the CPU code
+// and the device (Real.CompileOptions) do.
+var emulatorFlags = []string{"-std=c++20", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-pthread"}
+
 // bind registers the C function name of library h into fptr.
 func bind(fptr any, h uintptr, name string) error {
 	sym, err := purego.Dlsym(h, name)
@@ -427,7 +432,7 @@ func (e *Emulator) Compile(name, source string) (Module, error) {
 		b.WriteString(launcherSource(k))
 	}
 	full := b.String()
-	sum := sha256.Sum256([]byte(full + "\x00" + e.cxxVersion))
+	sum := sha256.Sum256([]byte(full + "\x00" + e.cxxVersion + "\x00" + strings.Join(emulatorFlags, " ")))
 	lib := filepath.Join(e.cacheDir, hex.EncodeToString(sum[:16])+".so")
 	if _, err := os.Stat(lib); err != nil {
 		if err := e.build(name, full, lib); err != nil {
@@ -462,7 +467,7 @@ func (e *Emulator) build(name, full, lib string) error {
 		return fmt.Errorf("cuda emulator: %w", err)
 	}
 	tmp := filepath.Join(dir, "kernels.so")
-	cmd := exec.Command(e.cxx, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o", tmp, src)
+	cmd := exec.Command(e.cxx, append(emulatorFlags, "-o", tmp, src)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return &CompileError{Name: name, Log: string(out), Err: err}
 	}

@@ -358,7 +358,7 @@ func (r *Real) Compile(name, source string) (Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00sm_%d%d\x00%s", source, r.major, r.minor, r.nvrtcVer)))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s", source, strings.Join(r.CompileOptions(), " "), r.nvrtcVer)))
 	path := filepath.Join(dir, hex.EncodeToString(sum[:16])+".cubin")
 	bin, err := os.ReadFile(path)
 	if err != nil {
@@ -380,6 +380,16 @@ func (r *Real) Compile(name, source string) (Module, error) {
 	return &realModule{r: r, name: name, mod: mod}, nil
 }
 
+// CompileOptions returns the options NVRTC compiles with: this device's
+// architecture, C++17, and no contraction of a multiply and an add into a
+// fused multiply-add (--fmad=false, NVRTC's default is true), so that the
+// device rounds every operation as the emulator's g++ and Go's CPU code do
+// and the float64 parity with the CPU flow holds to rounding of the same
+// operations.
+func (r *Real) CompileOptions() []string {
+	return []string{fmt.Sprintf("--gpu-architecture=sm_%d%d", r.major, r.minor), "--std=c++17", "--fmad=false"}
+}
+
 // nvrtc compiles source to a cubin for this device.
 func (r *Real) nvrtc(name, source string) ([]byte, error) {
 	var prog uintptr
@@ -387,7 +397,7 @@ func (r *Real) nvrtc(name, source string) ([]byte, error) {
 		return nil, fmt.Errorf("cuda: nvrtcCreateProgram(%s): status %d", name, st)
 	}
 	defer r.nvrtcDestroyProgram(&prog)
-	opts := []string{fmt.Sprintf("--gpu-architecture=sm_%d%d", r.major, r.minor), "--std=c++17"}
+	opts := r.CompileOptions()
 	cstrs := make([][]byte, len(opts))
 	ptrs := make([]unsafe.Pointer, len(opts))
 	for i, o := range opts {

@@ -12,10 +12,13 @@ import (
 )
 
 // devices returns the emulator and, where one exists, the real device 0
-// (only the real one with NFSCHWINGER_CUDA_TEST=gpu, for the GPU machine).
+// (only the real one with NFSCHWINGER_CUDA_TEST=gpu, for the GPU machine,
+// where the test skips without it).
 func devices(t testing.TB) map[string]cuda.Driver {
 	t.Helper()
-	t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir())
+	if os.Getenv("NFSCHWINGER_CUDA_TEST") != "gpu" || os.Getenv("NFSCHWINGER_CUDA_CACHE") == "" {
+		t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir()) // the device check keeps its one cache
+	}
 	ds := map[string]cuda.Driver{}
 	if os.Getenv("NFSCHWINGER_CUDA_TEST") != "gpu" {
 		em, err := cuda.NewEmulator()
@@ -28,8 +31,12 @@ func devices(t testing.TB) map[string]cuda.Driver {
 	switch {
 	case err == nil:
 		ds["gpu"] = r
-	case os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" || !errors.Is(err, cuda.ErrNoDevice):
+	case !errors.Is(err, cuda.ErrNoDevice):
 		t.Fatal(err)
+	case os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu":
+		// The device check without a device: its driver step
+		// (internal/cuda's TestDriverLoads) fails and says why.
+		t.Skip("no CUDA device")
 	}
 	return ds
 }

@@ -1,12 +1,16 @@
 package gpu
 
 import (
+	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 )
+
+//go:embed testdata/nvrtc_shim.h
+var nvrtcShim string
 
 // TestKernelsCompileAsCUDA compiles every kernel source of the package as
 // CUDA device code with clang's CUDA front end (Debian's clang-14, which
@@ -20,11 +24,11 @@ func TestKernelsCompileAsCUDA(t *testing.T) {
 	if err != nil {
 		t.Skip("clang-14 not installed (make deps installs it)")
 	}
-	shim, err := filepath.Abs("testdata/nvrtc_shim.h")
-	if err != nil {
+	dir := t.TempDir()
+	shim := filepath.Join(dir, "nvrtc_shim.h") // embedded: the packed test binary runs away from testdata
+	if err := os.WriteFile(shim, []byte(nvrtcShim), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	cases := []struct{ name, source, define string }{
 		{"conv.cu", convSource, ""},
 		{"inputs.cu", commonSource + inputsSource, ""},

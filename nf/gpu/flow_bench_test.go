@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -54,9 +55,7 @@ func BenchmarkFlowStep(b *testing.B) {
 
 func benchStep(b *testing.B, k *Kernels, spec FlowSpec, B int) {
 	f, err := NewFlow[float32](k, spec, B, true)
-	if err != nil {
-		b.Skip(err) // too large for this device
-	}
+	skipOnlyIfTooLarge(b, err)
 	defer f.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	params := make([]float32, f.nParams)
@@ -94,4 +93,18 @@ func benchStep(b *testing.B, k *Kernels, spec FlowSpec, B int) {
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/step")
 	b.ReportMetric(float64(f.DeviceBytes())/(1<<30), "GiB")
+}
+
+// skipOnlyIfTooLarge skips a benchmark whose flow or workspace does not fit
+// the device's memory, and fails it on any other error (a compile error or
+// a device fault must not read as a skip).
+func skipOnlyIfTooLarge(b *testing.B, err error) {
+	b.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOutOfMemory):
+		b.Skip("too large for this device: ", err)
+	default:
+		b.Fatal(err)
+	}
 }
