@@ -33,6 +33,7 @@ func drivers(t *testing.T) map[string]Driver {
 			t.Fatalf("NFSCHWINGER_CUDA_TEST=gpu: %v", err)
 		}
 		t.Logf("device: %s; NVRTC options %v", r.Name(), r.CompileOptions())
+		t.Cleanup(func() { r.Close() })
 		return map[string]Driver{"gpu": r}
 	}
 	em, err := NewEmulator()
@@ -41,6 +42,7 @@ func drivers(t *testing.T) map[string]Driver {
 	}
 	ds := map[string]Driver{"emulator": em}
 	if r, err := OpenReal(0); err == nil {
+		t.Cleanup(func() { r.Close() })
 		ds["gpu"] = r
 	} else if !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("a CUDA driver is there but: %v", err)

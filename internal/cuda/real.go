@@ -41,9 +41,10 @@ type Real struct {
 	nvrtcGetCUBIN       func(prog uintptr, bin unsafe.Pointer) int32
 	nvrtcDestroyProgram func(prog *uintptr) int32
 
-	cublasSgemm  func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, lda int32, b uintptr, ldb int32, beta *float32, c uintptr, ldc int32) int32
-	cublasDgemm  func(h uintptr, ta, tb, m, n, k int32, alpha *float64, a uintptr, lda int32, b uintptr, ldb int32, beta *float64, c uintptr, ldc int32) int32
-	cublasGemmEx func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
+	cublasDestroy func(h uintptr) int32
+	cublasSgemm   func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, lda int32, b uintptr, ldb int32, beta *float32, c uintptr, ldc int32) int32
+	cublasDgemm   func(h uintptr, ta, tb, m, n, k int32, alpha *float64, a uintptr, lda int32, b uintptr, ldb int32, beta *float64, c uintptr, ldc int32) int32
+	cublasGemmEx  func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
 		beta *float32, c uintptr, ctype, ldc int32, compute, algo int32) int32
 	cublasZgetrfBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, info uintptr, batch int32) int32
 	cublasZgetriBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, cptrs uintptr, ldc int32, info uintptr, batch int32) int32
@@ -204,7 +205,7 @@ func (r *Real) loadCUBLAS() error {
 	for _, b := range []struct {
 		fptr any
 		name string
-	}{{&create, "cublasCreate_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"},
+	}{{&create, "cublasCreate_v2"}, {&r.cublasDestroy, "cublasDestroy_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"},
 		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}, {&r.cublasZgetriBatched, "cublasZgetriBatched"}} {
 		if err := bind(b.fptr, h, b.name); err != nil {
 			return fmt.Errorf("cuda: cuBLAS: %w", err)
@@ -345,8 +346,21 @@ func (r *Real) Synchronize() error {
 	return r.check("cuCtxSynchronize", r.cuCtxSynchronize())
 }
 
-// Close implements Driver (the primary context stays with the process).
-func (r *Real) Close() error { return nil }
+// Close implements Driver: it destroys the cuBLAS handle (the primary
+// context stays with the process, for the next OpenReal). Closing twice
+// is harmless.
+func (r *Real) Close() error {
+	if r.blas == 0 {
+		return nil
+	}
+	defer r.pin()()
+	st := r.cublasDestroy(r.blas)
+	r.blas = 0
+	if st != 0 {
+		return fmt.Errorf("cuda: cublasDestroy: status %d", st)
+	}
+	return nil
+}
 
 // Compile implements Driver: NVRTC compiles source to a cubin for this
 // device's architecture, loaded with cuModuleLoadData. Cubins are cached

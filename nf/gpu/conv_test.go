@@ -30,6 +30,7 @@ func devices(t testing.TB) map[string]cuda.Driver {
 	r, err := cuda.OpenReal(0)
 	switch {
 	case err == nil:
+		t.Cleanup(func() { r.Close() })
 		ds["gpu"] = r
 	case !errors.Is(err, cuda.ErrNoDevice):
 		t.Fatal(err)
