@@ -3,43 +3,45 @@
 // are nf's: activations channel-major [C][N], N = B·L·L, row-major; the
 // im2col matrix [Cin·K·K][N], row (ci·K + ki)·K + kj.
 
-__device__ __forceinline__ int wrapmod(int a, int L) { return ((a % L) + L) % L; }
+// wrap brings a coordinate moved by at most L in either direction back
+// into [0, L) by a conditional add (|(k − K/2)·dil| < L for every tap).
+__device__ __forceinline__ int wrap(int a, int L) { return a < 0 ? a + L : (a >= L ? a - L : a); }
 
-// The site of configuration b, row i, column j moved by the tap (ki, kj).
-__device__ __forceinline__ long tapsrc(long n, int ki, int kj, int K, int dil, int L) {
-	long V = (long)L * L;
-	long b = n / V;
-	int x = (int)(n - b * V), i = x / L, j = x % L, h = K / 2;
-	return b * V + (long)wrapmod(i + (ki - h) * dil, L) * L + wrapmod(j + (kj - h) * dil, L);
+// im2col: one thread per site n of the B·L·L and tap t = blockIdx.y, which
+// finds its source site once (two 32-bit divisions, b and the row) and
+// then copies it for every input channel: col[(ci·KK + t)·N + n] =
+// in[ci·N + src]. Adjacent threads write adjacent elements.
+template <class T>
+__device__ void im2col(T *col, const T *__restrict__ in, int cin, int K, int dil, int L, int N) {
+	int n = blockIdx.x * blockDim.x + threadIdx.x;
+	if (n >= N) return;
+	int t = blockIdx.y, KK = K * K, h = K / 2, V = L * L;
+	int b = n / V, x = n - b * V, i = x / L, j = x - i * L;
+	int src = b * V + wrap(i + (t / K - h) * dil, L) * L + wrap(j + (t % K - h) * dil, L);
+	for (int ci = 0; ci < cin; ci++)
+		col[((long)ci * KK + t) * N + n] = in[(long)ci * N + src];
 }
 
+// col2im, the adjoint of im2col: gin[ci][s] = Σ over the taps t (in order)
+// of col[(ci, t)][n] for the n whose tap t reads s. One thread per input
+// site s, which finds the K·K sites n once per channel by conditional adds
+// and loops over the channels (no atomics, no division per element).
 template <class T>
-__device__ void im2col(T *col, const T *__restrict__ in, int cin, int K, int dil, int L, long N) {
-	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long rows = (long)cin * K * K;
-	if (idx >= rows * N) return;
-	long r = idx / N, n = idx - r * N;
-	int ci = (int)(r / (K * K)), t = (int)(r % (K * K));
-	col[idx] = in[(long)ci * N + tapsrc(n, t / K, t % K, K, dil, L)];
-}
-
-// gin[ci][s] = Σ over the taps t of col[(ci, t)][n] for the n whose tap t
-// reads s: the adjoint of im2col, one thread per input element (no atomics).
-template <class T>
-__device__ void col2im(T *gin, const T *__restrict__ col, int cin, int K, int dil, int L, long N) {
-	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (idx >= (long)cin * N) return;
-	long ci = idx / N, s = idx - ci * N;
-	long V = (long)L * L;
-	long b = s / V;
-	int x = (int)(s - b * V), si = x / L, sj = x % L, h = K / 2;
-	T acc = 0;
-	for (int ki = 0; ki < K; ki++)
-		for (int kj = 0; kj < K; kj++) {
-			long n = b * V + (long)wrapmod(si - (ki - h) * dil, L) * L + wrapmod(sj - (kj - h) * dil, L);
-			acc += col[(ci * K * K + ki * K + kj) * N + n];
+__device__ void col2im(T *gin, const T *__restrict__ col, int cin, int K, int dil, int L, int N) {
+	int s = blockIdx.x * blockDim.x + threadIdx.x;
+	if (s >= N) return;
+	int KK = K * K, h = K / 2, V = L * L;
+	int b = s / V, x = s - b * V, si = x / L, sj = x - si * L;
+	for (int ci = 0; ci < cin; ci++) {
+		T acc = 0;
+		const T *c = col + (long)ci * KK * N + (long)b * V;
+		for (int ki = 0; ki < K; ki++) {
+			int row = wrap(si - (ki - h) * dil, L) * L;
+			for (int kj = 0; kj < K; kj++)
+				acc += c[(long)(ki * K + kj) * N + row + wrap(sj - (kj - h) * dil, L)];
 		}
-	gin[idx] = acc;
+		gin[(long)ci * N + s] = acc;
+	}
 }
 
 template <class T>
@@ -75,10 +77,10 @@ __device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout, 
 	gb[co] += (T)s;
 }
 
-extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, long N) { im2col(col, in, cin, K, dil, L, N); }
-extern "C" __global__ void im2col_f64(double *col, const double *__restrict__ in, int cin, int K, int dil, int L, long N) { im2col(col, in, cin, K, dil, L, N); }
-extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
-extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, long N) { col2im(gin, col, cin, K, dil, L, N); }
+extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }
+extern "C" __global__ void im2col_f64(double *col, const double *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }
+extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col, int cin, int K, int dil, int L, int N) { col2im(gin, col, cin, K, dil, L, N); }
+extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, int N) { col2im(gin, col, cin, K, dil, L, N); }
 extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
 extern "C" __global__ void fill_bias_f64(double *out, const double *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
 extern "C" __global__ void bias_grad_part_f32(double *part, const float *__restrict__ gout, int cout, long N, int parts) { bias_grad_part(part, gout, cout, N, parts); }

@@ -285,7 +285,7 @@ func (c *Conv[T]) Forward(out, in, w, bias cuda.DevicePtr, B, L int) error {
 	if err := c.workspace(CKK, N); err != nil {
 		return err
 	}
-	if err := cuda.Launch(c.k.im2col[p], grid(CKK*N), block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N)); err != nil {
+	if err := c.im2col(in, B, L); err != nil {
 		return err
 	}
 	// outᵀ (N×Cout) += colᵀ (N×CKK) · Wᵀ (CKK×Cout), column-major.
@@ -304,7 +304,7 @@ func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) er
 	if err := c.workspace(CKK, N); err != nil {
 		return err
 	}
-	if err := cuda.Launch(c.k.im2col[p], grid(CKK*N), block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N)); err != nil {
+	if err := c.im2col(in, B, L); err != nil {
 		return err
 	}
 	// dWᵀ (CKK×Cout) += col (CKK×N) · goutᵀ (N×Cout): the workspace is the
@@ -319,5 +319,27 @@ func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) er
 	if err := c.product(cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, gout, c.Cout*N, 2, N, w, CKK*c.Cout, 1, CKK, 0, c.col, N); err != nil {
 		return err
 	}
-	return cuda.Launch(c.k.col2im[p], grid(c.Cin*N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int64(N))
+	return cuda.Launch(c.k.col2im[p], grid(N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
+}
+
+// checkReach refuses a kernel that reaches L or more sites away: the
+// kernels wrap a coordinate by one conditional add of ±L. The paper's
+// 3×3 kernels with dilation 3 reach 3 sites, so L ≥ 4.
+func (c *Conv[T]) checkReach(L int) error {
+	if reach := c.K / 2 * c.Dil; reach >= L {
+		return fmt.Errorf("gpu: a %d×%d kernel with dilation %d reaches %d sites, not less than L = %d", c.K, c.K, c.Dil, reach, L)
+	}
+	return nil
+}
+
+// im2col fills the workspace with the im2col matrix of in: a thread per
+// site (grid x) and tap (grid y).
+func (c *Conv[T]) im2col(in cuda.DevicePtr, B, L int) error {
+	if err := c.checkReach(L); err != nil {
+		return err
+	}
+	N := B * L * L
+	g := grid(N)
+	g.Y = uint32(c.K * c.K)
+	return cuda.Launch(c.k.im2col[c.prec()], g, block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
 }

@@ -230,6 +230,30 @@ func TestConvDirect(t *testing.T) {
 	testConvShapes(t, func(c64 *convCase[float64], c32 *convCase[float32]) { c64.direct(); c32.direct() })
 }
 
+// TestConvReach: a kernel that reaches L sites or more is refused (the
+// kernels wrap by one conditional add of ±L), one that reaches L − 1 runs.
+func TestConvReach(t *testing.T) {
+	forKernels(t, func(t *testing.T, k *Kernels) {
+		for _, c := range []struct {
+			K, dil, L int
+			ok        bool
+		}{{3, 3, 4, true}, {3, 4, 4, false}, {5, 2, 4, false}, {5, 1, 3, true}} {
+			cv := NewConv[float64](k, 1, 1, c.K, c.dil)
+			n := c.L * c.L
+			in, out := toDevice(t, k.d, make([]float64, n)), toDevice(t, k.d, make([]float64, n))
+			w, b := toDevice(t, k.d, make([]float64, c.K*c.K)), toDevice(t, k.d, []float64{0})
+			err := cv.Forward(out, in, w, b, 1, c.L)
+			if (err == nil) != c.ok {
+				t.Errorf("K %d, dilation %d, L %d: error %v, want ok = %v", c.K, c.dil, c.L, err, c.ok)
+			}
+			cv.Close()
+			for _, p := range []cuda.DevicePtr{in, out, w, b} {
+				k.d.Free(p)
+			}
+		}
+	})
+}
+
 // TestLeakyReLU: the device LeakyReLU and its backward pass equal their
 // definition (nf.LeakyReLU's) exactly, zeros and negative zeros included.
 func TestLeakyReLU(t *testing.T) {
