@@ -174,7 +174,10 @@ func (v watchView) String() string {
 		fmt.Fprintf(&b, "  probe (step %d): ESS %.4f ± %.4f, acceptance %.4f", v.ProbeStep, v.Probe.ESS, v.Probe.ESSErr, v.Probe.Acceptance)
 	}
 	fmt.Fprintf(&b, "  lr %.3g", r.LearningRate)
-	if r.Recoveries > 0 {
+	switch {
+	case r.Recoveries == 1:
+		b.WriteString(" (1 recovery)")
+	case r.Recoveries > 1:
 		fmt.Fprintf(&b, " (%d recoveries)", r.Recoveries)
 	}
 	if !math.IsNaN(v.Rate) {
