@@ -443,7 +443,7 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 }
 
 // checkBF16 returns why bf16 convolutions are refused on this CPU (nil
-// when they run on AMX).
+// when oneDNN runs them natively: AVX512-BF16 or AMX).
 func checkBF16(a nf.Arch) error {
 	a.NLayers = 1
 	f, err := nf.NewFlow[float32](a, nf.CPU(0))

@@ -13,7 +13,7 @@ import (
 // that is faster (nf.PrefersDNNL: hidden layers of 16 channels and more)
 // and always with bf16 convolution inputs (convPrecision "bf16"); a float64
 // flow, and a narrow float32 one, through im2col and OpenBLAS. bf16 where
-// oneDNN cannot run it on AMX is a usage error naming
+// oneDNN would emulate it (nf.NativeBF16) is a usage error naming
 // model.conv_precision. A flow for a device (onDevice: attach moves it
 // there) keeps the CPU's im2col path, unused: the device computes its
 // convolutions, bf16 through cuBLAS.

@@ -63,8 +63,8 @@ type ModelConfig struct {
 	Precision      string `toml:"precision"`       // [precision] "float32" (default) or "float64"
 	// ConvPrecision [conv_precision] is the precision of the convolutions'
 	// inputs and weights on the oneDNN path of a float32 flow: "float32"
-	// (default) or "bf16" (accumulation and outputs float32; AMX CPUs
-	// only, see nf.UseDNNL).
+	// (default) or "bf16" (accumulation and outputs float32; CPUs with
+	// native bf16, AVX512-BF16 or AMX, only: see nf.UseDNNL).
 	ConvPrecision string `toml:"conv_precision"`
 }
 

@@ -93,21 +93,31 @@ const maxDNNLShapes = 16
 // inputs and weights of the convolutions when bf16 (see the comment at the
 // top of conv_dnnl.go). Only float32 flows on the CPU backend can; the
 // error says why not, or that this CPU's oneDNN cannot build the
-// primitives. bf16 is refused (ErrBF16Slow) unless oneDNN runs it on AMX:
-// measured with oneDNN 2.6 (README, Performance), it is slower than
-// float32 everywhere else. Call it before the first pass (the tape's
-// hidden activations change layout). Results equal the default path's to
-// float32 rounding of the sums (bf16: to bf16 rounding of the inputs).
+// primitives. bf16 is refused (ErrBF16Slow) where oneDNN would emulate it
+// (NativeBF16): there it runs at a fraction of float32's rate. Call it
+// before the first pass (the tape's hidden activations change layout).
+// Results equal the default path's to float32 rounding of the sums (bf16:
+// to bf16 rounding of the inputs).
 func (f *Flow[T]) UseDNNL(bf16 bool) error { return f.useDNNL(bf16, true) }
 
-// ErrBF16Slow is returned by UseDNNL for bf16 on a CPU where oneDNN does
-// not run bf16 convolutions on AMX tiles.
-var ErrBF16Slow = errors.New("bf16 convolutions need a CPU with AMX (Intel Sapphire Rapids or later); with oneDNN 2.6 they are slower than float32 on AVX512-BF16 alone (0.6×) and emulated on plain AVX-512 (0.2×), and AVX2 has none")
+// ErrBF16Slow is returned by UseDNNL for bf16 on a CPU where oneDNN has no
+// native bf16 convolution kernels.
+var ErrBF16Slow = errors.New("bf16 convolutions need a CPU with native bf16 instructions (AVX512-BF16, as on AMD Zen 4 and Intel Cooper Lake, or AMX, as on Intel Sapphire Rapids); oneDNN emulates bf16 on other AVX-512 CPUs, several times slower than float32, and has none for AVX2")
 
-// useDNNL is UseDNNL; requireAMX false accepts bf16 on any CPU where
-// oneDNN builds it (the numerics tests, which need bf16 arithmetic, not
-// its speed).
-func (f *Flow[T]) useDNNL(bf16, requireAMX bool) error {
+// NativeBF16 reports whether oneDNN's implementation name impl ("kernel:isa",
+// e.g. "jit_bf16:avx512_core_bf16", "brg:avx512_core_amx") runs bf16 in
+// hardware: its instruction set names bf16 or AMX. oneDNN 2.6 names an
+// emulation by the plain instruction set ("jit_bf16:avx512_core"). The
+// rates of each kind against float32 are in docs/performance.md.
+func NativeBF16(impl string) bool {
+	_, isa, _ := strings.Cut(impl, ":")
+	return strings.Contains(isa, "bf16") || strings.Contains(isa, "amx")
+}
+
+// useDNNL is UseDNNL; requireNative false accepts bf16 on any CPU where
+// oneDNN builds it, emulated or not (the numerics tests, which need bf16
+// arithmetic, not its speed).
+func (f *Flow[T]) useDNNL(bf16, requireNative bool) error {
 	var zero T
 	if _, ok := any(zero).(float32); !ok {
 		return fmt.Errorf("nf: oneDNN convolutions need precision float32")
@@ -128,7 +138,7 @@ func (f *Flow[T]) useDNNL(bf16, requireAMX bool) error {
 			}
 			return fmt.Errorf("nf: %w", err)
 		}
-		if fwd, _, _ := cv.Impl(); bf16 && requireAMX && !strings.Contains(fwd, "amx") {
+		if fwd, _, _ := cv.Impl(); bf16 && requireNative && !NativeBF16(fwd) {
 			d.close()
 			return fmt.Errorf("nf: %w (here oneDNN would run them as %s)", ErrBF16Slow, fwd)
 		}

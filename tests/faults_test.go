@@ -800,7 +800,8 @@ func TestFaultDiskFull(t *testing.T) { faultDiskFull(t) }
 // for oneDNN (hidden [16]: `check` says so), stopped by SIGTERM and
 // continued, equals the undisturbed run bit for bit — oneDNN's kernels are
 // deterministic for a fixed shape and thread count — and so does a bf16
-// run where the CPU runs bf16 (AMX; elsewhere its refusal is tested).
+// run where the CPU runs bf16 natively (AVX512-BF16 or AMX; elsewhere its
+// refusal is tested).
 func TestOneDNNSignalRestart(t *testing.T) {
 	for _, prec := range []string{"float32", "bf16"} {
 		t.Run(prec, func(t *testing.T) {
@@ -808,7 +809,7 @@ func TestOneDNNSignalRestart(t *testing.T) {
 			dir := t.TempDir()
 			name := c.write(t, dir)
 			out, errOut, status := runNF(t, dir, "check", name)
-			if prec == "bf16" && status == 2 && strings.Contains(errOut, "AMX") {
+			if prec == "bf16" && status == 2 && strings.Contains(errOut, "native bf16") {
 				t.Skipf("this CPU refuses bf16: %s", strings.TrimSpace(errOut))
 			}
 			if status != 0 || !strings.Contains(out, "convolutions oneDNN, "+prec+" inputs") {
@@ -835,19 +836,21 @@ func signalRestart(t *testing.T, dir string, c trainCase) {
 	}
 }
 
-// TestBF16RefusedWithoutAMX: with oneDNN capped below AMX
-// (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, the kernels of a CPU with
-// AVX512-BF16 alone, where bf16 runs at 0.6× float32), `check` and a run
-// of conv_precision = "bf16" stop with exit status 2, one line naming
-// model.conv_precision and the reason, and the run writes no file.
-func TestBF16RefusedWithoutAMX(t *testing.T) {
+// TestBF16RefusedWhereEmulated: with oneDNN capped to plain AVX-512
+// (ONEDNN_MAX_CPU_ISA=AVX512_CORE: the kernels of an AVX-512 CPU without
+// bf16 instructions, where oneDNN emulates bf16 several times slower than
+// float32), `check` and a run of conv_precision = "bf16" stop with exit
+// status 2, one line naming model.conv_precision and the reason, and the
+// run writes no file. Where this CPU has bf16 instructions, check without
+// the cap accepts bf16 and names a native kernel.
+func TestBF16RefusedWhereEmulated(t *testing.T) {
 	c := trainCase{Steps: 2, Hidden: []int{16}, ConvPrecision: "bf16"}
 	dir := t.TempDir()
 	name := c.write(t, dir)
 	for _, args := range [][]string{{"check", name}, {name}} {
 		cmd := exec.Command(nfBinary, args...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16")
+		cmd.Env = append(os.Environ(), "ONEDNN_MAX_CPU_ISA=AVX512_CORE")
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		err := cmd.Run()
@@ -856,8 +859,8 @@ func TestBF16RefusedWithoutAMX(t *testing.T) {
 			t.Fatalf("%v: %v, want exit status 2\n%s", args, err, errb.String())
 		}
 		msg := strings.TrimSpace(errb.String())
-		if !strings.Contains(msg, "model.conv_precision") || !strings.Contains(msg, "AMX") || strings.Count(msg, "\n") > 0 {
-			t.Errorf("%v: want one line naming model.conv_precision and AMX, got:\n%s", args, msg)
+		if !strings.Contains(msg, "model.conv_precision") || !strings.Contains(msg, "native bf16") || strings.Count(msg, "\n") > 0 {
+			t.Errorf("%v: want one line naming model.conv_precision and native bf16, got:\n%s", args, msg)
 		}
 	}
 	for _, f := range []string{"checkpoint.h5", "history.h5", "chain.h5"} {
@@ -865,4 +868,14 @@ func TestBF16RefusedWithoutAMX(t *testing.T) {
 			t.Errorf("the refused run wrote run/%s", f)
 		}
 	}
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	native := strings.Contains(string(cpuinfo), " avx512_bf16") || strings.Contains(string(cpuinfo), " amx_bf16")
+	out, stderr, status := runNF(t, dir, "check", name)
+	switch {
+	case native && (status != 0 || !strings.Contains(out, "bf16")):
+		t.Errorf("a CPU with bf16 instructions: check exit %d\n%s%s", status, out, stderr)
+	case !native && status != 2:
+		t.Errorf("a CPU without bf16 instructions: check exit %d, want 2\n%s%s", status, out, stderr)
+	}
+	t.Logf("this CPU (native bf16: %v): check exit %d %s", native, status, strings.TrimSpace(stderr))
 }
