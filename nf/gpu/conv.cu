@@ -7,19 +7,32 @@
 // into [0, L) by a conditional add (|(k − K/2)·dil| < L for every tap).
 __device__ __forceinline__ int wrap(int a, int L) { return a < 0 ? a + L : (a >= L ? a - L : a); }
 
+// bf16_round rounds x to bfloat16 (the upper 16 bits of a float32),
+// to nearest even, a NaN kept quiet: the operands of the bf16 products.
+__device__ __forceinline__ unsigned short bf16_round(float x) {
+	unsigned u = __float_as_uint(x);
+	return (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ float store_as(float x, float *) { return x; }
+__device__ __forceinline__ double store_as(double x, double *) { return x; }
+__device__ __forceinline__ unsigned short store_as(float x, unsigned short *) { return bf16_round(x); }
+
 // im2col: one thread per site n of the B·L·L and tap t = blockIdx.y, which
 // finds its source site once (two 32-bit divisions, b and the row) and
 // then copies it for every input channel: col[(ci·KK + t)·N + n] =
-// in[ci·N + src]. Adjacent threads write adjacent elements.
-template <class T>
-__device__ void im2col(T *col, const T *__restrict__ in, int cin, int K, int dil, int L, int N) {
+// in[ci·N + src], in O (T, or bf16 for the bf16 products: the rounding
+// done on the way, with no float32 copy to convert). Adjacent threads
+// write adjacent elements.
+template <class T, class O>
+__device__ void im2col(O *col, const T *__restrict__ in, int cin, int K, int dil, int L, int N) {
 	int n = blockIdx.x * blockDim.x + threadIdx.x;
 	if (n >= N) return;
 	int t = blockIdx.y, KK = K * K, h = K / 2, V = L * L;
 	int b = n / V, x = n - b * V, i = x / L, j = x - i * L;
 	int src = b * V + wrap(i + (t / K - h) * dil, L) * L + wrap(j + (t % K - h) * dil, L);
 	for (int ci = 0; ci < cin; ci++)
-		col[((long)ci * KK + t) * N + n] = in[(long)ci * N + src];
+		col[((long)ci * KK + t) * N + n] = store_as(in[(long)ci * N + src], col);
 }
 
 // col2im, the adjoint of im2col: gin[ci][s] = Σ over the taps t (in order)
@@ -79,6 +92,7 @@ __device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout, 
 
 extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }
 extern "C" __global__ void im2col_f64(double *col, const double *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }
+extern "C" __global__ void im2col_bf16(unsigned short *col, const float *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }
 extern "C" __global__ void col2im_f32(float *gin, const float *__restrict__ col, int cin, int K, int dil, int L, int N) { col2im(gin, col, cin, K, dil, L, N); }
 extern "C" __global__ void col2im_f64(double *gin, const double *__restrict__ col, int cin, int K, int dil, int L, int N) { col2im(gin, col, cin, K, dil, L, N); }
 extern "C" __global__ void fill_bias_f32(float *out, const float *__restrict__ bias, int cout, long N) { fill_bias(out, bias, cout, N); }
@@ -113,33 +127,31 @@ extern "C" __global__ void leaky_relu_bwd_f64(double *g, const double *__restric
 // col is [Cin·K·K][M], M = B·nS, column b·nS + i.
 template <class T>
 __device__ void gather_sites(T *col, const T *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) {
-	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long M = (long)B * nS;
-	if (idx >= (long)cin * KK * M) return;
-	long r = idx / M, m = idx - r * M;
-	int ci = (int)(r / KK), t = (int)(r % KK);
-	long b = m / nS;
-	int i = (int)(m - b * nS);
-	col[idx] = in[(long)ci * B * V + b * V + taps[t * nS + i]];
+	int m = blockIdx.x * blockDim.x + threadIdx.x, M = B * nS;
+	if (m >= M) return;
+	int t = blockIdx.y, b = m / nS, i = m - b * nS;
+	long src = (long)b * V + taps[t * nS + i], N = (long)B * V;
+	for (int ci = 0; ci < cin; ci++)
+		col[((long)ci * KK + t) * M + m] = in[ci * N + src];
 }
 
-// The adjoint: gin[ci][b·V + s] = Σ_t col[(ci, t)][b·nS + inv[t·V + s]],
-// one thread per input element (no atomics).
+// The adjoint: gin[ci][b·V + s] = Σ_t (in order) col[(ci, t)][b·nS +
+// inv[t·V + s]], one thread per input site looping over the channels (no
+// atomics, no division per element).
 template <class T>
 __device__ void scatter_sites(T *gin, const T *__restrict__ col, const int *__restrict__ inv, int cin, int KK, int nS, int V, int B) {
-	long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	long N = (long)B * V;
-	if (idx >= (long)cin * N) return;
-	long ci = idx / N, n = idx - ci * N;
-	long b = n / V;
-	int s = (int)(n - b * V);
-	long M = (long)B * nS;
-	T acc = 0;
-	for (int t = 0; t < KK; t++) {
-		int i = inv[t * V + s];
-		if (i >= 0) acc += col[(ci * KK + t) * M + b * nS + i];
+	int n = blockIdx.x * blockDim.x + threadIdx.x, N = B * V;
+	if (n >= N) return;
+	int b = n / V, s = n - b * V;
+	long M = (long)B * nS, base = (long)b * nS;
+	for (int ci = 0; ci < cin; ci++) {
+		T acc = 0;
+		for (int t = 0; t < KK; t++) {
+			int i = inv[t * V + s];
+			if (i >= 0) acc += col[((long)ci * KK + t) * M + base + i];
+		}
+		gin[(long)ci * N + n] = acc;
 	}
-	gin[idx] = acc;
 }
 
 extern "C" __global__ void gather_sites_f32(float *col, const float *__restrict__ in, const int *__restrict__ taps, int cin, int KK, int nS, int V, int B) { gather_sites(col, in, taps, cin, KK, nS, V, B); }
@@ -151,9 +163,7 @@ extern "C" __global__ void scatter_sites_f64(double *gin, const double *__restri
 // the operands of the bf16 products (conv_precision = "bf16").
 extern "C" __global__ void to_bf16(unsigned short *out, const float *__restrict__ in, long n) {
 	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= n) return;
-	unsigned u = __float_as_uint(in[i]);
-	out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+	if (i < n) out[i] = bf16_round(in[i]);
 }
 
 // p[i] = 0 for i < n.

@@ -50,7 +50,7 @@ type Kernels struct {
 	leaky, leakyBwd, zero          [2]cuda.Function
 	gather, scatter                [2]cuda.Function // the convolution at a subset of the sites
 	inputs, inputsBwd1, inputsBwd2 [2]cuda.Function // the conditioner's input (inputs.cu)
-	toBF16                         cuda.Function
+	toBF16, im2colBF16             cuda.Function    // float32 → bf16, and im2col writing bf16
 	splines                        map[int]*SplineKernels
 }
 
@@ -94,6 +94,9 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 	}
 	k := &Kernels{d: d, splines: map[int]*SplineKernels{}}
 	if k.toBF16, err = m.Function("to_bf16"); err != nil {
+		return nil, err
+	}
+	if k.im2colBF16, err = m.Function("im2col_bf16"); err != nil {
 		return nil, err
 	}
 	if err := (kernelSet{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"},
@@ -225,9 +228,8 @@ func (c *Conv[T]) Close() {
 	}
 }
 
-// toBF16 rounds n float32 values at src into bf16 buffer i (grown as
-// needed) and returns it.
-func (c *Conv[T]) toBF16(i int, src cuda.DevicePtr, n int) (cuda.DevicePtr, error) {
+// bf16Buffer returns bf16 buffer i grown to n values.
+func (c *Conv[T]) bf16Buffer(i, n int) (cuda.DevicePtr, error) {
 	if size[T]() != 4 {
 		panic("gpu: bf16 products of a float64 convolution")
 	}
@@ -241,25 +243,37 @@ func (c *Conv[T]) toBF16(i int, src cuda.DevicePtr, n int) (cuda.DevicePtr, erro
 		}
 		c.bf[i], c.bfBytes[i] = p, need
 	}
-	return c.bf[i], cuda.Launch(c.k.toBF16, grid(n), block, c.bf[i], src, int64(n))
+	return c.bf[i], nil
 }
 
-// product is C = op(A)·op(B) + beta·C (column-major, alpha 1) in T, or
-// with bf16 operands when c.BF16: A is the buffer a of na values, rounded
-// into bf16 buffer ia, likewise B.
-func (c *Conv[T]) product(ta, tb cuda.Op, m, n, k int, a cuda.DevicePtr, na, ia, lda int, b cuda.DevicePtr, nb, ib, ldb int, beta T, out cuda.DevicePtr, ldc int) error {
+// Indices of the bf16 buffers.
+const (
+	bfColumns = iota
+	bfWeights
+	bfGradOut
+)
+
+// operand returns the product operand made of the n values at a: a itself,
+// or with c.BF16 their rounding to bf16 in buffer i.
+func (c *Conv[T]) operand(i int, a cuda.DevicePtr, n int) (cuda.DevicePtr, error) {
+	if !c.BF16 {
+		return a, nil
+	}
+	p, err := c.bf16Buffer(i, n)
+	if err != nil {
+		return 0, err
+	}
+	return p, cuda.Launch(c.k.toBF16, grid(n), block, p, a, int64(n))
+}
+
+// product is C = op(A)·op(B) + beta·C (column-major, alpha 1) of operands
+// from operand or columns: in T, or with c.BF16 of bf16 operands with
+// float32 accumulation.
+func (c *Conv[T]) product(ta, tb cuda.Op, m, n, k int, a cuda.DevicePtr, lda int, b cuda.DevicePtr, ldb int, beta T, out cuda.DevicePtr, ldc int) error {
 	if !c.BF16 {
 		return gemm[T](c.k.d, ta, tb, m, n, k, 1, a, lda, b, ldb, beta, out, ldc)
 	}
-	ab, err := c.toBF16(ia, a, na)
-	if err != nil {
-		return err
-	}
-	bb, err := c.toBF16(ib, b, nb)
-	if err != nil {
-		return err
-	}
-	return c.k.d.GemmBF16(ta, tb, m, n, k, 1, ab, lda, bb, ldb, float32(beta), out, ldc)
+	return c.k.d.GemmBF16(ta, tb, m, n, k, 1, a, lda, b, ldb, float32(beta), out, ldc)
 }
 
 func grid(n int) cuda.Dim3 { return cuda.Dim3{X: uint32((n + blockSize - 1) / blockSize)} }
@@ -278,48 +292,56 @@ func gemm[T Float](d cuda.Driver, ta, tb cuda.Op, m, n, k int, alpha T, a cuda.D
 func (c *Conv[T]) Forward(out, in, w, bias cuda.DevicePtr, B, L int) error {
 	N := B * L * L
 	CKK := c.Cin * c.K * c.K
-	p := c.prec()
-	if err := cuda.Launch(c.k.fillBias[p], grid(c.Cout*N), block, out, bias, int32(c.Cout), int64(N)); err != nil {
+	if err := cuda.Launch(c.k.fillBias[c.prec()], grid(c.Cout*N), block, out, bias, int32(c.Cout), int64(N)); err != nil {
 		return err
 	}
-	if err := c.workspace(CKK, N); err != nil {
+	cols, err := c.columns(in, B, L)
+	if err != nil {
 		return err
 	}
-	if err := c.im2col(in, B, L); err != nil {
+	w16, err := c.operand(bfWeights, w, CKK*c.Cout)
+	if err != nil {
 		return err
 	}
 	// outᵀ (N×Cout) += colᵀ (N×CKK) · Wᵀ (CKK×Cout), column-major.
-	return c.product(cuda.NoTrans, cuda.NoTrans, N, c.Cout, CKK, c.col, CKK*N, 0, N, w, CKK*c.Cout, 1, CKK, 1, out, N)
+	return c.product(cuda.NoTrans, cuda.NoTrans, N, c.Cout, CKK, cols, N, w16, CKK, 1, out, N)
 }
 
 // Backward ADDS dL/dW into gw and dL/dbias into gb and WRITES dL/din into
 // gin (skipped when gin is 0), from gout = dL/dout and the forward input.
+// With bf16 products gout is rounded once for both of its products.
 func (c *Conv[T]) Backward(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L int) error {
 	N := B * L * L
 	CKK := c.Cin * c.K * c.K
-	p := c.prec()
 	if err := c.biasGrad(gb, gout, N); err != nil {
 		return err
 	}
-	if err := c.workspace(CKK, N); err != nil {
+	cols, err := c.columns(in, B, L)
+	if err != nil {
 		return err
 	}
-	if err := c.im2col(in, B, L); err != nil {
+	g16, err := c.operand(bfGradOut, gout, c.Cout*N)
+	if err != nil {
 		return err
 	}
-	// dWᵀ (CKK×Cout) += col (CKK×N) · goutᵀ (N×Cout): the workspace is the
+	// dWᵀ (CKK×Cout) += col (CKK×N) · goutᵀ (N×Cout): the columns are the
 	// column-major N×CKK matrix colᵀ, so op = Trans.
-	if err := c.product(cuda.Trans, cuda.NoTrans, CKK, c.Cout, N, c.col, CKK*N, 0, N, gout, c.Cout*N, 2, N, 1, gw, CKK); err != nil {
+	if err := c.product(cuda.Trans, cuda.NoTrans, CKK, c.Cout, N, cols, N, g16, N, 1, gw, CKK); err != nil {
 		return err
 	}
 	if gin == 0 {
 		return nil
 	}
-	// dcolᵀ (N×CKK) = goutᵀ (N×Cout) · W (Cout×CKK), W stored as Wᵀ.
-	if err := c.product(cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, gout, c.Cout*N, 2, N, w, CKK*c.Cout, 1, CKK, 0, c.col, N); err != nil {
+	w16, err := c.operand(bfWeights, w, CKK*c.Cout)
+	if err != nil {
 		return err
 	}
-	return cuda.Launch(c.k.col2im[p], grid(N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
+	// dcolᵀ (N×CKK) = goutᵀ (N×Cout) · W (Cout×CKK), W stored as Wᵀ, into
+	// the float32 workspace.
+	if err := c.product(cuda.NoTrans, cuda.Trans, N, CKK, c.Cout, g16, N, w16, CKK, 0, c.col, N); err != nil {
+		return err
+	}
+	return cuda.Launch(c.k.col2im[c.prec()], grid(N), block, gin, c.col, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
 }
 
 // checkReach refuses a kernel that reaches L or more sites away: the
@@ -332,14 +354,29 @@ func (c *Conv[T]) checkReach(L int) error {
 	return nil
 }
 
-// im2col fills the workspace with the im2col matrix of in: a thread per
-// site (grid x) and tap (grid y).
-func (c *Conv[T]) im2col(in cuda.DevicePtr, B, L int) error {
+// columns writes the im2col matrix of in and returns it as a product
+// operand: in the workspace, or with c.BF16 rounded to bf16 on the way
+// into bf16 buffer bfColumns (no float32 copy to convert). A thread per
+// site (grid x) and tap (grid y). The workspace is allocated either way:
+// the backward pass writes the columns' gradient there.
+func (c *Conv[T]) columns(in cuda.DevicePtr, B, L int) (cuda.DevicePtr, error) {
 	if err := c.checkReach(L); err != nil {
-		return err
+		return 0, err
 	}
 	N := B * L * L
+	CKK := c.Cin * c.K * c.K
+	if err := c.workspace(CKK, N); err != nil {
+		return 0, err
+	}
 	g := grid(N)
 	g.Y = uint32(c.K * c.K)
-	return cuda.Launch(c.k.im2col[c.prec()], g, block, c.col, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
+	dst, kernel := c.col, c.k.im2col[c.prec()]
+	if c.BF16 {
+		p, err := c.bf16Buffer(bfColumns, CKK*N)
+		if err != nil {
+			return 0, err
+		}
+		dst, kernel = p, c.k.im2colBF16
+	}
+	return dst, cuda.Launch(kernel, g, block, dst, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
 }

@@ -82,7 +82,7 @@ func (c *Conv[T]) ForwardSites(out, in, w, bias cuda.DevicePtr, B, L int, s *Sit
 	if err := c.workspace(CKK, M); err != nil {
 		return err
 	}
-	if err := cuda.Launch(c.k.gather[p], grid(CKK*M), block, c.col, in, s.taps, int32(c.Cin), int32(KK), int32(s.N), int32(L*L), int32(B)); err != nil {
+	if err := c.gatherSites(in, s, B, L); err != nil {
 		return err
 	}
 	return gemm[T](c.k.d, cuda.NoTrans, cuda.NoTrans, M, c.Cout, CKK, 1, c.col, M, w, CKK, 1, out, M)
@@ -103,7 +103,7 @@ func (c *Conv[T]) BackwardSites(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L in
 	if err := c.workspace(CKK, M); err != nil {
 		return err
 	}
-	if err := cuda.Launch(c.k.gather[p], grid(CKK*M), block, c.col, in, s.taps, int32(c.Cin), int32(KK), int32(s.N), int32(L*L), int32(B)); err != nil {
+	if err := c.gatherSites(in, s, B, L); err != nil {
 		return err
 	}
 	if err := gemm[T](c.k.d, cuda.Trans, cuda.NoTrans, CKK, c.Cout, M, 1, c.col, M, gout, M, 1, gw, CKK); err != nil {
@@ -115,5 +115,13 @@ func (c *Conv[T]) BackwardSites(gin, gout, in, w, gw, gb cuda.DevicePtr, B, L in
 	if err := gemm[T](c.k.d, cuda.NoTrans, cuda.Trans, M, CKK, c.Cout, 1, gout, M, w, CKK, 0, c.col, M); err != nil {
 		return err
 	}
-	return cuda.Launch(c.k.scatter[p], grid(c.Cin*B*L*L), block, gin, c.col, s.inv, int32(c.Cin), int32(KK), int32(s.N), int32(L*L), int32(B))
+	return cuda.Launch(c.k.scatter[p], grid(B*L*L), block, gin, c.col, s.inv, int32(c.Cin), int32(KK), int32(s.N), int32(L*L), int32(B))
+}
+
+// gatherSites writes the im2col matrix of in at the sites into the
+// workspace: a thread per column (grid x) and tap (grid y).
+func (c *Conv[T]) gatherSites(in cuda.DevicePtr, s *Sites, B, L int) error {
+	g := grid(B * s.N)
+	g.Y = uint32(c.K * c.K)
+	return cuda.Launch(c.k.gather[c.prec()], g, block, c.col, in, s.taps, int32(c.Cin), int32(c.K*c.K), int32(s.N), int32(L*L), int32(B))
 }
