@@ -338,6 +338,13 @@ func (c *check) bench() {
 	}
 	b := filepath.Join(dir, "bench")
 	libs := strings.Join(append([]string{filepath.Join(b, "lib")}, cudaLibDirs()...), ":")
+	// The host's action per configuration (LAPACK, even–odd and dense) on
+	// this machine's CPU, beside BenchmarkLogDet's device times: the
+	// choice of where the log det runs is made on the numbers of one run.
+	c.step("bench", "host action per configuration (LAPACK)", c.deadline, 90*time.Second,
+		filepath.Join(b, "lib", "ld-linux-x86-64.so.2"), "--library-path", libs, filepath.Join(b, "nfschwinger"), "bench",
+		"-L", "16,24", "-estimators", "reinforce", "-batch", "8", "-micro-batch", "8", "-layers", "1",
+		"-steps", "1", "-warmup", "0", "-conv-engine", "openblas", "-action=true", "-json")
 	for _, batch := range []string{"512", "1536"} {
 		c.step("bench", "nfschwinger bench, REINFORCE, batch "+batch, c.deadline, 2*time.Minute,
 			filepath.Join(b, "lib", "ld-linux-x86-64.so.2"), "--library-path", libs, filepath.Join(b, "nfschwinger"), "bench",
