@@ -129,7 +129,7 @@ func deviceBytes[T nf.Float](a nf.Arch, maxB int, bf16 bool) (int, error) {
 // this CPU cannot run fast is the run's usage error.
 func convEngine(c nfio.Config) (string, error) {
 	if c.Model.Precision == "float64" {
-		return "im2col + OpenBLAS sgemm (float64 flow)", nil
+		return "im2col + OpenBLAS dgemm (float64 flow)", nil
 	}
 	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, false)
 	if err != nil {
