@@ -233,64 +233,11 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 	if err := ReadModelInto(f, ModelGroup, ps); err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
-	st.M = make([]float64, ps.Len())
-	st.V = make([]float64, ps.Len())
-	for _, t := range ps.Tensors {
-		for _, mv := range []struct {
-			name string
-			dst  []float64
-		}{{"m", st.M}, {"v", st.V}} {
-			p := optimizerGroup + "/" + mv.name + "/" + t.Name
-			data, shape, err := h5.Read[float64](f, p)
-			if err != nil {
-				return fail(ErrCheckpointCorrupt, err)
-			}
-			if !slices.Equal(shape, t.Shape) {
-				return fail(ErrCheckpointCorrupt, fmt.Errorf("%s has shape %v, want %v", p, shape, t.Shape))
-			}
-			copy(mv.dst[t.Offset:], data)
-		}
-	}
-	ints := []struct {
-		path, name string
-		dst        *int64
-	}{{trainGroup, "step", &st.Step}, {trainGroup, "skipped", &st.Skipped}}
-	for _, a := range ints {
-		v, err := h5.ReadScalarAttr[int64](f, a.path, a.name)
-		if err != nil {
-			return fail(ErrCheckpointCorrupt, err)
-		}
-		*a.dst = v
-	}
-	if st.WallTime, err = h5.ReadScalarAttr[float64](f, trainGroup, "wall_time"); err != nil {
+	if st.M, st.V, err = readMoments(f, ps); err != nil {
 		return fail(ErrCheckpointCorrupt, err)
 	}
-	adam, err := h5.ReadScalarAttr[int64](f, optimizerGroup, "step")
-	if err != nil {
+	if err := readTrainState(f, &st, version); err != nil {
 		return fail(ErrCheckpointCorrupt, err)
-	}
-	st.AdamStep = int(adam)
-	if st.Config, err = h5.ReadStringAttr(f, "/config", "toml"); err != nil {
-		return fail(ErrCheckpointCorrupt, err)
-	}
-	if h5.HasAttr(f, trainGroup, "init_from") {
-		if st.InitFrom, err = h5.ReadStringAttr(f, trainGroup, "init_from"); err != nil {
-			return fail(ErrCheckpointCorrupt, err)
-		}
-	}
-	if version >= 2 {
-		if st.History, err = readHistoryRows(f, historyGroup+"/"); err != nil {
-			return fail(ErrCheckpointCorrupt, fmt.Errorf("%s: %w", historyGroup, err))
-		}
-	}
-	st.LRScale = 1
-	if version >= 3 {
-		if st.LRScale, err = h5.ReadScalarAttr[float64](f, trainGroup, "lr_scale"); err != nil {
-			return fail(ErrCheckpointCorrupt, err)
-		}
-		if st.Recoveries, err = h5.ReadScalarAttr[int64](f, trainGroup, "recoveries"); err != nil {
-			return fail(ErrCheckpointCorrupt, err)
-		}
 	}
 	sum, err := h5.ReadStringAttr(f, "/", "checksum_sha256")
 	if err != nil {
@@ -300,6 +247,78 @@ func ReadCheckpoint[T nf.Float](path string, want nf.Arch, ps *nf.ParamSet[T]) (
 		return fail(ErrCheckpointCorrupt, fmt.Errorf("checksum %s, stored %s", got, sum))
 	}
 	return st, nil
+}
+
+// readMoments reads Adam's first and second moments (/optimizer/m/... and
+// /optimizer/v/..., each tensor of ps's layout) into flat slices.
+func readMoments[T nf.Float](f *h5.File, ps *nf.ParamSet[T]) (m, v []float64, err error) {
+	m, v = make([]float64, ps.Len()), make([]float64, ps.Len())
+	for _, t := range ps.Tensors {
+		for _, mv := range []struct {
+			name string
+			dst  []float64
+		}{{"m", m}, {"v", v}} {
+			p := optimizerGroup + "/" + mv.name + "/" + t.Name
+			data, shape, err := h5.Read[float64](f, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !slices.Equal(shape, t.Shape) {
+				return nil, nil, fmt.Errorf("%s has shape %v, want %v", p, shape, t.Shape)
+			}
+			copy(mv.dst[t.Offset:], data)
+		}
+	}
+	return m, v, nil
+}
+
+// readTrainState reads the counters, the configuration and (from format
+// version 2) the history rows and (from 3) the recoveries' state of a
+// checkpoint of format version into st.
+func readTrainState(f *h5.File, st *TrainState, version int64) error {
+	ints := []struct {
+		path, name string
+		dst        *int64
+	}{{trainGroup, "step", &st.Step}, {trainGroup, "skipped", &st.Skipped}}
+	for _, a := range ints {
+		v, err := h5.ReadScalarAttr[int64](f, a.path, a.name)
+		if err != nil {
+			return err
+		}
+		*a.dst = v
+	}
+	var err error
+	if st.WallTime, err = h5.ReadScalarAttr[float64](f, trainGroup, "wall_time"); err != nil {
+		return err
+	}
+	adam, err := h5.ReadScalarAttr[int64](f, optimizerGroup, "step")
+	if err != nil {
+		return err
+	}
+	st.AdamStep = int(adam)
+	if st.Config, err = h5.ReadStringAttr(f, "/config", "toml"); err != nil {
+		return err
+	}
+	if h5.HasAttr(f, trainGroup, "init_from") {
+		if st.InitFrom, err = h5.ReadStringAttr(f, trainGroup, "init_from"); err != nil {
+			return err
+		}
+	}
+	if version >= 2 {
+		if st.History, err = readHistoryRows(f, historyGroup+"/"); err != nil {
+			return fmt.Errorf("%s: %w", historyGroup, err)
+		}
+	}
+	st.LRScale = 1
+	if version >= 3 {
+		if st.LRScale, err = h5.ReadScalarAttr[float64](f, trainGroup, "lr_scale"); err != nil {
+			return err
+		}
+		if st.Recoveries, err = h5.ReadScalarAttr[int64](f, trainGroup, "recoveries"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ReadCheckpointConfig returns the params.toml text stored in the

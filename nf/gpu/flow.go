@@ -180,24 +180,57 @@ func NewFlow[T Float](k *Kernels, spec FlowSpec, maxB int, withTape bool) (*Flow
 }
 
 // build uploads the layers' tables and allocates everything NewFlow
-// promises.
+// promises: the parameters and their gradients, the records (the scratch
+// one and the tape's), the scratch of the passes and, by one warm-up pass,
+// the convolutions' workspaces.
 func (f *Flow[T]) build(withTape bool) error {
-	spec, k, maxB := f.Spec, f.k, f.maxB
+	if err := f.uploadTables(); err != nil {
+		return err
+	}
+	f.cond = NewConditioner[T](f.k, f.Spec.Channels, f.Spec.Kernel, f.Spec.Dilation, f.Spec.Slope)
+	for _, cv := range f.cond.convs {
+		cv.BF16 = f.Spec.BF16
+	}
+	if err := f.allocParams(); err != nil {
+		return err
+	}
 	var err error
-	L, V := spec.L, spec.L*spec.L
-	N, M := maxB*V, maxB*f.nA
-	ch := spec.Channels
-	nConv := len(ch) - 1
+	if f.rec, err = f.newRecord(); err != nil {
+		return err
+	}
+	if withTape {
+		for range f.Spec.Layers {
+			r, err := f.newRecord()
+			if err != nil {
+				return err
+			}
+			f.tape = append(f.tape, r)
+		}
+	}
+	if err := f.allocScratch(); err != nil {
+		return err
+	}
+	// Grow the convolutions' and the conditioners' workspaces now: one
+	// backward pass at full size on zero parameters and inputs.
+	return f.warm()
+}
+
+// uploadTables uploads each layer's tables: the conditioner's input
+// (frozen plaquettes and loops), the last convolution's sites and the
+// active sites.
+func (f *Flow[T]) uploadTables() error {
+	spec, k := f.Spec, f.k
+	nConv := len(spec.Channels) - 1
 	for _, ls := range spec.Layers {
 		if len(ls.Active) != f.nA {
 			return errors.New("gpu: layers with different numbers of active sites")
 		}
-		in, err := NewInputs[T](k, L, ls.PlaqFrozen, ls.LoopsFrozen)
+		in, err := NewInputs[T](k, spec.L, ls.PlaqFrozen, ls.LoopsFrozen)
 		if err != nil {
 			return err
 		}
 		f.ins = append(f.ins, in)
-		s, err := NewSites(k.d, ls.Active, L, spec.Kernel, spec.Dilation[nConv-1])
+		s, err := NewSites(k.d, ls.Active, spec.L, spec.Kernel, spec.Dilation[nConv-1])
 		if err != nil {
 			return err
 		}
@@ -212,17 +245,21 @@ func (f *Flow[T]) build(withTape bool) error {
 		}
 		f.act = append(f.act, p)
 	}
-	f.cond = NewConditioner[T](k, ch, spec.Kernel, spec.Dilation, spec.Slope)
-	for _, cv := range f.cond.convs {
-		cv.BF16 = spec.BF16
-	}
-	KK := spec.Kernel * spec.Kernel
+	return nil
+}
+
+// allocParams allocates the parameters and their gradients, zeroed, in
+// ParamSet's layout (per layer and convolution the weight, then the bias)
+// and points f.w, f.b, f.gw and f.gb into them.
+func (f *Flow[T]) allocParams() error {
+	spec, ch := f.Spec, f.Spec.Channels
+	nConv, KK, es := len(ch)-1, spec.Kernel*spec.Kernel, size[T]()
 	perLayer := 0
 	for j := 0; j < nConv; j++ {
 		perLayer += ch[j+1] * (ch[j]*KK + 1)
 	}
 	f.nParams = perLayer * len(spec.Layers)
-	es := size[T]()
+	var err error
 	if f.params, err = f.alloc(f.nParams * es); err != nil {
 		return err
 	}
@@ -240,53 +277,53 @@ func (f *Flow[T]) build(withTape bool) error {
 	f.gw, f.gb = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
 	for l := range spec.Layers {
 		for j := 0; j < nConv; j++ {
-			nw := ch[j+1] * ch[j] * KK
 			f.w[l] = append(f.w[l], f.params+cuda.DevicePtr(off*es))
 			f.gw[l] = append(f.gw[l], f.grads+cuda.DevicePtr(off*es))
-			off += nw
+			off += ch[j+1] * ch[j] * KK
 			f.b[l] = append(f.b[l], f.params+cuda.DevicePtr(off*es))
 			f.gb[l] = append(f.gb[l], f.grads+cuda.DevicePtr(off*es))
 			off += ch[j+1]
 		}
 	}
-	newRecord := func() (record, error) {
-		r := record{acts: make([]cuda.DevicePtr, len(ch))}
-		for j, c := range ch {
-			n := c * N
-			if j == nConv {
-				n = c * M
-			}
-			if r.acts[j], err = f.alloc(n * es); err != nil {
-				return r, err
-			}
+	return nil
+}
+
+// newRecord allocates one layer's record for maxB configurations: every
+// activation (the last, the raw spline parameters, at the active sites
+// only) and the spline argument.
+func (f *Flow[T]) newRecord() (record, error) {
+	ch := f.Spec.Channels
+	N, M, es := f.maxB*f.Spec.L*f.Spec.L, f.maxB*f.nA, size[T]()
+	r := record{acts: make([]cuda.DevicePtr, len(ch))}
+	var err error
+	for j, c := range ch {
+		n := c * N
+		if j == len(ch)-1 {
+			n = c * M
 		}
-		r.x, err = f.alloc(N * es)
-		return r, err
-	}
-	if f.rec, err = newRecord(); err != nil {
-		return err
-	}
-	if withTape {
-		for range spec.Layers {
-			r, err := newRecord()
-			if err != nil {
-				return err
-			}
-			f.tape = append(f.tape, r)
+		if r.acts[j], err = f.alloc(n * es); err != nil {
+			return r, err
 		}
 	}
+	r.x, err = f.alloc(N * es)
+	return r, err
+}
+
+// allocScratch allocates the passes' buffers for maxB configurations.
+func (f *Flow[T]) allocScratch() error {
+	ch := f.Spec.Channels
+	N, M, es := f.maxB*f.Spec.L*f.Spec.L, f.maxB*f.nA, size[T]()
 	for _, a := range []struct {
 		p     *cuda.DevicePtr
 		bytes int
-	}{{&f.links, 2 * N * es}, {&f.logJ, 8 * maxB}, {&f.glogJ, 8 * maxB}, {&f.logd, 8 * M},
-		{&f.loops, 2 * N * es}, {&f.pbar, N * es}, {&f.lbar, 2 * N * es}, {&f.graw, ch[nConv] * M * es}, {&f.ginp, 6 * N * es}} {
+	}{{&f.links, 2 * N * es}, {&f.logJ, 8 * f.maxB}, {&f.glogJ, 8 * f.maxB}, {&f.logd, 8 * M},
+		{&f.loops, 2 * N * es}, {&f.pbar, N * es}, {&f.lbar, 2 * N * es}, {&f.graw, ch[len(ch)-1] * M * es}, {&f.ginp, 6 * N * es}} {
+		var err error
 		if *a.p, err = f.alloc(a.bytes); err != nil {
 			return err
 		}
 	}
-	// Grow the convolutions' and the conditioners' workspaces now: one
-	// backward pass at full size on zero parameters and inputs.
-	return f.warm()
+	return nil
 }
 
 // alloc allocates device memory freed by Close.
