@@ -192,6 +192,8 @@ func CreateChain(path string, meta ChainMeta) (*Chain, error) {
 	return c, nil
 }
 
+// create makes the datasets of a new chain file, each with its unit and
+// description, and its metadata.
 func (c *Chain) create() error {
 	f := c.f
 	if err := h5.CreateExtendible[uint8](f, "accepted", nil, chainChunkRows); err != nil {
@@ -236,7 +238,13 @@ func (c *Chain) create() error {
 		"observables of the proposal offered at each step (not of the chain state), for importance sampling"); err != nil {
 		return err
 	}
-	m := c.meta.withMethod()
+	return c.writeMeta()
+}
+
+// writeMeta writes the chain's metadata as root attributes (the HMC
+// parameters only for an HMC chain).
+func (c *Chain) writeMeta() error {
+	f, m := c.f, c.meta.withMethod()
 	for _, a := range []struct{ name, val string }{
 		{"format", ChainFormat},
 		{"method", m.Method},

@@ -99,7 +99,7 @@ func (m *Masks) sign() float64 {
 // inputsRange computes, for configurations [lo, hi), the plaquettes (into
 // rec.x) and loops of the links and the conditioner input rec.acts[0].
 func (f *Flow[T]) inputsRange(lo, hi int) {
-	k := &f.k
+	k := &f.layerArgs
 	m := k.layer.masks
 	L, V, N := f.Arch.L, k.V, k.N
 	inp := k.rec.acts[0]
@@ -136,7 +136,7 @@ func cosSin[T Float](v T) (T, T) {
 // couplingForwardRange applies the spline to the active plaquettes of
 // configurations [lo, hi) and updates their links and log J.
 func (f *Flow[T]) couplingForwardRange(lo, hi int) {
-	k := &f.k
+	k := &f.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
@@ -166,7 +166,7 @@ func (f *Flow[T]) couplingForwardRange(lo, hi int) {
 // configurations [lo, hi), updates their links and log J, and overwrites
 // rec.x at the active sites with the preimages P.
 func (f *Flow[T]) couplingReverseRange(lo, hi int) {
-	k := &f.k
+	k := &f.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
@@ -201,7 +201,7 @@ func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 // and the spline argument come from k.rawA in recompute mode, else from the
 // record.
 func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
-	k := &f.k
+	k := &f.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
 	n := f.Arch.NKnots - 1
@@ -255,7 +255,7 @@ func (f *Flow[T]) splineBackwardReverseRange(lo, hi int) { f.splineBackwardRange
 // (f.ginp) to the plaquette gradients f.pbar and the loop gradients of the
 // frozen ones, and adds their transposes into the link gradient k.links.
 func (f *Flow[T]) inputsBackwardRange(lo, hi int) {
-	k := &f.k
+	k := &f.layerArgs
 	m := k.layer.masks
 	L, V, N := f.Arch.L, k.V, k.N
 	inp, gin := k.rec.acts[0], f.ginp

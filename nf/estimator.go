@@ -94,7 +94,7 @@ type Trainer[T Float] struct {
 	// measure.
 	Timings StepTimings
 
-	n       int       // 2V
+	nLinks  int       // links per configuration, 2V
 	z, x    []T       // one micro-batch
 	zr      []T       // reverse image of a micro-batch (path gradient)
 	gx      []T       // gradient w.r.t. links of a micro-batch
@@ -102,9 +102,9 @@ type Trainer[T Float] struct {
 	x64     []float64 // links of one micro-batch in float64
 	lq      []float64 // log q of one micro-batch
 	density *Density[T]
-	f64     []float64 // force of one micro-batch
-	logJ    []float64
-	act     []float64
+	force   []float64 // force of one micro-batch, float64
+	logJ    []float64 // log J of one micro-batch
+	actions []float64 // action of each configuration of one micro-batch
 	glogJ   []float64
 	phi     []T       // REINFORCE: φ of every local sample
 	sig     []float64 // signal s of every local sample
@@ -113,19 +113,19 @@ type Trainer[T Float] struct {
 	logw    []float64 // log w = log p − log q of every local sample
 	save    []T       // path gradient: saved parameter gradients
 	tape    *Tape[T]
-	streams *Streams // prior streams, re-keyed per sample
-	red     [4]float64
+	streams *Streams   // prior streams, re-keyed per sample
+	sums    [4]float64 // the values reduced over the ranks
 }
 
 // NewTrainer returns a trainer for micro-batches of micro configurations.
 func NewTrainer[T Float](f *Flow[T], target Target, est Estimator, micro int, seed uint64) *Trainer[T] {
 	n := 2 * f.Arch.L * f.Arch.L
 	return &Trainer[T]{
-		Flow: f, Target: target, Estimator: est, Micro: micro, Seed: seed, n: n,
+		Flow: f, Target: target, Estimator: est, Micro: micro, Seed: seed, nLinks: n,
 		z: make([]T, micro*n), x: make([]T, micro*n), zr: make([]T, micro*n),
 		gx: make([]T, micro*n), gz: make([]T, micro*n),
-		x64: make([]float64, micro*n), f64: make([]float64, micro*n),
-		logJ: make([]float64, micro), lq: make([]float64, micro), density: NewDensity(f), act: make([]float64, micro), glogJ: make([]float64, micro),
+		x64: make([]float64, micro*n), force: make([]float64, micro*n),
+		logJ: make([]float64, micro), lq: make([]float64, micro), density: NewDensity(f), actions: make([]float64, micro), glogJ: make([]float64, micro),
 		tape: f.NewTape(micro), streams: NewStreams(),
 	}
 }
@@ -190,8 +190,8 @@ func (t *Trainer[T]) ensure(nLocal int) {
 		t.logp = make([]float64, nLocal)
 		t.logw = make([]float64, nLocal)
 	}
-	if t.Estimator == REINFORCE && !t.threePass(nLocal) && len(t.phi) < nLocal*t.n { // the three-pass form needs no φ
-		t.phi = make([]T, nLocal*t.n)
+	if t.Estimator == REINFORCE && !t.threePass(nLocal) && len(t.phi) < nLocal*t.nLinks { // the three-pass form needs no φ
+		t.phi = make([]T, nLocal*t.nLinks)
 	}
 	if t.Estimator == PathGradient && len(t.save) != t.Flow.Params.Len() {
 		t.save = make([]T, t.Flow.Params.Len())
@@ -204,9 +204,9 @@ func (t *Trainer[T]) ensure(nLocal int) {
 func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 	var force []float64
 	if withForce {
-		force = t.f64
+		force = t.force
 	}
-	if err := t.action(t.act, force, t.x64); err != nil {
+	if err := t.action(t.actions, force, t.x64); err != nil {
 		if errors.Is(err, lgt.ErrNonFinite) || errors.Is(err, lgt.ErrSingular) {
 			// A diverging flow produced unusable links: skip the step.
 			return fmt.Errorf("%w: %w", ErrNonFinite, err)
@@ -214,7 +214,7 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 		return err
 	}
 	for b := 0; b < t.Micro; b++ {
-		lq, S := t.lq[b], t.act[b]
+		lq, S := t.lq[b], t.actions[b]
 		if math.IsNaN(lq+S) || math.IsInf(lq+S, 0) {
 			return fmt.Errorf("sample %d: log q = %v, S = %v: %w", off+b, lq, S, ErrNonFinite)
 		}
@@ -231,7 +231,7 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 	if t.threePass(nLocal) {
 		return t.reinforceThreePass(red, step, first, nGlobal)
 	}
-	mb, n := t.Micro, t.n
+	mb, n := t.Micro, t.nLinks
 	var err error
 	for off := 0; off < nLocal && err == nil; off += mb {
 		SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first+uint64(off))
@@ -260,15 +260,15 @@ func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (floa
 			sum += s
 		}
 	}
-	t.red[0], t.red[1] = sum, bad
-	red.AllreduceSum(t.red[:2])
-	if t.red[1] != 0 {
+	t.sums[0], t.sums[1] = sum, bad
+	red.AllreduceSum(t.sums[:2])
+	if t.sums[1] != 0 {
 		if err == nil {
 			err = fmt.Errorf("%w on another rank", ErrNonFinite)
 		}
 		return 0, err
 	}
-	return t.red[0] / float64(nGlobal), nil
+	return t.sums[0] / float64(nGlobal), nil
 }
 
 // ReinforceGradient adds to the parameter gradients the gradient of
@@ -277,7 +277,7 @@ func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (floa
 // and log q(φ) = log prior + log J of the reverse flow. On a device the
 // gradients reach Params.Grad at Flow.SyncGrads (Step calls it).
 func (t *Trainer[T]) ReinforceGradient(phi []T, signal []float64, baseline float64, nGlobal int) {
-	mb, n := t.Micro, t.n
+	mb, n := t.Micro, t.nLinks
 	for off := 0; off < len(signal); off += mb {
 		copy(t.x, phi[off*n:(off+mb)*n])
 		t.reverse(t.z, t.x, t.logJ, mb, t.tape)
@@ -329,12 +329,12 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 		t.Flow.SyncGrads() // on a device: the gradients of this pass to the host, to be dropped
 		copy(t.Flow.Params.Grad, t.save)
 		for i := range t.gx {
-			t.gx[i] = T((float64(t.gx[i]) + t.f64[i]) * inv)
+			t.gx[i] = T((float64(t.gx[i]) + t.force[i]) * inv)
 		}
 		clear(t.glogJ)
 	} else {
 		for i := range t.gx {
-			t.gx[i] = T(t.f64[i] * inv)
+			t.gx[i] = T(t.force[i] * inv)
 		}
 		for b := range t.glogJ[:mb] {
 			t.glogJ[b] = -inv // log q(z) = log prior − log J
@@ -357,23 +357,23 @@ func (t *Trainer[T]) stats(red Reducer, nLocal, nGlobal int, bad float64) StepSt
 			maxw = math.Max(maxw, -t.sig[i])
 		}
 	}
-	t.red = [4]float64{ss, sq, sp, bad}
-	red.AllreduceSum(t.red[:4])
+	t.sums = [4]float64{ss, sq, sp, bad}
+	red.AllreduceSum(t.sums[:4])
 	N := float64(nGlobal)
-	st := StepStats{N: nGlobal, Loss: t.red[0] / N, LogqMean: t.red[1] / N, LogpMean: t.red[2] / N}
-	if t.red[3] != 0 {
+	st := StepStats{N: nGlobal, Loss: t.sums[0] / N, LogqMean: t.sums[1] / N, LogpMean: t.sums[2] / N}
+	if t.sums[3] != 0 {
 		st.Loss = math.NaN()
 		st.ESS = math.NaN()
 		return st
 	}
-	t.red[0] = maxw
-	red.AllreduceMax(t.red[:1])
-	shift := t.red[0]
+	t.sums[0] = maxw
+	red.AllreduceMax(t.sums[:1])
+	shift := t.sums[0]
 	for i := 0; i < nLocal; i++ {
 		t.logw[i] = -t.sig[i]
 	}
-	t.red[0], t.red[1] = ESSSums(t.logw[:nLocal], shift)
-	red.AllreduceSum(t.red[:2])
-	st.ESS = t.red[0] * t.red[0] / (N * t.red[1])
+	t.sums[0], t.sums[1] = ESSSums(t.logw[:nLocal], shift)
+	red.AllreduceSum(t.sums[:2])
+	st.ESS = t.sums[0] * t.sums[0] / (N * t.sums[1])
 	return st
 }

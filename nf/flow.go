@@ -42,8 +42,10 @@ type Flow[T Float] struct {
 	ginp   []T    // view into gbuf: gradient of the conditioner input
 	acts   [][]T  // views of a record's activations (reused)
 
-	// Per-configuration kernels, bound once, and their arguments.
-	k                                     kernelArgs[T]
+	// Per-configuration kernels, bound once, and the arguments of the
+	// layer in flight, which the kernels read (set before each
+	// ParallelFor over a layer, cleared after).
+	layerArgs                             kernelArgs[T]
 	inputsFn, fwdFn, revFn                func(lo, hi int)
 	splineBwdFwdFn, splineBwdRevFn, inBwd func(lo, hi int)
 }
@@ -413,7 +415,7 @@ func (f *Flow[T]) layerForward(k int, links []T, logJ []float64, B int, tape *Ta
 	if kept != nil && !reverse {
 		copy(kept, links)
 	}
-	f.k = kernelArgs[T]{layer: c, rec: rec, links: links, logJ: logJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
+	f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: links, logJ: logJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
 	f.be.ParallelFor(B, f.inputsFn)
 	f.conditionerForward(c, rec, B, len(c.convs))
 	if reverse {
@@ -421,7 +423,7 @@ func (f *Flow[T]) layerForward(k int, links []T, logJ []float64, B int, tape *Ta
 	} else {
 		f.be.ParallelFor(B, f.fwdFn)
 	}
-	f.k = kernelArgs[T]{}
+	f.layerArgs = kernelArgs[T]{}
 	if kept != nil && reverse {
 		copy(kept, links)
 	}
@@ -535,11 +537,11 @@ func (f *Flow[T]) layerBackward(k int, g []T, glogJ []float64, tape *Tape[T], re
 	c := &f.layers[k]
 	rec, kept, rawA := f.layerRecord(tape, k, B)
 	if kept != nil {
-		f.k = kernelArgs[T]{layer: c, rec: rec, links: kept, B: B, N: B * V, V: V}
+		f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: kept, B: B, N: B * V, V: V}
 		f.be.ParallelFor(B, f.inputsFn)
 		f.conditionerForward(c, rec, B, max(len(c.convs)-2, 0))
 	}
-	f.k = kernelArgs[T]{layer: c, rec: rec, links: g, glogJ: glogJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
+	f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: g, glogJ: glogJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
 	if reverse {
 		f.be.ParallelFor(B, f.splineBwdRevFn)
 	} else {
@@ -547,6 +549,6 @@ func (f *Flow[T]) layerBackward(k int, g []T, glogJ []float64, tape *Tape[T], re
 	}
 	f.conditionerBackward(c, rec, B)
 	f.be.ParallelFor(B, f.inBwd)
-	f.k = kernelArgs[T]{}
+	f.layerArgs = kernelArgs[T]{}
 	f.ginp = nil
 }
