@@ -255,8 +255,6 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 	if l := loadAverage(); l > float64(runtime.NumCPU()) {
 		fmt.Fprintf(progress, "bench: warning: load average %.1f on %d CPUs: other processes compete for the cores, the times are not representative\n", l, runtime.NumCPU())
 	}
-	var rows []benchRow
-	var actions []actionRow
 	// bf16 where this CPU cannot run it fast is left out with one line,
 	// the other rows are still measured.
 	if slices.Contains(o.Convs, convMode{"dnnl", "bf16"}) {
@@ -274,44 +272,15 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 		o.device = p
 		fmt.Fprintf(progress, "bench: %s\n", p)
 	}
+	var rows []benchRow
 	for _, L := range o.Ls {
-		sg := sgemmGFLOPs(be, o.SgemmN)
-		prim := map[string]float64{}
-		for _, m := range o.Convs {
-			if _, ok := prim[m.Precision]; !ok && m.Engine != "cuda" {
-				g, err := dnnl.ReferenceGFLOPs(L, o.Micro, m.Precision == "bf16", primitiveMinTime)
-				if err != nil {
-					return fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
-				}
-				prim[m.Precision] = g
-			}
+		r, err := benchSize(o, be, L, w, progress)
+		if err != nil {
+			return err
 		}
-		for _, m := range o.Convs {
-			for _, est := range o.Estimators {
-				fmt.Fprintf(progress, "bench: L = %d, %s, %s convolutions ...\n", L, est, m)
-				forms := []bool{false}
-				if est == nf.REINFORCE && o.Batch == o.Micro {
-					forms = append(forms, true) // the Trainer runs three-pass: show four-pass too
-				}
-				for _, four := range forms {
-					r, err := benchStep(o, be, L, est, four, m)
-					if err != nil {
-						return err
-					}
-					r.SgemmGFLOPs = sg
-					if m.Engine != "cuda" {
-						r.PrimitiveGFLOPs = prim[m.Precision]
-					}
-					rows = append(rows, r)
-					if o.JSON {
-						if err := writeJSONLine(w, r); err != nil {
-							return err
-						}
-					}
-				}
-			}
-		}
+		rows = append(rows, r...)
 	}
+	var actions []actionRow
 	if o.Action {
 		for _, L := range o.Ls {
 			fmt.Fprintf(progress, "bench: action at L = %d ...\n", L)
@@ -336,6 +305,51 @@ func runBench(o benchOptions, w, progress io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// benchSize measures the step rows of lattice size L — every convolution
+// mode and estimator, REINFORCE in both forms when the batch is one
+// micro-batch — beside the sgemm and oneDNN primitive references of the
+// same run, writing each row as a JSON line with o.JSON.
+func benchSize(o benchOptions, be nf.Backend, L int, w, progress io.Writer) ([]benchRow, error) {
+	sg := sgemmGFLOPs(be, o.SgemmN)
+	prim := map[string]float64{}
+	for _, m := range o.Convs {
+		if _, ok := prim[m.Precision]; !ok && m.Engine != "cuda" {
+			g, err := dnnl.ReferenceGFLOPs(L, o.Micro, m.Precision == "bf16", primitiveMinTime)
+			if err != nil {
+				return nil, fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
+			}
+			prim[m.Precision] = g
+		}
+	}
+	var rows []benchRow
+	for _, m := range o.Convs {
+		for _, est := range o.Estimators {
+			fmt.Fprintf(progress, "bench: L = %d, %s, %s convolutions ...\n", L, est, m)
+			forms := []bool{false}
+			if est == nf.REINFORCE && o.Batch == o.Micro {
+				forms = append(forms, true) // the Trainer runs three-pass: show four-pass too
+			}
+			for _, four := range forms {
+				r, err := benchStep(o, be, L, est, four, m)
+				if err != nil {
+					return nil, err
+				}
+				r.SgemmGFLOPs = sg
+				if m.Engine != "cuda" {
+					r.PrimitiveGFLOPs = prim[m.Precision]
+				}
+				rows = append(rows, r)
+				if o.JSON {
+					if err := writeJSONLine(w, r); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	return rows, nil
 }
 
 func writeJSONLine(w io.Writer, v any) error {
