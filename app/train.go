@@ -160,26 +160,13 @@ type run[T nf.Float] struct {
 func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) error {
 	tc := newTimedComm(o.Comm)
 	c := comm.Comm(tc)
-	arch := cfg.Arch()
 	nLocal := cfg.Train.BatchSize / c.Size()
 	micro := min(cfg.Train.MicroBatch, nLocal)
-	// Where the flow runs ([compute] device), agreed by every rank.
-	place, err := placeRank(cfg.Compute.Device, c.LocalRank())
-	var flow *nf.Flow[T]
-	var kernels *gpu.Kernels
-	if err == nil {
-		flow, err = newFlow[T](arch, cfg.Model.ConvPrecision, place.driver != nil)
-	}
-	if err == nil {
-		kernels, err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
-	}
-	if err := c.AgreeError(err); err != nil {
+	flow, kernels, err := placeFlow[T](cfg, c, micro, o.Stdout)
+	if err != nil {
 		return err
 	}
 	defer flow.CloseDevice()
-	if c.Rank() == 0 {
-		fmt.Fprintf(o.Stdout, "nfschwinger: %s\n", place)
-	}
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
 	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank()),
 		state: nfio.TrainState{LRScale: 1}, rec: newRecovery[T](cfg.Train)}
@@ -192,29 +179,11 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	if err != nil {
 		return err
 	}
-	r.pool = lgt.NewPool(cfg.Lattice(), 0)
-	pool := r.pool
-	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
-	// On a device, REINFORCE's action has its log det there too.
-	target, closeTarget, err := deviceTarget(kernels, est, pool, micro)
-	if err := c.AgreeError(err); err != nil {
+	closeTarget, err := r.setupStep(kernels, micro)
+	if err != nil {
 		return err
 	}
 	defer closeTarget()
-	if _, ok := target.(*device.Action); ok && c.Rank() == 0 {
-		what := "log det (REINFORCE needs no force)"
-		if est != nf.REINFORCE {
-			what = "log det and force"
-		}
-		fmt.Fprintf(o.Stdout, "nfschwinger: the action's %s on the device too\n", what)
-	}
-	r.trainer = nf.NewTrainer(flow, target, est, micro, uint64(cfg.Train.Seed))
-	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,
-		ClipValue: cfg.Train.GradClipValue, ClipNorm: cfg.Train.GradClip}
-	if len(o.Faults) > 0 {
-		rank := c.Rank()
-		r.stepper.Hook = func(step uint64, grad []T) error { return inject(o.Faults, int64(step), rank, grad) }
-	}
 	if c.Rank() == 0 {
 		defer func() {
 			if r.hist != nil {
@@ -238,6 +207,58 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 		return errStopped
 	}
 	return err
+}
+
+// placeFlow builds the run's flow where [compute] device puts it (on a
+// device for micro-batches of micro, with a tape), agreed by every rank,
+// and says where on rank 0. It returns the device's kernels, nil on the
+// CPU.
+func placeFlow[T nf.Float](cfg nfio.Config, c comm.Comm, micro int, stdout io.Writer) (*nf.Flow[T], *gpu.Kernels, error) {
+	place, err := placeRank(cfg.Compute.Device, c.LocalRank())
+	var flow *nf.Flow[T]
+	var kernels *gpu.Kernels
+	if err == nil {
+		flow, err = newFlow[T](cfg.Arch(), cfg.Model.ConvPrecision, place.driver != nil)
+	}
+	if err == nil {
+		kernels, err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
+	}
+	if err := c.AgreeError(err); err != nil {
+		return nil, nil, err
+	}
+	if c.Rank() == 0 {
+		fmt.Fprintf(stdout, "nfschwinger: %s\n", place)
+	}
+	return flow, kernels, nil
+}
+
+// setupStep builds the rank's action pool and training target (on the
+// device where the flow is: REINFORCE's log det, and the force for the
+// other estimators), the Trainer and the Stepper with the run's clipping
+// and fault hook. It returns what frees the target.
+func (r *run[T]) setupStep(kernels *gpu.Kernels, micro int) (closeTarget func(), err error) {
+	cfg, c := r.cfg, r.c
+	r.pool = lgt.NewPool(cfg.Lattice(), 0)
+	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
+	target, closeTarget, err := deviceTarget(kernels, est, r.pool, micro)
+	if err := c.AgreeError(err); err != nil {
+		return nil, err
+	}
+	if _, ok := target.(*device.Action); ok && c.Rank() == 0 {
+		what := "log det (REINFORCE needs no force)"
+		if est != nf.REINFORCE {
+			what = "log det and force"
+		}
+		fmt.Fprintf(r.opts.Stdout, "nfschwinger: the action's %s on the device too\n", what)
+	}
+	r.trainer = nf.NewTrainer(r.flow, target, est, micro, uint64(cfg.Train.Seed))
+	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,
+		ClipValue: cfg.Train.GradClipValue, ClipNorm: cfg.Train.GradClip}
+	if len(r.opts.Faults) > 0 {
+		rank := c.Rank()
+		r.stepper.Hook = func(step uint64, grad []T) error { return inject(r.opts.Faults, int64(step), rank, grad) }
+	}
+	return closeTarget, nil
 }
 
 // restore loads the checkpoint that restart names on rank 0 and broadcasts
