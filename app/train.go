@@ -440,23 +440,7 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		if err != nil {
 			return err
 		}
-		perturb(r.opts.Faults, step, r.flow.Params.Data)
-		if res.NonFinite != nil {
-			fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, res.NonFinite)
-		}
-		if res.Skipped {
-			r.state.Skipped++
-			skippedInARow++
-		} else {
-			skippedInARow = 0
-		}
-		r.state.Step++
-		r.state.WallTime += time.Since(t0).Seconds()
-		recovered, rerr := r.checkDivergence(res)
-		if recovered {
-			skippedInARow = 0
-		}
-		r.snapshot(false)
+		recovered, rerr := r.account(res, step, t0, &skippedInARow)
 		probe, measured, err := r.acceptanceProbe()
 		if err != nil {
 			return err
@@ -473,16 +457,8 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 		if skippedInARow >= maxSkippedInARow {
 			return fmt.Errorf("step %d: %d gradient steps in a row were non-finite; stopping with the last checkpoint intact", step, skippedInARow)
 		}
-		due := cfg.Train.CheckpointEvery > 0 && r.state.Step%int64(cfg.Train.CheckpointEvery) == 0
-		if due || r.state.Step == steps || res.Stop {
-			if err := r.checkpoint(); err != nil {
-				return err
-			}
-		}
-		if res.Stop && r.state.Step < steps {
-			prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, r.checkpointPath())
-			r.events.emit(Event{Event: "stopped", Step: r.state.Step})
-			return errStopped
+		if err := r.checkpointOrStop(prog, res.Stop, steps); err != nil {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -491,6 +467,49 @@ func (r *run[T]) loop(ctx context.Context, nLocal int) error {
 	r.events.emit(Event{Event: "done", Step: steps})
 	prog.printf("training done: %d steps, checkpoint %s; %s\n", steps, r.checkpointPath(),
 		commSummary(time.Since(start), r.tc.spent, r.stepper.GradComm, steps-startStep, c.Size()))
+	return nil
+}
+
+// account books the step just done: the fault injection's perturbation,
+// the skipped count (and skippedInARow), the step and wall-time counters,
+// the divergence guard (recovered: it rolled the run back; rerr: it ended
+// it) and the snapshot for later rollbacks.
+func (r *run[T]) account(res nf.StepResult, step int64, t0 time.Time, skippedInARow *int) (recovered bool, rerr error) {
+	perturb(r.opts.Faults, step, r.flow.Params.Data)
+	if res.NonFinite != nil {
+		fmt.Fprintf(r.opts.Stderr, "nfschwinger: step %d skipped: %v\n", step, res.NonFinite)
+	}
+	if res.Skipped {
+		r.state.Skipped++
+		*skippedInARow++
+	} else {
+		*skippedInARow = 0
+	}
+	r.state.Step++
+	r.state.WallTime += time.Since(t0).Seconds()
+	recovered, rerr = r.checkDivergence(res)
+	if recovered {
+		*skippedInARow = 0
+	}
+	r.snapshot(false)
+	return recovered, rerr
+}
+
+// checkpointOrStop writes the checkpoint when it is due (every
+// checkpoint_every steps, at the last step, and when a stop was requested)
+// and returns errStopped after a requested stop before the last step.
+func (r *run[T]) checkpointOrStop(prog *progress, stop bool, steps int64) error {
+	every := int64(r.cfg.Train.CheckpointEvery)
+	if due := every > 0 && r.state.Step%every == 0; due || r.state.Step == steps || stop {
+		if err := r.checkpoint(); err != nil {
+			return err
+		}
+	}
+	if stop && r.state.Step < steps {
+		prog.printf("stopped at step %d of %d: checkpoint %s\n", r.state.Step, steps, r.checkpointPath())
+		r.events.emit(Event{Event: "stopped", Step: r.state.Step})
+		return errStopped
+	}
 	return nil
 }
 
