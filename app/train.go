@@ -289,49 +289,59 @@ func (r *run[T]) restore() error {
 	r.state.Step, r.state.Skipped, r.state.LRScale, r.state.Recoveries = int64(step[0]), int64(step[1]), step[2], int64(step[3])
 	nf.BcastParams(c, r.flow.Params.Data)
 	if c.Rank() == 0 {
-		err = os.MkdirAll(r.outDir, 0o755)
-		if err == nil {
-			// history.h5 and chain.h5 are readable while written, so no
-			// file lock of HDF5's keeps a second run out: this one does.
-			r.unlock, err = nfio.LockFile(nfio.LockPath(r.checkpointPath()))
-			if errors.Is(err, nfio.ErrLocked) {
-				err = &UsageError{Err: fmt.Errorf("another run is writing %s: %w", r.outDir, err)}
-			}
-		}
-		if err == nil {
-			hp := filepath.Join(r.outDir, "history.h5")
-			_, statErr := os.Stat(hp)
-			switch {
-			case r.state.Step > 0 && r.state.History != nil:
-				// The checkpoint holds the rows: rebuild the file from them
-				// and never parse the old one, which may be damaged.
-				r.hist, err = nfio.RestoreHistory(hp, r.state.History)
-			case r.state.Step > 0 && statErr == nil: // a format-1 checkpoint: no rows in it
-				if perr := nfio.ProbeHistory(hp); errors.Is(perr, nfio.ErrInUse) {
-					err = perr // another run's history: never move it
-					break
-				} else if perr != nil {
-					fmt.Fprintf(r.opts.Stderr, "nfschwinger: %v; kept as %s, a new history starts at step %d\n",
-						perr, nfio.PrevPath(hp), r.state.Step)
-					r.hist, err = nfio.RestoreHistory(hp, nil)
-					break
-				}
-				r.hist, err = nfio.OpenHistory(hp, r.state.Step)
-				if err == nil {
-					r.state.History, err = r.hist.Rows()
-				}
-			default:
-				r.hist, err = nfio.CreateHistory(hp)
-			}
-			if err == nil && r.state.InitFrom != "" {
-				err = r.hist.SetSource(r.state.InitFrom)
-			}
-			if err == nil {
-				err = r.hist.SetPlannedSteps(int64(cfg.Train.Steps))
-			}
-		}
+		err = r.openOutputs()
 	}
 	return c.AgreeError(err)
+}
+
+// openOutputs makes out_dir, takes the run's lock on it and opens the
+// history (rank 0): rebuilt from the checkpoint's rows on a restart, a
+// format-1 checkpoint's old file continued (or kept aside when damaged),
+// or a new one.
+func (r *run[T]) openOutputs() error {
+	if err := os.MkdirAll(r.outDir, 0o755); err != nil {
+		return err
+	}
+	// history.h5 and chain.h5 are readable while written, so no file lock
+	// of HDF5's keeps a second run out: this one does.
+	var err error
+	r.unlock, err = nfio.LockFile(nfio.LockPath(r.checkpointPath()))
+	if errors.Is(err, nfio.ErrLocked) {
+		return &UsageError{Err: fmt.Errorf("another run is writing %s: %w", r.outDir, err)}
+	}
+	if err != nil {
+		return err
+	}
+	hp := filepath.Join(r.outDir, "history.h5")
+	_, statErr := os.Stat(hp)
+	switch {
+	case r.state.Step > 0 && r.state.History != nil:
+		// The checkpoint holds the rows: rebuild the file from them and
+		// never parse the old one, which may be damaged.
+		r.hist, err = nfio.RestoreHistory(hp, r.state.History)
+	case r.state.Step > 0 && statErr == nil: // a format-1 checkpoint: no rows in it
+		if perr := nfio.ProbeHistory(hp); errors.Is(perr, nfio.ErrInUse) {
+			return perr // another run's history: never move it
+		} else if perr != nil {
+			fmt.Fprintf(r.opts.Stderr, "nfschwinger: %v; kept as %s, a new history starts at step %d\n",
+				perr, nfio.PrevPath(hp), r.state.Step)
+			r.hist, err = nfio.RestoreHistory(hp, nil)
+			break
+		}
+		r.hist, err = nfio.OpenHistory(hp, r.state.Step)
+		if err == nil {
+			r.state.History, err = r.hist.Rows()
+		}
+	default:
+		r.hist, err = nfio.CreateHistory(hp)
+	}
+	if err == nil && r.state.InitFrom != "" {
+		err = r.hist.SetSource(r.state.InitFrom)
+	}
+	if err == nil {
+		err = r.hist.SetPlannedSteps(int64(r.cfg.Train.Steps))
+	}
+	return err
 }
 
 // initFrom loads, for a fresh start, the model of train.init_from (any L,
