@@ -374,25 +374,11 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	debug.FreeOSMemory()
 	peakReset := resetPeakRSS()
 
-	flow, err := nf.NewFlow[float32](o.arch(L), be)
+	flow, kernels, err := benchFlow(o, be, L, m)
 	if err != nil {
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
-	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
-	var kernels *gpu.Kernels // the cuda rows' device
-	switch m.Engine {
-	case "dnnl":
-		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
-			return r, fmt.Errorf("bench: L = %d: %w", L, err)
-		}
-	case "cuda":
-		k, err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true)
-		if err != nil {
-			return r, fmt.Errorf("bench: L = %d: %w", L, err)
-		}
-		defer flow.CloseDevice()
-		kernels = k
-	}
+	defer flow.CloseDevice()
 	pool := lgt.NewPool(lgt.Paper(L), 0)
 	target, closeTarget, err := deviceTarget(kernels, est, pool, o.Micro)
 	if err != nil {
@@ -435,6 +421,30 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	}
 	r.PeakRSSBytes, r.PeakRSSMethod = peakRSS(peakReset)
 	return r, nil
+}
+
+// benchFlow builds the benchmark's flow at L with the row's convolutions:
+// im2col and OpenBLAS, oneDNN (float32 or bf16), or the whole flow on the
+// CUDA device of o.device, whose kernels it returns (nil on the CPU).
+func benchFlow(o benchOptions, be nf.Backend, L int, m convMode) (*nf.Flow[float32], *gpu.Kernels, error) {
+	flow, err := nf.NewFlow[float32](o.arch(L), be)
+	if err != nil {
+		return nil, nil, err
+	}
+	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
+	switch m.Engine {
+	case "dnnl":
+		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
+			return nil, nil, err
+		}
+	case "cuda":
+		k, err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true)
+		if err != nil {
+			return nil, nil, err
+		}
+		return flow, k, nil
+	}
+	return flow, nil, nil
 }
 
 // sgemmGFLOPs times C = A·B for n×n float32 matrices through the backend's
