@@ -29,7 +29,7 @@ import (
 // √v̂ + ε and a few steps keep that far below 1e-10.
 const rankTol = 1e-10
 
-// trainCase is a tiny training run (issues 5 and 9): about 1 ms per step at
+// trainCase is a tiny training run: about 1 ms per step at
 // L = 4, so that a test runs dozens of them.
 type trainCase struct {
 	L               int
