@@ -145,6 +145,26 @@ print(len(dH))`
 	if o, e, st := runNF(t, dir3, "analyze", "-no-plots", "run"); st != 0 || !strings.Contains(o, "Combined over 2 independent chains") {
 		t.Errorf("analyze of a two-chain HMC run: status %d\n%s%s", st, o, e)
 	}
+	// The combined estimate against what is known exactly: ⟨e^{−ΔH}⟩ = 1
+	// for a reversible, area-preserving integrator; and its error is that
+	// of 2 × 3000 steps, below each chain's own.
+	o, e, st = runNF(t, dir3, "analyze", "-json", "-no-plots", "run")
+	var comb struct {
+		Replicas struct {
+			Replicas   int
+			Steps      int
+			ExpMinusDH struct{ Value, Err float64 } `json:"exp_minus_dH"`
+		} `json:"replicas"`
+	}
+	if err := json.Unmarshal([]byte(o), &comb); st != 0 || err != nil {
+		t.Fatalf("analyze -json of a two-chain HMC run: status %d, %v\n%s%s", st, err, o, e)
+	}
+	x := comb.Replicas.ExpMinusDH
+	if comb.Replicas.Replicas != 2 || comb.Replicas.Steps != 6000 || !(x.Err > 0) || math.Abs(x.Value-1) > 5*x.Err ||
+		!(x.Err < float64(a0.ExpMinusDH.Err)) || !(x.Err < float64(a1.ExpMinusDH.Err)) {
+		t.Errorf("combined over the chains: %+v; want 2 replicas, 6000 steps, ⟨e^{−ΔH}⟩ = 1 within 5σ with an error below each chain's (%v, %v)",
+			comb.Replicas, a0.ExpMinusDH.Err, a1.ExpMinusDH.Err)
+	}
 }
 
 // TestAnalyzeCompare: `nfschwinger analyze DIR1 DIR2 …` reads
