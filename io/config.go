@@ -80,8 +80,9 @@ type TrainConfig struct {
 	AdamEps      float64   `toml:"adam_eps"`      // [adam_eps] Adam's ε (outside the square root), default 1e-8
 	GradClip     float64   `toml:"grad_clip"`     // [grad_clip] maximal global gradient norm, 0 = no clipping (default)
 	// GradClipValue [grad_clip_value] clamps every gradient component to
-	// ±value before the norm clip (the paper's code: 0.1, with grad_clip =
-	// 10); 0 = off (default). See nf.ClipGrad.
+	// ±value before the norm clip; 0 = off (default). The configs/ files
+	// set 0.1 with grad_clip = 10 (the paper's code does not clip). See
+	// nf.ClipGrad.
 	GradClipValue   float64 `toml:"grad_clip_value"`
 	Seed            int64   `toml:"seed"`             // [seed] key of the prior-sample streams, required, ≥ 0
 	LogEvery        int     `toml:"log_every"`        // [log_every] steps between history rows and progress lines, default 10

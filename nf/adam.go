@@ -91,13 +91,16 @@ func ClipGradValue[T Float](g []T, maxAbs float64) int {
 	return n
 }
 
-// ClipGrad applies the clipping of the paper's training step (its public
-// code: torch.nn.utils.clip_grad_value_ then clip_grad_norm_): first every
-// component is clamped to ±maxAbs, then the whole gradient is scaled to a
-// norm of at most maxNorm (ClipGradNorm). Either bound ≤ 0 is off. It
-// returns the norm of g before any clipping, accumulated in float64.
+// ClipGrad clips as PyTorch's clip_grad_value_ followed by
+// clip_grad_norm_ would: first every component is clamped to ±maxAbs, then
+// the whole gradient is scaled to a norm of at most maxNorm
+// (ClipGradNorm). Either bound ≤ 0 is off. It returns the norm of g before
+// any clipping, accumulated in float64. The paper's public code does not
+// clip (its train_step clips only when given grad_clip, which its Schwinger
+// scripts do not pass); the configs/ files' 0.1 and 10 are this program's
+// choice (docs/training.md).
 //
-// Why the r.t. and path estimators need it: their per-sample gradient
+// Why the r.t. and path estimators train better with it: their per-sample gradient
 // contains the fermion force, which grows like 1/d at distance d from the
 // zeros of det D, so the batch gradient is heavy-tailed (norm spikes 100×
 // the median, in float32 and float64 alike); one spike inflates Adam's

@@ -58,7 +58,7 @@ func TestClipGradNorm(t *testing.T) {
 	}
 }
 
-// TestClipGrad: the paper's clipping, component values first, then the norm
+// TestClipGrad: the clipping of the configs (not the paper's code's, which does not clip), component values first, then the norm
 // (torch.nn.utils.clip_grad_value_ then clip_grad_norm_), table-driven.
 func TestClipGrad(t *testing.T) {
 	for _, c := range []struct {

@@ -9,7 +9,7 @@ import (
 )
 
 // bf16Run trains the flow of precisionArch from seed with estimator est
-// for steps steps (batch 256, Adam 1e-3, the paper's clipping) with its
+// for steps steps (batch 256, Adam 1e-3, clipping (0.1, 10)) with its
 // conditioners on oneDNN in float32 or bf16, and returns the mean and the
 // standard error of the batch ESS over the last window steps.
 func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window int) (ess, se float64, skipped int) {
@@ -31,8 +31,8 @@ func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window 
 
 // TestBF16ReinforceTrains: REINFORCE with bf16 convolutions (the paper's
 // "amp") trains as float32 does. The float32 r.t. study (L = 4, 8
-// layers, hidden channels [32, 32], batch 256, Adam 1e-3, 400 steps, the
-// paper's clipping), both precisions on oneDNN, seeds 1–3: every bf16
+// layers, hidden channels [32, 32], batch 256, Adam 1e-3, 400 steps,
+// clipping (0.1, 10)), both precisions on oneDNN, seeds 1–3: every bf16
 // seed's mean batch ESS over the last 50 steps must lie within the range
 // of the float32 seeds, widened by 3 standard errors of that seed's mean,
 // and no step may be skipped for non-finite values. Measured (Sapphire
