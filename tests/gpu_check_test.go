@@ -40,12 +40,54 @@ func TestGPUCheckRehearsal(t *testing.T) {
 			t.Fatalf("%s: %v", tool, err)
 		}
 	}
+	root := buildRehearsalRoot(t)
+
+	// The packed nfschwinger runs on nothing but what it carries.
+	params, err := os.ReadFile("../params.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tmp", "params.toml"), params, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, status, _ := runInRoot(t, root, 30*time.Second, "cd /tmp && tar -xJf /check/bench.tar.xz && bench/lib/ld-linux-x86-64.so.2 --library-path /tmp/bench/lib bench/nfschwinger check params.toml")
+	if status != 0 || !strings.Contains(out, "params.toml: valid") {
+		t.Errorf("the packed nfschwinger in the minimal root: exit %d\n%s", status, out)
+	}
+	for _, lib := range []string{"libc.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libm.so.6", "ld-linux-x86-64.so.2"} {
+		if _, err := os.Stat(filepath.Join(root, "tmp", "bench", "lib", lib)); err != nil {
+			t.Errorf("bench.tar.xz lacks %s, which CUDA's libraries load from the same glibc", lib)
+		}
+	}
+
+	// The check itself, without a driver.
+	out, status, took := runInRoot(t, root, rehearsalLimit, "bash /check/run.sh /out")
+	report, err := os.ReadFile(filepath.Join(root, "out", "gpu-check.txt"))
+	if err != nil {
+		t.Fatalf("no report in the output folder: %v\n%s", err, out)
+	}
+	if took > rehearsalLimit {
+		t.Errorf("the check took %s, more than %s", took.Round(time.Second), rehearsalLimit)
+	}
+	if status != 1 {
+		t.Errorf("exit status %d, want 1 (no device)", status)
+	}
+	checkRehearsalReport(t, string(report), filepath.Join(root, "out", "results.jsonl"))
+}
+
+// buildRehearsalRoot makes the check with make gpu-check into a minimal
+// root (chroot) of its own: the packed folder at /check, bash, dirname,
+// tar and xz with the libraries they and the test binaries link, /tmp,
+// /dev/null, /proc (mounted by runInRoot) and /out; no Go, g++, OpenBLAS
+// or CUDA. It returns the root.
+func buildRehearsalRoot(t *testing.T) (root string) {
+	t.Helper()
 	if sc, err := exec.LookPath("shellcheck"); err == nil {
 		if out, err := exec.Command(sc, "gpu-check.sh", "gpu-libs.sh").CombinedOutput(); err != nil {
 			t.Errorf("shellcheck: %v\n%s", err, out)
 		}
 	}
-	root := t.TempDir()
+	root = t.TempDir()
 	check := filepath.Join(root, "check")
 	build := exec.Command("make", "-C", "..", "gpu-check", "GPU_CHECK="+check)
 	if out, err := build.CombinedOutput(); err != nil {
@@ -74,68 +116,50 @@ func TestGPUCheckRehearsal(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "lib/x86_64-linux-gnu/libopenblas.so.0")); err == nil {
 		t.Fatal("the minimal root has libopenblas")
 	}
+	return root
+}
 
-	inRoot := func(limit time.Duration, script string) (string, int, time.Duration) {
-		cmd := exec.Command("unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
-			fmt.Sprintf("mount -t proc proc %s/proc && exec chroot %s /bin/bash -c '%s'", root, root, script))
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp", "TMPDIR=/tmp"}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-time.After(limit + 30*time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("%q did not end within %s:\n%s", script, limit+30*time.Second, out.String())
-		}
-		status := 0
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-			status = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), status, time.Since(start)
-	}
-
-	// The packed nfschwinger runs on nothing but what it carries.
-	params, err := os.ReadFile("../params.toml")
-	if err != nil {
+// runInRoot runs the bash script in the minimal root, in a mount namespace
+// of its own with /proc mounted, and returns its output, exit status and
+// duration; it fails the test if it outlives limit by 30 s.
+func runInRoot(t *testing.T, root string, limit time.Duration, script string) (string, int, time.Duration) {
+	t.Helper()
+	cmd := exec.Command("unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
+		fmt.Sprintf("mount -t proc proc %s/proc && exec chroot %s /bin/bash -c '%s'", root, root, script))
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp", "TMPDIR=/tmp"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "tmp", "params.toml"), params, 0o644); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(limit + 30*time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%q did not end within %s:\n%s", script, limit+30*time.Second, out.String())
+	}
+	status := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		status = ee.ExitCode()
+	} else if err != nil {
 		t.Fatal(err)
 	}
-	out, status, _ := inRoot(30*time.Second, "cd /tmp && tar -xJf /check/bench.tar.xz && bench/lib/ld-linux-x86-64.so.2 --library-path /tmp/bench/lib bench/nfschwinger check params.toml")
-	if status != 0 || !strings.Contains(out, "params.toml: valid") {
-		t.Errorf("the packed nfschwinger in the minimal root: exit %d\n%s", status, out)
-	}
-	for _, lib := range []string{"libc.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libm.so.6", "ld-linux-x86-64.so.2"} {
-		if _, err := os.Stat(filepath.Join(root, "tmp", "bench", "lib", lib)); err != nil {
-			t.Errorf("bench.tar.xz lacks %s, which CUDA's libraries load from the same glibc", lib)
-		}
-	}
+	return out.String(), status, time.Since(start)
+}
 
-	// The check itself, without a driver.
-	out, status, took := inRoot(rehearsalLimit, "bash /check/run.sh /out")
-	report, err := os.ReadFile(filepath.Join(root, "out", "gpu-check.txt"))
-	if err != nil {
-		t.Fatalf("no report in the output folder: %v\n%s", err, out)
-	}
-	if took > rehearsalLimit {
-		t.Errorf("the check took %s, more than %s", took.Round(time.Second), rehearsalLimit)
-	}
-	if status != 1 {
-		t.Errorf("exit status %d, want 1 (no device)", status)
-	}
+// checkRehearsalReport checks the report of a check without a driver: one
+// line saying so, TestDriverLoads the only failure, the emulator's own
+// tests skipped, the machine described, the verdict, and a JSON line per
+// test in resultsPath.
+func checkRehearsalReport(t *testing.T, report, resultsPath string) {
+	t.Helper()
 	var noDriver, emulatorSkips, fails []string
-	sc := bufio.NewScanner(bytes.NewReader(report))
+	sc := bufio.NewScanner(strings.NewReader(report))
 	prev := ""
 	for sc.Scan() {
 		line := sc.Text()
@@ -158,10 +182,10 @@ func TestGPUCheckRehearsal(t *testing.T) {
 	if len(emulatorSkips) < 2 {
 		t.Errorf("the emulator's own tests (TestCompileCache, TestMappedLibraries) did not skip: %q", emulatorSkips)
 	}
-	if !strings.Contains(string(report), "nvidia-smi: not found") || !strings.Contains(string(report), "gpu-check: exit status 1") {
+	if !strings.Contains(report, "nvidia-smi: not found") || !strings.Contains(report, "gpu-check: exit status 1") {
 		t.Errorf("report lacks the machine's description or the verdict")
 	}
-	results, err := os.ReadFile(filepath.Join(root, "out", "results.jsonl"))
+	results, err := os.ReadFile(resultsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
