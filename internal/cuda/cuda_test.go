@@ -396,8 +396,8 @@ func TestMappedLibraries(t *testing.T) {
 }
 
 // TestOpenWithoutDriver: without a CUDA driver OpenReal says so with
-// ErrNoDevice; a device that does not exist is ErrNoDevice; with NFSCHWINGER_CUDA=emulate Open gives
-// the emulator.
+// ErrNoDevice; a device that does not exist is ErrNoDevice; with
+// NFSCHWINGER_CUDA=emulate Open gives the emulator.
 func TestOpenWithoutDriver(t *testing.T) {
 	r, err := OpenReal(0)
 	switch {

@@ -19,8 +19,9 @@ __device__ __forceinline__ double store_as(double x, double *) { return x; }
 __device__ __forceinline__ unsigned short store_as(float x, unsigned short *) { return bf16_round(x); }
 
 // im2col: one thread per site n of the B·L·L and tap t = blockIdx.y, which
-// finds its source site once (two 32-bit divisions, b and the row) and
-// then copies it for every input channel: col[(ci·KK + t)·N + n] =
+// finds its source site once (four 32-bit divisions or remainders: the
+// configuration, the row, the tap's row and column) and then copies it for
+// every input channel: col[(ci·KK + t)·N + n] =
 // in[ci·N + src], in O (T, or bf16 for the bf16 products: the rounding
 // done on the way, with no float32 copy to convert). Adjacent threads
 // write adjacent elements.

@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 func BenchmarkConv(b *testing.B) {
 	d, err := cuda.Open(0)
 	if err != nil {
-		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+		if deviceCheck() {
 			b.Fatal(err) // the device check: no device is a failure
 		}
 		b.Skip(err)

@@ -16,11 +16,11 @@ import (
 // where the test skips without it).
 func devices(t testing.TB) map[string]cuda.Driver {
 	t.Helper()
-	if os.Getenv("NFSCHWINGER_CUDA_TEST") != "gpu" || os.Getenv("NFSCHWINGER_CUDA_CACHE") == "" {
+	if !deviceCheck() || os.Getenv("NFSCHWINGER_CUDA_CACHE") == "" {
 		t.Setenv("NFSCHWINGER_CUDA_CACHE", t.TempDir()) // the device check keeps its one cache
 	}
 	ds := map[string]cuda.Driver{}
-	if os.Getenv("NFSCHWINGER_CUDA_TEST") != "gpu" {
+	if !deviceCheck() {
 		em, err := cuda.NewEmulator()
 		if err != nil {
 			t.Fatal(err)
@@ -34,13 +34,17 @@ func devices(t testing.TB) map[string]cuda.Driver {
 		ds["gpu"] = r
 	case !errors.Is(err, cuda.ErrNoDevice):
 		t.Fatal(err)
-	case os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu":
+	case deviceCheck():
 		// The device check without a device: its driver step
 		// (internal/cuda's TestDriverLoads) fails and says why.
 		t.Skip("no CUDA device")
 	}
 	return ds
 }
+
+// deviceCheck reports whether the tests run as the GPU machine's device
+// check (NFSCHWINGER_CUDA_TEST=gpu): on the real device only.
+func deviceCheck() bool { return os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" }
 
 // forKernels runs body on the kernels of every device of devices(t), in a
 // subtest named after the device.

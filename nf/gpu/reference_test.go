@@ -16,7 +16,7 @@ func recordedFile(t *testing.T, env string) string {
 	t.Helper()
 	path := os.Getenv(env)
 	if path == "" {
-		if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
+		if deviceCheck() {
 			t.Fatalf("%s is not set: the device check needs the CPU's recorded results", env)
 		}
 		t.Skipf("%s not set (make gpu-check writes it)", env)

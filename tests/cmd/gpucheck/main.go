@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +68,7 @@ type check struct {
 	results  *json.Encoder
 	files    []*os.File
 	env      []string
+	cache    string          // the NVRTC cache of every step, removed at the end
 	ldPath   string          // LD_LIBRARY_PATH of the steps
 	ran      map[string]bool // tests already run, by binary and name
 	deadline time.Time
@@ -90,8 +92,8 @@ func newCheck(here, out string, stdout io.Writer) (*check, error) {
 		return nil, err
 	}
 	c := &check{here: here, report: io.MultiWriter(stdout, txt), results: json.NewEncoder(js),
-		files: []*os.File{txt, js}, ran: map[string]bool{}, deadline: time.Now().Add(totalBudget)}
-	c.ldPath = strings.Join(append(cudaLibDirs(), os.Getenv("LD_LIBRARY_PATH")), ":")
+		files: []*os.File{txt, js}, cache: cache, ran: map[string]bool{}, deadline: time.Now().Add(totalBudget)}
+	c.ldPath = searchPath(append(cudaLibDirs(), filepath.SplitList(os.Getenv("LD_LIBRARY_PATH"))...)...)
 	c.env = append(os.Environ(),
 		"NFSCHWINGER_CUDA_TEST=gpu",
 		"NFSCHWINGER_CUDA_CACHE="+cache, // one NVRTC cache for every step
@@ -118,6 +120,12 @@ func cudaLibDirs() []string {
 	return dirs
 }
 
+// searchPath joins folders into a loader search path, leaving out empty
+// ones: the loader reads an empty entry as the current folder.
+func searchPath(dirs ...string) string {
+	return strings.Join(slices.DeleteFunc(dirs, func(d string) bool { return d == "" }), ":")
+}
+
 // printf writes to the report.
 func (c *check) printf(format string, args ...any) { fmt.Fprintf(c.report, format, args...) }
 
@@ -133,6 +141,7 @@ func (c *check) run() int {
 		for _, f := range c.files {
 			f.Close()
 		}
+		os.RemoveAll(c.cache)
 	}()
 	c.printf("# nfschwinger gpu-check, %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	smokeEnd := time.Now().Add(smokeBudget)
@@ -159,10 +168,13 @@ func (c *check) run() int {
 	} else {
 		c.printf("compute-sanitizer not found: no memcheck\n")
 	}
-	gpu := filepath.Join(c.here, "gpu.test")
-	c.step("benchmark", "Conv", c.deadline, 90*time.Second, gpu, "-test.run", "^$", "-test.bench", "^BenchmarkConv$", "-test.benchtime", "20x", "-test.timeout", "90s")
-	c.step("benchmark", "FlowStep", c.deadline, 2*time.Minute, gpu, "-test.run", "^$", "-test.bench", "^BenchmarkFlowStep$", "-test.benchtime", "5x", "-test.timeout", "2m")
-	c.step("benchmark", "LogDet", c.deadline, 90*time.Second, gpu, "-test.run", "^$", "-test.bench", "^BenchmarkLogDet$", "-test.benchtime", "3x", "-test.timeout", "90s")
+	for _, b := range []struct {
+		name, times string
+		limit       time.Duration
+	}{{"Conv", "20x", 90 * time.Second}, {"FlowStep", "5x", 2 * time.Minute}, {"LogDet", "3x", 90 * time.Second}} {
+		c.step("benchmark", b.name, c.deadline, b.limit, filepath.Join(c.here, "gpu.test"), "-test.run", "^$",
+			"-test.bench", "^Benchmark"+b.name+"$", "-test.benchtime", b.times, "-test.timeout", b.limit.String())
+	}
 	c.bench()
 	return c.finish()
 }
@@ -337,7 +349,7 @@ func (c *check) bench() {
 		return
 	}
 	b := filepath.Join(dir, "bench")
-	libs := strings.Join(append([]string{filepath.Join(b, "lib")}, cudaLibDirs()...), ":")
+	libs := searchPath(filepath.Join(b, "lib"), c.ldPath)
 	// The host's action per configuration (LAPACK, even–odd and dense) on
 	// this machine's CPU, beside BenchmarkLogDet's device times: the
 	// choice of where the log det runs is made on the numbers of one run.

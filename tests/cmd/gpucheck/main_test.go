@@ -40,3 +40,14 @@ func TestParseBenchmark(t *testing.T) {
 		}
 	}
 }
+
+func TestSearchPath(t *testing.T) {
+	for _, c := range []struct {
+		dirs []string
+		want string
+	}{{nil, ""}, {[]string{"/a", "", "/b"}, "/a:/b"}, {[]string{"/x/lib", ""}, "/x/lib"}, {[]string{"", ""}, ""}} {
+		if got := searchPath(c.dirs...); got != c.want {
+			t.Errorf("searchPath(%q) = %q, want %q", c.dirs, got, c.want)
+		}
+	}
+}
