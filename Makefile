@@ -103,7 +103,7 @@ gpu-check: build
 	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK)/cuda.test ./internal/cuda/
 	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK)/gpu.test ./nf/gpu/
 	CGO_ENABLED=0 $(GO) build -o $(GPU_CHECK)/gpucheck ./tests/cmd/gpucheck
-	NFSCHWINGER_GPU_REFERENCE=$(abspath $(GPU_CHECK))/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestDeviceFlowMatchesCPU$$' ./nf/device/
+	NFSCHWINGER_GPU_REFERENCE=$(abspath $(GPU_CHECK))/reference.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestEngineParity$$' ./nf/
 	NFSCHWINGER_GPU_LOGDET=$(abspath $(GPU_CHECK))/logdet.gob $(CGO_ENV) $(GO) test -count=1 -run '^TestLogDetMatchesCPU$$' ./nf/gpu/
 	$(CGO_ENV) $(GO) run ./tests/cmd/gpuspecs $(GPU_CHECK)/specs.gob
 	bash tests/gpu-libs.sh nfschwinger $(GPU_CHECK)/bench

@@ -67,7 +67,7 @@ type benchOptions struct {
 }
 
 // convMode is how a benchmarked flow runs its conditioners' convolutions:
-// Engine "dnnl" (oneDNN primitives, nf.Flow.UseDNNL) or "openblas" (im2col
+// Engine "dnnl" (oneDNN primitives, nf.OneDNN) or "openblas" (im2col
 // and OpenBLAS sgemm), Precision "float32" or "bf16" (oneDNN only).
 type convMode struct{ Engine, Precision string }
 
@@ -378,7 +378,7 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	if err != nil {
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
-	defer flow.CloseDevice()
+	defer flow.Close()
 	pool := lgt.NewPool(lgt.Paper(L), 0)
 	target, closeTarget, err := deviceTarget(kernels, est, pool, o.Micro)
 	if err != nil {
@@ -427,23 +427,29 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 // im2col and OpenBLAS, oneDNN (float32 or bf16), or the whole flow on the
 // CUDA device of o.device, whose kernels it returns (nil on the CPU).
 func benchFlow(o benchOptions, be nf.Backend, L int, m convMode) (*nf.Flow[float32], *gpu.Kernels, error) {
-	flow, err := nf.NewFlow[float32](o.arch(L), be)
+	var eng nf.Engine[float32]
+	switch m.Engine {
+	case "dnnl":
+		eng = nf.OneDNN[float32](be, m.Precision == "bf16")
+	case "cuda":
+		dev, err := onDevice(o.device, o.Micro, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		flow, err := newFlow[float32](o.arch(L), m.Precision, dev)
+		if err != nil {
+			return nil, nil, err
+		}
+		flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
+		return flow, dev.kernels, nil
+	default:
+		eng = nf.OpenBLAS[float32](be)
+	}
+	flow, err := nf.NewFlowOn(o.arch(L), eng)
 	if err != nil {
 		return nil, nil, err
 	}
 	flow.Init(nf.Stream(o.Seed, nf.DomainInit, 0, 0))
-	switch m.Engine {
-	case "dnnl":
-		if err := flow.UseDNNL(m.Precision == "bf16"); err != nil {
-			return nil, nil, err
-		}
-	case "cuda":
-		k, err := attach(o.device, flow, o.Micro, m.Precision == "bf16", true)
-		if err != nil {
-			return nil, nil, err
-		}
-		return flow, k, nil
-	}
 	return flow, nil, nil
 }
 
@@ -470,11 +476,12 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 // when oneDNN runs them natively: AVX512-BF16 or AMX).
 func checkBF16(a nf.Arch) error {
 	a.NLayers = 1
-	f, err := nf.NewFlow[float32](a, nf.CPU(0))
+	f, err := nf.NewFlowOn(a, nf.OneDNN[float32](nf.CPU(0), true))
 	if err != nil {
 		return err
 	}
-	return f.UseDNNL(true)
+	f.Close()
+	return nil
 }
 
 // benchAction times the action with its force for random configurations

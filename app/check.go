@@ -115,11 +115,10 @@ func checkDevice(c nfio.Config) (onDevice bool, line string, err error) {
 // deviceBytes is the device memory of a flow of architecture a in T for
 // micro-batches of maxB, with a tape (device.Bytes).
 func deviceBytes[T nf.Float](a nf.Arch, maxB int, bf16 bool) (int, error) {
-	flow, err := nf.NewFlow[T](a, nf.CPU(1))
-	if err != nil {
+	if err := a.CheckFlow(); err != nil {
 		return 0, &UsageError{Err: err}
 	}
-	return device.Bytes(flow, maxB, bf16, true), nil
+	return device.Bytes[T](a, maxB, bf16, true), nil
 }
 
 // convEngine builds the configuration's flow for one configuration, as a
@@ -131,7 +130,7 @@ func convEngine(c nfio.Config) (string, error) {
 	if c.Model.Precision == "float64" {
 		return "im2col + OpenBLAS dgemm (float64 flow)", nil
 	}
-	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, false)
+	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, nil)
 	if err != nil {
 		return "", err
 	}

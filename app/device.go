@@ -55,13 +55,11 @@ func (p placement) String() string {
 	return fmt.Sprintf("flow on CUDA device %d (%s)", p.ordinal, p.driver.Name())
 }
 
-// attach moves flow onto the placement's device for micro-batches of
-// maxB (with a tape when training): the kernels compiled (NVRTC, cached
-// on disk), the parameters, tape and scratch allocated; it returns the
-// kernels (nil on the CPU). The errors: a compile failure with NVRTC's
-// log (exit 1), device memory exhausted (a UsageError naming
-// train.micro_batch and the estimate, exit 2).
-func attach[T nf.Float](p placement, flow *nf.Flow[T], maxB int, bf16, withTape bool) (*gpu.Kernels, error) {
+// onDevice returns what newFlow needs to build a flow on the
+// placement's device for micro-batches of maxB (with a tape when
+// training): the kernels compiled (NVRTC, cached on disk). On the CPU it
+// returns nil. A compile failure carries NVRTC's log (exit 1).
+func onDevice(p placement, maxB int, withTape bool) (*deviceFlow, error) {
 	if p.driver == nil {
 		return nil, nil
 	}
@@ -69,14 +67,7 @@ func attach[T nf.Float](p placement, flow *nf.Flow[T], maxB int, bf16, withTape 
 	if err != nil {
 		return nil, fmt.Errorf("CUDA kernels: %w", err)
 	}
-	if err := device.Attach(flow, k, maxB, bf16, withTape); err != nil {
-		if errors.Is(err, gpu.ErrOutOfMemory) {
-			return nil, usagef("train.micro_batch = %d: the flow needs about %s of device memory on %s (%v); use a smaller micro_batch",
-				maxB, bytesString(int64(device.Bytes(flow, maxB, bf16, withTape))), p.driver.Name(), err)
-		}
-		return nil, err
-	}
-	return k, nil
+	return &deviceFlow{kernels: k, name: p.driver.Name(), maxB: maxB, withTape: withTape}, nil
 }
 
 // deviceTarget returns the training target of a flow on the device of

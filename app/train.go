@@ -166,7 +166,7 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 	if err != nil {
 		return err
 	}
-	defer flow.CloseDevice()
+	defer flow.Close()
 	flow.Init(nf.Stream(uint64(cfg.Train.Seed), nf.DomainInit, 0, 0))
 	r := &run[T]{cfg: cfg, opts: o, c: c, tc: tc, flow: flow, outDir: cfg.IO.OutDir, events: newEvents(c.Rank()),
 		state: nfio.TrainState{LRScale: 1}, rec: newRecovery[T](cfg.Train)}
@@ -216,18 +216,25 @@ func runTrain[T nf.Float](ctx context.Context, cfg nfio.Config, o trainOptions) 
 func placeFlow[T nf.Float](cfg nfio.Config, c comm.Comm, micro int, stdout io.Writer) (*nf.Flow[T], *gpu.Kernels, error) {
 	place, err := placeRank(cfg.Compute.Device, c.LocalRank())
 	var flow *nf.Flow[T]
-	var kernels *gpu.Kernels
+	var dev *deviceFlow
 	if err == nil {
-		flow, err = newFlow[T](cfg.Arch(), cfg.Model.ConvPrecision, place.driver != nil)
+		dev, err = onDevice(place, micro, true)
 	}
 	if err == nil {
-		kernels, err = attach(place, flow, micro, cfg.Model.ConvPrecision == "bf16", true)
+		flow, err = newFlow[T](cfg.Arch(), cfg.Model.ConvPrecision, dev)
 	}
 	if err := c.AgreeError(err); err != nil {
+		if flow != nil {
+			flow.Close()
+		}
 		return nil, nil, err
 	}
 	if c.Rank() == 0 {
 		fmt.Fprintf(stdout, "nfschwinger: %s\n", place)
+	}
+	var kernels *gpu.Kernels
+	if dev != nil {
+		kernels = dev.kernels
 	}
 	return flow, kernels, nil
 }

@@ -64,7 +64,7 @@ type ModelConfig struct {
 	// ConvPrecision [conv_precision] is the precision of the convolutions'
 	// inputs and weights on the oneDNN path of a float32 flow: "float32"
 	// (default) or "bf16" (accumulation and outputs float32; CPUs with
-	// native bf16, AVX512-BF16 or AMX, only: see nf.UseDNNL).
+	// native bf16, AVX512-BF16 or AMX, only: see nf.OneDNN).
 	ConvPrecision string `toml:"conv_precision"`
 }
 

@@ -10,7 +10,7 @@ import (
 
 // The conditioner through oneDNN. A float32 flow on the CPU may
 // run its conditioners' convolutions as oneDNN primitives instead of
-// im2col + OpenBLAS (Flow.UseDNNL). What changes:
+// im2col + OpenBLAS (the OneDNN engine). What changes:
 //
 //   - The hidden activations, rec.acts[1 … last], are NHWC ([B][L][L][C],
 //     channels innermost) instead of channel-major: oneDNN's fast kernels
@@ -64,9 +64,10 @@ var ConvPrecisions = []string{"float32", "bf16"}
 // one per convolution index and batch size (every layer has the same
 // shapes; the weights are passed per call).
 type dnnlConditioner[T Float] struct {
-	bf16    bool
-	threads int
-	convs   map[dnnlKey]*dnnl.CircConv
+	bf16          bool
+	requireNative bool // refuse bf16 that oneDNN would emulate
+	threads       int
+	convs         map[dnnlKey]*dnnl.CircConv
 
 	// The last convolution at the active sites: the gathered columns
 	// [M][K²·Cin] (M = B·nA, column t·Cin + ci for tap t, channel ci), the
@@ -89,19 +90,25 @@ type dnnlKey struct{ j, B int }
 // emptied (a flow sees a few micro-batch sizes, not many).
 const maxDNNLShapes = 16
 
-// UseDNNL makes the flow's conditioners run through oneDNN, with bf16
-// inputs and weights of the convolutions when bf16 (see the comment at the
-// top of conv_dnnl.go). Only float32 flows on the CPU backend can; the
-// error says why not, or that this CPU's oneDNN cannot build the
-// primitives. bf16 is refused (ErrBF16Slow) where oneDNN would emulate it
-// (NativeBF16): there it runs at a fraction of float32's rate. Call it
-// before the first pass (the tape's hidden activations change layout).
-// Results equal the default path's to float32 rounding of the sums (bf16:
-// to bf16 rounding of the inputs).
-func (f *Flow[T]) UseDNNL(bf16 bool) error { return f.useDNNL(bf16, true) }
+// OneDNN returns the host engine whose conditioners run through oneDNN,
+// with bf16 inputs and weights of the convolutions when bf16 (see the
+// comment at the top of conv_dnnl.go), the rest on be. Only float32 flows
+// on the CPU backend can; NewFlowOn's error says why not, or that this
+// CPU's oneDNN cannot build the primitives. bf16 is refused (ErrBF16Slow)
+// where oneDNN would emulate it (NativeBF16): there it runs at a fraction
+// of float32's rate. Results equal OpenBLAS's to float32 rounding of the
+// sums (bf16: to bf16 rounding of the inputs).
+func OneDNN[T Float](be Backend, bf16 bool) Engine[T] { return oneDNN[T](be, bf16, true) }
 
-// ErrBF16Slow is returned by UseDNNL for bf16 on a CPU where oneDNN has no
-// native bf16 convolution kernels.
+// oneDNN is OneDNN; requireNative false accepts bf16 on any CPU where
+// oneDNN builds it, emulated or not (the numerics tests, which need bf16
+// arithmetic, not its speed).
+func oneDNN[T Float](be Backend, bf16, requireNative bool) Engine[T] {
+	return &hostEngine[T]{be: be, cond: &dnnlConditioner[T]{bf16: bf16, requireNative: requireNative}}
+}
+
+// ErrBF16Slow is NewFlowOn's error on the OneDNN engine with bf16, on a
+// CPU where oneDNN has no native bf16 convolution kernels.
 var ErrBF16Slow = errors.New("bf16 convolutions need a CPU with native bf16 instructions (AVX512-BF16, as on AMD Zen 4 and Intel Cooper Lake, or AMX, as on Intel Sapphire Rapids); oneDNN emulates bf16 on other AVX-512 CPUs, several times slower than float32, and has none for AVX2")
 
 // NativeBF16 reports whether oneDNN's implementation name impl ("kernel:isa",
@@ -114,66 +121,76 @@ func NativeBF16(impl string) bool {
 	return strings.Contains(isa, "bf16") || strings.Contains(isa, "amx")
 }
 
-// useDNNL is UseDNNL; requireNative false accepts bf16 on any CPU where
-// oneDNN builds it, emulated or not (the numerics tests, which need bf16
-// arithmetic, not its speed).
-func (f *Flow[T]) useDNNL(bf16, requireNative bool) error {
+func (d *dnnlConditioner[T]) name() string {
+	if d.bf16 {
+		return "oneDNN bf16"
+	}
+	return "oneDNN float32"
+}
+
+// bind creates the primitives for one configuration: an unsupported
+// precision or shape fails here, not in the middle of a pass.
+func (d *dnnlConditioner[T]) bind(e *hostEngine[T]) error {
 	var zero T
 	if _, ok := any(zero).(float32); !ok {
 		return fmt.Errorf("nf: oneDNN convolutions need precision float32")
 	}
-	if _, ok := f.be.(*cpuBackend); !ok {
-		return fmt.Errorf("nf: oneDNN convolutions need the CPU backend, not %s", f.be.Name())
+	if _, ok := e.be.(*cpuBackend); !ok {
+		return fmt.Errorf("nf: oneDNN convolutions need the CPU backend, not %s", e.be.Name())
 	}
-	d := &dnnlConditioner[T]{bf16: bf16, threads: f.be.Workers(), convs: map[dnnlKey]*dnnl.CircConv{}}
+	d.threads, d.convs = e.be.Workers(), map[dnnlKey]*dnnl.CircConv{}
 	d.gatherFn, d.scatterFn = d.gatherRange, d.scatterRange
-	// Create the primitives for one configuration now: an unsupported
-	// precision or shape fails here, not in the middle of a pass.
+	f := e.f
 	for j := range f.layers[0].convs[:len(f.layers[0].convs)-1] {
 		cv, err := d.get(f, j, 1)
 		if err != nil {
-			d.close()
-			if bf16 {
+			if d.bf16 {
 				return fmt.Errorf("nf: %w (here: %v)", ErrBF16Slow, err)
 			}
 			return fmt.Errorf("nf: %w", err)
 		}
-		if fwd, _, _ := cv.Impl(); bf16 && requireNative && !NativeBF16(fwd) {
-			d.close()
+		if fwd, _, _ := cv.Impl(); d.bf16 && d.requireNative && !NativeBF16(fwd) {
 			return fmt.Errorf("nf: %w (here oneDNN would run them as %s)", ErrBF16Slow, fwd)
 		}
 	}
-	if f.dnn != nil {
-		f.dnn.close()
-	}
-	f.dnn = d
 	return nil
 }
 
 // DNNL reports whether the conditioners run through oneDNN and in which
 // precision ("float32", "bf16"; "" when they do not).
 func (f *Flow[T]) DNNL() string {
+	d := f.dnnl()
 	switch {
-	case f.dnn == nil:
+	case d == nil:
 		return ""
-	case f.dnn.bf16:
+	case d.bf16:
 		return "bf16"
 	}
 	return "float32"
+}
+
+// dnnl returns the flow's oneDNN conditioner, nil on other engines.
+func (f *Flow[T]) dnnl() *dnnlConditioner[T] {
+	if e, ok := f.eng.(*hostEngine[T]); ok {
+		d, _ := e.cond.(*dnnlConditioner[T])
+		return d
+	}
+	return nil
 }
 
 // DNNLImpl names oneDNN's implementations of the primitives (forward /
 // backward data / backward weights) of the middle hidden convolution, ""
 // without oneDNN: what this CPU runs.
 func (f *Flow[T]) DNNLImpl() string {
-	if f.dnn == nil {
+	d := f.dnnl()
+	if d == nil {
 		return ""
 	}
 	n := len(f.layers[0].convs)
 	if n == 1 {
 		return "none (the only convolution runs at the active sites through OpenBLAS)"
 	}
-	cv, err := f.dnn.get(f, (n-1)/2, 1)
+	cv, err := d.get(f, (n-1)/2, 1)
 	if err != nil {
 		return err.Error()
 	}
@@ -214,7 +231,7 @@ func (d *dnnlConditioner[T]) get(f *Flow[T], j, B int) (*dnnl.CircConv, error) {
 }
 
 // must is get for the passes, which return no errors: the shapes were
-// checked by UseDNNL, so a failure here is an exhausted memory or a broken
+// checked when the engine was bound, so a failure here is an exhausted memory or a broken
 // library.
 func (d *dnnlConditioner[T]) must(f *Flow[T], j, B int) *dnnl.CircConv {
 	cv, err := d.get(f, j, B)
@@ -239,9 +256,8 @@ func mustDNNL(err error) {
 	}
 }
 
-// dnnlForward is conditionerForward through oneDNN.
-func (f *Flow[T]) dnnlForward(c *coupling[T], rec layerRecord[T], B, nConv int) {
-	d := f.dnn
+func (d *dnnlConditioner[T]) forward(e *hostEngine[T], c *coupling[T], rec layerRecord[T], B, nConv int) {
+	f := e.f
 	last := len(c.convs) - 1
 	for j := range c.convs[:nConv] {
 		cv := &c.convs[j]
@@ -251,8 +267,8 @@ func (f *Flow[T]) dnnlForward(c *coupling[T], rec layerRecord[T], B, nConv int) 
 			mustDNNL(p.Forward(as32(rec.acts[j+1]), as32(rec.acts[j]), w, b))
 			continue
 		}
-		d.sites(f, c, cv, rec.acts[j], nil, B)
-		f.be.ParallelFor(B, d.gatherFn)
+		d.sites(e, c, cv, rec.acts[j], nil, B)
+		e.be.ParallelFor(B, d.gatherFn)
 		out := as32(rec.acts[j+1])
 		M, CKK := B*f.nA, cv.Cin*cv.K*cv.K
 		for co, bv := range b {
@@ -261,43 +277,40 @@ func (f *Flow[T]) dnnlForward(c *coupling[T], rec layerRecord[T], B, nConv int) 
 				row[i] = bv
 			}
 		}
-		f.be.Gemm32(false, true, cv.Cout, M, CKK, 1, d.wp, CKK, d.col, CKK, 1, out, M)
+		e.be.Gemm32(false, true, cv.Cout, M, CKK, 1, d.wp, CKK, d.col, CKK, 1, out, M)
 		d.in = nil
 	}
 }
 
-// dnnlBackward is conditionerBackward through oneDNN: the gradient of the
-// raw spline parameters (f.gbuf[0], compact at the active sites) back
-// through the convolutions, the parameter gradients added, the gradient of
-// the channel-major conditioner input left in f.ginp.
-func (f *Flow[T]) dnnlBackward(c *coupling[T], rec layerRecord[T], B int) {
-	d := f.dnn
+func (d *dnnlConditioner[T]) backward(e *hostEngine[T], c *coupling[T], rec layerRecord[T], B int) {
+	f := e.f
 	V := f.Arch.L * f.Arch.L
 	N := B * V
 	last := len(c.convs) - 1
-	cur := 0 // f.gbuf[cur] holds the gradient of rec.acts[j+1]
+	cur := 0 // e.gbuf[cur] holds the gradient of rec.acts[j+1]
 	for j := last; j >= 0; j-- {
 		cv := &c.convs[j]
-		gin := as32(f.gbuf[1-cur][:cv.Cin*N])
+		gin := as32(e.gbuf[1-cur][:cv.Cin*N])
 		if j == last {
-			d.lastBackward(f, c, cv, rec.acts[j], gin, as32(f.gbuf[cur][:cv.Cout*B*f.nA]), B)
+			d.lastBackward(e, c, cv, rec.acts[j], gin, as32(e.gbuf[cur][:cv.Cout*B*f.nA]), B)
 		} else {
 			p := d.must(f, j, B)
-			gout := as32(f.gbuf[cur][:cv.Cout*N])
+			gout := as32(e.gbuf[cur][:cv.Cout*N])
 			mustDNNL(p.Backward(gin, gout, as32(rec.acts[j]), as32(cv.Weight), as32(cv.GradWeight), as32(cv.GradBias)))
 		}
 		cur = 1 - cur
 	}
-	f.ginp = f.gbuf[cur][:InChannels*N]
+	e.ginp = e.gbuf[cur][:InChannels*N]
 }
 
 // sites prepares the last convolution cv of layer c at the active sites
 // for B configurations: the taps, the permuted weights, the column buffer,
 // and the input in (NHWC) and input gradient gin of the gather and scatter.
-func (d *dnnlConditioner[T]) sites(f *Flow[T], c *coupling[T], cv *Conv2D[T], in []T, gin []float32, B int) {
+func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[T], in []T, gin []float32, B int) {
+	f := e.f
 	L := f.Arch.L
-	f.ws.siteTaps(cv, c.masks.Active, L)
-	d.taps = f.ws.taps // valid until the next siteTaps
+	e.ws.siteTaps(cv, c.masks.Active, L)
+	d.taps = e.ws.taps // valid until the next siteTaps
 	d.kk, d.cin, d.nA, d.B, d.L = cv.K*cv.K, cv.Cin, f.nA, B, L
 	CKK := cv.Cin * d.kk
 	d.col = grow(d.col, B*f.nA*CKK)
@@ -351,7 +364,8 @@ func (d *dnnlConditioner[T]) scatterRange(lo, hi int) {
 // lastBackward is the backward pass of the last convolution cv of layer c
 // at the active sites: from gout (compact [Cout][B·nA]) and its NHWC input
 // in it adds the weight and bias gradients and writes gin (NHWC).
-func (d *dnnlConditioner[T]) lastBackward(f *Flow[T], c *coupling[T], cv *Conv2D[T], in []T, gin, gout []float32, B int) {
+func (d *dnnlConditioner[T]) lastBackward(e *hostEngine[T], c *coupling[T], cv *Conv2D[T], in []T, gin, gout []float32, B int) {
+	f := e.f
 	M, CKK := B*f.nA, cv.Cin*cv.K*cv.K
 	gb := as32(cv.GradBias)
 	for co := range cv.Cout {
@@ -361,15 +375,15 @@ func (d *dnnlConditioner[T]) lastBackward(f *Flow[T], c *coupling[T], cv *Conv2D
 		}
 		gb[co] += float32(s)
 	}
-	d.sites(f, c, cv, in, gin, B)
+	d.sites(e, c, cv, in, gin, B)
 	d.slope = 0
 	if len(c.convs) > 1 { // the input is the previous convolution's activation
 		d.slope = float32(f.Arch.LeakyReLUSlope)
 	}
-	f.be.ParallelFor(B, d.gatherFn)
+	e.be.ParallelFor(B, d.gatherFn)
 	// dWp[Cout][CKK] = gout[Cout][M] · col[M][CKK], then un-permuted.
 	d.gwp = grow(d.gwp, cv.Cout*CKK)
-	f.be.Gemm32(false, false, cv.Cout, CKK, M, 1, gout, M, d.col, CKK, 0, d.gwp, CKK)
+	e.be.Gemm32(false, false, cv.Cout, CKK, M, 1, gout, M, d.col, CKK, 0, d.gwp, CKK)
 	gw := as32(cv.GradWeight)
 	for co := range cv.Cout {
 		for ci := range cv.Cin {
@@ -379,7 +393,7 @@ func (d *dnnlConditioner[T]) lastBackward(f *Flow[T], c *coupling[T], cv *Conv2D
 		}
 	}
 	// dcol[M][CKK] = goutᵀ · Wp, then scattered into gin.
-	f.be.Gemm32(true, false, M, CKK, cv.Cout, 1, gout, M, d.wp, CKK, 0, d.col, CKK)
-	f.be.ParallelFor(B, d.scatterFn)
+	e.be.Gemm32(true, false, M, CKK, cv.Cout, 1, gout, M, d.wp, CKK, 0, d.col, CKK)
+	e.be.ParallelFor(B, d.scatterFn)
 	d.in, d.gin = nil, nil
 }

@@ -16,14 +16,12 @@ func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window 
 	t.Helper()
 	pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 1)
 	defer pool.Close()
-	f, err := NewFlow[float32](precisionArch(), CPU(1))
+	f, err := NewFlowOn(precisionArch(), oneDNN[float32](CPU(1), bf16, false))
 	if err != nil {
-		t.Fatal(err)
-	}
-	f.Init(Stream(seed, DomainInit, 0, 0))
-	if err := f.useDNNL(bf16, false); err != nil {
 		t.Skipf("bf16: %v", err)
 	}
+	defer f.Close()
+	f.Init(Stream(seed, DomainInit, 0, 0))
 	r := trainFor(t, f, pool, est, 256, steps, 1e-3, seed)
 	w := r.ess[len(r.ess)-window:]
 	return mean(w), math.Sqrt(variance(w) / float64(window)), r.skipped

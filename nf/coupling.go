@@ -98,15 +98,15 @@ func (m *Masks) sign() float64 {
 
 // inputsRange computes, for configurations [lo, hi), the plaquettes (into
 // rec.x) and loops of the links and the conditioner input rec.acts[0].
-func (f *Flow[T]) inputsRange(lo, hi int) {
-	k := &f.layerArgs
+func (e *hostEngine[T]) inputsRange(lo, hi int) {
+	k := &e.layerArgs
 	m := k.layer.masks
-	L, V, N := f.Arch.L, k.V, k.N
+	L, V, N := e.f.Arch.L, k.V, k.N
 	inp := k.rec.acts[0]
 	for b := lo; b < hi; b++ {
 		links := k.links[b*2*V : (b+1)*2*V]
 		P := k.rec.x[b*V : (b+1)*V]
-		lp := f.loops[b*2*V : (b+1)*2*V]
+		lp := e.loops[b*2*V : (b+1)*2*V]
 		lgt.Plaquettes(P, links, L)
 		lgt.Loops2x1(lp, links, L)
 		o := b * V
@@ -135,11 +135,11 @@ func cosSin[T Float](v T) (T, T) {
 
 // couplingForwardRange applies the spline to the active plaquettes of
 // configurations [lo, hi) and updates their links and log J.
-func (f *Flow[T]) couplingForwardRange(lo, hi int) {
-	k := &f.layerArgs
+func (e *hostEngine[T]) couplingForwardRange(lo, hi int) {
+	k := &e.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
-	n := f.Arch.NKnots - 1
+	n := e.f.Arch.NKnots - 1
 	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
@@ -165,11 +165,11 @@ func (f *Flow[T]) couplingForwardRange(lo, hi int) {
 // couplingReverseRange inverts the spline on the active plaquettes of
 // configurations [lo, hi), updates their links and log J, and overwrites
 // rec.x at the active sites with the preimages P.
-func (f *Flow[T]) couplingReverseRange(lo, hi int) {
-	k := &f.layerArgs
+func (e *hostEngine[T]) couplingReverseRange(lo, hi int) {
+	k := &e.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
-	n := f.Arch.NKnots - 1
+	n := e.f.Arch.NKnots - 1
 	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
@@ -195,26 +195,26 @@ func (f *Flow[T]) couplingReverseRange(lo, hi int) {
 // splineBackwardRange starts the backward pass of a layer for configurations
 // [lo, hi): from the gradient of the outgoing links (k.links, read at the
 // updated links) and of log J it writes the gradient of the raw spline
-// parameters (f.gbuf[0], [3n+1][B·nA], active sites only) and the direct
-// gradient of the incoming plaquettes at the active sites (f.pbar, zero
+// parameters (e.gbuf[0], [3n+1][B·nA], active sites only) and the direct
+// gradient of the incoming plaquettes at the active sites (e.pbar, zero
 // elsewhere). reverse selects the reverse layer. The raw spline parameters
 // and the spline argument come from k.rawA in recompute mode, else from the
 // record.
-func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
-	k := &f.layerArgs
+func (e *hostEngine[T]) splineBackwardRange(lo, hi int, reverse bool) {
+	k := &e.layerArgs
 	m := k.layer.masks
 	V, M := k.V, k.B*k.nA
-	n := f.Arch.NKnots - 1
+	n := e.f.Arch.NKnots - 1
 	nOut := 3*n + 1
 	raw := k.rec.acts[len(k.rec.acts)-1]
 	if k.rawA != nil {
 		raw = k.rawA
 	}
-	graw := f.gbuf[0][:nOut*M] // every entry is written below
+	graw := e.gbuf[0][:nOut*M] // every entry is written below
 	sgn := T(m.sign())
 	var sp splineSite[T]
 	for b := lo; b < hi; b++ {
-		clear(f.pbar[b*V : (b+1)*V])
+		clear(e.pbar[b*V : (b+1)*V])
 		var gl T
 		if k.glogJ != nil {
 			gl = T(k.glogJ[b])
@@ -234,35 +234,35 @@ func (f *Flow[T]) splineBackwardRange(lo, hi int, reverse bool) {
 				gd := sgn * glinks[x]
 				gx := sp.backwardForward(P, gd, gl, graw, M, si)
 				graw[3*n*M+si] = gd
-				f.pbar[s] = gx - gd
+				e.pbar[s] = gx - gd
 			} else {
 				// θ = θ' ∓ δ, δ = P' − P, P = g⁻¹(u), u = P' − t, log J = −log g'(P);
-				// here f.pbar is the gradient of the incoming plaquette P'.
+				// here e.pbar is the gradient of the incoming plaquette P'.
 				gd := -sgn * glinks[x]
 				gu := sp.backwardInverse(P, -gd, gl, graw, M, si)
 				graw[3*n*M+si] = -gu
-				f.pbar[s] = gd + gu
+				e.pbar[s] = gd + gu
 			}
 		}
 	}
 }
 
-func (f *Flow[T]) splineBackwardForwardRange(lo, hi int) { f.splineBackwardRange(lo, hi, false) }
-func (f *Flow[T]) splineBackwardReverseRange(lo, hi int) { f.splineBackwardRange(lo, hi, true) }
+func (e *hostEngine[T]) splineBackwardForwardRange(lo, hi int) { e.splineBackwardRange(lo, hi, false) }
+func (e *hostEngine[T]) splineBackwardReverseRange(lo, hi int) { e.splineBackwardRange(lo, hi, true) }
 
 // inputsBackwardRange finishes the backward pass of a layer for
 // configurations [lo, hi): it adds the gradient of the conditioner input
-// (f.ginp) to the plaquette gradients f.pbar and the loop gradients of the
+// (e.ginp) to the plaquette gradients e.pbar and the loop gradients of the
 // frozen ones, and adds their transposes into the link gradient k.links.
-func (f *Flow[T]) inputsBackwardRange(lo, hi int) {
-	k := &f.layerArgs
+func (e *hostEngine[T]) inputsBackwardRange(lo, hi int) {
+	k := &e.layerArgs
 	m := k.layer.masks
-	L, V, N := f.Arch.L, k.V, k.N
-	inp, gin := k.rec.acts[0], f.ginp
+	L, V, N := e.f.Arch.L, k.V, k.N
+	inp, gin := k.rec.acts[0], e.ginp
 	for b := lo; b < hi; b++ {
 		o := b * V
-		pbar := f.pbar[o : o+V]
-		lbar := f.lbar[b*2*V : (b+1)*2*V]
+		pbar := e.pbar[o : o+V]
+		lbar := e.lbar[b*2*V : (b+1)*2*V]
 		for x := 0; x < V; x++ {
 			// d cos(P)/dP = −sin P = −inp[1], d sin(P)/dP = cos P = inp[0].
 			if m.PlaqFrozen[x] {
@@ -330,57 +330,4 @@ func loopsTranspose[T Float](g, lbar []T, L int) {
 			}
 		}
 	}
-}
-
-// conditionerForward runs the first nConv convolutions of layer c on
-// rec.acts[0], writing rec.acts[1:nConv+1], with LeakyReLU after all but the
-// last convolution of the conditioner. The last convolution is evaluated at
-// the layer's active sites only (Conv2D.ForwardSites: the spline reads
-// nothing else), into the compact [3n+1][B·nA] layout.
-func (f *Flow[T]) conditionerForward(c *coupling[T], rec layerRecord[T], B, nConv int) {
-	if f.dnn != nil {
-		f.dnnlForward(c, rec, B, nConv)
-		return
-	}
-	L := f.Arch.L
-	last := len(c.convs) - 1
-	for j := range c.convs[:nConv] {
-		if j == last {
-			c.convs[j].ForwardSites(f.be, rec.acts[j+1], rec.acts[j], B, L, c.masks.Active, &f.ws)
-			continue
-		}
-		c.convs[j].Forward(f.be, rec.acts[j+1], rec.acts[j], B, L, &f.ws)
-		f.ws.LeakyReLU(f.be, rec.acts[j+1], T(f.Arch.LeakyReLUSlope))
-	}
-}
-
-// conditionerBackward propagates the gradient of the raw spline parameters
-// (f.gbuf[0], compact at the active sites) back through the convolutions of
-// layer c, adding the parameter gradients, and leaves the gradient of the
-// conditioner input in f.ginp. The last convolution's input gradient is
-// non-zero only in the receptive fields of the active sites
-// (Conv2D.BackwardSites).
-func (f *Flow[T]) conditionerBackward(c *coupling[T], rec layerRecord[T], B int) {
-	if f.dnn != nil {
-		f.dnnlBackward(c, rec, B)
-		return
-	}
-	L, N := f.Arch.L, B*f.Arch.L*f.Arch.L
-	last := len(c.convs) - 1
-	cur := 0 // f.gbuf[cur] holds the gradient of rec.acts[j+1]
-	for j := last; j >= 0; j-- {
-		cv := &c.convs[j]
-		gin := f.gbuf[1-cur][:cv.Cin*N]
-		if j == last {
-			gout := f.gbuf[cur][:cv.Cout*B*len(c.masks.Active)]
-			cv.BackwardSites(f.be, gin, gout, rec.acts[j], B, L, c.masks.Active, &f.ws)
-		} else {
-			cv.Backward(f.be, gin, f.gbuf[cur][:cv.Cout*N], rec.acts[j], B, L, &f.ws)
-		}
-		if j > 0 {
-			f.ws.LeakyReLUBackward(f.be, gin, rec.acts[j], T(f.Arch.LeakyReLUSlope))
-		}
-		cur = 1 - cur
-	}
-	f.ginp = f.gbuf[cur][:InChannels*N]
 }

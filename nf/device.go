@@ -1,10 +1,6 @@
 package nf
 
-import (
-	"errors"
-)
-
-// The flow on a CUDA device: with UseDevice, Forward, Reverse
+// The flow on a CUDA device: on the OnDevice engine, Forward, Reverse
 // and the three backward passes run on the device (package nf/gpu), with
 // the same signatures, so the Trainer, Density and sampling use it
 // unchanged. What crosses to the device per call: the parameters (every
@@ -18,8 +14,8 @@ import (
 // last can be played back.
 
 // Device is a whole flow on a device for micro-batches of up to
-// MicroBatch() configurations (nf/gpu's Flow; nf/device attaches one to a
-// Flow). Its passes have the semantics of the Flow's methods of the same
+// MicroBatch() configurations (nf/gpu's Flow; nf/device builds one for a
+// flow's architecture), holding DeviceBytes() of device memory. Its passes have the semantics of the Flow's methods of the same
 // names; Backward is BackwardForward or BackwardReverse of the pass the
 // device's tape recorded, or with fromForward BackwardReverseFromForward,
 // and adds the parameter gradients on the device, which AddGrads adds
@@ -27,6 +23,7 @@ import (
 // zeroes. Errors are the device's failures.
 type Device[T Float] interface {
 	MicroBatch() int
+	DeviceBytes() int
 	SetParams(data []T) error
 	Forward(x, z []T, logJ []float64, B int, tape bool) error
 	Reverse(z, x []T, logJ []float64, B int, tape bool) error
@@ -35,8 +32,9 @@ type Device[T Float] interface {
 	Close()
 }
 
-// deviceFlow is the device state of a Flow.
-type deviceFlow[T Float] struct {
+// deviceEngine computes a flow on a Device (OnDevice).
+type deviceEngine[T Float] struct {
+	f     *Flow[T]
 	g     Device[T]
 	tmp   []T      // host scratch of AddGrads
 	owner *Tape[T] // the tape whose recording the device holds
@@ -55,42 +53,49 @@ func (e *DeviceError) Error() string { return "nf: device: " + e.Err.Error() }
 // Unwrap returns the driver's error.
 func (e *DeviceError) Unwrap() error { return e.Err }
 
-// UseDevice moves the flow's passes onto d, which must compute this
-// flow's architecture (nf/device.Attach builds it). The flow's
+// OnDevice returns the engine that runs the whole flow on d, which must
+// compute the flow's architecture (nf/device builds it). The flow's
 // parameters stay in Params and are uploaded at every Forward and
-// Reverse; tapes made before (NewTape) cannot be used after.
-func (f *Flow[T]) UseDevice(d Device[T]) error {
-	if f.dnn != nil {
-		return errors.New("nf: UseDevice: the flow computes its convolutions with oneDNN")
+// Reverse; the parameter gradients stay on the device until
+// Flow.SyncGrads.
+func OnDevice[T Float](d Device[T]) Engine[T] { return &deviceEngine[T]{g: d} }
+
+// Name says that the flow is on a device.
+func (d *deviceEngine[T]) Name() string { return "CUDA device" }
+
+// MicroBatch is the device's: its tape and scratch are allocated for it.
+func (d *deviceEngine[T]) MicroBatch() int { return d.g.MicroBatch() }
+
+// Bytes is the device memory the device flow holds (for its micro-batch,
+// whatever B).
+func (d *deviceEngine[T]) Bytes(int) int { return d.g.DeviceBytes() }
+
+// Close frees the device memory.
+func (d *deviceEngine[T]) Close() { d.g.Close() }
+
+func (d *deviceEngine[T]) bind(f *Flow[T]) error {
+	if d.f != nil {
+		return errEngineBound
 	}
-	if f.dev != nil {
-		return errors.New("nf: UseDevice: the flow is on a device already")
-	}
-	f.dev = &deviceFlow[T]{g: d, tmp: make([]T, f.Params.Len())}
+	d.f, d.tmp = f, make([]T, f.Params.Len())
 	return nil
 }
 
-// OnDevice reports whether the flow runs on a device (UseDevice).
-func (f *Flow[T]) OnDevice() bool { return f.dev != nil }
-
-// CloseDevice frees the device; the flow computes on its Backend again.
-func (f *Flow[T]) CloseDevice() {
-	if f.dev != nil {
-		f.dev.g.Close()
-		f.dev = nil
-	}
+// newTape is a handle on the device's store-everything tape.
+func (d *deviceEngine[T]) newTape(B int) *Tape[T] {
+	f := d.f
+	return &Tape[T]{cap: B, nLayers: f.Arch.NLayers, perCfg: f.recordSize(false), bufs: len(f.ch) + 1}
 }
 
 // check panics with a DeviceError when err is not nil.
-func (d *deviceFlow[T]) check(err error) {
+func (d *deviceEngine[T]) check(err error) {
 	if err != nil {
 		panic(&DeviceError{Err: err})
 	}
 }
 
-// deviceRun is Forward (reverse false) or Reverse on the device.
-func (f *Flow[T]) deviceRun(out, in []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
-	d := f.dev // the arguments passed checkCall
+func (d *deviceEngine[T]) run(out, in []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
+	f := d.f
 	d.check(d.g.SetParams(f.Params.Data))
 	// Without a tape the configurations are independent: a batch larger
 	// than the device's micro-batch (sampling, acceptance probes) goes in
@@ -112,34 +117,20 @@ func (f *Flow[T]) deviceRun(out, in []T, logJ []float64, B int, tape *Tape[T], r
 			d.owner.dir = tapeEmpty // the device's tape now holds this recording
 		}
 		d.owner = tape
-		tape.B, tape.dir = B, tapeForward
-		if reverse {
-			tape.dir = tapeReverse
-		}
 	}
 }
 
-// deviceBackward is the device's BackwardForward (fromForward false on a
-// forward tape), BackwardReverse and BackwardReverseFromForward, on
-// arguments backwardCheck accepted.
-func (f *Flow[T]) deviceBackward(name string, tape *Tape[T], gin, gout []T, glogJ []float64, fromForward bool) {
-	d := f.dev
+func (d *deviceEngine[T]) backward(p pass, tape *Tape[T], gin, gout []T, glogJ []float64) {
 	if tape != d.owner {
-		panic("nf: Flow." + name + ": the device holds another tape's recording")
+		panic("nf: Flow." + p.String() + ": the device holds another tape's recording")
 	}
-	d.check(d.g.Backward(gin, gout, glogJ, fromForward))
+	d.check(d.g.Backward(gin, gout, glogJ, p == passBackwardReverseFromForward))
 	d.dirty = true
 }
 
-// SyncGrads adds the parameter gradients that the backward passes on the
-// device accumulated there since the last call into Params.Grad (one copy
-// to the host) and zeroes them on the device. On a device the backward
-// passes' gradients reach Params.Grad only through it; Trainer.Step calls
-// it once per step, before the gradients go to MPI and Adam. On the CPU,
-// and when nothing was accumulated, it does nothing.
-func (f *Flow[T]) SyncGrads() {
-	if d := f.dev; d != nil && d.dirty {
-		d.check(d.g.AddGrads(f.Params.Grad, d.tmp))
+func (d *deviceEngine[T]) syncGrads() {
+	if d.dirty {
+		d.check(d.g.AddGrads(d.f.Params.Grad, d.tmp))
 		d.dirty = false
 	}
 }

@@ -22,7 +22,7 @@
 //     of package lgt and of HDF5 datasets of shape (B, 2, L, L)).
 //   - Activations of the conditioner are channel-major with the batch
 //     inside: a [C][B·V] array, index c·B·V + b·V + x, so a convolution over
-//     a micro-batch is one GEMM. On the oneDNN path (Flow.UseDNNL) the
+//     a micro-batch is one GEMM. On the oneDNN engine (OneDNN) the
 //     hidden activations between the convolutions are NHWC instead,
 //     [B·V][C], index (b·V + x)·C + c; the conditioner input and the raw
 //     spline parameters keep their layouts.

@@ -23,31 +23,11 @@ type Flow[T Float] struct {
 	Arch   Arch
 	Params *ParamSet[T]
 
-	be        Backend
+	eng       Engine[T] // computes the passes (NewFlowOn)
 	layers    []coupling[T]
 	ch        []int // Arch.Channels(), cached (it allocates)
-	ws        Workspace[T]
-	recompute bool                // tapes keep the reduced record (see SetRecompute)
-	dnn       *dnnlConditioner[T] // the conditioners through oneDNN (UseDNNL); nil: im2col + Backend
-	dev       *deviceFlow[T]      // the whole flow on a CUDA device (UseDevice); nil: on the host
-	nA        int                 // active sites per layer (the same in every layer: V/4)
-
-	// Scratch, grown to the largest micro-batch B (N = B·V).
-	rec    []T    // one layer's record when no tape is kept
-	loops  []T    // 2N: loops of the incoming links
-	pbar   []T    // N: gradient of the plaquettes of a layer's input
-	lbar   []T    // 2N: gradient of its loops
-	gbuf   [2][]T // ping-pong gradients of the conditioner, maxC·N each
-	glinks []T    // 2N: link gradient when the caller wants none back
-	ginp   []T    // view into gbuf: gradient of the conditioner input
-	acts   [][]T  // views of a record's activations (reused)
-
-	// Per-configuration kernels, bound once, and the arguments of the
-	// layer in flight, which the kernels read (set before each
-	// ParallelFor over a layer, cleared after).
-	layerArgs                             kernelArgs[T]
-	inputsFn, fwdFn, revFn                func(lo, hi int)
-	splineBwdFwdFn, splineBwdRevFn, inBwd func(lo, hi int)
+	recompute bool  // tapes keep the reduced record (see SetRecompute)
+	nA        int   // active sites per layer (the same in every layer: V/4)
 }
 
 // LogPrior returns the log-density of the uniform prior on the 2V link
@@ -60,17 +40,36 @@ func ParamName(k, j int, kind string) string {
 	return fmt.Sprintf("layers/%02d/conv%d/%s", k, j, kind)
 }
 
-// NewFlow validates the architecture, declares and allocates the parameters
-// (all zero; see Init) and builds the layers on the backend be.
-func NewFlow[T Float](a Arch, be Backend) (*Flow[T], error) {
+// CheckFlow returns why a Flow of architecture a cannot be made: a's
+// Validate error, or a choice the flow's kernels do not support.
+func (a Arch) CheckFlow() error {
 	if err := a.Validate(); err != nil {
-		return nil, fmt.Errorf("nf: new flow: %w", err)
+		return fmt.Errorf("nf: new flow: %w", err)
 	}
 	if a.NKnots-1 > maxBins {
-		return nil, fmt.Errorf("nf: new flow: n_knots = %d: at most %d supported", a.NKnots, maxBins+1)
+		return fmt.Errorf("nf: new flow: n_knots = %d: at most %d supported", a.NKnots, maxBins+1)
 	}
 	if a.LeakyReLUSlope <= 0 {
-		return nil, fmt.Errorf("nf: new flow: leaky_relu_slope = %v: must be positive (the backward pass reads the sign from the output)", a.LeakyReLUSlope)
+		return fmt.Errorf("nf: new flow: leaky_relu_slope = %v: must be positive (the backward pass reads the sign from the output)", a.LeakyReLUSlope)
+	}
+	return nil
+}
+
+// NewFlow is NewFlowOn(a, OpenBLAS[T](be)): the flow on the host, its
+// convolutions im2col and be's matrix products.
+func NewFlow[T Float](a Arch, be Backend) (*Flow[T], error) {
+	return NewFlowOn(a, OpenBLAS[T](be))
+}
+
+// NewFlowOn validates the architecture, declares and allocates the
+// parameters (all zero; see Init), builds the layers and binds the engine
+// that computes the passes, for the flow's life. The error says why the
+// architecture is invalid or the engine cannot compute it (then the
+// engine is closed).
+func NewFlowOn[T Float](a Arch, eng Engine[T]) (*Flow[T], error) {
+	if err := a.CheckFlow(); err != nil {
+		eng.Close()
+		return nil, err
 	}
 	ch := a.Channels()
 	ps := &ParamSet[T]{}
@@ -81,7 +80,7 @@ func NewFlow[T Float](a Arch, be Backend) (*Flow[T], error) {
 		}
 	}
 	ps.Alloc()
-	f := &Flow[T]{Arch: a, Params: ps, be: be, layers: make([]coupling[T], a.NLayers)}
+	f := &Flow[T]{Arch: a, Params: ps, eng: eng, layers: make([]coupling[T], a.NLayers)}
 	var masks [MaskPeriod]*Masks
 	for k := range f.layers {
 		if masks[k%MaskPeriod] == nil {
@@ -105,13 +104,10 @@ func NewFlow[T Float](a Arch, be Backend) (*Flow[T], error) {
 		}
 	}
 	f.recompute = DefaultRecompute
-	f.acts = make([][]T, len(ch))
-	f.inputsFn = f.inputsRange
-	f.fwdFn = f.couplingForwardRange
-	f.revFn = f.couplingReverseRange
-	f.splineBwdFwdFn = f.splineBackwardForwardRange
-	f.splineBwdRevFn = f.splineBackwardReverseRange
-	f.inBwd = f.inputsBackwardRange
+	if err := eng.bind(f); err != nil {
+		eng.Close()
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -127,8 +123,12 @@ func (f *Flow[T]) Init(rng *rand.Rand) {
 	}
 }
 
-// Backend returns the backend the flow computes on.
-func (f *Flow[T]) Backend() Backend { return f.be }
+// Engine returns the engine that computes the flow's passes.
+func (f *Flow[T]) Engine() Engine[T] { return f.eng }
+
+// Close frees what the engine holds (device memory, oneDNN primitives);
+// the flow cannot compute after it.
+func (f *Flow[T]) Close() { f.eng.Close() }
 
 // DefaultRecompute is the tape mode of a new Flow (see SetRecompute).
 const DefaultRecompute = true
@@ -180,43 +180,6 @@ func (f *Flow[T]) StoreAllBytesPerConfigLayer() int {
 	return f.recordSize(false) * int(unsafe.Sizeof(T(0)))
 }
 
-// view slices one layer's record for B configurations out of block. The
-// last activation (the raw spline parameters) is computed at the active
-// sites only: its view is the compact [C][B·nA] at the start of its slot
-// (the slot keeps the full [C][B·V] size, so that the store-everything
-// record stays what storing every activation costs).
-func (f *Flow[T]) view(block []T, B int) layerRecord[T] {
-	N := B * f.Arch.L * f.Arch.L
-	off := 0
-	for j, c := range f.ch {
-		n := c * N
-		if j == len(f.ch)-1 {
-			n = c * B * f.nA
-		}
-		f.acts[j] = block[off : off+n : off+n]
-		off += c * N
-	}
-	return layerRecord[T]{acts: f.acts, x: block[off : off+N : off+N]}
-}
-
-// grow makes the scratch fit micro-batches of B configurations.
-func (f *Flow[T]) grow(B int) {
-	N := B * f.Arch.L * f.Arch.L
-	if len(f.loops) >= 2*N {
-		return
-	}
-	maxC := 0
-	for _, c := range f.ch {
-		maxC = max(maxC, c)
-	}
-	f.rec = make([]T, B*f.recordSize(false))
-	f.loops = make([]T, 2*N)
-	f.pbar = make([]T, N)
-	f.lbar = make([]T, 2*N)
-	f.gbuf = [2][]T{make([]T, maxC*N), make([]T, maxC*N)}
-	f.glinks = make([]T, 2*N)
-}
-
 // Tape keeps what the backward pass through one Forward or Reverse call
 // needs, for a micro-batch of up to B configurations, per layer: in the
 // store-everything mode the conditioner input, every convolution's output
@@ -232,8 +195,8 @@ type Tape[T Float] struct {
 	perCfg    int  // elements of one layer's record per configuration
 	bufs      int  // buffers of one layer's record
 	nLayers   int
-	data      []T  // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
-	device    bool // a handle on the device's tape (Flow.UseDevice): data is nil
+	data      []T // layer k's record at [k·cap·perCfg, (k+1)·cap·perCfg)
+	eng       any // the engine of the flow that made it (Flow.NewTape)
 }
 
 const (
@@ -247,16 +210,11 @@ func (f *Flow[T]) NewTape(B int) *Tape[T] {
 	if B < 1 {
 		panic(fmt.Sprintf("nf: NewTape(%d): need B ≥ 1", B))
 	}
-	t := &Tape[T]{cap: B, nLayers: f.Arch.NLayers}
-	if f.dev != nil {
-		// A handle on the device's store-everything tape.
-		if B > f.dev.g.MicroBatch() {
-			panic(fmt.Sprintf("nf: NewTape(%d): the flow is on the device for micro-batches of up to %d", B, f.dev.g.MicroBatch()))
-		}
-		t.perCfg, t.bufs, t.device = f.recordSize(false), len(f.ch)+1, true
-		return t
+	if mb := f.eng.MicroBatch(); mb > 0 && B > mb {
+		panic(fmt.Sprintf("nf: NewTape(%d): the flow's engine (%s) takes micro-batches of up to %d", B, f.eng.Name(), mb))
 	}
-	f.layout(t)
+	t := f.eng.newTape(B)
+	t.eng = f.eng
 	return t
 }
 
@@ -300,37 +258,6 @@ func (t *Tape[T]) Buffers() int { return t.bufs * t.nLayers }
 // Recompute reports the mode the tape is laid out for.
 func (t *Tape[T]) Recompute() bool { return t.recompute }
 
-// layerRecord returns the record of layer k: on the tape in the
-// store-everything mode, else in the flow's scratch; in the recompute mode
-// with a tape, the scratch record's last hidden activation is the tape's,
-// and links and rawA are the tape's kept layer links and raw spline
-// parameters plus spline argument at the active sites (nil otherwise).
-func (f *Flow[T]) layerRecord(tape *Tape[T], k, B int) (rec layerRecord[T], links, rawA []T) {
-	if tape == nil {
-		return f.view(f.rec, B), nil, nil
-	}
-	n := tape.cap * tape.perCfg
-	block := tape.data[k*n : (k+1)*n]
-	if !tape.recompute {
-		return f.view(block, B), nil, nil
-	}
-	rec = f.view(f.rec, B)
-	V := f.Arch.L * f.Arch.L
-	links = block[: 2*B*V : 2*B*V]
-	off := 2 * B * V
-	if h := f.keptHidden() * B * V; h > 0 {
-		rec.acts[len(rec.acts)-2] = block[off : off+h : off+h]
-		off += h
-	}
-	nr := (f.Arch.OutChannels() + 1) * B * f.nA
-	rawA = block[off : off+nr : off+nr]
-	// The last convolution writes the raw spline parameters straight into
-	// the tape.
-	nRaw := f.Arch.OutChannels() * B * f.nA
-	rec.acts[len(rec.acts)-1] = rawA[:nRaw:nRaw]
-	return rec, links, rawA
-}
-
 // checkCall panics unless the slices fit B configurations (programming errors).
 func (f *Flow[T]) checkCall(name string, B int, tape *Tape[T], links ...[]T) {
 	V := f.Arch.L * f.Arch.L
@@ -342,8 +269,8 @@ func (f *Flow[T]) checkCall(name string, B int, tape *Tape[T], links ...[]T) {
 			panic(fmt.Sprintf("nf: Flow.%s: links of length %d, want B·2V = %d", name, len(l), B*2*V))
 		}
 	}
-	if tape != nil && tape.device != (f.dev != nil) {
-		panic(fmt.Sprintf("nf: Flow.%s: a tape made before the flow moved to or from the device", name))
+	if tape != nil && tape.eng != f.eng {
+		panic(fmt.Sprintf("nf: Flow.%s: a tape of another flow (tapes belong to the flow whose NewTape made them)", name))
 	}
 	if tape != nil && (B > tape.cap || tape.nLayers != f.Arch.NLayers || tape.perCfg != f.recordSize(tape.recompute)) {
 		panic(fmt.Sprintf("nf: Flow.%s: tape for B ≤ %d of another flow or too small for B = %d", name, tape.cap, B))
@@ -360,19 +287,7 @@ func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Forward: len(logJ) = %d, want %d", len(logJ), B))
 	}
-	if f.dev != nil {
-		f.deviceRun(x, z, logJ, B, tape, false)
-		return
-	}
-	f.grow(B)
-	if tape != nil && tape.recompute != f.recompute {
-		f.layout(tape)
-	}
-	copy(x, z)
-	clear(logJ)
-	for k := range f.layers {
-		f.layerForward(k, x, logJ, B, tape, false)
-	}
+	f.eng.run(x, z, logJ, B, tape, false)
 	if tape != nil {
 		tape.B, tape.dir = B, tapeForward
 	}
@@ -387,45 +302,9 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Reverse: len(logJ) = %d, want %d", len(logJ), B))
 	}
-	if f.dev != nil {
-		f.deviceRun(z, x, logJ, B, tape, true)
-		return
-	}
-	f.grow(B)
-	if tape != nil && tape.recompute != f.recompute {
-		f.layout(tape)
-	}
-	copy(z, x)
-	clear(logJ)
-	for k := len(f.layers) - 1; k >= 0; k-- {
-		f.layerForward(k, z, logJ, B, tape, true)
-	}
+	f.eng.run(z, x, logJ, B, tape, true)
 	if tape != nil {
 		tape.B, tape.dir = B, tapeReverse
-	}
-}
-
-// layerForward applies layer k (reverse: its inverse) to links in place.
-// In the recompute mode it keeps the links on the forward side of the layer
-// (the input going forward, the output in reverse).
-func (f *Flow[T]) layerForward(k int, links []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
-	V := f.Arch.L * f.Arch.L
-	c := &f.layers[k]
-	rec, kept, rawA := f.layerRecord(tape, k, B)
-	if kept != nil && !reverse {
-		copy(kept, links)
-	}
-	f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: links, logJ: logJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
-	f.be.ParallelFor(B, f.inputsFn)
-	f.conditionerForward(c, rec, B, len(c.convs))
-	if reverse {
-		f.be.ParallelFor(B, f.revFn)
-	} else {
-		f.be.ParallelFor(B, f.fwdFn)
-	}
-	f.layerArgs = kernelArgs[T]{}
-	if kept != nil && reverse {
-		copy(kept, links)
 	}
 }
 
@@ -440,14 +319,7 @@ func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 		panic("nf: Flow.BackwardForward: the tape holds no Forward call")
 	}
 	f.backwardCheck("BackwardForward", tape, gz, gx, glogJ)
-	if f.dev != nil {
-		f.deviceBackward("BackwardForward", tape, gz, gx, glogJ, false)
-		return
-	}
-	g := f.backwardStart(tape, gz, gx)
-	for k := len(f.layers) - 1; k >= 0; k-- {
-		f.layerBackward(k, g, glogJ, tape, false)
-	}
+	f.eng.backward(passBackwardForward, tape, gz, gx, glogJ)
 }
 
 // BackwardReverse is the vector–Jacobian product of the Reverse call the
@@ -459,14 +331,7 @@ func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 		panic("nf: Flow.BackwardReverse: the tape holds no Reverse call")
 	}
 	f.backwardCheck("BackwardReverse", tape, gx, gz, glogJ)
-	if f.dev != nil {
-		f.deviceBackward("BackwardReverse", tape, gx, gz, glogJ, false)
-		return
-	}
-	g := f.backwardStart(tape, gx, gz)
-	for k := range f.layers {
-		f.layerBackward(k, g, glogJ, tape, true)
-	}
+	f.eng.backward(passBackwardReverse, tape, gx, gz, glogJ)
 }
 
 // BackwardReverseFromForward is the vector–Jacobian product of the REVERSE
@@ -491,14 +356,7 @@ func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []
 		panic("nf: Flow.BackwardReverseFromForward: the tape holds no Forward call")
 	}
 	f.backwardCheck("BackwardReverseFromForward", tape, gx, gz, glogJ)
-	if f.dev != nil {
-		f.deviceBackward("BackwardReverseFromForward", tape, gx, gz, glogJ, true)
-		return
-	}
-	g := f.backwardStart(tape, gx, gz)
-	for k := range f.layers {
-		f.layerBackward(k, g, glogJ, tape, true)
-	}
+	f.eng.backward(passBackwardReverseFromForward, tape, gx, gz, glogJ)
 }
 
 // backwardCheck panics unless the arguments of a backward pass fit the
@@ -514,41 +372,10 @@ func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ 
 	}
 }
 
-// backwardStart returns the buffer that carries the link gradient through
-// the layers, src copied into it: dst if given, else scratch.
-func (f *Flow[T]) backwardStart(tape *Tape[T], dst, src []T) []T {
-	f.grow(tape.B)
-	g := dst
-	if g == nil {
-		g = f.glinks[:len(src)]
-	}
-	copy(g, src)
-	return g
-}
-
-// layerBackward turns g from the gradient of layer k's output links into the
-// gradient of its input links (reverse: of the inverse layer), adding the
-// parameter gradients. In the recompute mode it first recomputes the
-// conditioner input and the spline argument from the kept links, and the
-// hidden activations before the kept one.
-func (f *Flow[T]) layerBackward(k int, g []T, glogJ []float64, tape *Tape[T], reverse bool) {
-	B := tape.B
-	V := f.Arch.L * f.Arch.L
-	c := &f.layers[k]
-	rec, kept, rawA := f.layerRecord(tape, k, B)
-	if kept != nil {
-		f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: kept, B: B, N: B * V, V: V}
-		f.be.ParallelFor(B, f.inputsFn)
-		f.conditionerForward(c, rec, B, max(len(c.convs)-2, 0))
-	}
-	f.layerArgs = kernelArgs[T]{layer: c, rec: rec, links: g, glogJ: glogJ, rawA: rawA, B: B, N: B * V, V: V, nA: f.nA}
-	if reverse {
-		f.be.ParallelFor(B, f.splineBwdRevFn)
-	} else {
-		f.be.ParallelFor(B, f.splineBwdFwdFn)
-	}
-	f.conditionerBackward(c, rec, B)
-	f.be.ParallelFor(B, f.inBwd)
-	f.layerArgs = kernelArgs[T]{}
-	f.ginp = nil
-}
+// SyncGrads brings the parameter gradients that the backward passes
+// accumulated elsewhere since the last call into Params.Grad. On a device
+// they stay there until this call (one copy to the host, then zeroed
+// there); Trainer.Step calls it once per step, before the gradients go to
+// MPI and Adam. On the host, whose passes add into Params.Grad directly,
+// it does nothing.
+func (f *Flow[T]) SyncGrads() { f.eng.syncGrads() }

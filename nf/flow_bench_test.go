@@ -53,9 +53,7 @@ func BenchmarkCouplingLayer(b *testing.B) {
 		for _, engine := range []string{"openblas", "dnnl", "dnnl-bf16"} {
 			fl, z := benchFlow(b, L, 1, B)
 			if engine != "openblas" {
-				if err := fl.UseDNNL(engine == "dnnl-bf16"); err != nil {
-					b.Fatal(err)
-				}
+				fl = mustReflow(b, fl, OneDNN[float32](CPU(0), engine == "dnnl-bf16"))
 			}
 			x := make([]float32, len(z))
 			gx := make([]float32, len(z))
@@ -104,9 +102,7 @@ func testFlowDoesNotAllocate(t *testing.T, dnnl bool) {
 	const L, B = 8, 4
 	fl, z := benchFlow(t, L, 2, B)
 	if dnnl {
-		if err := fl.UseDNNL(false); err != nil {
-			t.Fatal(err)
-		}
+		fl = mustReflow(t, fl, OneDNN[float32](CPU(0), false))
 	}
 	x := make([]float32, len(z))
 	g := make([]float32, len(z))

@@ -34,6 +34,8 @@ type Emulator struct {
 	memcpyDD    func(dst, src uintptr, n uintptr) uintptr
 	limit, used int               // device memory: EnvEmulatorMemory's bytes, and those allocated
 	sizes       map[DevicePtr]int // the size of every allocation
+	toDevice    Traffic           // host-to-device copies (Transferred)
+	toHost      Traffic           // device-to-host copies
 	sgemm       func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
 	dgemm       func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
 	zgetrf      func(m, n *int32, a uintptr, lda *int32, ipiv uintptr, info *int32) // LAPACK's Fortran zgetrf_
@@ -184,14 +186,28 @@ func (e *Emulator) Free(p DevicePtr) {
 // CopyHtoD implements Driver.
 func (e *Emulator) CopyHtoD(dst DevicePtr, src unsafe.Pointer, bytes int) error {
 	e.memcpyHD(uintptr(dst), src, uintptr(bytes))
+	e.toDevice.Bytes += int64(bytes)
+	e.toDevice.Copies++
 	return nil
 }
 
 // CopyDtoH implements Driver.
 func (e *Emulator) CopyDtoH(dst unsafe.Pointer, src DevicePtr, bytes int) error {
 	e.memcpyDH(dst, uintptr(src), uintptr(bytes))
+	e.toHost.Bytes += int64(bytes)
+	e.toHost.Copies++
 	return nil
 }
+
+// Traffic counts the copies between host and device, one direction.
+type Traffic struct {
+	Bytes  int64 // bytes copied
+	Copies int64 // calls
+}
+
+// Transferred returns the copies to the device and to the host since
+// the emulator was made: what would cross the PCIe bus.
+func (e *Emulator) Transferred() (toDevice, toHost Traffic) { return e.toDevice, e.toHost }
 
 func cblasOp(o Op) int32 {
 	if o == Trans {

@@ -1,6 +1,6 @@
 // Package device puts an nf.Flow on a CUDA device: it describes the flow
-// for nf/gpu (the architecture, and every layer's masks) and attaches the
-// device flow to it (nf.Flow.UseDevice), and it provides the training
+// for nf/gpu (the architecture, and every layer's masks), builds flows
+// whose engine is on the device (nf.OnDevice), and it provides the training
 // target with log det on the device (Action). It is the only package that
 // knows both nf and nf/gpu: nf/gpu builds without cgo and nf without CUDA.
 package device
@@ -13,10 +13,9 @@ import (
 	"nfschwinger/nf/gpu"
 )
 
-// Spec describes the flow f for nf/gpu; bf16 selects bfloat16 products in
-// the convolutions.
-func Spec[T nf.Float](f *nf.Flow[T], bf16 bool) gpu.FlowSpec {
-	a := f.Arch
+// Spec describes a flow of architecture a for nf/gpu; bf16 selects
+// bfloat16 products in the convolutions.
+func Spec(a nf.Arch, bf16 bool) gpu.FlowSpec {
 	s := gpu.FlowSpec{L: a.L, NKnots: a.NKnots, Kernel: a.KernelSize, Channels: a.Channels(),
 		Dilation: a.Dilation, Slope: a.LeakyReLUSlope, BF16: bf16}
 	for k := range a.NLayers {
@@ -26,24 +25,21 @@ func Spec[T nf.Float](f *nf.Flow[T], bf16 bool) gpu.FlowSpec {
 	return s
 }
 
-// Bytes returns the device memory Attach allocates for f and
-// micro-batches of up to maxB configurations.
-func Bytes[T nf.Float](f *nf.Flow[T], maxB int, bf16, withTape bool) int {
-	return gpu.Bytes(Spec(f, bf16), maxB, int(unsafe.Sizeof(T(0))), withTape)
+// Bytes returns the device memory NewFlow allocates for a flow of
+// architecture a in precision T and micro-batches of up to maxB
+// configurations.
+func Bytes[T nf.Float](a nf.Arch, maxB int, bf16, withTape bool) int {
+	return gpu.Bytes(Spec(a, bf16), maxB, int(unsafe.Sizeof(T(0))), withTape)
 }
 
-// Attach builds f's flow on the device of the kernels k for micro-batches
-// of up to maxB configurations (with a tape when withTape, for training)
-// and moves f onto it. An error wraps gpu.ErrOutOfMemory when the device
-// memory does not suffice.
-func Attach[T nf.Float](f *nf.Flow[T], k *gpu.Kernels, maxB int, bf16, withTape bool) error {
-	g, err := gpu.NewFlow[T](k, Spec(f, bf16), maxB, withTape)
+// NewFlow returns a flow of architecture a on the device of the kernels
+// k (nf.OnDevice), for micro-batches of up to maxB configurations (with a
+// tape when withTape, for training). An error wraps gpu.ErrOutOfMemory
+// when the device memory does not suffice.
+func NewFlow[T nf.Float](k *gpu.Kernels, a nf.Arch, maxB int, bf16, withTape bool) (*nf.Flow[T], error) {
+	g, err := gpu.NewFlow[T](k, Spec(a, bf16), maxB, withTape)
 	if err != nil {
-		return fmt.Errorf("flow on the device, micro-batch %d: %w", maxB, err)
+		return nil, fmt.Errorf("flow on the device, micro-batch %d: %w", maxB, err)
 	}
-	if err := f.UseDevice(g); err != nil {
-		g.Close()
-		return err
-	}
-	return nil
+	return nf.NewFlowOn(a, nf.OnDevice[T](g))
 }

@@ -74,46 +74,14 @@ func flowPair[T nf.Float](t *testing.T, k *gpu.Kernels, a nf.Arch, maxB int, see
 		}
 		return f
 	}
-	cpu, dev = mk(), mk()
-	if err := Attach(dev, k, maxB, false, true); err != nil {
+	cpu = mk()
+	dev, err := NewFlow[T](k, a, maxB, false, true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dev.CloseDevice)
+	t.Cleanup(dev.Close)
+	copy(dev.Params.Data, cpu.Params.Data)
 	return cpu, dev
-}
-
-// runPasses runs every pass of gpu.Passes on f (on the CPU or, attached,
-// on the device) for B configurations z, upstream gradients gout, glogJ.
-// Reverse inverts xrev rounded to T (gpu.RunPasses's convention: the
-// reference flow's Forward output, so that every flow inverts the same
-// links), or f's own Forward output where xrev is nil (the reference).
-func runPasses[T nf.Float](f *nf.Flow[T], z0 []T, xrev []float64, gout []T, glogJ []float64, B int) gpu.Passes {
-	n := len(z0)
-	var p gpu.Passes
-	x, z, xr := make([]T, n), make([]T, n), make([]T, n)
-	lf, lr := make([]float64, B), make([]float64, B)
-	tape := f.NewTape(B)
-	grad := func() []float64 {
-		f.SyncGrads()
-		g := to64(f.Params.Grad)
-		clear(f.Params.Grad)
-		return g
-	}
-	g := make([]T, n)
-	f.Forward(x, z0, lf, B, tape)
-	f.BackwardForward(tape, g, gout, glogJ)
-	p.GzF, p.GradF = to64(g), grad()
-	f.BackwardReverseFromForward(tape, g, gout, glogJ)
-	p.GxRF, p.GradRF = to64(g), grad()
-	copy(xr, x)
-	for i, v := range xrev {
-		xr[i] = T(v)
-	}
-	f.Reverse(z, xr, lr, B, tape)
-	f.BackwardReverse(tape, g, gout, glogJ)
-	p.GxR, p.GradR = to64(g), grad()
-	p.X, p.Z, p.LogJF, p.LogJR = to64(x), to64(z), lf, lr
-	return p
 }
 
 func to64[T nf.Float](x []T) []float64 {
@@ -130,101 +98,6 @@ func arch(L, layers int) nf.Arch {
 	return a
 }
 
-// TestDeviceFlowMatchesCPU: every pass of the flow on the device (the
-// emulator in make test) against the CPU flow with the same parameters:
-// Forward, Reverse, log J and the three backward passes (the gradients of
-// REINFORCE, r.t. and the path gradient are made of them), L = 4 and 8,
-// 2 and 8 layers, micro-batches 1, 3 and 8, within gpu.ComparePasses's
-// bounds (float64 1e-12; float32 against the CPU's float32 error). With
-// NFSCHWINGER_GPU_REFERENCE=FILE it also writes the cases to FILE for
-// the device check (make gpu-check), which has no CPU flow.
-func TestDeviceFlowMatchesCPU(t *testing.T) {
-	k := testKernels(t)
-	var refs []gpu.Reference
-	for _, L := range []int{4, 8} {
-		for _, layers := range []int{2, 8} {
-			a := arch(L, layers)
-			c64, d64 := flowPair[float64](t, k, a, 8, uint64(L*layers))
-			c32, d32 := flowPair[float32](t, k, a, 8, uint64(L*layers))
-			for i, v := range c64.Params.Data { // the same parameters, rounded
-				c32.Params.Data[i], d32.Params.Data[i] = float32(v), float32(v)
-			}
-			for _, B := range []int{1, 3, 8} {
-				name := fmt.Sprintf("L%d_layers%d_B%d", L, layers, B)
-				t.Run(name, func(t *testing.T) {
-					rng := rand.New(rand.NewPCG(uint64(B), 3))
-					n := B * 2 * L * L
-					z64, g64 := make([]float64, n), make([]float64, n)
-					z32, g32 := make([]float32, n), make([]float32, n)
-					for i := range z64 {
-						// The same inputs in both precisions.
-						z32[i], g32[i] = float32(2*math.Pi*rng.Float64()), float32(rng.NormFloat64())
-						z64[i], g64[i] = float64(z32[i]), float64(g32[i])
-					}
-					glogJ := make([]float64, B)
-					for i := range glogJ {
-						glogJ[i] = float64(float32(rng.NormFloat64()))
-					}
-					ref := runPasses(c64, z64, nil, g64, glogJ, B)
-					cpu32 := runPasses(c32, z32, ref.X, g32, glogJ, B)
-					dev, dev32 := runPasses(d64, z64, ref.X, g64, glogJ, B), runPasses(d32, z32, ref.X, g32, glogJ, B)
-					for _, msg := range gpu.ComparePasses(z64, dev, ref, dev32, cpu32) {
-						t.Error(msg)
-					}
-					r := gpu.Reference{Name: name, Spec: Spec(c64, false), B: B, Params: to64(c64.Params.Data),
-						Z: z64, GOut: g64, GLogJ: glogJ, CPU64: ref, CPU32: cpu32}
-					// The device check's path: gpu.RunPasses on gpu.Flow from the
-					// recorded case alone.
-					for _, msg := range checkFromReference(k, r, B) {
-						t.Error("from the reference: " + msg)
-					}
-					refs = append(refs, r)
-				})
-			}
-		}
-	}
-	if path := os.Getenv("NFSCHWINGER_GPU_REFERENCE"); path != "" {
-		if err := gpu.WriteReferences(path, refs); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %d cases to %s", len(refs), path)
-	}
-}
-
-// TestDeviceSplineBins: the parity of TestDeviceFlowMatchesCPU for other
-// numbers of spline bins (coupling.cu is compiled per number): 1 (both
-// ends of the only bin share one derivative), 2 and 16; L = 4, 2 layers,
-// a micro-batch of 3.
-func TestDeviceSplineBins(t *testing.T) {
-	k := testKernels(t)
-	for _, knots := range []int{2, 3, 17} {
-		t.Run(fmt.Sprintf("knots%d", knots), func(t *testing.T) {
-			a := arch(4, 2)
-			a.NKnots = knots
-			c64, d64 := flowPair[float64](t, k, a, 3, uint64(knots))
-			c32, d32 := flowPair[float32](t, k, a, 3, uint64(knots))
-			for i, v := range c64.Params.Data {
-				c32.Params.Data[i], d32.Params.Data[i] = float32(v), float32(v)
-			}
-			const B = 3
-			rng := rand.New(rand.NewPCG(uint64(knots), 5))
-			n := B * 2 * a.L * a.L
-			z32, g32 := make([]float32, n), make([]float32, n)
-			z64, g64 := make([]float64, n), make([]float64, n)
-			for i := range z32 {
-				z32[i], g32[i] = float32(2*math.Pi*rng.Float64()), float32(rng.NormFloat64())
-				z64[i], g64[i] = float64(z32[i]), float64(g32[i])
-			}
-			glogJ := []float64{0.5, -1, 2}
-			ref := runPasses(c64, z64, nil, g64, glogJ, B)
-			for _, msg := range gpu.ComparePasses(z64, runPasses(d64, z64, ref.X, g64, glogJ, B), ref,
-				runPasses(d32, z32, ref.X, g32, glogJ, B), runPasses(c32, z32, ref.X, g32, glogJ, B)) {
-				t.Error(msg)
-			}
-		})
-	}
-}
-
 // TestDeviceBF16: a float32 flow with conv_precision = "bf16" on the
 // device (cublasGemmEx's bf16 products, float32 accumulation) against the
 // CPU's float64 flow: its forward outputs (links, log J) lie between 10×
@@ -232,7 +105,7 @@ func TestDeviceSplineBins(t *testing.T) {
 // float32 has 24: the rounding is there, and bounded), and its reverse
 // inverts its own forward to float32 accuracy (the same rounded
 // conditioner on both sides). Outputs only: gradients can differ by a
-// LeakyReLU kink flip (nf's TestDNNLFlowMatchesGemmFlow says why).
+// LeakyReLU kink flip (gpu.Comparison says why).
 func TestDeviceBF16(t *testing.T) {
 	k := testKernels(t)
 	a := arch(8, 2)
@@ -242,14 +115,11 @@ func TestDeviceBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bf, err := nf.NewFlow[float32](a, nf.CPU(1))
+	bf, err := NewFlow[float32](k, a, 4, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Attach(bf, k, 4, true, false); err != nil {
-		t.Fatal(err)
-	}
-	defer bf.CloseDevice()
+	defer bf.Close()
 	for i, v := range d32.Params.Data {
 		ref.Params.Data[i], bf.Params.Data[i] = float64(v), v
 	}
@@ -289,16 +159,6 @@ func TestDeviceBF16(t *testing.T) {
 	}
 }
 
-// checkFromReference is gpu.CheckReference of r, the device check's path
-// from the recorded case alone, for the micro-batches of 3 (the others
-// run the same code: make test keeps its time).
-func checkFromReference(k *gpu.Kernels, r gpu.Reference, B int) []string {
-	if B != 3 {
-		return nil
-	}
-	return gpu.CheckReference(k, r)
-}
-
 // TestDeviceBytes: the device memory estimate (Bytes, what check prints
 // and the out-of-memory message names) against what the flow allocates on
 // the emulator, after a training pass (the workspaces grown): equal, to
@@ -316,17 +176,17 @@ func TestDeviceBytes(t *testing.T) {
 			if len(c.hidden) == 1 {
 				a.Dilation = []int{1, 2}
 			}
-			f, err := nf.NewFlow[float32](a, nf.CPU(1))
+			before := em.Used()
+			f, err := NewFlow[float32](k, a, c.B, c.bf16, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := em.Used()
-			if err := Attach(f, k, c.B, c.bf16, true); err != nil {
+			defer f.Close()
+			n := c.B * 2 * c.L * c.L
+			if _, err := gpu.RunPasses(PassFlow(f, c.B), make([]float64, f.Params.Len()), make([]float64, n), nil, make([]float64, n), nil, c.B); err != nil {
 				t.Fatal(err)
 			}
-			defer f.CloseDevice()
-			runPasses(f, make([]float32, c.B*2*c.L*c.L), nil, make([]float32, c.B*2*c.L*c.L), nil, c.B)
-			used, est := em.Used()-before, Bytes(f, c.B, c.bf16, true)
+			used, est := em.Used()-before, Bytes[float32](a, c.B, c.bf16, true)
 			t.Logf("allocated %d bytes, estimate %d (%.2f×)", used, est, float64(est)/float64(used))
 			if est != used {
 				t.Errorf("estimate %d bytes for %d allocated", est, used)
@@ -335,26 +195,23 @@ func TestDeviceBytes(t *testing.T) {
 	}
 }
 
-// TestAttachOutOfMemory: a micro-batch that the device cannot hold fails
-// in Attach with gpu.ErrOutOfMemory, and the flow stays on the CPU — also
+// TestNewFlowOutOfMemory: a micro-batch that the device cannot hold fails
+// in NewFlow with gpu.ErrOutOfMemory, leaving nothing allocated — also
 // when only the last allocation fails (a device one byte short of the
-// estimate: the workspaces, allocated by the warm-up pass of NewFlow).
-func TestAttachOutOfMemory(t *testing.T) {
+// estimate: the workspaces, allocated by the warm-up pass of gpu.NewFlow).
+func TestNewFlowOutOfMemory(t *testing.T) {
 	k := testKernels(t)
-	f, err := nf.NewFlow[float32](arch(8, 2), nf.CPU(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = Attach(f, k, 1<<40, false, true)
-	if !errors.Is(err, gpu.ErrOutOfMemory) || f.OnDevice() {
-		t.Fatalf("Attach of 2⁴⁰ configurations: %v (on device: %v), want ErrOutOfMemory", err, f.OnDevice())
+	a := arch(8, 2)
+	f, err := NewFlow[float32](k, a, 1<<40, false, true)
+	if !errors.Is(err, gpu.ErrOutOfMemory) || f != nil {
+		t.Fatalf("NewFlow of 2⁴⁰ configurations: %v, want ErrOutOfMemory", err)
 	}
 	for _, bf16 := range []bool{false, true} {
-		t.Setenv(cuda.EnvEmulatorMemory, fmt.Sprint(Bytes(f, 16, bf16, true)-1))
+		t.Setenv(cuda.EnvEmulatorMemory, fmt.Sprint(Bytes[float32](a, 16, bf16, true)-1))
 		em, k := emulator(t)
-		err = Attach(f, k, 16, bf16, true)
-		if !errors.Is(err, gpu.ErrOutOfMemory) || f.OnDevice() {
-			t.Fatalf("bf16 %v, one byte short: %v (on device: %v), want ErrOutOfMemory", bf16, err, f.OnDevice())
+		_, err = NewFlow[float32](k, a, 16, bf16, true)
+		if !errors.Is(err, gpu.ErrOutOfMemory) {
+			t.Fatalf("bf16 %v, one byte short: %v, want ErrOutOfMemory", bf16, err)
 		}
 		if em.Used() != 0 {
 			t.Errorf("bf16 %v: %d bytes left allocated after the failure", bf16, em.Used())
@@ -380,13 +237,6 @@ func testVectors[T nf.Float](t *testing.T, k *gpu.Kernels, angTol, logJTol float
 		t.Fatal(err)
 	}
 	defer m.Close()
-	f, err := nf.NewFlow[T](m.Arch, nf.CPU(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nfio.ReadModelFile(m, f.Params); err != nil {
-		t.Fatal(err)
-	}
 	h, err := h5.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -399,6 +249,15 @@ func testVectors[T nf.Float](t *testing.T, k *gpu.Kernels, angTol, logJTol float
 		}
 		return v
 	}
+	B := len(read("z")) / (2 * m.Arch.L * m.Arch.L)
+	f, err := NewFlow[T](k, m.Arch, B, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := nfio.ReadModelFile(m, f.Params); err != nil {
+		t.Fatal(err)
+	}
 	toT := func(v []float64) []T {
 		out := make([]T, len(v))
 		for i, x := range v {
@@ -407,11 +266,6 @@ func testVectors[T nf.Float](t *testing.T, k *gpu.Kernels, angTol, logJTol float
 		return out
 	}
 	z := toT(read("z"))
-	B := len(z) / (2 * m.Arch.L * m.Arch.L)
-	if err := Attach(f, k, B, false, false); err != nil {
-		t.Fatal(err)
-	}
-	defer f.CloseDevice()
 	angle := func(got []T, want []float64) float64 {
 		e := 0.0
 		for i := range want {

@@ -6,10 +6,10 @@
 // layouts and with nf's semantics; and the fermion action on the device, in
 // lgt's conventions (action.cu): the log det of the Dirac operator that
 // REINFORCE needs (LogDet) and its force for r.t. and the path gradient.
-// nf.Flow.UseDevice puts an nf.Flow's passes on a Flow (nf/device attaches
-// one). The parity with the CPU flow
-// is checked by nf/device's tests and, on a GPU machine, from their
-// recorded results (Reference).
+// A Flow is the computing engine of an nf.Flow (nf.OnDevice; nf/device
+// builds one). Its parity with the host engines is checked by nf's
+// TestEngineParity (RunPasses, Compare) and, on a GPU machine, from the
+// results that suite records (Reference).
 package gpu
 
 import (

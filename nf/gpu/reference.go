@@ -16,10 +16,12 @@ import (
 // upstream gradients the input-link and parameter gradients of
 // BackwardForward (GzF, GradF), BackwardReverseFromForward on the same
 // forward tape (GxRF, GradRF) and BackwardReverse after the Reverse (GxR,
-// GradR). The parity checks of the device flow against the CPU flow
-// compare them (nf/device's tests on the emulator, gpu-check's on a GPU).
+// GradR). The parity suite compares every engine's against the float64
+// OpenBLAS engine's (Compare; nf/device's TestEngineParity, with the CUDA
+// engine on the emulator; the device check's on a GPU).
 type Passes struct {
 	X, LogJF, Z, LogJR       []float64
+	XUntaped                 []float64 // Forward without a tape: equal to X
 	GzF, GradF, GxRF, GradRF []float64
 	GxR, GradR               []float64
 }
@@ -107,48 +109,164 @@ func RelErr(a, b []float64, angles bool) float64 {
 	return e / scale
 }
 
-// ComparePasses checks a flow's results against the CPU's, for the prior
-// samples z0 the Forward passes started from, and returns one message per
-// result beyond its bound:
-//   - float64 (dev64 against cpu64): within 1e-12 of the largest value of
-//     each result; where the result is that sensitive to rounding, within
-//     twice the sum of both implementations' own error measured where the
-//     exact answer is known: for Reverse z its distance from z0 (the
-//     preimages carry the rounding of the inversion, amplified by 1/g' of
-//     the later layers: above 1e-12 for 8 layers of steep splines), for
+// Precision is what an engine computes in, for Compare: its bounds
+// follow from it.
+type Precision int
+
+// The precisions of the engines: float64, float32, and float32 with bf16
+// convolution inputs and weights.
+const (
+	Float64 Precision = iota
+	Float32
+	BF16
+)
+
+// Comparison is one engine's Passes against the float64 reference, with
+// what its bounds need:
+//   - Float64: within 1e-12 of the largest value of each result; where
+//     the result is that sensitive to rounding, within twice the sum of
+//     the engine's and the reference's own error measured where the exact
+//     answer is known: for Reverse z its distance from Z0 (the preimages
+//     carry the rounding of the inversion, amplified by 1/g' of the later
+//     layers: above 1e-12 for 8 layers of steep splines), for
 //     BackwardReverse its disagreement with the mathematically equal
 //     BackwardReverseFromForward (up to 1e-11);
-//   - float32: dev32 and cpu32 both against cpu64, the device's error
-//     within 4× the CPU's plus 64 float32 ulps of the largest value (the
-//     same operations in another order, and CUDA's or the C library's
-//     math functions instead of Go's).
-func ComparePasses(z0 []float64, dev64, cpu64, dev32, cpu32 Passes) []string {
-	floor := map[string]float64{
-		"Reverse z":            RelErr(cpu64.Z, z0, true) + RelErr(dev64.Z, z0, true),
-		"BackwardReverse gx":   RelErr(cpu64.GxR, cpu64.GxRF, false) + RelErr(dev64.GxR, dev64.GxRF, false),
-		"BackwardReverse grad": RelErr(cpu64.GradR, cpu64.GradRF, false) + RelErr(dev64.GradR, dev64.GradRF, false),
-	}
+//   - Float32: within 4× the error of Base (the float32 OpenBLAS engine,
+//     the same operations in another order) plus 64 float32 ulps of the
+//     largest value; the forward and reverse twins (x and z, the two
+//     log J: the same sums at the same points) share the larger of their
+//     Base errors, since at one configuration one of them can be lucky;
+//   - BF16: above 10× the error of Same (the engine's own float32
+//     results: the bf16 rounding really happens) and within 2¹⁶× the
+//     larger of Same's and Base's (bf16's unit roundoff 2⁻⁹ against
+//     float32's 2⁻²⁵, the same sums and cancellations).
+//
+// Every error is RelErr. OutputsOnly leaves the gradients out: at a
+// LeakyReLU slope other than 1 the gradient is discontinuous where a
+// hidden pre-activation is 0, and one within rounding of 0 takes either
+// side's factor in two engines that sum in different orders (seen:
+// oneDNN's AVX2 kernels, one element 3 % off with every convolution exact
+// to float32); the outputs are continuous there.
+type Comparison struct {
+	Precision   Precision
+	Got, Ref    Passes
+	Base, Same  Passes    // Float32 and BF16: the float32 OpenBLAS engine's; BF16: the engine's own float32
+	RefSelf     Passes    // Float64: the reference engine's results on the same case (its own floors)
+	Z0          []float64 // the prior samples the Forward passes started from (Float64's Reverse z floor)
+	OutputsOnly bool
+}
+
+// ulps32 is 64 float32 ulps, relative: the floor of the float32 bound.
+const ulps32 = 64 * 0x1p-24
+
+// Compare returns one message per result of c.Got beyond its bound
+// (Comparison), and one if Forward with and without a tape differ.
+func Compare(c Comparison) []string {
 	var bad []string
-	d64, c64, d32, c32 := dev64.fields(), cpu64.fields(), dev32.fields(), cpu32.fields()
-	for i, r := range c64 {
-		angles := r.name == "Forward x" || r.name == "Reverse z"
-		bound := max(1e-12, 2*floor[r.name])
-		if e := RelErr(d64[i].v, r.v, angles); !(e <= bound) {
-			bad = append(bad, fmt.Sprintf("float64 %s: relative error %.3g > %.3g", r.name, e, bound))
+	if !equal(c.Got.X, c.Got.XUntaped) {
+		bad = append(bad, "Forward with and without a tape differ")
+	}
+	got, ref := c.Got.fields(), c.Ref.fields()
+	base, same := c.Base.fields(), c.Same.fields()
+	twin := map[string]string{"Forward x": "Reverse z", "Reverse z": "Forward x", "Forward log J": "Reverse log J", "Reverse log J": "Forward log J"}
+	idx := map[string]int{}
+	for i, r := range ref {
+		idx[r.name] = i
+	}
+	for i, r := range ref {
+		if c.OutputsOnly && !r.output() {
+			continue
 		}
-		ec, ed := RelErr(c32[i].v, r.v, angles), RelErr(d32[i].v, r.v, angles)
-		if !(ed <= 4*ec+64*0x1p-24) {
-			bad = append(bad, fmt.Sprintf("float32 %s: device error %.3g, CPU error %.3g", r.name, ed, ec))
+		angles := r.name == "Forward x" || r.name == "Reverse z"
+		e := RelErr(got[i].v, r.v, angles)
+		var bound float64
+		var rule string
+		switch c.Precision {
+		case Float64:
+			bound, rule = max(1e-12, 2*c.floor64(r.name)), "float64"
+		case Float32:
+			eb := RelErr(base[i].v, r.v, angles)
+			if tw, ok := twin[r.name]; ok {
+				eb = max(eb, RelErr(base[idx[tw]].v, ref[idx[tw]].v, angles))
+			}
+			bound, rule = 4*eb+ulps32, fmt.Sprintf("4 × float32 OpenBLAS's %.3g + 64 ulps", eb)
+		case BF16:
+			es, eb := RelErr(same[i].v, r.v, angles), RelErr(base[i].v, r.v, angles)
+			bound, rule = 0x1p16*max(es, eb), fmt.Sprintf("2¹⁶ × max(own float32 %.3g, OpenBLAS %.3g)", es, eb)
+			if !(e > 10*es) {
+				bad = append(bad, fmt.Sprintf("bf16 %s: relative error %.3g not above 10 × its float32 error %.3g: no bf16 rounding?", r.name, e, es))
+			}
+		}
+		if !(e <= bound) {
+			bad = append(bad, fmt.Sprintf("%s: relative error %.3g > %.3g (%s)", r.name, e, bound, rule))
 		}
 	}
 	return bad
 }
 
-// RunPasses runs every pass of Passes on the device flow f (with a tape)
-// for the parameters params and the inputs z, gout, glogJ of B
-// configurations, rounded to T; Reverse inverts xrev (the reference
-// flow's Forward output), rounded to T.
-func RunPasses[T Float](f *Flow[T], params, z, xrev, gout, glogJ []float64, B int) (Passes, error) {
+// floor64 is the float64 bound's floor of result name (Comparison).
+func (c Comparison) floor64(name string) float64 {
+	switch name {
+	case "Reverse z":
+		return RelErr(c.RefSelf.Z, c.Z0, true) + RelErr(c.Got.Z, c.Z0, true)
+	case "BackwardReverse gx":
+		return RelErr(c.RefSelf.GxR, c.RefSelf.GxRF, false) + RelErr(c.Got.GxR, c.Got.GxRF, false)
+	case "BackwardReverse grad":
+		return RelErr(c.RefSelf.GradR, c.RefSelf.GradRF, false) + RelErr(c.Got.GradR, c.Got.GradRF, false)
+	}
+	return 0
+}
+
+// output reports whether the result is an output of Forward or Reverse
+// (not a gradient).
+func (r namedResult) output() bool {
+	return r.name == "Forward x" || r.name == "Forward log J" || r.name == "Reverse z" || r.name == "Reverse log J"
+}
+
+// equal reports whether a and b are equal element by element.
+func equal(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ComparePasses is the device check's comparison of a device flow's
+// results in float64 (dev64) and float32 (dev32) against the CPU's
+// recorded ones (Compare's Float64 and Float32 rules), for the prior
+// samples z0.
+func ComparePasses(z0 []float64, dev64, cpu64, dev32, cpu32 Passes) []string {
+	bad := Compare(Comparison{Precision: Float64, Got: dev64, Ref: cpu64, RefSelf: cpu64, Z0: z0})
+	for _, m := range Compare(Comparison{Precision: Float32, Got: dev32, Ref: cpu64, Base: cpu32}) {
+		bad = append(bad, "float32 "+m)
+	}
+	return bad
+}
+
+// PassFlow is a flow whose passes RunPasses drives, with a tape: nf/gpu's
+// Flow, or an nf.Flow on any engine (nf/device's parity suite adapts one).
+// Backward is the backward pass of the pass the tape recorded last, or
+// with fromForward the reverse flow's from a forward tape; AddGrads adds
+// the parameter gradients accumulated since the last call into grad
+// (tmp: scratch of its length) and zeroes them.
+type PassFlow[T Float] interface {
+	SetParams(data []T) error
+	Forward(x, z []T, logJ []float64, B int, tape bool) error
+	Reverse(z, x []T, logJ []float64, B int, tape bool) error
+	Backward(gin, gout []T, glogJ []float64, fromForward bool) error
+	AddGrads(grad, tmp []T) error
+}
+
+// RunPasses runs every pass of Passes on f for the parameters params and
+// the inputs z, gout, glogJ of B configurations, rounded to T; Reverse
+// inverts xrev (the reference flow's Forward output), rounded to T, or
+// with xrev nil (the reference itself) f's Forward output.
+func RunPasses[T Float](f PassFlow[T], params, z, xrev, gout, glogJ []float64, B int) (Passes, error) {
 	toT := func(v []float64) []T {
 		out := make([]T, len(v))
 		for i, x := range v {
@@ -169,21 +287,27 @@ func RunPasses[T Float](f *Flow[T], params, z, xrev, gout, glogJ []float64, B in
 	}
 	n := len(z)
 	zt, g, xr := toT(z), toT(gout), toT(xrev)
-	x, zr, gin := make([]T, n), make([]T, n), make([]T, n)
+	x, xu, zr, gin := make([]T, n), make([]T, n), make([]T, n), make([]T, n)
 	grad, tmp := make([]T, len(params)), make([]T, len(params))
-	lf, lr := make([]float64, B), make([]float64, B)
+	lf, lu, lr := make([]float64, B), make([]float64, B), make([]float64, B)
 	grads := func() ([]float64, error) {
 		clear(grad)
 		err := f.AddGrads(grad, tmp)
 		return to64(grad), err
 	}
 	steps := []func() error{
+		func() error { return f.Forward(xu, zt, lu, B, false) },
 		func() error { return f.Forward(x, zt, lf, B, true) },
 		func() error { return f.Backward(gin, g, glogJ, false) },
 		func() (err error) { p.GzF = to64(gin); p.GradF, err = grads(); return },
 		func() error { return f.Backward(gin, g, glogJ, true) },
 		func() (err error) { p.GxRF = to64(gin); p.GradRF, err = grads(); return },
-		func() error { return f.Reverse(zr, xr, lr, B, true) },
+		func() error {
+			if xrev == nil { // the reference inverts its own Forward output
+				xr = x
+			}
+			return f.Reverse(zr, xr, lr, B, true)
+		},
 		func() error { return f.Backward(gin, g, glogJ, false) },
 		func() (err error) { p.GxR = to64(gin); p.GradR, err = grads(); return },
 	}
@@ -192,7 +316,7 @@ func RunPasses[T Float](f *Flow[T], params, z, xrev, gout, glogJ []float64, B in
 			return p, err
 		}
 	}
-	p.X, p.Z, p.LogJF, p.LogJR = to64(x), to64(zr), lf, lr
+	p.X, p.XUntaped, p.Z, p.LogJF, p.LogJR = to64(x), to64(xu), to64(zr), lf, lr
 	return p, nil
 }
 

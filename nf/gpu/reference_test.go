@@ -25,7 +25,7 @@ func recordedFile(t *testing.T, env string) string {
 }
 
 // TestFlowAgainstReference: the device flow against the CPU flow's
-// results recorded by nf/device's TestDeviceFlowMatchesCPU
+// results recorded by nf's TestEngineParity
 // (NFSCHWINGER_GPU_REFERENCE names the file; make gpu-check writes it
 // and runs this on the GPU machine, which has no CPU flow). make test
 // checks the same path on the emulator inside that test; here, without

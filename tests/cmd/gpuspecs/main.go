@@ -23,12 +23,12 @@ func main() {
 	}
 	var specs []gpu.FlowSpec
 	for _, L := range []int{8, 16, 24} {
-		f, err := nf.NewFlow[float32](nf.DefaultArch(L), nf.CPU(1))
-		if err != nil {
+		a := nf.DefaultArch(L)
+		if err := a.CheckFlow(); err != nil {
 			fmt.Fprintln(os.Stderr, "gpuspecs:", err)
 			os.Exit(1)
 		}
-		specs = append(specs, device.Spec(f, false))
+		specs = append(specs, device.Spec(a, false))
 	}
 	out, err := os.Create(os.Args[1])
 	if err == nil {
