@@ -19,8 +19,7 @@ type placement struct {
 	why     string // on the CPU: why (device = "cpu", or what auto found)
 }
 
-// placeRank decides where this rank computes ([compute] device, issue
-// 14): "cpu"; "cuda", an error (a UsageError) without a driver or a
+// placeRank decides where this rank computes ([compute] device): "cpu"; "cuda", an error (a UsageError) without a driver or a
 // visible device; "auto", the device when there is one, else the CPU.
 // The rank takes the device of its node-local rank among the visible
 // ones (cuda.DeviceFor), which respects CUDA_VISIBLE_DEVICES and Slurm's

@@ -3,9 +3,10 @@ package nf
 // The flow on a CUDA device: on the OnDevice engine, Forward, Reverse
 // and the three backward passes run on the device (package nf/gpu), with
 // the same signatures, so the Trainer, Density and sampling use it
-// unchanged. What crosses to the device per call: the parameters (every
-// Forward and Reverse, so an optimizer step is always seen), the links of
-// the micro-batch in, the links and log J out; per backward call the
+// unchanged. What crosses to the device per call: the parameters at every
+// Forward and Reverse (so that a change is always seen), but only at the
+// first while they are fixed (Flow.FixParams: a training step), the links
+// of the micro-batch in, the links and log J out; per backward call the
 // upstream gradient in and the link gradient out; the parameter gradients
 // stay on the device until SyncGrads (once per training step).
 //
@@ -55,9 +56,9 @@ func (e *DeviceError) Unwrap() error { return e.Err }
 
 // OnDevice returns the engine that runs the whole flow on d, which must
 // compute the flow's architecture (nf/device builds it). The flow's
-// parameters stay in Params and are uploaded at every Forward and
-// Reverse; the parameter gradients stay on the device until
-// Flow.SyncGrads.
+// parameters stay in Params and are uploaded at every Forward and Reverse,
+// or while they are fixed (Flow.FixParams) at the first; the parameter
+// gradients stay on the device until Flow.SyncGrads.
 func OnDevice[T Float](d Device[T]) Engine[T] { return &deviceEngine[T]{g: d} }
 
 // Name says that the flow is on a device.
@@ -94,13 +95,14 @@ func (d *deviceEngine[T]) check(err error) {
 	}
 }
 
+// setParams uploads the parameters.
+func (d *deviceEngine[T]) setParams() { d.check(d.g.SetParams(d.f.Params.Data)) }
+
 func (d *deviceEngine[T]) run(out, in []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
-	f := d.f
-	d.check(d.g.SetParams(f.Params.Data))
 	// Without a tape the configurations are independent: a batch larger
 	// than the device's micro-batch (sampling, acceptance probes) goes in
 	// pieces.
-	n := 2 * f.Arch.L * f.Arch.L
+	n := 2 * d.f.Arch.L * d.f.Arch.L
 	for lo := 0; lo < B; lo += d.g.MicroBatch() {
 		hi := min(B, lo+d.g.MicroBatch())
 		o, i, l := out[lo*n:hi*n], in[lo*n:hi*n], logJ[lo:hi]

@@ -41,6 +41,9 @@ type Engine[T Float] interface {
 
 	// bind prepares the engine for flow f; NewFlowOn calls it once.
 	bind(f *Flow[T]) error
+	// setParams sends Params.Data to where the engine computes (the
+	// host engines compute on it in place).
+	setParams()
 	// newTape returns a tape for micro-batches of up to B configurations.
 	newTape(B int) *Tape[T]
 	// run is Forward (reverse false) or Reverse on checked arguments.

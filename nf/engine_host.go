@@ -141,6 +141,9 @@ func (e *hostEngine[T]) backward(p pass, tape *Tape[T], dst, src []T, glogJ []fl
 	}
 }
 
+// setParams does nothing: the host's passes read Params.Data.
+func (e *hostEngine[T]) setParams() {}
+
 // syncGrads does nothing: the host's backward passes add into Params.Grad.
 func (e *hostEngine[T]) syncGrads() {}
 

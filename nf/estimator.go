@@ -148,6 +148,7 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 		panic(fmt.Sprintf("nf: Trainer.Step: %d local samples not a multiple of micro-batch %d", nLocal, t.Micro))
 	}
 	t.ensure(nLocal)
+	defer t.Flow.FixParams()() // on a device: the parameters go up once
 	var err error
 	switch t.Estimator {
 	case REINFORCE:

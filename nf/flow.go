@@ -27,6 +27,8 @@ type Flow[T Float] struct {
 	layers    []coupling[T]
 	ch        []int // Arch.Channels(), cached (it allocates)
 	recompute bool  // tapes keep the reduced record (see SetRecompute)
+	fixed     bool  // Params.Data does not change (FixParams)
+	sent      bool  // the engine has Params.Data since it was fixed
 	nA        int   // active sites per layer (the same in every layer: V/4)
 }
 
@@ -287,6 +289,7 @@ func (f *Flow[T]) Forward(x, z []T, logJ []float64, B int, tape *Tape[T]) {
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Forward: len(logJ) = %d, want %d", len(logJ), B))
 	}
+	f.sendParams()
 	f.eng.run(x, z, logJ, B, tape, false)
 	if tape != nil {
 		tape.B, tape.dir = B, tapeForward
@@ -302,6 +305,7 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 	if len(logJ) != B {
 		panic(fmt.Sprintf("nf: Flow.Reverse: len(logJ) = %d, want %d", len(logJ), B))
 	}
+	f.sendParams()
 	f.eng.run(z, x, logJ, B, tape, true)
 	if tape != nil {
 		tape.B, tape.dir = B, tapeReverse
@@ -379,3 +383,24 @@ func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ 
 // MPI and Adam. On the host, whose passes add into Params.Grad directly,
 // it does nothing.
 func (f *Flow[T]) SyncGrads() { f.eng.syncGrads() }
+
+// FixParams declares that Params.Data does not change until release is
+// called: an engine that computes on a copy of the parameters elsewhere
+// (a device) gets them at the first Forward or Reverse after this call
+// and not again until then. Outside FixParams every pass sends them, so a
+// change is always seen. Trainer.Step fixes them for its passes (the
+// optimizer runs after it).
+func (f *Flow[T]) FixParams() (release func()) {
+	f.fixed, f.sent = true, false
+	return func() { f.fixed, f.sent = false, false }
+}
+
+// sendParams gives the engine the parameters before a pass, unless they
+// are fixed and it has them.
+func (f *Flow[T]) sendParams() {
+	if f.fixed && f.sent {
+		return
+	}
+	f.eng.setParams()
+	f.sent = f.fixed
+}

@@ -41,7 +41,7 @@ func TestDocs(t *testing.T) {
 			}
 		}
 	}
-	issue := regexp.MustCompile(`(?i)\bissues? [0-9]`)
+	issue := regexp.MustCompile(`(?i)\bissues?\s+(//\s*|#\s*)?[0-9]`) // also across a comment's line break
 	err = filepath.Walk("..", func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err

@@ -1,9 +1,9 @@
 // Package dnnl is the binding of oneDNN (Debian's libdnnl-dev 2.6, the C
-// API of dnnl.h) that the conditioner's convolutions are moving to (issue
-// 15): the convolution primitives of one shape — forward, and for the
-// plain layout backward data and backward weights — created once and run
-// many times, on memory that oneDNN owns (so that it may keep its blocked
-// layouts, and so that no Go pointer is retained by C).
+// API of dnnl.h) behind the conditioners of nf's OneDNN engine: the
+// convolution primitives of one shape — forward, and for the plain layout
+// backward data and backward weights — created once and run many times,
+// on memory that oneDNN owns (so that it may keep its blocked layouts, and
+// so that no Go pointer is retained by C).
 //
 // Conventions: activations NCHW (batch, channels, rows, columns), weights
 // OIHW, both row-major when the layout is plain; the input is the
