@@ -19,8 +19,8 @@ import "errors"
 //     nf/device builds).
 //
 // Every engine computes the same function to the rounding of its
-// precision; the parity suite (nf/device's TestEngineParity) holds each
-// one available on the machine to the float64 OpenBLAS engine.
+// precision; the parity suite (TestEngineParity in nf/parity_test.go)
+// holds each one available on the machine to the float64 OpenBLAS engine.
 //
 // An engine serves the one flow it was made for; its methods other than
 // Name, MicroBatch, Bytes and Close are the Flow's.

@@ -15,8 +15,11 @@ import (
 // as "layers/KK/convJ/weight" (C_out, C_in, K, K) followed by
 // "layers/KK/convJ/bias" (C_out) — the layout of /model in model files.
 //
-// A Flow owns reusable scratch buffers and is not safe for concurrent use;
-// use one Flow per goroutine (they may share nothing but the Backend).
+// The passes are computed by the flow's Engine (NewFlowOn), which owns
+// the scratch buffers (or the device memory); the Flow keeps the
+// architecture, the parameters and the tapes' bookkeeping and checks every
+// call's arguments. A Flow is not safe for concurrent use; use one Flow
+// per goroutine (they may share nothing but the host engines' Backend).
 // Steady-state calls do not allocate: scratch grows to the largest
 // micro-batch seen.
 type Flow[T Float] struct {

@@ -17,7 +17,7 @@ import (
 // BackwardForward (GzF, GradF), BackwardReverseFromForward on the same
 // forward tape (GxRF, GradRF) and BackwardReverse after the Reverse (GxR,
 // GradR). The parity suite compares every engine's against the float64
-// OpenBLAS engine's (Compare; nf/device's TestEngineParity, with the CUDA
+// OpenBLAS engine's (Compare; nf's TestEngineParity, with the CUDA
 // engine on the emulator; the device check's on a GPU).
 type Passes struct {
 	X, LogJF, Z, LogJR       []float64
