@@ -89,68 +89,48 @@ type parityInputs struct {
 	params, z, gout, glogJ, xrev []float64
 }
 
-// parityEngines returns the engines of the suite; k are the CUDA
-// kernels (nil: no CUDA engine).
+// parityEngines returns the engines of the suite, the CUDA ones on the
+// kernels k.
 func parityEngines(k *gpu.Kernels) []parityEngine {
-	host := func(name string, prec gpu.Precision, same string, mk func() any) parityEngine {
-		return parityEngine{name: name, prec: prec, same: same, run: func(c parityCase, in parityInputs) (gpu.Passes, error) {
-			switch e := mk().(type) {
-			case nf.Engine[float64]:
-				return runEngine(c, in, e)
-			case nf.Engine[float32]:
-				return runEngine(c, in, e)
-			}
-			panic("not an engine")
-		}}
+	host := func(e func() nf.Engine[float32]) func(parityCase, parityInputs) (gpu.Passes, error) {
+		return onFlow(func(a nf.Arch, _ int) (*nf.Flow[float32], error) { return nf.NewFlowOn(a, e()) })
 	}
-	es := []parityEngine{
-		host("OpenBLAS float64", gpu.Float64, "", func() any { return nf.OpenBLAS[float64](nf.CPU(2)) }),
-		host("OpenBLAS float32", gpu.Float32, "", func() any { return nf.OpenBLAS[float32](nf.CPU(2)) }),
-		host("oneDNN float32", gpu.Float32, "", func() any { return nf.OneDNN[float32](nf.CPU(2), false) }),
+	cuda := func(bf16 bool) func(parityCase, parityInputs) (gpu.Passes, error) {
+		return onFlow(func(a nf.Arch, B int) (*nf.Flow[float32], error) { return device.NewFlow[float32](k, a, B, bf16, true) })
+	}
+	return []parityEngine{
+		{"OpenBLAS float64", gpu.Float64, "", onFlow(func(a nf.Arch, _ int) (*nf.Flow[float64], error) {
+			return nf.NewFlowOn(a, nf.OpenBLAS[float64](nf.CPU(2)))
+		})},
+		{"OpenBLAS float32", gpu.Float32, "", host(func() nf.Engine[float32] { return nf.OpenBLAS[float32](nf.CPU(2)) })},
+		{"oneDNN float32", gpu.Float32, "", host(func() nf.Engine[float32] { return nf.OneDNN[float32](nf.CPU(2), false) })},
 		// bf16 arithmetic wherever oneDNN has it, emulated or not: the
 		// suite checks numbers, not speed.
-		host("oneDNN bf16", gpu.BF16, "oneDNN float32", func() any { return nf.OneDNNAnyBF16[float32](nf.CPU(2)) }),
+		{"oneDNN bf16", gpu.BF16, "oneDNN float32", host(func() nf.Engine[float32] { return nf.OneDNNAnyBF16[float32](nf.CPU(2)) })},
+		{"CUDA float64", gpu.Float64, "", onFlow(func(a nf.Arch, B int) (*nf.Flow[float64], error) {
+			return device.NewFlow[float64](k, a, B, false, true)
+		})},
+		{"CUDA float32", gpu.Float32, "", cuda(false)},
+		{"CUDA bf16", gpu.BF16, "CUDA float32", cuda(true)},
 	}
-	if k == nil {
-		return es
-	}
-	dev := func(name string, prec gpu.Precision, same string, run func(c parityCase, in parityInputs) (gpu.Passes, error)) parityEngine {
-		return parityEngine{name: name, prec: prec, same: same, run: run}
-	}
-	return append(es,
-		dev("CUDA float64", gpu.Float64, "", func(c parityCase, in parityInputs) (gpu.Passes, error) {
-			return runDevice[float64](k, c, in, false)
-		}),
-		dev("CUDA float32", gpu.Float32, "", func(c parityCase, in parityInputs) (gpu.Passes, error) {
-			return runDevice[float32](k, c, in, false)
-		}),
-		dev("CUDA bf16", gpu.BF16, "CUDA float32", func(c parityCase, in parityInputs) (gpu.Passes, error) {
-			return runDevice[float32](k, c, in, true)
-		}))
 }
 
-// runEngine runs the case's passes on a flow on the host engine e.
-func runEngine[T nf.Float](c parityCase, in parityInputs, e nf.Engine[T]) (gpu.Passes, error) {
-	f, err := nf.NewFlowOn(c.arch(), e)
-	if errors.Is(err, nf.ErrBF16Slow) {
-		return gpu.Passes{}, fmt.Errorf("%w: %v", errEngineMissing, err)
+// onFlow returns the run of an engine whose flows mk makes (for an
+// architecture and micro-batch): the case's passes on a new flow in the
+// case's tape mode; an engine that refuses bf16 here is errEngineMissing.
+func onFlow[T nf.Float](mk func(a nf.Arch, B int) (*nf.Flow[T], error)) func(parityCase, parityInputs) (gpu.Passes, error) {
+	return func(c parityCase, in parityInputs) (gpu.Passes, error) {
+		f, err := mk(c.arch(), c.B)
+		if errors.Is(err, nf.ErrBF16Slow) {
+			return gpu.Passes{}, fmt.Errorf("%w: %v", errEngineMissing, err)
+		}
+		if err != nil {
+			return gpu.Passes{}, err
+		}
+		defer f.Close()
+		f.SetRecompute(c.recompute)
+		return gpu.RunPasses(device.PassFlow(f, c.B), in.params, in.z, in.xrev, in.gout, in.glogJ, c.B)
 	}
-	if err != nil {
-		return gpu.Passes{}, err
-	}
-	defer f.Close()
-	f.SetRecompute(c.recompute)
-	return gpu.RunPasses(device.PassFlow(f, c.B), in.params, in.z, in.xrev, in.gout, in.glogJ, c.B)
-}
-
-// runDevice runs the case's passes on a flow on the CUDA engine of k.
-func runDevice[T nf.Float](k *gpu.Kernels, c parityCase, in parityInputs, bf16 bool) (gpu.Passes, error) {
-	f, err := device.NewFlow[T](k, c.arch(), c.B, bf16, true)
-	if err != nil {
-		return gpu.Passes{}, err
-	}
-	defer f.Close()
-	return gpu.RunPasses(device.PassFlow(f, c.B), in.params, in.z, in.xrev, in.gout, in.glogJ, c.B)
 }
 
 // newInputs draws a case's parameters (PyTorch's initialization, for
