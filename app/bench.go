@@ -380,7 +380,7 @@ func benchStep(o benchOptions, be nf.Backend, L int, est nf.Estimator, four bool
 	}
 	defer flow.Close()
 	pool := lgt.NewPool(lgt.Paper(L), 0)
-	target, closeTarget, err := deviceTarget(kernels, est, pool, o.Micro)
+	target, closeTarget, err := deviceTarget(kernels, flow, est, pool)
 	if err != nil {
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}

@@ -69,20 +69,22 @@ func onDevice(p placement, maxB int, withTape bool) (*deviceFlow, error) {
 	return &deviceFlow{kernels: k, name: p.driver.Name(), maxB: maxB, withTape: withTape}, nil
 }
 
-// deviceTarget returns the training target of a flow on the device of
-// the kernels k (nil: the CPU, the pool itself): the action on the device
-// (device.Action, for micro-batches of maxB), its log det for REINFORCE,
-// with the force for r.t. and the path gradient. close frees its device
-// memory. Device memory exhausted is a UsageError naming
+// deviceTarget returns the training target of flow, made on the device
+// of the kernels k (nil: on the CPU, and the target is the pool itself):
+// the action with its log det on the device, read from the flow's own
+// device buffers (device.FlowAction, for the flow's micro-batch), with
+// the force there too for r.t. and the path gradient. close frees its
+// device memory. Device memory exhausted is a UsageError naming
 // train.micro_batch.
-func deviceTarget(k *gpu.Kernels, est nf.Estimator, pool *lgt.Pool, maxB int) (target nf.Target, close func(), err error) {
+func deviceTarget[T nf.Float](k *gpu.Kernels, flow *nf.Flow[T], est nf.Estimator, pool *lgt.Pool) (target nf.Target, close func(), err error) {
 	if k == nil {
 		return pool, func() {}, nil
 	}
 	withForce := est != nf.REINFORCE
-	a, err := device.NewAction(pool, k, maxB, withForce)
+	a, err := device.NewFlowAction(pool, flow, k, withForce)
 	if err != nil {
 		if errors.Is(err, gpu.ErrOutOfMemory) {
+			maxB := flow.Engine().MicroBatch()
 			return nil, nil, usagef("train.micro_batch = %d: the action on the device needs %s more device memory (%v); use a smaller micro_batch",
 				maxB, bytesString(int64(device.ActionBytes(pool.Params().L, maxB, withForce))), err)
 		}

@@ -17,7 +17,6 @@ import (
 	nfio "nfschwinger/io"
 	"nfschwinger/lgt"
 	"nfschwinger/nf"
-	"nfschwinger/nf/device"
 	"nfschwinger/nf/gpu"
 	"nfschwinger/sample"
 )
@@ -247,16 +246,16 @@ func (r *run[T]) setupStep(kernels *gpu.Kernels, micro int) (closeTarget func(),
 	cfg, c := r.cfg, r.c
 	r.pool = lgt.NewPool(cfg.Lattice(), 0)
 	est, _ := nf.ParseEstimator(cfg.Train.Estimator) // validated by Load
-	target, closeTarget, err := deviceTarget(kernels, est, r.pool, micro)
+	target, closeTarget, err := deviceTarget(kernels, r.flow, est, r.pool)
 	if err := c.AgreeError(err); err != nil {
 		return nil, err
 	}
-	if _, ok := target.(*device.Action); ok && c.Rank() == 0 {
+	if _, ok := target.(nf.ResidentTarget[T]); ok && c.Rank() == 0 {
 		what := "log det (REINFORCE needs no force)"
 		if est != nf.REINFORCE {
 			what = "log det and force"
 		}
-		fmt.Fprintf(r.opts.Stdout, "nfschwinger: the action's %s on the device too\n", what)
+		fmt.Fprintf(r.opts.Stdout, "nfschwinger: the action's %s on the device too, from the flow's device buffers\n", what)
 	}
 	r.trainer = nf.NewTrainer(r.flow, target, est, micro, uint64(cfg.Train.Seed))
 	r.stepper = &nf.Stepper[T]{Trainer: r.trainer, Adam: r.adam,

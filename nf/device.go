@@ -7,8 +7,11 @@ package nf
 // Forward and Reverse (so that a change is always seen), but only at the
 // first while they are fixed (Flow.FixParams: a training step), the links
 // of the micro-batch in, the links and log J out; per backward call the
-// upstream gradient in and the link gradient out; the parameter gradients
-// stay on the device until SyncGrads (once per training step).
+// upstream gradient in and the link gradient out, each unless nil: then
+// it stays on the device, where a ResidentTarget (nf/device's FlowAction)
+// reads the links and sets the upstream gradient from its force; the
+// parameter gradients stay on the device until SyncGrads (once per
+// training step).
 //
 // The device keeps one store-everything tape (nf/gpu's Flow): a tape of
 // the flow (NewTape) is a handle on it, and only the tape that recorded
@@ -21,7 +24,10 @@ package nf
 // device's tape recorded, or with fromForward BackwardReverseFromForward,
 // and adds the parameter gradients on the device, which AddGrads adds
 // into grad (ParamSet.Grad's layout, tmp host scratch of its length) and
-// zeroes. Errors are the device's failures.
+// zeroes; InputGradient is Backward leaving the parameter gradients as
+// they were. A nil gin keeps the input gradient on the device, a nil
+// gout uses the one a ResidentTarget set there. Errors are the device's
+// failures.
 type Device[T Float] interface {
 	MicroBatch() int
 	DeviceBytes() int
@@ -29,6 +35,7 @@ type Device[T Float] interface {
 	Forward(x, z []T, logJ []float64, B int, tape bool) error
 	Reverse(z, x []T, logJ []float64, B int, tape bool) error
 	Backward(gin, gout []T, glogJ []float64, fromForward bool) error
+	InputGradient(gin, gout []T, glogJ []float64, fromForward bool) error
 	AddGrads(grad, tmp []T) error
 	Close()
 }
@@ -126,8 +133,26 @@ func (d *deviceEngine[T]) backward(p pass, tape *Tape[T], gin, gout []T, glogJ [
 	if tape != d.owner {
 		panic("nf: Flow." + p.String() + ": the device holds another tape's recording")
 	}
+	if p == passLinkGradReverseFromForward {
+		d.check(d.g.InputGradient(gin, gout, glogJ, true))
+		return
+	}
 	d.check(d.g.Backward(gin, gout, glogJ, p == passBackwardReverseFromForward))
 	d.dirty = true
+}
+
+// resident is true: the device keeps the links and gradients between
+// calls (DeviceOf gives a ResidentTarget the device).
+func (d *deviceEngine[T]) resident() bool { return true }
+
+// DeviceOf returns the device of a flow on the OnDevice engine, nil for
+// any other engine: for a ResidentTarget (nf/device's Action) that reads
+// the device's buffers.
+func DeviceOf[T Float](f *Flow[T]) Device[T] {
+	if d, ok := f.eng.(*deviceEngine[T]); ok {
+		return d.g
+	}
+	return nil
 }
 
 func (d *deviceEngine[T]) syncGrads() {

@@ -55,6 +55,11 @@ type Engine[T Float] interface {
 	backward(p pass, tape *Tape[T], dst, src []T, glogJ []float64)
 	// syncGrads brings gradients accumulated elsewhere into Params.Grad.
 	syncGrads()
+	// resident reports whether the engine keeps a pass's output links
+	// and a backward pass's link gradients where a ResidentTarget reads
+	// and sets them (a device): a backward pass may then be given a nil
+	// upstream gradient, the one the target set.
+	resident() bool
 }
 
 // pass names a backward pass.
@@ -66,11 +71,14 @@ const (
 	passBackwardForward pass = iota
 	passBackwardReverse
 	passBackwardReverseFromForward
+	// passLinkGradReverseFromForward is passBackwardReverseFromForward
+	// leaving the parameter gradients as they were.
+	passLinkGradReverseFromForward
 )
 
 // String is the Flow method that runs the pass.
 func (p pass) String() string {
-	return [...]string{"BackwardForward", "BackwardReverse", "BackwardReverseFromForward"}[p]
+	return [...]string{"BackwardForward", "BackwardReverse", "BackwardReverseFromForward", "LinkGradReverseFromForward"}[p]
 }
 
 // errEngineBound is bind's error for an engine already serving a flow.

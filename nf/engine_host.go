@@ -22,6 +22,7 @@ type hostEngine[T Float] struct {
 	lbar   []T    // 2N: gradient of its loops
 	gbuf   [2][]T // ping-pong gradients of the conditioner, maxC·N each
 	glinks []T    // 2N: link gradient when the caller wants none back
+	saved  []T    // the parameter gradients a link-gradient pass keeps (allocated at the first)
 	ginp   []T    // view into gbuf: gradient of the conditioner input
 	acts   [][]T  // views of a record's activations (reused)
 
@@ -85,6 +86,9 @@ func (e *hostEngine[T]) Bytes(B int) int {
 // Close frees the conditioner's primitives.
 func (e *hostEngine[T]) Close() { e.cond.close() }
 
+// resident is false: the host engine's links are the caller's slices.
+func (e *hostEngine[T]) resident() bool { return false }
+
 func (e *hostEngine[T]) bind(f *Flow[T]) error {
 	if e.f != nil {
 		return errEngineBound
@@ -129,6 +133,16 @@ func (e *hostEngine[T]) run(out, in []T, logJ []float64, B int, tape *Tape[T], r
 }
 
 func (e *hostEngine[T]) backward(p pass, tape *Tape[T], dst, src []T, glogJ []float64) {
+	if p == passLinkGradReverseFromForward {
+		// The layers add into Params.Grad: keep it, and put it back.
+		grad := e.f.Params.Grad
+		if len(e.saved) != len(grad) {
+			e.saved = make([]T, len(grad))
+		}
+		copy(e.saved, grad)
+		defer copy(grad, e.saved)
+		p = passBackwardReverseFromForward
+	}
 	g := e.backwardStart(tape, dst, src)
 	if p == passBackwardForward {
 		for k := len(e.f.layers) - 1; k >= 0; k-- {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"nfschwinger/lgt"
 )
@@ -46,6 +47,31 @@ func ParseEstimator(s string) (Estimator, error) {
 // dS/dφ (nil: not wanted). lgt.Pool implements it.
 type Target interface {
 	Action(action, force, links []float64) error
+}
+
+// ResidentTarget is a Target that evaluates the links of its flow's last
+// Forward where the flow's engine holds them (nf/device's Action, with
+// the flow on a device), so that they do not cross to it again in
+// float64, and that keeps the force there as the upstream gradient of
+// the next backward pass. The Trainer of that flow uses it in place of
+// Action.
+type ResidentTarget[T Float] interface {
+	Target
+	// Flow is the flow whose engine the target reads.
+	Flow() *Flow[T]
+	// ActionOfOutput writes into action the action of the len(action)
+	// configurations that the flow's last Forward left on its engine;
+	// links are the same configurations on the host in float64 (for
+	// what is computed there: the gauge action, the checks). With
+	// withForce the force is computed and kept on the engine for
+	// Upstream. Errors as Action's.
+	ActionOfOutput(action, links []float64, withForce bool) error
+	// Upstream makes (g + F)·scale the upstream link gradient of the
+	// flow's next backward pass given a nil one: F the force of the
+	// last ActionOfOutput, g the link gradient that the last backward
+	// pass (given a nil gradient to return) left on the engine when add,
+	// else 0. Errors are the device's.
+	Upstream(scale float64, add bool) error
 }
 
 // Reducer sums and maximizes float64 buffers in place over all ranks
@@ -111,7 +137,6 @@ type Trainer[T Float] struct {
 	logq    []float64 // log q of every local sample
 	logp    []float64 // log p of every local sample
 	logw    []float64 // log w = log p − log q of every local sample
-	save    []T       // path gradient: saved parameter gradients
 	tape    *Tape[T]
 	streams *Streams   // prior streams, re-keyed per sample
 	sums    [4]float64 // the values reduced over the ranks
@@ -193,9 +218,6 @@ func (t *Trainer[T]) ensure(nLocal int) {
 	}
 	if t.Estimator == REINFORCE && !t.threePass(nLocal) && len(t.phi) < nLocal*t.nLinks { // the three-pass form needs no φ
 		t.phi = make([]T, nLocal*t.nLinks)
-	}
-	if t.Estimator == PathGradient && len(t.save) != t.Flow.Params.Len() {
-		t.save = make([]T, t.Flow.Params.Len())
 	}
 }
 
@@ -316,19 +338,11 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	if err := t.evaluate(off, true); err != nil {
 		return err
 	}
+	if rt, ok := t.resident(); ok {
+		return t.reparamResident(rt, inv)
+	}
 	if t.Estimator == PathGradient {
-		// G = ∂ log q(φ)/∂φ through the reverse flow, into t.gx, from the
-		// forward tape (the reverse map at φ = f(z) sees the same
-		// conditioner inputs), without touching the parameter gradients.
-		t.Flow.SyncGrads()
-		copy(t.save, t.Flow.Params.Grad)
-		for b := range t.glogJ[:mb] {
-			t.glogJ[b] = 1
-		}
-		clear(t.gz)
-		t.backwardReverseFromForward(t.tape, t.gx, t.gz, t.glogJ)
-		t.Flow.SyncGrads() // on a device: the gradients of this pass to the host, to be dropped
-		copy(t.Flow.Params.Grad, t.save)
+		t.pathG(t.gx)
 		for i := range t.gx {
 			t.gx[i] = T((float64(t.gx[i]) + t.force[i]) * inv)
 		}
@@ -343,6 +357,46 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	}
 	t.backwardForward(t.tape, nil, t.gx, t.glogJ)
 	return nil
+}
+
+// reparamResident is the backward half of ReparamGradient with the force
+// kept on the flow's engine (ResidentTarget): the upstream gradients are
+// formed there, in float64 rounded once, as the host does.
+func (t *Trainer[T]) reparamResident(rt ResidentTarget[T], inv float64) error {
+	if t.Estimator == PathGradient {
+		t.pathG(nil) // G stays on the engine
+		clear(t.glogJ)
+	} else {
+		for b := range t.glogJ[:t.Micro] {
+			t.glogJ[b] = -inv
+		}
+	}
+	if err := rt.Upstream(inv, t.Estimator == PathGradient); err != nil {
+		return err
+	}
+	t.backwardForward(t.tape, nil, nil, t.glogJ)
+	return nil
+}
+
+// pathG computes the path gradient's G = ∂ log q(φ)/∂φ through the
+// reverse flow into g (nil: kept on the engine), from the forward tape
+// (the reverse map at φ = f(z) sees the same conditioner inputs),
+// without touching the parameter gradients.
+func (t *Trainer[T]) pathG(g []T) {
+	for b := range t.glogJ[:t.Micro] {
+		t.glogJ[b] = 1
+	}
+	clear(t.gz)
+	t0 := time.Now()
+	t.Flow.LinkGradReverseFromForward(t.tape, g, t.gz, t.glogJ)
+	t.Timings.backward(t0, 2*t.Flow.ConvFLOPs(t.tape.B))
+}
+
+// resident returns the Target as a ResidentTarget of the trainer's flow,
+// if it is one.
+func (t *Trainer[T]) resident() (ResidentTarget[T], bool) {
+	rt, ok := t.Target.(ResidentTarget[T])
+	return rt, ok && rt.Flow() == t.Flow
 }
 
 // stats reduces the step statistics over ranks: sums of s, log q, log p and

@@ -320,7 +320,9 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 // nil means zero), it ADDS ∂L/∂θ into f.Params.Grad (on a device: at the
 // next SyncGrads; so do the other backward passes) and WRITES ∂L/∂z into
 // gz (len B·2V; nil: not returned). gz may be gx itself; gx is otherwise
-// not modified.
+// not modified. On an engine that keeps the links (a device), gx nil is
+// the upstream gradient a ResidentTarget set there (its Upstream), and
+// the input gradient not returned stays there (for Upstream with add).
 func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 	if tape == nil || tape.dir != tapeForward {
 		panic("nf: Flow.BackwardForward: the tape holds no Forward call")
@@ -366,12 +368,25 @@ func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []
 	f.eng.backward(passBackwardReverseFromForward, tape, gx, gz, glogJ)
 }
 
+// LinkGradReverseFromForward is BackwardReverseFromForward without the
+// parameter gradients: it writes ∂L/∂x into gx (nil: not returned; on an
+// engine that keeps the links, kept there for a ResidentTarget's
+// Upstream) and leaves Params.Grad, and the gradients an engine holds for
+// SyncGrads, as they were (the path gradient's G = ∂ log q/∂φ).
+func (f *Flow[T]) LinkGradReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
+	if tape == nil || tape.dir != tapeForward {
+		panic("nf: Flow.LinkGradReverseFromForward: the tape holds no Forward call")
+	}
+	f.backwardCheck("LinkGradReverseFromForward", tape, gx, gz, glogJ)
+	f.eng.backward(passLinkGradReverseFromForward, tape, gx, gz, glogJ)
+}
+
 // backwardCheck panics unless the arguments of a backward pass fit the
 // tape (programming errors).
 func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ []float64) {
 	B := tape.B
 	f.checkCall(name, B, tape, dst, src)
-	if src == nil {
+	if src == nil && !f.eng.resident() {
 		panic(fmt.Sprintf("nf: Flow.%s: nil upstream link gradient", name))
 	}
 	if glogJ != nil && len(glogJ) != B {

@@ -79,10 +79,17 @@ func (t *Trainer[T]) backwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64)
 	t.Timings.backward(t0, 2*t.Flow.ConvFLOPs(tape.B))
 }
 
-// action is t.Target.Action, timed into t.Timings.
+// action is t.Target.Action, timed into t.Timings; with a ResidentTarget
+// of the flow, its ActionOfOutput (the force, when wanted, stays with the
+// engine).
 func (t *Trainer[T]) action(action, force, links []float64) error {
 	t0 := time.Now()
-	err := t.Target.Action(action, force, links)
+	var err error
+	if rt, ok := t.resident(); ok {
+		err = rt.ActionOfOutput(action, links, force != nil)
+	} else {
+		err = t.Target.Action(action, force, links)
+	}
 	t.Timings.Action += time.Since(t0)
 	return err
 }

@@ -154,28 +154,52 @@ func (ld *LogDet) Close() {
 // lgt's layout; B ≤ MaxB) into logAbs (B); a configuration whose D is
 // singular (a zero pivot of the LU) gets NaN.
 func (ld *LogDet) Compute(logAbs, links []float64, B int) error {
-	ld.checkCall("Compute", logAbs, links, B)
-	if err := ld.factorize(links, B); err != nil {
+	ld.checkCall("Compute", logAbs, len(links), B)
+	if err := cuda.CopyIn(ld.k.d, ld.links, links); err != nil {
+		return err
+	}
+	if err := ld.factorize(B); err != nil {
 		return err
 	}
 	return cuda.Download(ld.k.d, logAbs, ld.out)
 }
 
+// ComputeFrom is Compute of links a flow holds on the same device
+// (Flow.Output), widened to float64 there: nothing but the results
+// crosses to the host.
+func (ld *LogDet) ComputeFrom(logAbs []float64, x Links) error {
+	if err := ld.load("ComputeFrom", logAbs, x); err != nil {
+		return err
+	}
+	if err := ld.factorize(x.B); err != nil {
+		return err
+	}
+	return cuda.Download(ld.k.d, logAbs, ld.out)
+}
+
+// load widens the device-held links x into ld.links.
+func (ld *LogDet) load(name string, logAbs []float64, x Links) error {
+	n := 2 * ld.L * ld.L * x.B
+	ld.checkCall(name, logAbs, n, x.B)
+	p := 1
+	if x.elem == 4 {
+		p = 0
+	}
+	return cuda.Launch(ld.k.widen[p], grid(n), block, ld.links, x.ptr, int64(n))
+}
+
 // checkCall panics unless the slices fit B ≤ MaxB configurations.
-func (ld *LogDet) checkCall(name string, logAbs, links []float64, B int) {
+func (ld *LogDet) checkCall(name string, logAbs []float64, nLinks, B int) {
 	V := ld.L * ld.L
-	if B < 1 || B > ld.MaxB || len(logAbs) != B || len(links) != B*2*V {
-		panic(fmt.Sprintf("gpu: LogDet.%s: %d results, %d links for B = %d (at most %d)", name, len(logAbs), len(links), B, ld.MaxB))
+	if B < 1 || B > ld.MaxB || len(logAbs) != B || nLinks != B*2*V {
+		panic(fmt.Sprintf("gpu: LogDet.%s: %d results, %d links for B = %d (at most %d)", name, len(logAbs), nLinks, B, ld.MaxB))
 	}
 }
 
-// factorize uploads the links, builds S, factorizes it and sums log|U_kk|
-// into ld.out.
-func (ld *LogDet) factorize(links []float64, B int) error {
+// factorize builds S from the links in ld.links, factorizes it and sums
+// log|U_kk| into ld.out.
+func (ld *LogDet) factorize(B int) error {
 	V := ld.L * ld.L
-	if err := cuda.CopyIn(ld.k.d, ld.links, links); err != nil {
-		return err
-	}
 	if err := cuda.Launch(ld.build, grid(B*V/2), block, ld.s, ld.links, ld.nbr, ld.odds, ld.oddIdx, int32(ld.L), ld.Kappa*ld.Kappa, int32(B)); err != nil {
 		return err
 	}
@@ -193,30 +217,57 @@ func (ld *LogDet) factorize(links []float64, B int) error {
 // in logAbs (its force is then meaningless). The LogDet must have been
 // made withForce.
 func (ld *LogDet) Force(logAbs, force, links []float64, beta float64, B int) error {
-	if !ld.withForce {
-		panic("gpu: LogDet.Force: made without the force")
-	}
-	V := ld.L * ld.L
-	ld.checkCall("Force", logAbs, links, B)
-	if len(force) != B*2*V {
+	ld.checkCall("Force", logAbs, len(links), B)
+	if len(force) != B*2*ld.L*ld.L {
 		panic(fmt.Sprintf("gpu: LogDet.Force: %d forces for B = %d", len(force), B))
 	}
-	if err := ld.factorize(links, B); err != nil {
+	if err := cuda.CopyIn(ld.k.d, ld.links, links); err != nil {
 		return err
 	}
-	if err := ld.k.d.ZgetriBatched(V, ld.aptrs, V, ld.piv, ld.wptrs, V, ld.info, B); err != nil {
-		return err
-	}
-	if err := cuda.Launch(ld.gauge, grid(B*2*V), block, ld.force, ld.links, int32(ld.L), beta, int32(B)); err != nil {
-		return err
-	}
-	if err := cuda.Launch(ld.fermion, grid(B*V/2), block, ld.force, ld.w, ld.links, ld.nbr, ld.evens, ld.oddIdx, int32(ld.L), ld.Kappa, int32(B)); err != nil {
-		return err
-	}
-	if err := cuda.Download(ld.k.d, logAbs, ld.out); err != nil {
+	if _, err := ld.force1("Force", logAbs, beta, B); err != nil {
 		return err
 	}
 	return cuda.Download(ld.k.d, force, ld.force)
+}
+
+// Force is the force dS/dθ of B configurations (B·2V float64, lgt's
+// layout) kept on the device by LogDet.ForceFrom, valid until the
+// LogDet's next call: the input of Flow.SetUpstream.
+type Force struct {
+	ptr cuda.DevicePtr
+	B   int
+}
+
+// ForceFrom is Force of links a flow holds on the same device
+// (Flow.Output), the force kept there: only log|det D| crosses to the
+// host.
+func (ld *LogDet) ForceFrom(logAbs []float64, x Links, beta float64) (Force, error) {
+	if err := ld.load("ForceFrom", logAbs, x); err != nil {
+		return Force{}, err
+	}
+	return ld.force1("ForceFrom", logAbs, beta, x.B)
+}
+
+// force1 computes log|det D| into logAbs and the force on the device
+// from the links in ld.links.
+func (ld *LogDet) force1(name string, logAbs []float64, beta float64, B int) (Force, error) {
+	if !ld.withForce {
+		panic("gpu: LogDet." + name + ": made without the force")
+	}
+	V := ld.L * ld.L
+	if err := ld.factorize(B); err != nil {
+		return Force{}, err
+	}
+	if err := ld.k.d.ZgetriBatched(V, ld.aptrs, V, ld.piv, ld.wptrs, V, ld.info, B); err != nil {
+		return Force{}, err
+	}
+	if err := cuda.Launch(ld.gauge, grid(B*2*V), block, ld.force, ld.links, int32(ld.L), beta, int32(B)); err != nil {
+		return Force{}, err
+	}
+	if err := cuda.Launch(ld.fermion, grid(B*V/2), block, ld.force, ld.w, ld.links, ld.nbr, ld.evens, ld.oddIdx, int32(ld.L), ld.Kappa, int32(B)); err != nil {
+		return Force{}, err
+	}
+	return Force{ptr: ld.force, B: B}, cuda.Download(ld.k.d, logAbs, ld.out)
 }
 
 // Singular reports whether a log|det D| of Compute marks a singular D.

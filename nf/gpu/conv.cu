@@ -176,3 +176,28 @@ __device__ void fill_zero(T *p, long n) {
 
 extern "C" __global__ void fill_zero_f32(float *p, long n) { fill_zero(p, n); }
 extern "C" __global__ void fill_zero_f64(double *p, long n) { fill_zero(p, n); }
+
+// The device-resident target (gpu.Links, gpu.Force): the flow's output
+// links widened to float64 for the log det, out[i] = in[i] for i < n.
+template <class T>
+__device__ void widen(double *out, const T *__restrict__ in, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) out[i] = (double)in[i];
+}
+
+// The upstream link gradient of a backward pass from the force:
+// g[i] = T((g[i] + force[i])·scale) with add, else T(force[i]·scale), for
+// i < n, in float64 and rounded once, as the host's Trainer forms it.
+template <class T>
+__device__ void upstream(T *g, const double *__restrict__ force, double scale, int add, long n) {
+	long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= n) return;
+	double v = force[i];
+	if (add) v = (double)g[i] + v;
+	g[i] = (T)(v * scale);
+}
+
+extern "C" __global__ void widen_f32(double *out, const float *__restrict__ in, long n) { widen(out, in, n); }
+extern "C" __global__ void widen_f64(double *out, const double *__restrict__ in, long n) { widen(out, in, n); }
+extern "C" __global__ void upstream_f32(float *g, const double *__restrict__ force, double scale, int add, long n) { upstream(g, force, scale, add, n); }
+extern "C" __global__ void upstream_f64(double *g, const double *__restrict__ force, double scale, int add, long n) { upstream(g, force, scale, add, n); }

@@ -5,8 +5,10 @@
 // VJPs (coupling.cu), and the whole flow with its tape (Flow), in nf's
 // layouts and with nf's semantics; and the fermion action on the device, in
 // lgt's conventions (action.cu): the log det of the Dirac operator that
-// REINFORCE needs (LogDet) and its force for r.t. and the path gradient.
-// A Flow is the computing engine of an nf.Flow (nf.OnDevice; nf/device
+// REINFORCE needs (LogDet) and its force for r.t. and the path gradient,
+// reading a Flow's output where it lies (Flow.Output, LogDet.ComputeFrom
+// and ForceFrom) and leaving the force there as the Flow's upstream
+// gradient (Flow.SetUpstream). A Flow is the computing engine of an nf.Flow (nf.OnDevice; nf/device
 // builds one). Its parity with the host engines is checked by nf's
 // TestEngineParity (RunPasses, Compare) and, on a GPU machine, from the
 // results that suite records (Reference).
@@ -51,6 +53,7 @@ type Kernels struct {
 	gather, scatter                [2]cuda.Function // the convolution at a subset of the sites
 	inputs, inputsBwd1, inputsBwd2 [2]cuda.Function // the conditioner's input (inputs.cu)
 	toBF16, im2colBF16             cuda.Function    // float32 → bf16, and im2col writing bf16
+	widen, upstream                [2]cuda.Function // the device-resident target (Links, Force)
 	splines                        map[int]*SplineKernels
 }
 
@@ -102,7 +105,7 @@ func NewKernels(d cuda.Driver) (*Kernels, error) {
 	if err := (kernelSet{{&k.im2col, "im2col"}, {&k.col2im, "col2im"}, {&k.fillBias, "fill_bias"},
 		{&k.biasPart, "bias_grad_part"}, {&k.biasSum, "bias_grad_sum"}, {&k.leaky, "leaky_relu"},
 		{&k.leakyBwd, "leaky_relu_bwd"}, {&k.zero, "fill_zero"}, {&k.gather, "gather_sites"},
-		{&k.scatter, "scatter_sites"}}).lookup(m); err != nil {
+		{&k.scatter, "scatter_sites"}, {&k.widen, "widen"}, {&k.upstream, "upstream"}}).lookup(m); err != nil {
 		return nil, err
 	}
 	if err := (kernelSet{{&k.inputs, "cond_inputs"}, {&k.inputsBwd1, "cond_inputs_bwd1"},

@@ -65,12 +65,17 @@ type Flow[T Float] struct {
 	nParams       int
 	w, b          [][]cuda.DevicePtr // per layer and convolution: views of params
 	gw, gb        [][]cuda.DevicePtr // and of grads
+	discard       cuda.DevicePtr     // parameter gradients of InputGradient, never read (with a tape)
+	dgw, dgb      [][]cuda.DevicePtr // views of discard
+	discarding    bool               // InputGradient's pass: the gradients go to discard
 
 	tape   []record // per layer, maxB configurations
 	rec    record   // one layer's record when no tape is kept
 	dir    Direction
 	tapeB  int
 	links  cuda.DevicePtr // B·2V: the links, or their gradient
+	held   held           // what links holds for the device-resident target
+	heldB  int            // … for heldB configurations
 	logJ   cuda.DevicePtr // B float64
 	glogJ  cuda.DevicePtr // B float64
 	logd   cuda.DevicePtr // M float64: log g' per active site
@@ -91,13 +96,27 @@ type record struct {
 	x    cuda.DevicePtr
 }
 
+// held is what Flow.links holds between calls, for the device-resident
+// target: nothing it may use, the output of the last pass (Output), the
+// input gradient of the last backward pass (SetUpstream with add), or an
+// upstream gradient set by SetUpstream (Backward with gout nil).
+type held int
+
+const (
+	heldNothing held = iota
+	heldOutput
+	heldGradient
+	heldUpstream
+)
+
 // ErrOutOfMemory wraps a failed device allocation: of NewFlow, or of a
 // workspace of the convolutions, the conditioner or the input.
 var ErrOutOfMemory = errors.New("device memory exhausted")
 
 // Bytes returns the device memory NewFlow allocates for spec and
 // micro-batches of maxB, T's size elem bytes (4 or 8), with a tape
-// (withTape) or without: parameters and gradients, the tape or one
+// (withTape) or without: parameters and gradients (and with a tape the
+// gradients InputGradient discards), the tape or one
 // layer's record, the per-layer scratch, the convolutions' workspaces
 // and the layers' tables.
 func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
@@ -123,9 +142,10 @@ func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
 			rec += c * N
 		}
 	}
-	layers := 1 // the record of a pass without a tape
+	layers, grads := 1, 2 // the record of a pass without a tape; parameters and gradients
 	if withTape {
 		layers += len(spec.Layers)
+		grads++ // InputGradient's discarded gradients
 	}
 	maxC := 0
 	for _, c := range ch {
@@ -155,7 +175,7 @@ func Bytes(spec FlowSpec, maxB, elem int, withTape bool) int {
 	// Per layer: the site tables (int32 taps and inverse taps), the masks
 	// (a byte per plaquette and loop) and the active sites (int32).
 	tables := len(spec.Layers) * (4*(KK*nA+KK*V) + 3*V + 4*nA)
-	return elem*(2*params+layers*rec+scratch+col) + 8*(2*maxB+M) + part + bf + tables
+	return elem*(grads*params+layers*rec+scratch+col) + 8*(2*maxB+M) + part + bf + tables
 }
 
 // NewFlow builds the flow of spec on the kernels' device for micro-batches
@@ -205,6 +225,9 @@ func (f *Flow[T]) build(withTape bool) error {
 				return err
 			}
 			f.tape = append(f.tape, r)
+		}
+		if err := f.allocDiscard(); err != nil {
+			return err
 		}
 	}
 	if err := f.allocScratch(); err != nil {
@@ -272,19 +295,37 @@ func (f *Flow[T]) allocParams() error {
 	if err := f.zero(f.grads, f.nParams); err != nil {
 		return err
 	}
+	f.w, f.b = f.views(f.params)
+	f.gw, f.gb = f.views(f.grads)
+	return nil
+}
+
+// views returns the per-layer, per-convolution weights and biases of
+// the parameter array (nf.ParamSet's layout) at base.
+func (f *Flow[T]) views(base cuda.DevicePtr) (w, b [][]cuda.DevicePtr) {
+	spec, ch := f.Spec, f.Spec.Channels
+	KK, es := spec.Kernel*spec.Kernel, size[T]()
+	w, b = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
 	off := 0
-	f.w, f.b = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
-	f.gw, f.gb = make([][]cuda.DevicePtr, len(spec.Layers)), make([][]cuda.DevicePtr, len(spec.Layers))
 	for l := range spec.Layers {
-		for j := 0; j < nConv; j++ {
-			f.w[l] = append(f.w[l], f.params+cuda.DevicePtr(off*es))
-			f.gw[l] = append(f.gw[l], f.grads+cuda.DevicePtr(off*es))
+		for j := 0; j+1 < len(ch); j++ {
+			w[l] = append(w[l], base+cuda.DevicePtr(off*es))
 			off += ch[j+1] * ch[j] * KK
-			f.b[l] = append(f.b[l], f.params+cuda.DevicePtr(off*es))
-			f.gb[l] = append(f.gb[l], f.grads+cuda.DevicePtr(off*es))
+			b[l] = append(b[l], base+cuda.DevicePtr(off*es))
 			off += ch[j+1]
 		}
 	}
+	return w, b
+}
+
+// allocDiscard allocates the parameter gradients that InputGradient's
+// backward passes write and nobody reads.
+func (f *Flow[T]) allocDiscard() error {
+	var err error
+	if f.discard, err = f.alloc(f.nParams * size[T]()); err != nil {
+		return err
+	}
+	f.dgw, f.dgb = f.views(f.discard)
 	return nil
 }
 
@@ -452,6 +493,7 @@ func (f *Flow[T]) run(name string, out, in []T, logJ []float64, B int, tape, rev
 	if tape {
 		f.dir = NoTape // recording overwrites the tape; a pass without one keeps it
 	}
+	f.held, f.heldB = heldNothing, B
 	if err := cuda.CopyIn(f.d, f.links, in); err != nil {
 		return err
 	}
@@ -484,6 +526,7 @@ func (f *Flow[T]) run(name string, out, in []T, logJ []float64, B int, tape, rev
 			f.dir = Reverse
 		}
 	}
+	f.held = heldOutput
 	return nil
 }
 
@@ -519,20 +562,26 @@ func (f *Flow[T]) layer(l int, rec record, B int, reverse bool) error {
 // (nf.Flow.BackwardReverseFromForward; the tape must hold a Forward).
 // Given gout = ∂L/∂(output links) and glogJ = ∂L/∂log J (nil: zero) it
 // ADDS ∂L/∂θ into the device's parameter gradients (AddGrads) and WRITES
-// ∂L/∂(input links) into gin (nil: not returned).
+// ∂L/∂(input links) into gin (nil: not returned, but kept on the device
+// for SetUpstream). gout nil: the upstream gradient SetUpstream set.
 func (f *Flow[T]) Backward(gin, gout []T, glogJ []float64, fromForward bool) error {
 	B := f.tapeB
 	if f.dir == NoTape || (fromForward && f.dir != Forward) {
 		panic("gpu: Flow.Backward: the tape holds no such pass")
 	}
-	f.checkB("Backward", B, len(gout))
 	if gin != nil {
 		f.checkB("Backward", B, len(gin))
 	}
 	reverse := f.dir == Reverse || fromForward
-	if err := cuda.CopyIn(f.d, f.links, gout); err != nil {
-		return err
+	if gout != nil {
+		f.checkB("Backward", B, len(gout))
+		if err := cuda.CopyIn(f.d, f.links, gout); err != nil {
+			return err
+		}
+	} else if f.held != heldUpstream || f.heldB != B {
+		panic("gpu: Flow.Backward: no upstream gradient given or set (SetUpstream) for the tape's micro-batch")
 	}
+	f.held = heldNothing
 	var gl cuda.DevicePtr
 	if glogJ != nil {
 		if len(glogJ) != B {
@@ -553,10 +602,65 @@ func (f *Flow[T]) Backward(gin, gout []T, glogJ []float64, fromForward bool) err
 			return fmt.Errorf("gpu: Backward, layer %d: %w", l, err)
 		}
 	}
+	f.held, f.heldB = heldGradient, B
 	if gin == nil {
 		return f.d.Synchronize()
 	}
 	return cuda.Download(f.d, gin, f.links)
+}
+
+// InputGradient is Backward without the parameter gradients: it writes
+// ∂L/∂(input links) into gin (nil: kept on the device) and leaves the
+// gradients AddGrads returns as they were (the path gradient's
+// ∂ log q/∂φ). The flow must have a tape.
+func (f *Flow[T]) InputGradient(gin, gout []T, glogJ []float64, fromForward bool) error {
+	if err := f.zero(f.discard, f.nParams); err != nil {
+		return err
+	}
+	f.discarding = true
+	defer func() { f.discarding = false }()
+	return f.Backward(gin, gout, glogJ, fromForward)
+}
+
+// Links are the links of B configurations (B·2V, lgt's layout) in a
+// flow's device memory, in the flow's precision: the output of its last
+// Forward or Reverse (Flow.Output), valid until its next pass.
+type Links struct {
+	ptr  cuda.DevicePtr
+	elem int // bytes per angle: 4 or 8
+	B    int
+}
+
+// Output returns the links of the last Forward or Reverse call where the
+// flow keeps them; ok is false after a backward pass or SetUpstream has
+// overwritten them.
+func (f *Flow[T]) Output() (x Links, ok bool) {
+	return Links{ptr: f.links, elem: size[T](), B: f.heldB}, f.held == heldOutput
+}
+
+// SetUpstream sets the upstream link gradient of the next Backward called
+// with gout nil from a force on the device (LogDet.ForceFrom, of the
+// configurations of the tape): g = T((g' + F)·scale) in float64, where g'
+// is the input gradient the last Backward left on the device when add,
+// else 0 (g = T(F·scale)).
+func (f *Flow[T]) SetUpstream(F Force, scale float64, add bool) error {
+	B := f.tapeB
+	if f.dir == NoTape || F.B != B {
+		panic(fmt.Sprintf("gpu: Flow.SetUpstream: a force of %d configurations for a tape of %d", F.B, B))
+	}
+	if add && (f.held != heldGradient || f.heldB != B) {
+		panic("gpu: Flow.SetUpstream: no input gradient of a backward pass to add to")
+	}
+	n := 2 * B * f.Spec.L * f.Spec.L
+	a := int32(0)
+	if add {
+		a = 1
+	}
+	if err := cuda.Launch(f.k.upstream[prec[T]()], grid(n), block, f.links, F.ptr, scale, a, int64(n)); err != nil {
+		return err
+	}
+	f.held, f.heldB = heldUpstream, B
+	return nil
 }
 
 // layerBackward turns f.links from the gradient of layer l's output into
@@ -580,7 +684,11 @@ func (f *Flow[T]) layerBackward(l, B int, glogJ cuda.DevicePtr, reverse bool) er
 		int32(sp.NKnots-1), int32(f.nA), int32(V), int32(sp.Layers[l].Mu), int32(B), rev); err != nil {
 		return err
 	}
-	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[l], f.gw[l], f.gb[l], B, sp.L, f.sites[l]); err != nil {
+	gw, gb := f.gw[l], f.gb[l]
+	if f.discarding {
+		gw, gb = f.dgw[l], f.dgb[l]
+	}
+	if err := f.cond.Backward(f.ginp, f.graw, rec.acts, f.w[l], gw, gb, B, sp.L, f.sites[l]); err != nil {
 		return err
 	}
 	return f.ins[l].backward(f.links, f.pbar, f.ginp, rec.acts[0], f.lbar, B)
