@@ -4,22 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"image/png"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"nfschwinger/nf"
 )
-
-// tinyBench are the options of a benchmark small enough for a unit test:
-// L = 4, one layer with 8 hidden channels, two micro-batches of 2.
-func tinyBench() benchOptions {
-	return benchOptions{Ls: []int{4}, Estimators: []nf.Estimator{nf.REINFORCE, nf.ReparamTrick, nf.PathGradient},
-		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, Hidden: []int{8, 8},
-		Convs: []convMode{{"dnnl", "float32"}}}
-}
 
 // TestBenchJSON: with -json every line is one JSON object; the step rows
 // (one per estimator and convolution engine) have every field of the
@@ -80,74 +67,6 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if actions != 1 {
 		t.Errorf("%d action rows, want 1", actions)
-	}
-}
-
-// TestBenchTableAndPlot: the markdown tables have a header, a separator and
-// one row per (L, estimator) with the header's number of cells, and the
-// plot is a PNG.
-func TestBenchTableAndPlot(t *testing.T) {
-	o := tinyBench()
-	o.Ls = []int{4, 8}
-	o.Estimators = []nf.Estimator{nf.REINFORCE, nf.ReparamTrick}
-	o.Batch = o.Micro // the Trainer's three-pass REINFORCE, and the four-pass row beside it
-	o.Plot = filepath.Join(t.TempDir(), "steps.png")
-	var out, progress bytes.Buffer
-	if err := runBench(o, &out, &progress); err != nil {
-		t.Fatal(err)
-	}
-	tables := [][]string{}
-	var cur []string
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.HasPrefix(line, "|") {
-			cur = append(cur, line)
-		} else if cur != nil {
-			tables = append(tables, cur)
-			cur = nil
-		}
-	}
-	if len(tables) != 2 {
-		t.Fatalf("%d tables, want 2 (steps, action):\n%s", len(tables), out.String())
-	}
-	for i, want := range []int{2 + 6, 2 + 2} {
-		tab := tables[i]
-		if len(tab) != want {
-			t.Errorf("table %d has %d lines, want %d:\n%s", i, len(tab), want, strings.Join(tab, "\n"))
-			continue
-		}
-		cells := strings.Count(tab[0], "|")
-		for _, line := range tab {
-			if strings.Count(line, "|") != cells {
-				t.Errorf("table %d: line %q has %d separators, header %d", i, line, strings.Count(line, "|"), cells)
-			}
-			if strings.Contains(line, "NaN") || strings.Contains(line, "Inf") {
-				t.Errorf("table %d: line %q has a non-finite value", i, line)
-			}
-		}
-		if !strings.HasPrefix(tab[1], "|---") {
-			t.Errorf("table %d: no separator line: %q", i, tab[1])
-		}
-	}
-	for _, h := range []string{"step s", "loss s", "backward s", "peak RSS", "kept", "conv GFLOP/s", "sgemm GFLOP/s"} {
-		if !strings.Contains(tables[0][0], h) {
-			t.Errorf("header %q lacks %q", tables[0][0], h)
-		}
-	}
-	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass | dnnl float32 |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
-		!strings.Contains(tables[0][7], "| 8 | rt |") {
-		t.Errorf("rows out of order:\n%s", strings.Join(tables[0], "\n"))
-	}
-	f, err := os.Open(o.Plot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("plot: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
-		t.Errorf("plot is %v", b)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"testing"
 
-	"nfschwinger/internal/cuda"
 	"nfschwinger/nf"
 	"nfschwinger/nf/device"
 	"nfschwinger/nf/gpu"
@@ -170,17 +169,7 @@ func newInputs(c parityCase, seed uint64) parityInputs {
 // with NFSCHWINGER_CUDA_TEST=gpu the real device 0.
 func parityKernels(t *testing.T) *gpu.Kernels {
 	t.Helper()
-	var d cuda.Driver
-	var err error
-	if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
-		d, err = cuda.OpenReal(0)
-	} else {
-		d, err = cuda.NewEmulator()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gpu.NewKernels(d)
+	k, err := gpu.CheckKernels()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@ import (
 // files or the command layer; only comm imports MPI; the command layer
 // (app) and the sampler (sample) reach HDF5 only through io, which owns
 // every file format; nothing below app imports sample; oneDNN is the
-// flow's (nf) and the benchmark's, not the physics', files' or sampler's.
+// flow's (nf) and the benchmark's, not the physics', files' or sampler's;
+// the benchmark (internal/bench) imports neither the command layer nor
+// the device packages, which reach it through app.
 func TestImportGraph(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps=false", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "nfschwinger/...").CombinedOutput()
 	if err != nil {
@@ -23,6 +25,8 @@ func TestImportGraph(t *testing.T) {
 		"nfschwinger/io":     {"nfschwinger/comm", "nfschwinger/app", "nfschwinger/sample", "nfschwinger/internal/dnnl"},
 		"nfschwinger/sample": {"nfschwinger/app", "nfschwinger/internal/h5", "gonum.org/v1/hdf5", "nfschwinger/internal/dnnl"},
 		"nfschwinger/app":    {"nfschwinger/internal/h5", "gonum.org/v1/hdf5"},
+		// The benchmark gets its device flows from the command layer.
+		"nfschwinger/internal/bench": {"nfschwinger/app", "nfschwinger/comm", "nfschwinger/io", "nfschwinger/sample", "nfschwinger/nf/gpu", "nfschwinger/nf/device", "nfschwinger/internal/cuda"},
 	}
 	const mpi = "github.com/sbromberger/gompi"
 	seen := 0

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 
@@ -21,17 +20,7 @@ import (
 // emulator, or with NFSCHWINGER_CUDA_TEST=gpu the real device 0.
 func testKernels(t *testing.T) *gpu.Kernels {
 	t.Helper()
-	var d cuda.Driver
-	var err error
-	if os.Getenv("NFSCHWINGER_CUDA_TEST") == "gpu" {
-		d, err = cuda.OpenReal(0)
-	} else {
-		d, err = cuda.NewEmulator()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gpu.NewKernels(d)
+	k, err := gpu.CheckKernels()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +31,7 @@ func testKernels(t *testing.T) *gpu.Kernels {
 // sets it) and its kernels, for the tests that count its allocations.
 func emulator(t *testing.T) (*cuda.Emulator, *gpu.Kernels) {
 	t.Helper()
-	em, err := cuda.NewEmulator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gpu.NewKernels(em)
+	em, k, err := gpu.EmulatedKernels()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ package gpu
 import (
 	_ "embed"
 	"fmt"
+	"os"
 	"unsafe"
 
 	"nfschwinger/internal/cuda"
@@ -382,4 +383,30 @@ func (c *Conv[T]) columns(in cuda.DevicePtr, B, L int) (cuda.DevicePtr, error) {
 		dst, kernel = p, c.k.im2colBF16
 	}
 	return dst, cuda.Launch(kernel, g, block, dst, in, int32(c.Cin), int32(c.K), int32(c.Dil), int32(L), int32(N))
+}
+
+// EmulatedKernels returns the kernels compiled on a new emulated device
+// (cuda.NewEmulator) and the device: for tests and checks without a GPU.
+func EmulatedKernels() (*cuda.Emulator, *Kernels, error) {
+	em, err := cuda.NewEmulator()
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := NewKernels(em)
+	return em, k, err
+}
+
+// CheckKernels returns the kernels of the device that tests run on: the
+// real device 0 with NFSCHWINGER_CUDA_TEST=gpu (the GPU machine's device
+// check), else a new emulated one (EmulatedKernels).
+func CheckKernels() (*Kernels, error) {
+	if os.Getenv("NFSCHWINGER_CUDA_TEST") != "gpu" {
+		_, k, err := EmulatedKernels()
+		return k, err
+	}
+	d, err := cuda.OpenReal(0)
+	if err != nil {
+		return nil, err
+	}
+	return NewKernels(d)
 }

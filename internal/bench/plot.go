@@ -1,4 +1,4 @@
-package app
+package bench
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ var benchPlotColors = []color.RGBA{
 // writeStepPlot writes a PNG (the extension of path chooses the format) of
 // the median time per gradient step against L, one line with markers per
 // estimator.
-func writeStepPlot(path string, rows []benchRow) error {
+func writeStepPlot(path string, rows []StepRow) error {
 	p := plot.New()
 	if len(rows) > 0 {
 		r := rows[0]
