@@ -168,7 +168,7 @@ var ErrNonFinite = errors.New("non-finite action or log density")
 // nGlobal, so the sum over ranks is the estimator. Collective: every rank
 // calls Step with the same step and nGlobal. The caller zeroes the gradient
 // before and sums it over ranks after.
-func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGlobal int) (StepStats, error) {
+func (t *Trainer[T]) Step(ranks Reducer, step uint64, first uint64, nLocal, nGlobal int) (StepStats, error) {
 	if nLocal%t.Micro != 0 {
 		panic(fmt.Sprintf("nf: Trainer.Step: %d local samples not a multiple of micro-batch %d", nLocal, t.Micro))
 	}
@@ -177,7 +177,7 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 	var err error
 	switch t.Estimator {
 	case REINFORCE:
-		err = t.reinforce(red, step, first, nLocal, nGlobal)
+		err = t.reinforce(ranks, step, first, nLocal, nGlobal)
 	case ReparamTrick, PathGradient:
 		err = t.reparam(step, first, nLocal, nGlobal)
 	default:
@@ -192,7 +192,7 @@ func (t *Trainer[T]) Step(red Reducer, step uint64, first uint64, nLocal, nGloba
 	if err != nil {
 		bad = 1
 	}
-	st := t.stats(red, nLocal, nGlobal, bad)
+	st := t.stats(ranks, nLocal, nGlobal, bad)
 	st.ThreePass = t.threePass(nLocal)
 	if err != nil {
 		return st, err
@@ -250,9 +250,9 @@ func (t *Trainer[T]) evaluate(off int, withForce bool) error {
 // the baseline, then reverse passes with backward; the three-pass form
 // (flow_threepass.go) when the local batch is one micro-batch (and
 // FourPass is not set).
-func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal int) error {
+func (t *Trainer[T]) reinforce(ranks Reducer, step, first uint64, nLocal, nGlobal int) error {
 	if t.threePass(nLocal) {
-		return t.reinforceThreePass(red, step, first, nGlobal)
+		return t.reinforceThreePass(ranks, step, first, nGlobal)
 	}
 	mb, n := t.Micro, t.nLinks
 	var err error
@@ -262,7 +262,7 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 		copy(t.phi[off*n:(off+mb)*n], t.x)
 		err = t.evaluate(off, false)
 	}
-	baseline, err := t.baseline(red, nLocal, nGlobal, err)
+	baseline, err := t.baseline(ranks, nLocal, nGlobal, err)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (t *Trainer[T]) reinforce(red Reducer, step, first uint64, nLocal, nGlobal 
 // the global batch, from one reduction of the local sum and a failure flag
 // (err, this rank's failure of the forward passes). Collective: every rank
 // learns of a failure anywhere and returns an error.
-func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (float64, error) {
+func (t *Trainer[T]) baseline(ranks Reducer, nLocal, nGlobal int, err error) (float64, error) {
 	var sum, bad float64
 	if err != nil {
 		bad = 1
@@ -284,7 +284,7 @@ func (t *Trainer[T]) baseline(red Reducer, nLocal, nGlobal int, err error) (floa
 		}
 	}
 	t.sums[0], t.sums[1] = sum, bad
-	red.AllreduceSum(t.sums[:2])
+	ranks.AllreduceSum(t.sums[:2])
 	if t.sums[1] != 0 {
 		if err == nil {
 			err = fmt.Errorf("%w on another rank", ErrNonFinite)
@@ -401,7 +401,7 @@ func (t *Trainer[T]) resident() (ResidentTarget[T], bool) {
 
 // stats reduces the step statistics over ranks: sums of s, log q, log p and
 // a failure flag, then the ESS through a global maximum of log w = −s.
-func (t *Trainer[T]) stats(red Reducer, nLocal, nGlobal int, bad float64) StepStats {
+func (t *Trainer[T]) stats(ranks Reducer, nLocal, nGlobal int, bad float64) StepStats {
 	var ss, sq, sp float64
 	maxw := math.Inf(-1)
 	if bad == 0 {
@@ -413,7 +413,7 @@ func (t *Trainer[T]) stats(red Reducer, nLocal, nGlobal int, bad float64) StepSt
 		}
 	}
 	t.sums = [4]float64{ss, sq, sp, bad}
-	red.AllreduceSum(t.sums[:4])
+	ranks.AllreduceSum(t.sums[:4])
 	N := float64(nGlobal)
 	st := StepStats{N: nGlobal, Loss: t.sums[0] / N, LogqMean: t.sums[1] / N, LogpMean: t.sums[2] / N}
 	if t.sums[3] != 0 {
@@ -422,13 +422,13 @@ func (t *Trainer[T]) stats(red Reducer, nLocal, nGlobal int, bad float64) StepSt
 		return st
 	}
 	t.sums[0] = maxw
-	red.AllreduceMax(t.sums[:1])
+	ranks.AllreduceMax(t.sums[:1])
 	shift := t.sums[0]
 	for i := 0; i < nLocal; i++ {
 		t.logw[i] = -t.sig[i]
 	}
 	t.sums[0], t.sums[1] = ESSSums(t.logw[:nLocal], shift)
-	red.AllreduceSum(t.sums[:2])
+	ranks.AllreduceSum(t.sums[:2])
 	st.ESS = t.sums[0] * t.sums[0] / (N * t.sums[1])
 	return st
 }

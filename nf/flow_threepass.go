@@ -18,11 +18,11 @@ import (
 // are one micro-batch (nLocal == t.Micro). Its collectives are those of the
 // four-pass form (one sum of the signal and a failure flag), so ranks may
 // mix the two forms.
-func (t *Trainer[T]) reinforceThreePass(red Reducer, step, first uint64, nGlobal int) error {
+func (t *Trainer[T]) reinforceThreePass(ranks Reducer, step, first uint64, nGlobal int) error {
 	mb := t.Micro
 	SamplePriorWith(t.streams, t.z, mb, t.Seed, DomainTrain, step, first)
 	t.forward(t.z, mb, t.tape)
-	baseline, err := t.baseline(red, mb, nGlobal, t.evaluate(0, false))
+	baseline, err := t.baseline(ranks, mb, nGlobal, t.evaluate(0, false))
 	if err != nil {
 		return err
 	}

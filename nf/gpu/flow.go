@@ -50,16 +50,16 @@ const (
 // backward call, nothing else (the parameter gradients stay on the device
 // until AddGrads). Not safe for concurrent use.
 type Flow[T Float] struct {
-	Spec  FlowSpec
-	maxB  int // the largest micro-batch (MicroBatch)
-	k     *Kernels
-	d     cuda.Driver
-	cond  *Conditioner[T] // one for all layers: its workspaces are shared, the weights are arguments
-	ins   []*Inputs[T]
-	sites []*Sites
-	act   []cuda.DevicePtr // active sites per layer (int32)
-	nA    int
-	spl   *SplineKernels // coupling.cu for the spec's bins
+	Spec        FlowSpec
+	maxB        int // the largest micro-batch (MicroBatch)
+	k           *Kernels
+	d           cuda.Driver
+	cond        *Conditioner[T] // one for all layers: its workspaces are shared, the weights are arguments
+	ins         []*Inputs[T]
+	sites       []*Sites
+	activeSites []cuda.DevicePtr // active sites per layer (int32)
+	nA          int
+	spl         *SplineKernels // coupling.cu for the spec's bins
 
 	params, grads cuda.DevicePtr // nf.ParamSet layout
 	nParams       int
@@ -266,7 +266,7 @@ func (f *Flow[T]) uploadTables() error {
 		if err != nil {
 			return err
 		}
-		f.act = append(f.act, p)
+		f.activeSites = append(f.activeSites, p)
 	}
 	return nil
 }
@@ -427,7 +427,7 @@ func (f *Flow[T]) Close() {
 	for _, s := range f.sites {
 		s.Close()
 	}
-	for _, p := range append(f.act, f.allocs...) {
+	for _, p := range append(f.activeSites, f.allocs...) {
 		f.d.Free(p)
 	}
 	*f = Flow[T]{}
@@ -547,9 +547,9 @@ func (f *Flow[T]) layer(l int, rec record, B int, reverse bool) error {
 	mu := int32(sp.Layers[l].Mu)
 	var err error
 	if reverse {
-		err = cuda.Launch(f.spl.rev[p], grid(M), block, f.links, f.logd, rec.x, raw, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+		err = cuda.Launch(f.spl.rev[p], grid(M), block, f.links, f.logd, rec.x, raw, f.activeSites[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
 	} else {
-		err = cuda.Launch(f.spl.fwd[p], grid(M), block, f.links, f.logd, raw, rec.x, f.act[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
+		err = cuda.Launch(f.spl.fwd[p], grid(M), block, f.links, f.logd, raw, rec.x, f.activeSites[l], int32(n), int32(f.nA), int32(V), mu, int32(B))
 	}
 	if err != nil {
 		return err
@@ -680,7 +680,7 @@ func (f *Flow[T]) layerBackward(l, B int, glogJ cuda.DevicePtr, reverse bool) er
 		rev = 1
 	}
 	raw := rec.acts[len(rec.acts)-1]
-	if err := cuda.Launch(f.spl.bwd[p], grid(M), block, f.graw, f.pbar, f.links, glogJ, raw, rec.x, f.act[l],
+	if err := cuda.Launch(f.spl.bwd[p], grid(M), block, f.graw, f.pbar, f.links, glogJ, raw, rec.x, f.activeSites[l],
 		int32(sp.NKnots-1), int32(f.nA), int32(V), int32(sp.Layers[l].Mu), int32(B), rev); err != nil {
 		return err
 	}
