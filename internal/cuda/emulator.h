@@ -1,14 +1,15 @@
 // The emulator's prelude: what CUDA C kernels use, on the CPU (internal/cuda).
-// Blocks run one after the other; a block's threads run as one loop on the
-// calling thread, or, for kernels that call __syncthreads, on one OS thread
-// each (for the whole launch) meeting at a barrier. __shared__ variables are static: shared by
-// the threads of the block that is running.
+// Blocks run one after the other on the calling thread. A block's threads
+// run as one loop, or, for kernels that call __syncthreads, as fibers
+// (ucontext) on the calling thread: each runs until its next
+// __syncthreads (or its end) and hands over to the next, so that a round
+// over the fibers is the barrier. __shared__ variables are static: shared
+// by the threads of the block that is running.
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
+#include <ucontext.h>
 #include <vector>
 
 struct dim3 {
@@ -18,42 +19,76 @@ struct dim3 {
 namespace nfemu {
 inline thread_local dim3 tIdx, bIdx;
 inline dim3 bDim, gDim;
-inline std::barrier<> *bar = nullptr;
+
+// A fiber: one CUDA thread of a block of a kernel that synchronizes.
+struct fiber {
+	ucontext_t ctx;
+	std::vector<char> stack;
+	bool done;
+};
+inline ucontext_t sched;            // the launch's own context
+inline std::vector<fiber> fibers;   // of the running block
+inline unsigned cur;                // the fiber running
+inline bool inFiber = false;        // __syncthreads is legal
+inline void (*fiberBody)(void *);   // the kernel's body, and
+inline void *fiberArg;              // its closure
+constexpr size_t fiberStack = 1 << 18;
+
+inline void fiberMain() {
+	fiberBody(fiberArg);
+	fibers[cur].done = true; // returns to sched (uc_link)
+}
 
 template <bool Sync, class F>
 void run(dim3 g, dim3 b, F body) {
 	gDim = g;
 	bDim = b;
 	unsigned nt = b.x * b.y * b.z;
-	auto at = [&](unsigned bx, unsigned by, unsigned bz, unsigned t) {
-		bIdx = dim3{bx, by, bz};
-		tIdx = dim3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
-		body();
-	};
+	auto setThread = [&](unsigned t) { tIdx = dim3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)}; };
 	if constexpr (!Sync) {
 		for (unsigned bz = 0; bz < g.z; bz++)
 			for (unsigned by = 0; by < g.y; by++)
-				for (unsigned bx = 0; bx < g.x; bx++)
-					for (unsigned t = 0; t < nt; t++) at(bx, by, bz, t);
-	} else {
-		// One OS thread per thread of a block, for the whole launch: each
-		// runs its thread of every block in turn, and all meet at the
-		// barrier after each block (its __shared__ variables are static).
-		std::barrier<> br(nt);
-		bar = &br;
-		auto worker = [&](unsigned t) {
-			for (unsigned bz = 0; bz < g.z; bz++)
-				for (unsigned by = 0; by < g.y; by++)
-					for (unsigned bx = 0; bx < g.x; bx++) {
-						at(bx, by, bz, t);
-						br.arrive_and_wait();
+				for (unsigned bx = 0; bx < g.x; bx++) {
+					bIdx = dim3{bx, by, bz};
+					for (unsigned t = 0; t < nt; t++) {
+						setThread(t);
+						body();
 					}
-		};
-		std::vector<std::thread> ts;
-		ts.reserve(nt);
-		for (unsigned t = 0; t < nt; t++) ts.emplace_back(worker, t);
-		for (auto &th : ts) th.join();
-		bar = nullptr;
+				}
+	} else {
+		fibers.resize(nt);
+		for (auto &f : fibers)
+			if (f.stack.size() < fiberStack) f.stack.resize(fiberStack);
+		fiberBody = [](void *p) { (*(F *)p)(); };
+		fiberArg = &body;
+		inFiber = true;
+		for (unsigned bz = 0; bz < g.z; bz++)
+			for (unsigned by = 0; by < g.y; by++)
+				for (unsigned bx = 0; bx < g.x; bx++) {
+					bIdx = dim3{bx, by, bz};
+					for (unsigned t = 0; t < nt; t++) {
+						fiber &f = fibers[t];
+						getcontext(&f.ctx);
+						f.ctx.uc_stack.ss_sp = f.stack.data();
+						f.ctx.uc_stack.ss_size = f.stack.size();
+						f.ctx.uc_link = &sched;
+						makecontext(&f.ctx, fiberMain, 0);
+						f.done = false;
+					}
+					// Rounds until every fiber has ended: each round takes
+					// every fiber from one __syncthreads to the next.
+					for (bool more = true; more;) {
+						more = false;
+						for (unsigned t = 0; t < nt; t++) {
+							if (fibers[t].done) continue;
+							cur = t;
+							setThread(t);
+							swapcontext(&sched, &fibers[t].ctx);
+							more = more || !fibers[t].done;
+						}
+					}
+				}
+		inFiber = false;
 	}
 }
 } // namespace nfemu
@@ -70,8 +105,8 @@ void run(dim3 g, dim3 b, F body) {
 #define __shared__ static
 
 inline void __syncthreads() {
-	if (!nfemu::bar) __builtin_trap(); // a kernel the emulator did not see calling it (internal/cuda)
-	nfemu::bar->arrive_and_wait();
+	if (!nfemu::inFiber) __builtin_trap(); // a kernel the emulator did not see calling it (internal/cuda)
+	swapcontext(&nfemu::fibers[nfemu::cur].ctx, &nfemu::sched);
 }
 
 inline unsigned __float_as_uint(float f) {
