@@ -77,6 +77,13 @@ type Driver interface {
 	// bits of a float32, stored as uint16), C in float32 and float32
 	// accumulation (CUBLAS_COMPUTE_32F): conv_precision = "bf16".
 	GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda int, b DevicePtr, ldb int, beta float32, c DevicePtr, ldc int) error
+	// ZgemmStridedBatched is cuBLAS's batched complex128 product of
+	// matrices at fixed distances: C_i = alpha·op(A_i)·op(B_i) + beta·C_i
+	// for i < batch, A_i at a + i·strideA elements (16 bytes each; B_i,
+	// C_i alike), column-major as Dgemm (the blocked LU's trailing
+	// updates).
+	ZgemmStridedBatched(ta, tb Op, m, n, k int, alpha complex128, a DevicePtr, lda int, strideA int64, b DevicePtr, ldb int, strideB int64,
+		beta complex128, c DevicePtr, ldc int, strideC int64, batch int) error
 	// ZgetrfBatched is cuBLAS's batched LU with partial pivoting of batch
 	// complex128 matrices (column-major, interleaved real and imaginary
 	// parts) of order n and leading dimension lda, in place: aptrs is a

@@ -435,7 +435,7 @@ func TestDeviceFor(t *testing.T) {
 }
 
 // TestSyncDetection: a kernel that reaches __syncthreads through helper
-// functions (templates included) runs with a thread per CUDA thread; one
+// functions (templates included) runs with a fiber per CUDA thread; one
 // that does not, in a loop.
 func TestSyncDetection(t *testing.T) {
 	src := `
@@ -629,6 +629,79 @@ func TestZgetrfBatched(t *testing.T) {
 								t.Fatalf("n = %d, matrix %d: (LU)[%d][%d] = %v, (PA) %v", n, b, r, c, s, pa[r][c])
 							}
 						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestZgemmStridedBatched: each product of the batch equals the product
+// summed here (within 1e-13 of its size), for both operand orientations,
+// with leading dimensions above the rows and strides above the matrices,
+// alpha and beta complex; the memory between the matrices is untouched.
+func TestZgemmStridedBatched(t *testing.T) {
+	for name, d := range drivers(t) {
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(9, 2))
+			const m, n, k, batch = 3, 4, 5, 3
+			alpha, beta := complex(-1, 0.5), complex(0.25, -2)
+			for _, tr := range []struct{ a, b Op }{{NoTrans, NoTrans}, {Trans, NoTrans}, {NoTrans, Trans}} {
+				ar, ac := m, k // the stored A
+				if tr.a == Trans {
+					ar, ac = k, m
+				}
+				br, bc := k, n
+				if tr.b == Trans {
+					br, bc = n, k
+				}
+				lda, ldb, ldc := ar+1, br+2, m+1
+				sa, sb, sc := int64(lda*ac+3), int64(ldb*bc+1), int64(ldc*n+2)
+				fill := func(l int) []complex128 {
+					v := make([]complex128, l)
+					for i := range v {
+						v[i] = complex(rng.NormFloat64(), rng.NormFloat64())
+					}
+					return v
+				}
+				a, b, c := fill(int(sa)*batch), fill(int(sb)*batch), fill(int(sc)*batch)
+				pa, pb, pc := upload(t, d, a), upload(t, d, b), upload(t, d, c)
+				defer d.Free(pa)
+				defer d.Free(pb)
+				defer d.Free(pc)
+				if err := d.ZgemmStridedBatched(tr.a, tr.b, m, n, k, alpha, pa, lda, sa, pb, ldb, sb, beta, pc, ldc, sc, batch); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]complex128, len(c))
+				download(t, d, got, pc)
+				want := slices.Clone(c)
+				for i := range batch {
+					opA := func(r, q int) complex128 {
+						if tr.a == Trans {
+							r, q = q, r
+						}
+						return a[int(sa)*i+q*lda+r]
+					}
+					opB := func(r, q int) complex128 {
+						if tr.b == Trans {
+							r, q = q, r
+						}
+						return b[int(sb)*i+q*ldb+r]
+					}
+					for r := range m {
+						for q := range n {
+							var s complex128
+							for l := range k {
+								s += opA(r, l) * opB(l, q)
+							}
+							p := int(sc)*i + q*ldc + r
+							want[p] = alpha*s + beta*c[p]
+						}
+					}
+				}
+				for i := range got {
+					if cmplx.Abs(got[i]-want[i]) > 1e-13*float64(k) {
+						t.Fatalf("ops %v: element %d: %v, want %v", tr, i, got[i], want[i])
 					}
 				}
 			}

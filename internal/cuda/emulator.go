@@ -38,6 +38,7 @@ type Emulator struct {
 	toHost      Traffic           // device-to-host copies
 	sgemm       func(order, ta, tb, m, n, k int32, alpha float32, a uintptr, lda int32, b uintptr, ldb int32, beta float32, c uintptr, ldc int32)
 	dgemm       func(order, ta, tb, m, n, k int32, alpha float64, a uintptr, lda int32, b uintptr, ldb int32, beta float64, c uintptr, ldc int32)
+	zgemm       func(order, ta, tb, m, n, k int32, alpha *complex128, a uintptr, lda int32, b uintptr, ldb int32, beta *complex128, c uintptr, ldc int32)
 	zgetrf      func(m, n *int32, a uintptr, lda *int32, ipiv uintptr, info *int32) // LAPACK's Fortran zgetrf_
 	zgetri      func(n *int32, a uintptr, lda *int32, ipiv uintptr, work uintptr, lwork *int32, info *int32)
 }
@@ -130,7 +131,7 @@ func NewEmulator() (*Emulator, error) {
 		{&e.zgetrf, lapack, "zgetrf_"}, {&e.zgetri, lapack, "zgetri_"},
 		{&e.malloc, libc, "malloc"}, {&e.free, libc, "free"},
 		{&e.memcpyHD, libc, "memcpy"}, {&e.memcpyDH, libc, "memcpy"}, {&e.memcpyDD, libc, "memcpy"},
-		{&e.sgemm, blas, "cblas_sgemm"}, {&e.dgemm, blas, "cblas_dgemm"},
+		{&e.sgemm, blas, "cblas_sgemm"}, {&e.dgemm, blas, "cblas_dgemm"}, {&e.zgemm, blas, "cblas_zgemm"},
 	} {
 		if err := bind(b.fptr, b.h, b.name); err != nil {
 			return nil, fmt.Errorf("cuda emulator: %w", err)
@@ -249,6 +250,17 @@ func (e *Emulator) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, 
 	return err
 }
 
+// ZgemmStridedBatched implements Driver with cblas_zgemm in column-major
+// order, one product after the other.
+func (e *Emulator) ZgemmStridedBatched(ta, tb Op, m, n, k int, alpha complex128, a DevicePtr, lda int, strideA int64, b DevicePtr, ldb int, strideB int64,
+	beta complex128, c DevicePtr, ldc int, strideC int64, batch int) error {
+	for i := range int64(batch) {
+		e.zgemm(cblasColMajor, cblasOp(ta), cblasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a)+uintptr(16*i*strideA), int32(lda),
+			uintptr(b)+uintptr(16*i*strideB), int32(ldb), &beta, uintptr(c)+uintptr(16*i*strideC), int32(ldc))
+	}
+	return nil
+}
+
 // ZgetrfBatched implements Driver with LAPACK's zgetrf, one matrix after
 // the other (device memory is host memory).
 func (e *Emulator) ZgetrfBatched(n int, aptrs DevicePtr, lda int, piv, info DevicePtr, batch int) error {
@@ -351,7 +363,7 @@ func parseKernels(source string) ([]emulatedKernel, error) {
 
 // syncFunctions returns the functions of source (top-level definitions,
 // by name; comments already stripped) that call __syncthreads, directly or
-// through other functions of the source: their kernels need a thread per
+// through other functions of the source: their kernels need a fiber per
 // CUDA thread.
 func syncFunctions(source string) map[string]bool {
 	bodies := map[string]string{}

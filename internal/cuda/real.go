@@ -47,6 +47,8 @@ type Real struct {
 	cublasGemmEx  func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uintptr, atype, lda int32, b uintptr, btype, ldb int32,
 		beta *float32, c uintptr, ctype, ldc int32, compute, algo int32) int32
 	cublasZgetrfBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, info uintptr, batch int32) int32
+	cublasZgemmSB       func(h uintptr, ta, tb, m, n, k int32, alpha *complex128, a uintptr, lda int32, sa int64, b uintptr, ldb int32, sb int64,
+		beta *complex128, c uintptr, ldc int32, sc int64, batch int32) int32
 	cublasZgetriBatched func(h uintptr, n int32, aptrs uintptr, lda int32, piv, cptrs uintptr, ldc int32, info uintptr, batch int32) int32
 }
 
@@ -206,7 +208,8 @@ func (r *Real) loadCUBLAS() error {
 		fptr any
 		name string
 	}{{&create, "cublasCreate_v2"}, {&r.cublasDestroy, "cublasDestroy_v2"}, {&r.cublasSgemm, "cublasSgemm_v2"}, {&r.cublasDgemm, "cublasDgemm_v2"}, {&r.cublasGemmEx, "cublasGemmEx"},
-		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}, {&r.cublasZgetriBatched, "cublasZgetriBatched"}} {
+		{&r.cublasZgetrfBatched, "cublasZgetrfBatched"}, {&r.cublasZgetriBatched, "cublasZgetriBatched"},
+		{&r.cublasZgemmSB, "cublasZgemmStridedBatched"}} {
 		if err := bind(b.fptr, h, b.name); err != nil {
 			return fmt.Errorf("cuda: cuBLAS: %w", err)
 		}
@@ -318,6 +321,17 @@ func (r *Real) GemmBF16(ta, tb Op, m, n, k int, alpha float32, a DevicePtr, lda 
 	if st := r.cublasGemmEx(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), cudaR16BF, int32(lda),
 		uintptr(b), cudaR16BF, int32(ldb), &beta, uintptr(c), cudaR32F, int32(ldc), cublasCompute32F, cublasGemmDflt); st != 0 {
 		return fmt.Errorf("cuda: cublasGemmEx (bf16): status %d", st)
+	}
+	return nil
+}
+
+// ZgemmStridedBatched implements Driver with cublasZgemmStridedBatched.
+func (r *Real) ZgemmStridedBatched(ta, tb Op, m, n, k int, alpha complex128, a DevicePtr, lda int, strideA int64, b DevicePtr, ldb int, strideB int64,
+	beta complex128, c DevicePtr, ldc int, strideC int64, batch int) error {
+	defer r.pin()()
+	if st := r.cublasZgemmSB(r.blas, cublasOp(ta), cublasOp(tb), int32(m), int32(n), int32(k), &alpha, uintptr(a), int32(lda), strideA,
+		uintptr(b), int32(ldb), strideB, &beta, uintptr(c), int32(ldc), strideC, int32(batch)); st != 0 {
+		return fmt.Errorf("cuda: cublasZgemmStridedBatched: status %d", st)
 	}
 	return nil
 }

@@ -97,18 +97,19 @@ __device__ void build_schur(zc *S, const double *__restrict__ links, const int *
 }
 
 // logAbs[b] = Σ_k log|U_kk| of the factors of S_b (NaN where info[b] ≠ 0:
-// a zero pivot, D singular).
+// a zero pivot, D singular): a block per configuration, strided partial
+// sums and block_sum's tree.
 __device__ void schur_logdet(double *logAbs, const zc *__restrict__ S, const int *__restrict__ info, int n, int B) {
-	long b = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (b >= B) return;
-	if (info[b] != 0) {
-		logAbs[b] = nan("");
+	long b = blockIdx.x; // a block per configuration
+	if (info[b] != 0) { // the whole block returns
+		if (threadIdx.x == 0) logAbs[b] = nan("");
 		return;
 	}
 	const zc *s = S + b * (long)n * n;
 	double sum = 0;
-	for (int k = 0; k < n; k++) sum += log(hypot(s[(long)k * n + k].re, s[(long)k * n + k].im));
-	logAbs[b] = sum;
+	for (int k = threadIdx.x; k < n; k += REDUCE_THREADS) sum += log(hypot(s[(long)k * n + k].re, s[(long)k * n + k].im));
+	sum = block_sum(sum);
+	if (threadIdx.x == 0) logAbs[b] = sum;
 }
 
 // The device array of the matrices' addresses for the batched LU.
@@ -212,8 +213,109 @@ __device__ void fermion_force(double *force, const zc *__restrict__ W, const dou
 	}
 }
 
+// The blocked batched LU (LogDet with BlockedLU), column-major as
+// cuBLAS's getrf and with its pivots (1-based, LAPACK's) and info: per
+// panel of nb columns from k0, lu_panel factorizes the panel with partial
+// pivoting, swapping whole rows; lu_trsm solves L11 U12 = A12 for the rows
+// of the panel right of it; and a strided-batched ZGEMM subtracts L21 U12
+// from the trailing matrix (Go: LogDet.blockedLU). Every order is fixed:
+// the same result on every run.
+
+// zabs1 is |re| + |im|, LAPACK's pivot measure (izamax).
+__device__ __forceinline__ double zabs1(zc z) { return fabs(z.re) + fabs(z.im); }
+
+// zrecip is 1/z.
+__device__ __forceinline__ zc zrecip(zc z) {
+	double d = z.re * z.re + z.im * z.im;
+	return zc{z.re / d, -z.im / d};
+}
+
+// lu_panel: one block of REDUCE_THREADS threads per matrix. For each
+// column j of the panel: the pivot is the first row at or below j of the
+// largest |re| + |im| (a fixed tree over the threads' strided maxima, ties
+// to the lower row, as izamax), its rows swapped across all n columns,
+// the column below j scaled by the pivot's reciprocal, and the rest of the
+// panel updated (rank 1). A zero pivot leaves the column and sets info
+// to j + 1 if it was 0 (zeroed at k0 = 0).
+__device__ void lu_panel(zc *A, int *piv, int *info, int n, long stride, int k0, int nb) {
+	__shared__ double shv[REDUCE_THREADS];
+	__shared__ int shi[REDUCE_THREADS];
+	zc *a = A + blockIdx.x * stride;
+	int *pv = piv + (long)blockIdx.x * n;
+	unsigned t = threadIdx.x;
+	if (k0 == 0 && t == 0) info[blockIdx.x] = 0;
+	for (int j = k0; j < k0 + nb; j++) {
+		double best = -1;
+		int bi = n;
+		for (int i = j + t; i < n; i += REDUCE_THREADS) {
+			double v = zabs1(a[i + (long)j * n]);
+			if (v > best) { best = v; bi = i; }
+		}
+		shv[t] = best;
+		shi[t] = bi;
+		__syncthreads();
+		for (unsigned s = REDUCE_THREADS / 2; s > 0; s >>= 1) {
+			if (t < s && (shv[t + s] > shv[t] || (shv[t + s] == shv[t] && shi[t + s] < shi[t]))) {
+				shv[t] = shv[t + s];
+				shi[t] = shi[t + s];
+			}
+			__syncthreads();
+		}
+		int p = shi[0];
+		double pmax = shv[0];
+		__syncthreads(); // all have read the pivot before the next column's search
+		if (t == 0) {
+			pv[j] = p + 1;
+			if (pmax == 0 && info[blockIdx.x] == 0) info[blockIdx.x] = j + 1;
+		}
+		if (pmax != 0) {
+			if (p != j)
+				for (int c = t; c < n; c += REDUCE_THREADS) {
+					zc x = a[j + (long)c * n];
+					a[j + (long)c * n] = a[p + (long)c * n];
+					a[p + (long)c * n] = x;
+				}
+			__syncthreads();
+			zc r = zrecip(a[j + (long)j * n]);
+			for (int i = j + 1 + t; i < n; i += REDUCE_THREADS) a[i + (long)j * n] = zmul(a[i + (long)j * n], r);
+		}
+		__syncthreads();
+		for (int i = j + 1 + t; i < n; i += REDUCE_THREADS) {
+			zc l = a[i + (long)j * n];
+			for (int c = j + 1; c < k0 + nb; c++) {
+				zc u = zmul(l, a[j + (long)c * n]);
+				a[i + (long)c * n].re -= u.re;
+				a[i + (long)c * n].im -= u.im;
+			}
+		}
+		__syncthreads();
+	}
+}
+
+// lu_trsm: U12 = L11⁻¹ A12 for the panel's rows k0 … k0+nb−1 and the
+// columns right of it, L11 unit lower triangular: a thread per column
+// (blockIdx.x the matrix, blockIdx.y · blockDim.x + threadIdx.x the column
+// after the panel), forward substitution down the rows.
+__device__ void lu_trsm(zc *A, int n, long stride, int k0, int nb) {
+	int c = k0 + nb + blockIdx.y * blockDim.x + threadIdx.x;
+	if (c >= n) return;
+	zc *a = A + blockIdx.x * stride;
+	zc *col = a + (long)c * n;
+	for (int r = 1; r < nb; r++) {
+		zc s = col[k0 + r];
+		for (int q = 0; q < r; q++) {
+			zc u = zmul(a[k0 + r + (long)(k0 + q) * n], col[k0 + q]);
+			s.re -= u.re;
+			s.im -= u.im;
+		}
+		col[k0 + r] = s;
+	}
+}
+
 extern "C" __global__ void gauge_force_k(double *force, const double *__restrict__ links, int L, double beta, int B) { gauge_force(force, links, L, beta, B); }
 extern "C" __global__ void fermion_force_k(double *force, const zc *__restrict__ W, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ evens, const int *__restrict__ oddIdx, int L, double kappa, int B) { fermion_force(force, W, links, nbr, evens, oddIdx, L, kappa, B); }
 extern "C" __global__ void build_schur_k(zc *S, const double *__restrict__ links, const int *__restrict__ nbr, const int *__restrict__ odds, const int *__restrict__ oddIdx, int L, double k2, int B) { build_schur(S, links, nbr, odds, oddIdx, L, k2, B); }
 extern "C" __global__ void schur_logdet_k(double *logAbs, const zc *__restrict__ S, const int *__restrict__ info, int n, int B) { schur_logdet(logAbs, S, info, n, B); }
 extern "C" __global__ void schur_ptrs_k(unsigned long long *ptrs, unsigned long long base, long stride, int B) { schur_ptrs(ptrs, base, stride, B); }
+extern "C" __global__ void lu_panel_k(zc *A, int *piv, int *info, int n, long stride, int k0, int nb) { lu_panel(A, piv, info, n, stride, k0, nb); }
+extern "C" __global__ void lu_trsm_k(zc *A, int n, long stride, int k0, int nb) { lu_trsm(A, n, stride, k0, nb); }

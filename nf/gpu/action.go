@@ -23,16 +23,41 @@ var actionSource string
 type LogDet struct {
 	L, MaxB int
 	Kappa   float64
+	// LU is the batched LU that factorizes S: cuBLAS's (CuBLASLU, the
+	// default) or the blocked one (BlockedLU). The device check times
+	// both.
+	LU LUMethod
 
 	k                               *Kernels
 	build, logdet, ptrs             cuda.Function
 	gauge, fermion                  cuda.Function
+	panel, trsm                     cuda.Function  // the blocked LU's kernels
 	nbr, odds, evens, oddIdx        cuda.DevicePtr // the lattice's tables (int32)
 	s, aptrs, piv, info, links, out cuda.DevicePtr
 	w, wptrs, force                 cuda.DevicePtr // with the force: W = S⁻¹, its addresses, dS/dθ
 	withForce                       bool
 	allocs                          []cuda.DevicePtr
 }
+
+// LUMethod is the batched LU of a LogDet.
+type LUMethod int
+
+// The batched LUs.
+const (
+	// CuBLASLU is cublasZgetrfBatched, meant by cuBLAS for small
+	// matrices (S is 256 × 256 at L = 16, 576 × 576 at L = 24).
+	CuBLASLU LUMethod = iota
+	// BlockedLU factorizes panels of luPanel columns with partial
+	// pivoting (a block of threads per matrix) and updates the trailing
+	// matrix with one strided-batched ZGEMM per panel.
+	BlockedLU
+)
+
+// String names the method as the device check's benchmarks do.
+func (m LUMethod) String() string { return [...]string{"cublas", "blocked"}[m] }
+
+// luPanel is the blocked LU's panel width in columns.
+const luPanel = 32
 
 // LogDetBytes returns the device memory of a LogDet for L and maxB (and
 // withForce): the Schur complements (16 V² bytes each, twice with the
@@ -54,7 +79,7 @@ func NewLogDet(k *Kernels, L int, kappa float64, maxB int, withForce bool) (*Log
 	if L < 2 || L%2 != 0 || maxB < 1 {
 		return nil, fmt.Errorf("gpu: log det for L = %d, micro-batch %d", L, maxB)
 	}
-	m, err := k.d.Compile("action.cu", actionSource)
+	m, err := k.d.Compile("action.cu", prelude()+actionSource)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +88,7 @@ func NewLogDet(k *Kernels, L int, kappa float64, maxB int, withForce bool) (*Log
 		dst  *cuda.Function
 		name string
 	}{{&ld.build, "build_schur_k"}, {&ld.logdet, "schur_logdet_k"}, {&ld.ptrs, "schur_ptrs_k"},
-		{&ld.gauge, "gauge_force_k"}, {&ld.fermion, "fermion_force_k"}} {
+		{&ld.gauge, "gauge_force_k"}, {&ld.fermion, "fermion_force_k"}, {&ld.panel, "lu_panel_k"}, {&ld.trsm, "lu_trsm_k"}} {
 		if *f.dst, err = m.Function(f.name); err != nil {
 			return nil, err
 		}
@@ -203,10 +228,46 @@ func (ld *LogDet) factorize(B int) error {
 	if err := cuda.Launch(ld.build, grid(B*V/2), block, ld.s, ld.links, ld.nbr, ld.odds, ld.oddIdx, int32(ld.L), ld.Kappa*ld.Kappa, int32(B)); err != nil {
 		return err
 	}
-	if err := ld.k.d.ZgetrfBatched(V, ld.aptrs, V, ld.piv, ld.info, B); err != nil {
+	var err error
+	if ld.LU == BlockedLU {
+		err = ld.blockedLU(B)
+	} else {
+		err = ld.k.d.ZgetrfBatched(V, ld.aptrs, V, ld.piv, ld.info, B)
+	}
+	if err != nil {
 		return err
 	}
-	return cuda.Launch(ld.logdet, grid(B), block, ld.out, ld.s, ld.info, int32(V), int32(B))
+	return cuda.Launch(ld.logdet, blocks(B), reduceBlock, ld.out, ld.s, ld.info, int32(V), int32(B))
+}
+
+// blockedLU factorizes the B matrices S in place as ZgetrfBatched does
+// (the factors, 1-based pivots and info in its layout), panel by panel:
+// lu_panel_k factorizes columns k0 … k0+nb−1 of every matrix (whole rows
+// swapped), lu_trsm_k solves for the panel's rows right of it (U12), and
+// one strided-batched ZGEMM takes L21·U12 from the trailing matrix.
+func (ld *LogDet) blockedLU(B int) error {
+	n := ld.L * ld.L
+	stride := int64(n * n)
+	at := func(r, c int) cuda.DevicePtr { return ld.s + cuda.DevicePtr(16*(r+c*n)) } // element (r, c) of matrix 0
+	for k0 := 0; k0 < n; k0 += luPanel {
+		nb := min(luPanel, n-k0)
+		if err := cuda.Launch(ld.panel, blocks(B), reduceBlock, ld.s, ld.piv, ld.info, int32(n), stride, int32(k0), int32(nb)); err != nil {
+			return err
+		}
+		rest := n - k0 - nb
+		if rest == 0 {
+			break
+		}
+		grid := cuda.Dim3{X: uint32(B), Y: uint32((rest + reduceThreads - 1) / reduceThreads)}
+		if err := cuda.Launch(ld.trsm, grid, reduceBlock, ld.s, int32(n), stride, int32(k0), int32(nb)); err != nil {
+			return err
+		}
+		if err := ld.k.d.ZgemmStridedBatched(cuda.NoTrans, cuda.NoTrans, rest, rest, nb, -1, at(k0+nb, k0), n, stride,
+			at(k0, k0+nb), n, stride, 1, at(k0+nb, k0+nb), n, stride, B); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Force is Compute, and writes dS/dθ of the total action S = S_G − 2
@@ -292,11 +353,16 @@ type LogDetCase struct {
 func checkLogDet(k *Kernels, c LogDetCase) []string {
 	B := len(c.Want)
 	var bad []string
-	for _, withForce := range []bool{false, true} {
+	for _, m := range []struct {
+		lu        LUMethod
+		withForce bool
+	}{{CuBLASLU, false}, {CuBLASLU, true}, {BlockedLU, false}, {BlockedLU, true}} {
+		withForce := m.withForce
 		ld, err := NewLogDet(k, c.L, c.Kappa, B, withForce)
 		if err != nil {
 			return []string{err.Error()}
 		}
+		ld.LU = m.lu
 		got, force := make([]float64, B), make([]float64, len(c.Links))
 		if withForce {
 			err = ld.Force(got, force, c.Links, c.Beta, B)
@@ -309,12 +375,12 @@ func checkLogDet(k *Kernels, c LogDetCase) []string {
 		}
 		for b, w := range c.Want {
 			if d := math.Abs(got[b] - w); !(d <= 1e-12*(math.Abs(w)+1)) {
-				bad = append(bad, fmt.Sprintf("L = %d, κ = %g, configuration %d, force %v: log|det D| = %.17g, lgt %.17g", c.L, c.Kappa, b, withForce, got[b], w))
+				bad = append(bad, fmt.Sprintf("L = %d, κ = %g, configuration %d, %s LU, force %v: log|det D| = %.17g, lgt %.17g", c.L, c.Kappa, b, m.lu, withForce, got[b], w))
 			}
 		}
 		if withForce {
 			if e := RelErr(force, c.Force, false); !(e <= 1e-11) {
-				bad = append(bad, fmt.Sprintf("L = %d, κ = %g: force relative error %.3g > 1e-11", c.L, c.Kappa, e))
+				bad = append(bad, fmt.Sprintf("L = %d, κ = %g, %s LU: force relative error %.3g > 1e-11", c.L, c.Kappa, m.lu, e))
 			}
 		}
 	}

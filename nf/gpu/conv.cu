@@ -64,12 +64,11 @@ __device__ void fill_bias(T *out, const T *__restrict__ bias, int cout, long N) 
 	if (idx < cout * N) out[idx] = bias[idx / N];
 }
 
-// gb[co] += Σ_n gout[co][n] in two kernels without __syncthreads (the
-// same order on every run, float64 sums): bias_grad_part has one thread
-// per channel co and residue t < parts summing gout[co][n] over n ≡ t
-// (mod parts) — adjacent threads read adjacent elements —, and
-// bias_grad_sum one thread per channel adding its parts partial sums in
-// order.
+// gb[co] += Σ_n gout[co][n] in two kernels (the same order on every run,
+// float64 sums): bias_grad_part has one thread per channel co and residue
+// t < parts summing gout[co][n] over n ≡ t (mod parts) — adjacent threads
+// read adjacent elements —, and bias_grad_sum one block per channel adding
+// its parts partial sums, strided over the threads, by block_sum's tree.
 
 template <class T>
 __device__ void bias_grad_part(double *part, const T *__restrict__ gout, int cout, long N, int parts) {
@@ -84,11 +83,11 @@ __device__ void bias_grad_part(double *part, const T *__restrict__ gout, int cou
 
 template <class T>
 __device__ void bias_grad_sum(T *gb, const double *__restrict__ part, int cout, int parts) {
-	long co = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (co >= cout) return;
+	long co = blockIdx.x;
 	double s = 0;
-	for (int t = 0; t < parts; t++) s += part[co * parts + t];
-	gb[co] += (T)s;
+	for (int t = threadIdx.x; t < parts; t += REDUCE_THREADS) s += part[co * parts + t];
+	s = block_sum(s);
+	if (threadIdx.x == 0) gb[co] += (T)s;
 }
 
 extern "C" __global__ void im2col_f32(float *col, const float *__restrict__ in, int cin, int K, int dil, int L, int N) { im2col(col, in, cin, K, dil, L, N); }

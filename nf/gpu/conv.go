@@ -88,11 +88,11 @@ func (set kernelSet) lookup(m cuda.Module) error {
 // NewKernels compiles conv.cu and inputs.cu on d (NVRTC, or the emulator's
 // compiler; both cache the result on disk).
 func NewKernels(d cuda.Driver) (*Kernels, error) {
-	m, err := d.Compile("conv.cu", convSource)
+	m, err := d.Compile("conv.cu", prelude()+convSource)
 	if err != nil {
 		return nil, err
 	}
-	mi, err := d.Compile("inputs.cu", commonSource+inputsSource)
+	mi, err := d.Compile("inputs.cu", prelude()+inputsSource)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (k *Kernels) Spline(n int) (*SplineKernels, error) {
 	if n < 1 || n > 64 {
 		return nil, fmt.Errorf("gpu: splines of %d bins: 1 … 64 supported", n)
 	}
-	m, err := k.d.Compile(fmt.Sprintf("coupling.cu (%d bins)", n), fmt.Sprintf("#define SPL_MAXBINS %d\n", n)+commonSource+couplingSource)
+	m, err := k.d.Compile(fmt.Sprintf("coupling.cu (%d bins)", n), fmt.Sprintf("#define SPL_MAXBINS %d\n", n)+prelude()+couplingSource)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (c *Conv[T]) biasGrad(gb, gout cuda.DevicePtr, N int) error {
 	if err := cuda.Launch(c.k.biasPart[p], grid(c.Cout*biasParts), block, c.part, gout, int32(c.Cout), int64(N), int32(biasParts)); err != nil {
 		return err
 	}
-	return cuda.Launch(c.k.biasSum[p], grid(c.Cout), block, gb, c.part, int32(c.Cout), int32(biasParts))
+	return cuda.Launch(c.k.biasSum[p], blocks(c.Cout), reduceBlock, gb, c.part, int32(c.Cout), int32(biasParts))
 }
 
 // NewConv returns the convolution of that shape on the kernels' device.
@@ -283,6 +283,22 @@ func (c *Conv[T]) product(ta, tb cuda.Op, m, n, k int, a cuda.DevicePtr, lda int
 func grid(n int) cuda.Dim3 { return cuda.Dim3{X: uint32((n + blockSize - 1) / blockSize)} }
 
 var block = cuda.Dim3{X: blockSize}
+
+// reduceThreads is the block size of the kernels that sum with
+// common.cu's block_sum, one block per sum (REDUCE_THREADS there).
+const reduceThreads = 64
+
+// reduceBlock is their block.
+var reduceBlock = cuda.Dim3{X: reduceThreads}
+
+// blocks is a grid of n blocks: one per sum.
+func blocks(n int) cuda.Dim3 { return cuda.Dim3{X: uint32(n)} }
+
+// prelude is what every kernel source is compiled after: the block size
+// of the sums and common.cu.
+func prelude() string {
+	return fmt.Sprintf("#define REDUCE_THREADS %d\n", reduceThreads) + commonSource
+}
 
 // gemm is cuBLAS's product in T's precision.
 func gemm[T Float](d cuda.Driver, ta, tb cuda.Op, m, n, k int, alpha T, a cuda.DevicePtr, lda int, b cuda.DevicePtr, ldb int, beta T, c cuda.DevicePtr, ldc int) error {

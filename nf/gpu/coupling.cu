@@ -383,14 +383,16 @@ __device__ void coupling_rev(T *links, double *logd, T *P, const T *__restrict__
 	logd[si] = -ld;
 }
 
-// logJ[b] += Σ_i logd[b·nA + i], in the order of the active sites (as the
-// CPU sums them).
+// logJ[b] += Σ_i logd[b·nA + i]: a block per configuration, each thread
+// summing the active sites i ≡ t (mod REDUCE_THREADS) in order, then
+// block_sum's tree (the CPU sums in site order: the two agree to the
+// rounding of float64).
 __device__ void coupling_logj(double *logJ, const double *__restrict__ logd, int nA, int B) {
-	long b = (long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (b >= B) return;
+	long b = blockIdx.x; // a block per configuration
 	double s = 0;
-	for (int i = 0; i < nA; i++) s += logd[b * nA + i];
-	logJ[b] += s;
+	for (int i = threadIdx.x; i < nA; i += REDUCE_THREADS) s += logd[b * nA + i];
+	s = block_sum(s);
+	if (threadIdx.x == 0) logJ[b] += s;
 }
 
 // The spline's backward pass (splineBackwardRange): from the link

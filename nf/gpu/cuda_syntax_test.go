@@ -30,12 +30,12 @@ func TestKernelsCompileAsCUDA(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct{ name, source, define string }{
-		{"conv.cu", convSource, ""},
-		{"inputs.cu", commonSource + inputsSource, ""},
-		{"action.cu", actionSource, ""},
+		{"conv.cu", prelude() + convSource, ""},
+		{"inputs.cu", prelude() + inputsSource, ""},
+		{"action.cu", prelude() + actionSource, ""},
 	}
 	for _, n := range []int{1, 8, 64} {
-		cases = append(cases, struct{ name, source, define string }{fmt.Sprintf("coupling.cu, %d bins", n), commonSource + couplingSource, fmt.Sprintf("-DSPL_MAXBINS=%d", n)})
+		cases = append(cases, struct{ name, source, define string }{fmt.Sprintf("coupling.cu, %d bins", n), prelude() + couplingSource, fmt.Sprintf("-DSPL_MAXBINS=%d", n)})
 	}
 	for i, c := range cases {
 		src := filepath.Join(dir, fmt.Sprintf("k%d.cu", i))

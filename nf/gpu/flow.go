@@ -554,7 +554,7 @@ func (f *Flow[T]) layer(l int, rec record, B int, reverse bool) error {
 	if err != nil {
 		return err
 	}
-	return cuda.Launch(f.spl.logJ, grid(B), block, f.logJ, f.logd, int32(f.nA), int32(B))
+	return cuda.Launch(f.spl.logJ, blocks(B), reduceBlock, f.logJ, f.logd, int32(f.nA), int32(B))
 }
 
 // Backward is the vector–Jacobian product of the pass the tape recorded,

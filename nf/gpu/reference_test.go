@@ -70,8 +70,9 @@ func TestLogDetAgainstReference(t *testing.T) {
 
 // BenchmarkLogDet times gpu.LogDet (building S, the batched LU, the sum;
 // with the force also the batched inverse and the force kernels) at L =
-// 16 and 24 for micro-batches of 512 and 1536 random configurations: the
-// device's share of the action. In the device
+// 16 and 24 for micro-batches of 512 and 1536 random configurations, with
+// each batched LU (cuBLAS's and the blocked one, LogDet.LU): the device's
+// share of the action. In the device
 // check only (NFSCHWINGER_GPU_SPECS set); the emulator's LU is OpenBLAS's.
 func BenchmarkLogDet(b *testing.B) {
 	if os.Getenv("NFSCHWINGER_GPU_SPECS") == "" {
@@ -84,11 +85,16 @@ func BenchmarkLogDet(b *testing.B) {
 		}
 		for _, L := range []int{16, 24} {
 			for _, B := range []int{512, 1536} {
-				for _, withForce := range []bool{false, true} {
-					b.Run(fmt.Sprintf("%s/L%d/B%d/force%v", name, L, B, withForce), func(b *testing.B) {
+				for _, c := range []struct {
+					withForce bool
+					lu        LUMethod
+				}{{false, CuBLASLU}, {false, BlockedLU}, {true, CuBLASLU}, {true, BlockedLU}} {
+					withForce := c.withForce
+					b.Run(fmt.Sprintf("%s/L%d/B%d/force%v/lu-%s", name, L, B, withForce, c.lu), func(b *testing.B) {
 						ld, err := NewLogDet(k, L, 0.276, B, withForce)
 						skipOnlyIfTooLarge(b, err)
 						defer ld.Close()
+						ld.LU = c.lu
 						rng := rand.New(rand.NewPCG(uint64(L), uint64(B)))
 						links := make([]float64, B*2*L*L)
 						for i := range links {
