@@ -96,15 +96,45 @@ func benchStep(b *testing.B, k *Kernels, spec FlowSpec, B int) {
 }
 
 // skipOnlyIfTooLarge skips a benchmark whose flow or workspace does not fit
-// the device's memory, and fails it on any other error (a compile error or
-// a device fault must not read as a skip).
+// the device's memory, and fails it on any other error (tooLarge).
 func skipOnlyIfTooLarge(b *testing.B, err error) {
 	b.Helper()
+	if skip, fail := tooLarge(err); fail != nil {
+		b.Fatal(fail)
+	} else if skip {
+		b.Skip("too large for this device: ", err)
+	}
+}
+
+// tooLarge sorts a benchmark's setup error: out of device memory skips it
+// (skip), any other error fails it (fail), so that a compile error or a
+// device fault cannot read as a skip.
+func tooLarge(err error) (skip bool, fail error) {
 	switch {
 	case err == nil:
+		return false, nil
 	case errors.Is(err, ErrOutOfMemory):
-		b.Skip("too large for this device: ", err)
+		return true, nil
 	default:
-		b.Fatal(err)
+		return false, err
+	}
+}
+
+// TestTooLarge: only out of device memory, however wrapped, skips a
+// benchmark; a compile error or a device fault fails it.
+func TestTooLarge(t *testing.T) {
+	for _, c := range []struct {
+		err        error
+		skip, fail bool
+	}{
+		{nil, false, false},
+		{fmt.Errorf("gpu: flow: %w: %w", ErrOutOfMemory, errors.New("CUDA_ERROR_OUT_OF_MEMORY")), true, false},
+		{errors.New("cuda: NVRTC: conv.cu: error: identifier undefined"), false, true},
+		{errors.New("cuda: cuLaunchKernel: CUDA_ERROR_ILLEGAL_ADDRESS"), false, true},
+	} {
+		skip, fail := tooLarge(c.err)
+		if skip != c.skip || (fail != nil) != c.fail {
+			t.Errorf("%v: skip %v, fail %v; want %v, %v", c.err, skip, fail, c.skip, c.fail)
+		}
 	}
 }
