@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +58,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm), cuda (the whole flow on CUDA device 0 of this process, compute.device = \"cuda\")")
 	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl and cuda)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file (go tool pprof)")
 	pos, err := parseFlags(fs, args, benchUsage, stdout)
 	if err != nil || pos == nil {
 		return err
@@ -67,12 +70,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if opts.Ls, err = parseInts(ls); err != nil {
 		return usagef("bench: -L %q: %v", ls, err)
 	}
-	for _, s := range strings.Split(ests, ",") {
-		e, err := nf.ParseEstimator(strings.TrimSpace(s))
-		if err != nil {
-			return usagef("bench: -estimators: %v", err)
-		}
-		opts.Estimators = append(opts.Estimators, e)
+	if opts.Estimators, err = parseEstimators(ests); err != nil {
+		return err
 	}
 	if hidden != "64,64" {
 		if opts.Hidden, err = parseInts(hidden); err != nil || len(opts.Hidden) != 2 {
@@ -90,7 +89,44 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	plan := threads.Configure(1)
 	fmt.Fprintf(stderr, "bench: %s\n", plan)
+	stop, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return bench.Run(opts, stdout, stderr)
+}
+
+// parseEstimators parses -estimators, a comma-separated list.
+func parseEstimators(s string) ([]nf.Estimator, error) {
+	var out []nf.Estimator
+	for _, f := range strings.Split(s, ",") {
+		e, err := nf.ParseEstimator(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usagef("bench: -estimators: %v", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// startCPUProfile starts Go's CPU profile into path ("": none) and
+// returns what stops it and closes the file. It samples the goroutines'
+// Go and cgo time; oneDNN's own OpenMP threads show as the cgo calls that
+// wait for them.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usagef("bench: -cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: -cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // benchDevice opens the device of the cuda rows, once, when modes has

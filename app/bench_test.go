@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -94,5 +96,26 @@ func TestBenchUsage(t *testing.T) {
 		if out.Len() != 0 {
 			t.Errorf("%q: printed %q", args, out.String())
 		}
+	}
+}
+
+// TestBenchCPUProfile: -cpuprofile writes a CPU profile (gzip, as
+// runtime/pprof writes it) of the benchmark; an unwritable path is a
+// usage error.
+func TestBenchCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	args := []string{"-L", "4", "-layers", "1", "-batch", "2", "-micro-batch", "2", "-steps", "1", "-sgemm-n", "64", "-json",
+		"-estimators", "rt", "-action=false", "-hidden", "8,8", "-cpuprofile", path}
+	var out, progress bytes.Buffer
+	if err := cmdBench(args, &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile %s: %d bytes, %v; want a gzip stream", path, len(b), err)
+	}
+	var ue *UsageError
+	if err := cmdBench(append(args[:len(args)-1], "/nonexistent-dir/cpu.pprof"), &out, &progress); !errors.As(err, &ue) {
+		t.Errorf("unwritable profile: %v, want a usage error", err)
 	}
 }
