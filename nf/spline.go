@@ -60,20 +60,23 @@ const (
 	splineHuge = 1e280
 )
 
-// splineSite is the spline of one site in float64: its knots, derivatives
-// and the intermediate values the backward pass needs (softmax
-// probabilities, their logarithms, the derivative pre-activations and
-// softplus slopes). T is the precision of the raw parameters it reads and
-// of the gradients it writes.
+// splineSite is the spline of one site in float64: its knots, the
+// pre-activations of its derivatives and the intermediate values the
+// backward pass needs (softmax probabilities and their logarithms). T is
+// the precision of the raw parameters it reads and of the gradients it
+// writes. The derivatives δ_j = softplus(r_j) and their slopes sigmoid(r_j)
+// are computed where a bin needs them (bin, scatter): a pass uses the two
+// of one bin, not all n.
 type splineSite[T Float] struct {
 	n        int
 	x, y     [maxBins + 1]float64 // knots X_0 … X_n and Y_0 … Y_n
-	d        [maxBins + 1]float64 // derivatives δ_0 … δ_n, δ_0 = δ_n
-	r        [maxBins + 1]float64 // their pre-activations: δ_j = softplus(r_j), r_0 = r_n
+	r        [maxBins + 1]float64 // derivative pre-activations: δ_j = softplus(r_j), r_0 = r_n
 	pw, ph   [maxBins]float64     // softmax probabilities of widths and heights
 	lpw, lph [maxBins]float64     // their logarithms (log-softmax)
-	sig      [maxBins]float64     // dδ_{j+1}/dr_j = sigmoid(r_j)
 }
+
+// delta is the derivative δ_j = softplus(r_j) at knot j (δ_0 = δ_n).
+func (sp *splineSite[T]) delta(j int) float64 { return softplus(sp.r[j]) }
 
 // load builds the spline of site s from raw conditioner outputs raw[c·stride + s]
 // for the 3n channels c of widths, heights and derivatives (n bins).
@@ -85,12 +88,9 @@ func (sp *splineSite[T]) load(raw []T, stride, s, n int) {
 	cumKnots(sp.y[:n+1], sp.ph[:n])
 	off := 2 * n * stride
 	for j := 0; j < n; j++ {
-		r := float64(raw[off+j*stride+s])
-		sp.r[j+1] = r
-		sp.d[j+1] = softplus(r)
-		sp.sig[j] = sigmoid(r)
+		sp.r[j+1] = float64(raw[off+j*stride+s])
 	}
-	sp.d[0], sp.r[0] = sp.d[n], sp.r[n]
+	sp.r[0] = sp.r[n]
 }
 
 // softmaxStrided writes p = softmax(raw[i·stride + s], i < len(p)) and
@@ -183,7 +183,7 @@ type rqBin struct {
 func (sp *splineSite[T]) bin(k int) rqBin {
 	b := rqBin{
 		x0: sp.x[k], x1: sp.x[k+1], y0: sp.y[k], y1: sp.y[k+1],
-		d0: sp.d[k], d1: sp.d[k+1], r0: sp.r[k], r1: sp.r[k+1],
+		d0: sp.delta(k), d1: sp.delta(k + 1), r0: sp.r[k], r1: sp.r[k+1],
 		w: 2 * math.Pi * sp.pw[k], h: 2 * math.Pi * sp.ph[k],
 	}
 	b.s = b.h / b.w
@@ -488,17 +488,18 @@ func (sp *splineSite[T]) scatter(k int, a rqAdj, graw []T, stride, s int) {
 		graw[(n+i)*stride+s] = T(sp.ph[i] * (twoPi*py - dotY))
 		graw[(2*n+i)*stride+s] = 0
 	}
-	// δ_{j+1} = softplus(r_j), δ_0 = δ_n.
+	// δ_{j+1} = softplus(r_j) with r_j raw channel 2n + j, δ_0 = δ_n;
+	// dδ_{j+1}/dr_j = sigmoid(r_j).
 	j0 := k - 1
 	if k == 0 {
 		j0 = n - 1
 	}
 	if j0 == k { // n = 1: both ends are the same derivative
-		graw[(2*n+k)*stride+s] = T((a.d0 + a.d1) * sp.sig[k])
+		graw[(2*n+k)*stride+s] = T((a.d0 + a.d1) * sigmoid(sp.r[k+1]))
 		return
 	}
-	graw[(2*n+j0)*stride+s] = T(a.d0 * sp.sig[j0])
-	graw[(2*n+k)*stride+s] = T(a.d1 * sp.sig[k])
+	graw[(2*n+j0)*stride+s] = T(a.d0 * sigmoid(sp.r[j0+1]))
+	graw[(2*n+k)*stride+s] = T(a.d1 * sigmoid(sp.r[k+1]))
 }
 
 // forward returns g(x), log g'(x) and the bin of x.

@@ -53,12 +53,12 @@ func TestSplineKnots(t *testing.T) {
 			t.Fatalf("n=%d: end knots %v %v %v %v", n, sp.x[0], sp.x[n], sp.y[0], sp.y[n])
 		}
 		for k := 0; k < n; k++ {
-			if !(sp.x[k+1] > sp.x[k]) || !(sp.y[k+1] > sp.y[k]) || !(sp.d[k] > 0) {
+			if !(sp.x[k+1] > sp.x[k]) || !(sp.y[k+1] > sp.y[k]) || !(sp.delta(k) > 0) {
 				t.Fatalf("n=%d bin %d: knots not increasing or derivative not positive", n, k)
 			}
 		}
-		if sp.d[0] != sp.d[n] {
-			t.Fatalf("n=%d: δ_0 = %v ≠ δ_n = %v", n, sp.d[0], sp.d[n])
+		if sp.delta(0) != sp.delta(n) {
+			t.Fatalf("n=%d: δ_0 = %v ≠ δ_n = %v", n, sp.delta(0), sp.delta(n))
 		}
 	}
 }

@@ -33,11 +33,13 @@ __device__ __forceinline__ double spl_log_add_exp(double a, double b) {
 
 __device__ __forceinline__ double spl_clamp01(double v) { return v < 0 ? 0 : (v > 1 ? 1 : v); }
 
-// A site's spline (nf's splineSite), built from the raw parameters.
+// A site's spline (nf's splineSite), built from the raw parameters; the
+// derivatives δ_j = softplus(r_j) and their slopes sigmoid(r_j) are
+// computed where a bin needs them (spl_bin, spl_scatter).
 struct SplSite {
 	int n;
-	double x[SPL_MAXBINS + 1], y[SPL_MAXBINS + 1], d[SPL_MAXBINS + 1], r[SPL_MAXBINS + 1];
-	double pw[SPL_MAXBINS], ph[SPL_MAXBINS], lpw[SPL_MAXBINS], lph[SPL_MAXBINS], sig[SPL_MAXBINS];
+	double x[SPL_MAXBINS + 1], y[SPL_MAXBINS + 1], r[SPL_MAXBINS + 1];
+	double pw[SPL_MAXBINS], ph[SPL_MAXBINS], lpw[SPL_MAXBINS], lph[SPL_MAXBINS];
 };
 
 template <class T>
@@ -74,13 +76,7 @@ __device__ void spl_load(SplSite &sp, const T *raw, long stride, long s, int n) 
 	spl_knots(sp.x, sp.pw, n);
 	spl_knots(sp.y, sp.ph, n);
 	long off = 2 * n * stride;
-	for (int j = 0; j < n; j++) {
-		double r = (double)raw[off + j * stride + s];
-		sp.r[j + 1] = r;
-		sp.d[j + 1] = spl_softplus(r);
-		sp.sig[j] = spl_sigmoid(r);
-	}
-	sp.d[0] = sp.d[n];
+	for (int j = 0; j < n; j++) sp.r[j + 1] = (double)raw[off + j * stride + s];
 	sp.r[0] = sp.r[n];
 }
 
@@ -194,8 +190,8 @@ __device__ SplBin spl_bin(const SplSite &sp, int k) {
 	b.x1 = sp.x[k + 1];
 	b.y0 = sp.y[k];
 	b.y1 = sp.y[k + 1];
-	b.d0 = sp.d[k];
-	b.d1 = sp.d[k + 1];
+	b.d0 = spl_softplus(sp.r[k]);
+	b.d1 = spl_softplus(sp.r[k + 1]);
 	b.r0 = sp.r[k];
 	b.r1 = sp.r[k + 1];
 	b.w = 2 * SPL_PI * sp.pw[k];
@@ -317,11 +313,11 @@ __device__ void spl_scatter(const SplSite &sp, int k, const SplAdj &a, T *graw, 
 	}
 	int j0 = k == 0 ? n - 1 : k - 1;
 	if (j0 == k) {
-		graw[(2 * n + k) * stride + s] = (T)((a.d0 + a.d1) * sp.sig[k]);
+		graw[(2 * n + k) * stride + s] = (T)((a.d0 + a.d1) * spl_sigmoid(sp.r[k + 1]));
 		return;
 	}
-	graw[(2 * n + j0) * stride + s] = (T)(a.d0 * sp.sig[j0]);
-	graw[(2 * n + k) * stride + s] = (T)(a.d1 * sp.sig[k]);
+	graw[(2 * n + j0) * stride + s] = (T)(a.d0 * spl_sigmoid(sp.r[j0 + 1]));
+	graw[(2 * n + k) * stride + s] = (T)(a.d1 * spl_sigmoid(sp.r[k + 1]));
 }
 
 // spl_thread gives the calling thread its active site: the column si of
