@@ -98,6 +98,20 @@ func TestFlowDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// allocsPerCall returns the allocations of fn per call: the least of
+// three testing.AllocsPerRun measurements. AllocsPerRun counts the whole
+// process's mallocs, and the Go runtime allocates now and then on its own
+// (a new OS thread when a long cgo call, an OpenBLAS product, gives up its
+// processor: seen after the oneDNN tests, in about a third of the runs);
+// an allocation of fn itself shows in every measurement.
+func allocsPerCall(fn func()) float64 {
+	n := testing.AllocsPerRun(5, fn)
+	for i := 0; i < 2 && n != 0; i++ {
+		n = min(n, testing.AllocsPerRun(5, fn))
+	}
+	return n
+}
+
 func testFlowDoesNotAllocate(t *testing.T, dnnl bool) {
 	const L, B = 8, 4
 	fl, z := benchFlow(t, L, 2, B)
@@ -129,7 +143,7 @@ func testFlowDoesNotAllocate(t *testing.T, dnnl bool) {
 			}},
 		} {
 			c.fn()
-			if n := testing.AllocsPerRun(5, c.fn); n != 0 {
+			if n := allocsPerCall(c.fn); n != 0 {
 				t.Errorf("recompute=%v: %s: %v allocations per call", recompute, c.name, n)
 			}
 		}
