@@ -344,21 +344,10 @@ func (d *dnnlConditioner[T]) gatherRange(lo, hi int) {
 // scatterRange writes gin of configurations [lo, hi): zero, then the
 // column gradient (in d.col) added at the source of every tap (the adjoint
 // of gatherRange), then, when the input is a LeakyReLU output (d.slope >
-// 0), times the LeakyReLU's derivative read from the input.
+// 0), times the LeakyReLU's derivative read from the input; vectorized in
+// C (dnnl.ScatterSites), the same bits as the loop in Go.
 func (d *dnnlConditioner[T]) scatterRange(lo, hi int) {
-	V, C, CKK := d.L*d.L, d.cin, d.cin*d.kk
-	clear(d.gin[lo*V*C : hi*V*C])
-	for b := lo; b < hi; b++ {
-		for i := range d.nA {
-			col := d.col[(b*d.nA+i)*CKK:][:CKK]
-			for t := range d.kk {
-				addTo(d.gin[(b*V+int(d.taps[t*d.nA+i]))*C:][:C], col[t*C:(t+1)*C])
-			}
-		}
-	}
-	if d.slope > 0 {
-		LeakyReLUBackward(d.gin[lo*V*C:hi*V*C], d.in[lo*V*C:hi*V*C], d.slope)
-	}
+	dnnl.ScatterSites(d.gin, d.col, d.in, d.taps, lo, hi, d.L*d.L, d.nA, d.cin, d.kk, d.slope)
 }
 
 // lastBackward is the backward pass of the last convolution cv of layer c
