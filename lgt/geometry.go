@@ -13,12 +13,40 @@ const TwoPi = 2 * math.Pi
 
 // Mod2Pi returns a mod 2π in [0, 2π).
 func Mod2Pi[T Float](a T) T {
-	r := T(math.Mod(float64(a), TwoPi))
+	r := T(RemTwoPi(float64(a)))
 	if r < 0 {
 		r += TwoPi
 	}
 	if r >= TwoPi { // r was a tiny negative number rounded up
 		r = 0
+	}
+	return r
+}
+
+// RemTwoPi returns math.Mod(x, TwoPi) bit for bit (the remainder of the
+// truncated quotient, with the sign of x, exact), without math.Mod's
+// loop for |x| < 2²⁰: the quotient n = trunc(x/2π), one off at most
+// where x is within rounding of a multiple of 2π and then corrected, and
+// x − n·2π in one fused multiply–add, which rounds the exact value of a
+// remainder that is representable (fmod's always is) to itself.
+func RemTwoPi(x float64) float64 {
+	if !(math.Abs(x) < 1<<20) { // large, infinite or NaN
+		return math.Mod(x, TwoPi)
+	}
+	n := math.Trunc(x / TwoPi)
+	r := math.FMA(-n, TwoPi, x)
+	switch {
+	case x >= 0 && r < 0:
+		r = math.FMA(-(n - 1), TwoPi, x)
+	case x >= 0 && r >= TwoPi:
+		r = math.FMA(-(n + 1), TwoPi, x)
+	case x < 0 && r > 0:
+		r = math.FMA(-(n + 1), TwoPi, x)
+	case x < 0 && r <= -TwoPi:
+		r = math.FMA(-(n - 1), TwoPi, x)
+	}
+	if r == 0 {
+		return math.Copysign(0, x) // fmod's zero has the sign of x
 	}
 	return r
 }

@@ -85,3 +85,59 @@ func TestAngleDist(t *testing.T) {
 		}
 	}
 }
+
+// TestRemTwoPi: RemTwoPi equals math.Mod(x, 2π) bit for bit (the sign of
+// a zero included) on random angles of every scale up to beyond its fast
+// range, on the multiples k·2π (k from −40 to 40) and the 64 float64
+// neighbours on either side of each, where the quotient rounds the wrong
+// way, and on ±0, ±Inf and NaN.
+func TestRemTwoPi(t *testing.T) {
+	check := func(x float64) {
+		got, want := RemTwoPi(x), math.Mod(x, TwoPi)
+		if math.Float64bits(got) != math.Float64bits(want) && !(math.IsNaN(got) && math.IsNaN(want)) {
+			t.Fatalf("RemTwoPi(%v) = %v (%#x), math.Mod %v (%#x)", x, got, math.Float64bits(got), want, math.Float64bits(want))
+		}
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for range 200000 {
+		scale := math.Ldexp(1, rng.IntN(26)-4) // 1/16 … 2²¹
+		check(scale * (2*rng.Float64() - 1))
+	}
+	for k := -40; k <= 40; k++ {
+		m := float64(k) * TwoPi
+		up, down := m, m
+		for range 64 {
+			check(up)
+			check(down)
+			up, down = math.Nextafter(up, math.Inf(1)), math.Nextafter(down, math.Inf(-1))
+		}
+	}
+	for _, x := range []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), TwoPi, -TwoPi, math.Pi} {
+		check(x)
+	}
+}
+
+// BenchmarkRemTwoPi times RemTwoPi against math.Mod on plaquette-like
+// angles (sums of four links, in (−4π, 8π)), side by side in one run.
+func BenchmarkRemTwoPi(b *testing.B) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	xs := make([]float64, 4096)
+	for i := range xs {
+		xs[i] = 12*math.Pi*rng.Float64() - 4*math.Pi
+	}
+	for _, f := range []struct {
+		name string
+		fn   func(float64) float64
+	}{{"RemTwoPi", RemTwoPi}, {"math.Mod", func(x float64) float64 { return math.Mod(x, TwoPi) }}} {
+		b.Run(f.name, func(b *testing.B) {
+			var s float64
+			for b.Loop() {
+				for _, x := range xs {
+					s += f.fn(x)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/angle")
+			_ = s
+		})
+	}
+}
