@@ -327,18 +327,10 @@ func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[
 }
 
 // gatherRange fills the columns of configurations [lo, hi):
-// col[(b·nA + i)·K²Cin + t·Cin + ci] = in[(b·V + taps[t·nA + i])·Cin + ci].
+// col[(b·nA + i)·K²Cin + t·Cin + ci] = in[(b·V + taps[t·nA + i])·Cin + ci]
+// (dnnl.GatherSites, vectorized in C).
 func (d *dnnlConditioner[T]) gatherRange(lo, hi int) {
-	V, C, CKK := d.L*d.L, d.cin, d.cin*d.kk
-	for b := lo; b < hi; b++ {
-		for i := range d.nA {
-			col := d.col[(b*d.nA+i)*CKK:][:CKK]
-			for t := range d.kk {
-				src := d.in[(b*V+int(d.taps[t*d.nA+i]))*C:][:C]
-				copy(col[t*C:(t+1)*C], src)
-			}
-		}
-	}
+	dnnl.GatherSites(d.col, d.in, d.taps, lo, hi, d.L*d.L, d.nA, d.cin, d.kk)
 }
 
 // scatterRange writes gin of configurations [lo, hi): zero, then the

@@ -28,6 +28,22 @@ static void nf_scatter_sites(float *restrict gin, const float *restrict col, con
 		for (long k = lo * V * C; k < hi * V * C; k++)
 			if (!(in[k] > 0)) gin[k] *= slope;
 }
+
+// nf_gather_sites is GatherSites for configurations [lo, hi).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void nf_gather_sites(float *restrict col, const float *restrict in, const int32_t *restrict taps,
+		long lo, long hi, long V, long nA, long C, long KK) {
+	long CKK = C * KK;
+	for (long b = lo; b < hi; b++)
+		for (long i = 0; i < nA; i++) {
+			float *cs = col + (b * nA + i) * CKK;
+			for (long t = 0; t < KK; t++) {
+				const float *s = in + (b * V + taps[t * nA + i]) * C;
+				float *d = cs + t * C;
+				for (long c = 0; c < C; c++) d[c] = s[c];
+			}
+		}
+}
 */
 import "C"
 
@@ -35,6 +51,32 @@ import (
 	"fmt"
 	"unsafe"
 )
+
+// GatherSites fills the columns of the last convolution at the active
+// sites from NHWC activations in (B·V·ch), for configurations [lo, hi):
+// col[(b·nA + i)·KK·ch + t·ch + c] = in[(b·V + taps[t·nA + i])·ch + c].
+func GatherSites(col, in []float32, taps []int32, lo, hi, V, nA, ch, KK int) {
+	checkSites("GatherSites", col, in, taps, lo, hi, V, nA, ch, KK)
+	if hi == lo {
+		return
+	}
+	C.nf_gather_sites((*C.float)(unsafe.Pointer(unsafe.SliceData(col))), (*C.float)(unsafe.Pointer(unsafe.SliceData(in))),
+		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(taps))), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK))
+}
+
+// checkSites panics unless the buffers hold configurations [lo, hi) and
+// every tap's source is a site.
+func checkSites(name string, col, act []float32, taps []int32, lo, hi, V, nA, ch, KK int) {
+	if lo < 0 || hi < lo || len(act) < hi*V*ch || len(col) < hi*nA*KK*ch || len(taps) < KK*nA {
+		panic(fmt.Sprintf("dnnl: %s: configurations [%d, %d) of %d sites, %d channels, %d taps: activations %d, col %d, taps %d",
+			name, lo, hi, V, ch, KK, len(act), len(col), len(taps)))
+	}
+	for _, s := range taps[:KK*nA] {
+		if s < 0 || int(s) >= V {
+			panic(fmt.Sprintf("dnnl: %s: tap source %d outside 0 … %d", name, s, V-1))
+		}
+	}
+}
 
 // ScatterSites is the adjoint of the last convolution's gather at the
 // active sites, on NHWC activations, for configurations [lo, hi) of
@@ -46,17 +88,12 @@ import (
 // (1 where in > 0, else slope). The same additions in the same order as
 // the portable loop (nf's scatterRange): the same bits on every CPU.
 func ScatterSites(gin, col, in []float32, taps []int32, lo, hi, V, nA, ch, KK int, slope float32) {
-	if lo < 0 || hi < lo || len(gin) < hi*V*ch || len(col) < hi*nA*KK*ch || len(taps) < KK*nA || (slope > 0 && len(in) < hi*V*ch) {
-		panic(fmt.Sprintf("dnnl: ScatterSites: configurations [%d, %d) of %d sites, %d channels, %d taps: gin %d, col %d, in %d, taps %d",
-			lo, hi, V, ch, KK, len(gin), len(col), len(in), len(taps)))
+	checkSites("ScatterSites", col, gin, taps, lo, hi, V, nA, ch, KK)
+	if slope > 0 && len(in) < hi*V*ch {
+		panic(fmt.Sprintf("dnnl: ScatterSites: input %d for configurations up to %d of %d·%d", len(in), hi, V, ch))
 	}
 	if hi == lo {
 		return
-	}
-	for _, s := range taps[:KK*nA] {
-		if s < 0 || int(s) >= V {
-			panic(fmt.Sprintf("dnnl: ScatterSites: tap source %d outside 0 … %d", s, V-1))
-		}
 	}
 	var inp *C.float
 	if slope > 0 {
