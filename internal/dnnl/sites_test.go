@@ -99,15 +99,8 @@ func TestGatherSites(t *testing.T) {
 // by side in one run.
 func BenchmarkGatherSites(b *testing.B) {
 	const B, V, nA, ch, KK = 64, 256, 64, 64, 9
-	rng := rand.New(rand.NewPCG(7, 8))
-	col, in := make([]float32, B*nA*KK*ch), make([]float32, B*V*ch)
-	for i := range in {
-		in[i] = float32(rng.NormFloat64())
-	}
-	taps := make([]int32, KK*nA)
-	for i := range taps {
-		taps[i] = int32(rng.IntN(V))
-	}
+	taps, d := siteData(7, V, nA, KK, B*V*ch)
+	col, in := make([]float32, B*nA*KK*ch), d[0]
 	b.Run("c", func(b *testing.B) {
 		for b.Loop() {
 			GatherSites(col, in, taps, 0, B, V, nA, ch, KK)
@@ -133,18 +126,8 @@ func BenchmarkGatherSites(b *testing.B) {
 // as the portable Go loop it replaced, side by side in one run.
 func BenchmarkScatterSites(b *testing.B) {
 	const B, V, nA, ch, KK = 64, 256, 64, 64, 9
-	rng := rand.New(rand.NewPCG(7, 8))
-	col, in, gin := make([]float32, B*nA*KK*ch), make([]float32, B*V*ch), make([]float32, B*V*ch)
-	for i := range col {
-		col[i] = float32(rng.NormFloat64())
-	}
-	for i := range in {
-		in[i] = float32(rng.NormFloat64())
-	}
-	taps := make([]int32, KK*nA)
-	for i := range taps {
-		taps[i] = int32(rng.IntN(V))
-	}
+	taps, d := siteData(7, V, nA, KK, B*nA*KK*ch, B*V*ch)
+	col, in, gin := d[0], d[1], make([]float32, B*V*ch)
 	b.Run("c", func(b *testing.B) {
 		for b.Loop() {
 			ScatterSites(gin, col, in, taps, 0, B, V, nA, ch, KK, 0.01)
@@ -171,4 +154,22 @@ func BenchmarkScatterSites(b *testing.B) {
 			}
 		}
 	})
+}
+
+// siteData returns random float32 data of n values each (normal) and the
+// taps of nA sites with KK taps into V sites (sources repeat), from seed.
+func siteData(seed uint64, V, nA, KK int, ns ...int) (taps []int32, data [][]float32) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for _, n := range ns {
+		d := make([]float32, n)
+		for i := range d {
+			d[i] = float32(rng.NormFloat64())
+		}
+		data = append(data, d)
+	}
+	taps = make([]int32, KK*nA)
+	for i := range taps {
+		taps[i] = int32(rng.IntN(V))
+	}
+	return taps, data
 }
