@@ -338,43 +338,36 @@ func (t *Trainer[T]) ReparamGradient(z []T, off, nGlobal int) error {
 	if err := t.evaluate(off, true); err != nil {
 		return err
 	}
-	if rt, ok := t.resident(); ok {
-		return t.reparamResident(rt, inv)
+	// The upstream link gradient: (G + F)·inv for the path gradient, F·inv
+	// for r.t. (F the force), formed here in t.gx, or where a
+	// ResidentTarget keeps the force (g nil).
+	rt, resident := t.resident()
+	path := t.Estimator == PathGradient
+	g := t.gx
+	if resident {
+		g = nil
 	}
-	if t.Estimator == PathGradient {
-		t.pathG(t.gx)
-		for i := range t.gx {
-			t.gx[i] = T((float64(t.gx[i]) + t.force[i]) * inv)
-		}
+	if path {
+		t.pathG(g) // G, into g or kept on the engine
 		clear(t.glogJ)
 	} else {
-		for i := range t.gx {
-			t.gx[i] = T(t.force[i] * inv)
-		}
 		for b := range t.glogJ[:mb] {
 			t.glogJ[b] = -inv // log q(z) = log prior − log J
 		}
 	}
-	t.backwardForward(t.tape, nil, t.gx, t.glogJ)
-	return nil
-}
-
-// reparamResident is the backward half of ReparamGradient with the force
-// kept on the flow's engine (ResidentTarget): the upstream gradients are
-// formed there, in float64 rounded once, as the host does.
-func (t *Trainer[T]) reparamResident(rt ResidentTarget[T], inv float64) error {
-	if t.Estimator == PathGradient {
-		t.pathG(nil) // G stays on the engine
-		clear(t.glogJ)
-	} else {
-		for b := range t.glogJ[:t.Micro] {
-			t.glogJ[b] = -inv
+	if resident {
+		if err := rt.Upstream(inv, path); err != nil {
+			return err
 		}
 	}
-	if err := rt.Upstream(inv, t.Estimator == PathGradient); err != nil {
-		return err
+	for i := range g {
+		v := t.force[i]
+		if path {
+			v = float64(g[i]) + t.force[i]
+		}
+		g[i] = T(v * inv)
 	}
-	t.backwardForward(t.tape, nil, nil, t.glogJ)
+	t.backwardForward(t.tape, nil, g, t.glogJ)
 	return nil
 }
 

@@ -324,11 +324,7 @@ func (f *Flow[T]) Reverse(z, x []T, logJ []float64, B int, tape *Tape[T]) {
 // the upstream gradient a ResidentTarget set there (its Upstream), and
 // the input gradient not returned stays there (for Upstream with add).
 func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
-	if tape == nil || tape.dir != tapeForward {
-		panic("nf: Flow.BackwardForward: the tape holds no Forward call")
-	}
-	f.backwardCheck("BackwardForward", tape, gz, gx, glogJ)
-	f.eng.backward(passBackwardForward, tape, gz, gx, glogJ)
+	f.backward(passBackwardForward, tape, gz, gx, glogJ)
 }
 
 // BackwardReverse is the vector–Jacobian product of the Reverse call the
@@ -336,11 +332,7 @@ func (f *Flow[T]) BackwardForward(tape *Tape[T], gz, gx []T, glogJ []float64) {
 // ∂L/∂θ into f.Params.Grad and WRITES ∂L/∂x into gx (nil: not returned). gx
 // may be gz itself; gz is otherwise not modified.
 func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
-	if tape == nil || tape.dir != tapeReverse {
-		panic("nf: Flow.BackwardReverse: the tape holds no Reverse call")
-	}
-	f.backwardCheck("BackwardReverse", tape, gx, gz, glogJ)
-	f.eng.backward(passBackwardReverse, tape, gx, gz, glogJ)
+	f.backward(passBackwardReverse, tape, gx, gz, glogJ)
 }
 
 // BackwardReverseFromForward is the vector–Jacobian product of the REVERSE
@@ -361,11 +353,7 @@ func (f *Flow[T]) BackwardReverse(tape *Tape[T], gx, gz []T, glogJ []float64) {
 // (splineSite.backwardInverse), here at the forward tape's P. The result
 // equals BackwardReverse after Reverse(x) up to rounding.
 func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
-	if tape == nil || tape.dir != tapeForward {
-		panic("nf: Flow.BackwardReverseFromForward: the tape holds no Forward call")
-	}
-	f.backwardCheck("BackwardReverseFromForward", tape, gx, gz, glogJ)
-	f.eng.backward(passBackwardReverseFromForward, tape, gx, gz, glogJ)
+	f.backward(passBackwardReverseFromForward, tape, gx, gz, glogJ)
 }
 
 // LinkGradReverseFromForward is BackwardReverseFromForward without the
@@ -374,16 +362,21 @@ func (f *Flow[T]) BackwardReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []
 // Upstream) and leaves Params.Grad, and the gradients an engine holds for
 // SyncGrads, as they were (the path gradient's G = ∂ log q/∂φ).
 func (f *Flow[T]) LinkGradReverseFromForward(tape *Tape[T], gx, gz []T, glogJ []float64) {
-	if tape == nil || tape.dir != tapeForward {
-		panic("nf: Flow.LinkGradReverseFromForward: the tape holds no Forward call")
-	}
-	f.backwardCheck("LinkGradReverseFromForward", tape, gx, gz, glogJ)
-	f.eng.backward(passLinkGradReverseFromForward, tape, gx, gz, glogJ)
+	f.backward(passLinkGradReverseFromForward, tape, gx, gz, glogJ)
 }
 
-// backwardCheck panics unless the arguments of a backward pass fit the
-// tape (programming errors).
-func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ []float64) {
+// backward checks the tape and the arguments of backward pass p
+// (programming errors: panics) and hands the pass to the engine: dst gets
+// the input gradient, src is the upstream one.
+func (f *Flow[T]) backward(p pass, tape *Tape[T], dst, src []T, glogJ []float64) {
+	name := p.String()
+	want, call := tapeForward, "Forward"
+	if p == passBackwardReverse {
+		want, call = tapeReverse, "Reverse"
+	}
+	if tape == nil || tape.dir != want {
+		panic("nf: Flow." + name + ": the tape holds no " + call + " call")
+	}
 	B := tape.B
 	f.checkCall(name, B, tape, dst, src)
 	if src == nil && !f.eng.resident() {
@@ -392,6 +385,7 @@ func (f *Flow[T]) backwardCheck(name string, tape *Tape[T], dst, src []T, glogJ 
 	if glogJ != nil && len(glogJ) != B {
 		panic(fmt.Sprintf("nf: Flow.%s: len(glogJ) = %d, want %d", name, len(glogJ), B))
 	}
+	f.eng.backward(p, tape, dst, src, glogJ)
 }
 
 // SyncGrads brings the parameter gradients that the backward passes
