@@ -1,6 +1,7 @@
 package nf
 
 import (
+	"nfschwinger/internal/dnnl"
 	"nfschwinger/lgt"
 
 	"fmt"
@@ -133,5 +134,84 @@ func BenchmarkSgemm(b *testing.B) {
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// BenchmarkLastConv times the conditioner's last convolution, 64 → 25
+// channels at the V/4 active sites, forward and backward, at L = 8 and 16,
+// micro-batch 64, in the two ways the engines run it: "openblas", im2col
+// and OpenBLAS products on Go's workers (Conv2D.ForwardSites and
+// BackwardSites), and "dnnl", one dnnl.SitesConv call on oneDNN's OpenMP
+// threads; each "alone" and "after-conv", right after a oneDNN 64 → 64
+// convolution as in a conditioner, with that convolution alone as the
+// "conv" row. after-conv − conv − alone is what handing the cores from
+// one thread runtime to the other costs. GFLOP/s counts the three
+// products only.
+func BenchmarkLastConv(b *testing.B) {
+	const B = benchMicroBatch
+	be := CPU(0)
+	for _, L := range []int{8, 16} {
+		V := L * L
+		rng := rand.New(rand.NewPCG(3, 4))
+		last := &Conv2D[float32]{Cin: 64, Cout: 25, K: 3, Dil: 3}
+		last.Weight, last.Bias = convCast[float32](convRandSlice(rng, 25*64*9)), make([]float32, 25)
+		last.GradWeight, last.GradBias = make([]float32, 25*64*9), make([]float32, 25)
+		var sites []int
+		for x := range V {
+			if (x/L)%2 == 0 && x%2 == 0 {
+				sites = append(sites, x)
+			}
+		}
+		M := B * len(sites)
+		in := convCast[float32](convRandSlice(rng, 64*B*V))
+		gin := make([]float32, len(in))
+		out, gout := make([]float32, 25*M), convCast[float32](convRandSlice(rng, 25*M))
+		var ws Workspace[float32]
+		ws.siteTaps(last, sites, L)
+		taps := append([]int32(nil), ws.taps...)
+		sc, err := dnnl.NewSitesConv(dnnl.SitesShape{N: B, V: V, NA: len(sites), Cin: 64, Cout: 25, Taps: 9}, be.Workers())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sc.Close()
+		conv, err := dnnl.NewCircConv(dnnl.CircShape{N: B, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2},
+			dnnl.CircOptions{LeakyReLUSlope: 0.01, Threads: be.Workers()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conv.Close()
+		cw, cb, cout := convCast[float32](convRandSlice(rng, 64*64*9)), make([]float32, 64), make([]float32, 64*B*V)
+		runConv := func() { mustDNNL(conv.Forward(cout, in, cw, cb)) }
+		products := map[string]func(){
+			"openblas": func() {
+				last.ForwardSites(be, out, in, B, L, sites, &ws)
+				last.BackwardSites(be, gin, gout, in, B, L, sites, &ws)
+			},
+			"dnnl": func() {
+				mustDNNL(sc.Forward(out, in, taps, last.Weight, last.Bias))
+				mustDNNL(sc.Backward(gin, gout, in, taps, last.Weight, last.GradWeight, last.GradBias, 0.01))
+			},
+		}
+		flops := 3 * last.FLOPsSites(B, len(sites))
+		b.Run(fmt.Sprintf("L=%d/conv", L), func(b *testing.B) {
+			for b.Loop() {
+				runConv()
+			}
+		})
+		for _, name := range []string{"openblas", "dnnl"} {
+			run := products[name]
+			b.Run(fmt.Sprintf("L=%d/%s/alone", L, name), func(b *testing.B) {
+				for b.Loop() {
+					run()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+			b.Run(fmt.Sprintf("L=%d/%s/after-conv", L, name), func(b *testing.B) {
+				for b.Loop() {
+					runConv()
+					run()
+				}
+			})
+		}
 	}
 }

@@ -26,14 +26,20 @@ import (
 //     convolution's input gradient (the fold of the circular padding, the
 //     scatter of the last convolution).
 //   - The last convolution runs at the active sites only, as the default
-//     path does (Conv2D.ForwardSites): the im2col columns of those sites are
-//     gathered from the NHWC input (one copy of C contiguous channels per
-//     tap) and multiplied by the weights in one float32 product of the
-//     backend, written straight into the compact raw spline parameters.
-//     Measured against oneDNN's convolution at every site (4× the flops),
-//     it is faster in float32 and also in bf16, whose backward-weights
-//     kernel is slow in oneDNN 2.6 (README, Performance), so this
-//     convolution stays float32 in both precisions.
+//     path does (Conv2D.ForwardSites), as one call of dnnl.SitesConv: the
+//     im2col columns of those sites are gathered from the NHWC input (one
+//     copy of C contiguous channels per tap) and multiplied by the weights
+//     in a float32 oneDNN matrix product, written straight into the
+//     compact raw spline parameters; backward, the bias sum, both
+//     products and the scatter run in the same call. All of it runs on
+//     the OpenMP threads of the other convolutions: an OpenBLAS product on
+//     Go's workers here ran at a third of oneDNN's rate, half of that lost
+//     to the OpenMP threads still spinning for the cores after each
+//     convolution (docs/performance.md). Measured against oneDNN's
+//     convolution at every site (4× the flops), the active sites are
+//     faster in float32 and also in bf16, whose backward-weights kernel is
+//     slow in oneDNN 2.6 (README, Performance), so this convolution stays
+//     float32 in both precisions.
 //   - With bf16 the other convolutions' inputs (wrapped activations,
 //     weights, output gradients) are rounded to bfloat16; accumulation,
 //     outputs and every gradient stay float32.
@@ -69,19 +75,11 @@ type dnnlConditioner[T Float] struct {
 	threads       int
 	convs         map[dnnlKey]*dnnl.CircConv
 
-	// The last convolution at the active sites: the gathered columns
-	// [M][K²·Cin] (M = B·nA, column t·Cin + ci for tap t, channel ci), the
-	// weights permuted to [Cout][K²·Cin] and their gradient, the source
-	// site of every tap (Workspace.siteTaps: taps[t·nA + i]), and the
-	// arguments of the parallel gather and scatter.
-	col, wp, gwp []float32
-	taps         []int32
-	in, gin      []float32
-	slope        float32 // LeakyReLU's: the scatter applies its derivative (the input is its output)
-	B, L, cin    int
-	nA, kk       int
-	gatherFn     func(lo, hi int)
-	scatterFn    func(lo, hi int)
+	// The last convolution at the active sites, one per batch size, and
+	// its weights permuted to the gathered columns' order [Cout][K²·Cin]
+	// (column t·Cin + ci for tap t, channel ci) with their gradient.
+	sitesConvs map[int]*dnnl.SitesConv
+	wp, gwp    []float32
 }
 
 type dnnlKey struct{ j, B int }
@@ -138,8 +136,7 @@ func (d *dnnlConditioner[T]) bind(e *hostEngine[T]) error {
 	if _, ok := e.be.(*cpuBackend); !ok {
 		return fmt.Errorf("nf: oneDNN convolutions need the CPU backend, not %s", e.be.Name())
 	}
-	d.threads, d.convs = e.be.Workers(), map[dnnlKey]*dnnl.CircConv{}
-	d.gatherFn, d.scatterFn = d.gatherRange, d.scatterRange
+	d.threads, d.convs, d.sitesConvs = e.be.Workers(), map[dnnlKey]*dnnl.CircConv{}, map[int]*dnnl.SitesConv{}
 	f := e.f
 	for j := range f.layers[0].convs[:len(f.layers[0].convs)-1] {
 		cv, err := d.get(f, j, 1)
@@ -188,7 +185,7 @@ func (f *Flow[T]) DNNLImpl() string {
 	}
 	n := len(f.layers[0].convs)
 	if n == 1 {
-		return "none (the only convolution runs at the active sites through OpenBLAS)"
+		return "none (the only convolution runs at the active sites, a oneDNN matrix product)"
 	}
 	cv, err := d.get(f, (n-1)/2, 1)
 	if err != nil {
@@ -246,6 +243,10 @@ func (d *dnnlConditioner[T]) close() {
 		cv.Close()
 	}
 	clear(d.convs)
+	for _, sc := range d.sitesConvs {
+		sc.Close()
+	}
+	clear(d.sitesConvs)
 }
 
 // mustDNNL panics on a oneDNN execution error (the primitives exist, so
@@ -267,18 +268,9 @@ func (d *dnnlConditioner[T]) forward(e *hostEngine[T], c *coupling[T], rec layer
 			mustDNNL(p.Forward(as32(rec.acts[j+1]), as32(rec.acts[j]), w, b))
 			continue
 		}
-		d.sites(e, c, cv, rec.acts[j], nil, B)
-		e.be.ParallelFor(B, d.gatherFn)
-		out := as32(rec.acts[j+1])
-		M, CKK := B*f.nA, cv.Cin*cv.K*cv.K
-		for co, bv := range b {
-			row := out[co*M : (co+1)*M]
-			for i := range row {
-				row[i] = bv
-			}
-		}
-		e.be.Gemm32(false, true, cv.Cout, M, CKK, 1, d.wp, CKK, d.col, CKK, 1, out, M)
-		d.in = nil
+		sc, taps := d.sites(e, c, cv, B)
+		out := as32(rec.acts[j+1])[:cv.Cout*B*f.nA]
+		mustDNNL(sc.Forward(out, as32(rec.acts[j]), taps, d.wp, b))
 	}
 }
 
@@ -303,78 +295,61 @@ func (d *dnnlConditioner[T]) backward(e *hostEngine[T], c *coupling[T], rec laye
 	e.ginp = e.gbuf[cur][:InChannels*N]
 }
 
-// sites prepares the last convolution cv of layer c at the active sites
-// for B configurations: the taps, the permuted weights, the column buffer,
-// and the input in (NHWC) and input gradient gin of the gather and scatter.
-func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[T], in []T, gin []float32, B int) {
+// sites returns the last convolution cv of layer c at the active sites
+// for B configurations and the source site of each of its taps
+// (Workspace.siteTaps: taps[t·nA + i], valid until the next siteTaps),
+// with d.wp holding cv's weights in the columns' order.
+func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[T], B int) (*dnnl.SitesConv, []int32) {
 	f := e.f
-	L := f.Arch.L
-	e.ws.siteTaps(cv, c.masks.Active, L)
-	d.taps = e.ws.taps // valid until the next siteTaps
-	d.kk, d.cin, d.nA, d.B, d.L = cv.K*cv.K, cv.Cin, f.nA, B, L
-	CKK := cv.Cin * d.kk
-	d.col = grow(d.col, B*f.nA*CKK)
+	sc, ok := d.sitesConvs[B]
+	if !ok {
+		if len(d.sitesConvs) >= maxDNNLShapes {
+			d.close()
+		}
+		s := dnnl.SitesShape{N: B, V: f.Arch.L * f.Arch.L, NA: f.nA, Cin: cv.Cin, Cout: cv.Cout, Taps: cv.K * cv.K}
+		var err error
+		if sc, err = dnnl.NewSitesConv(s, d.threads); err != nil {
+			panic(fmt.Sprintf("nf: oneDNN convolution at the active sites for %d configurations: %v", B, err))
+		}
+		d.sitesConvs[B] = sc
+	}
+	e.ws.siteTaps(cv, c.masks.Active, f.Arch.L)
+	kk := cv.K * cv.K
+	CKK := cv.Cin * kk
 	d.wp = grow(d.wp, cv.Cout*CKK)
 	w := as32(cv.Weight)
 	for co := range cv.Cout {
 		for ci := range cv.Cin {
-			for t := range d.kk {
-				d.wp[co*CKK+t*cv.Cin+ci] = w[(co*cv.Cin+ci)*d.kk+t]
+			for t := range kk {
+				d.wp[co*CKK+t*cv.Cin+ci] = w[(co*cv.Cin+ci)*kk+t]
 			}
 		}
 	}
-	d.in, d.gin = as32(in), gin
-}
-
-// gatherRange fills the columns of configurations [lo, hi):
-// col[(b·nA + i)·K²Cin + t·Cin + ci] = in[(b·V + taps[t·nA + i])·Cin + ci]
-// (dnnl.GatherSites, vectorized in C).
-func (d *dnnlConditioner[T]) gatherRange(lo, hi int) {
-	dnnl.GatherSites(d.col, d.in, d.taps, lo, hi, d.L*d.L, d.nA, d.cin, d.kk)
-}
-
-// scatterRange writes gin of configurations [lo, hi): zero, then the
-// column gradient (in d.col) added at the source of every tap (the adjoint
-// of gatherRange), then, when the input is a LeakyReLU output (d.slope >
-// 0), times the LeakyReLU's derivative read from the input; vectorized in
-// C (dnnl.ScatterSites), the same bits as the loop in Go.
-func (d *dnnlConditioner[T]) scatterRange(lo, hi int) {
-	dnnl.ScatterSites(d.gin, d.col, d.in, d.taps, lo, hi, d.L*d.L, d.nA, d.cin, d.kk, d.slope)
+	return sc, e.ws.taps
 }
 
 // lastBackward is the backward pass of the last convolution cv of layer c
 // at the active sites: from gout (compact [Cout][B·nA]) and its NHWC input
-// in it adds the weight and bias gradients and writes gin (NHWC).
+// in it adds the weight and bias gradients and writes gin (NHWC), through
+// the derivative of the previous convolution's LeakyReLU when there is
+// one.
 func (d *dnnlConditioner[T]) lastBackward(e *hostEngine[T], c *coupling[T], cv *Conv2D[T], in []T, gin, gout []float32, B int) {
 	f := e.f
-	M, CKK := B*f.nA, cv.Cin*cv.K*cv.K
-	gb := as32(cv.GradBias)
-	for co := range cv.Cout {
-		var s float64
-		for _, g := range gout[co*M : (co+1)*M] {
-			s += float64(g)
-		}
-		gb[co] += float32(s)
-	}
-	d.sites(e, c, cv, in, gin, B)
-	d.slope = 0
+	var slope float32
 	if len(c.convs) > 1 { // the input is the previous convolution's activation
-		d.slope = float32(f.Arch.LeakyReLUSlope)
+		slope = float32(f.Arch.LeakyReLUSlope)
 	}
-	e.be.ParallelFor(B, d.gatherFn)
-	// dWp[Cout][CKK] = gout[Cout][M] · col[M][CKK], then un-permuted.
-	d.gwp = grow(d.gwp, cv.Cout*CKK)
-	e.be.Gemm32(false, false, cv.Cout, CKK, M, 1, gout, M, d.col, CKK, 0, d.gwp, CKK)
+	sc, taps := d.sites(e, c, cv, B)
+	d.gwp = grow(d.gwp, len(d.wp))
+	mustDNNL(sc.Backward(gin, gout, as32(in), taps, d.wp, d.gwp, as32(cv.GradBias), slope))
+	kk := cv.K * cv.K
+	CKK := cv.Cin * kk
 	gw := as32(cv.GradWeight)
 	for co := range cv.Cout {
 		for ci := range cv.Cin {
-			for t := range d.kk {
-				gw[(co*cv.Cin+ci)*d.kk+t] += d.gwp[co*CKK+t*cv.Cin+ci]
+			for t := range kk {
+				gw[(co*cv.Cin+ci)*kk+t] += d.gwp[co*CKK+t*cv.Cin+ci]
 			}
 		}
 	}
-	// dcol[M][CKK] = goutᵀ · Wp, then scattered into gin.
-	e.be.Gemm32(true, false, M, CKK, cv.Cout, 1, gout, M, d.wp, CKK, 0, d.col, CKK)
-	e.be.ParallelFor(B, d.scatterFn)
-	d.in, d.gin = nil, nil
 }

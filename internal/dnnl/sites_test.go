@@ -1,6 +1,7 @@
 package dnnl
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -49,7 +50,7 @@ func TestScatterSites(t *testing.T) {
 				}
 			}
 		}
-		ScatterSites(got, col, in, taps, lo, hi, V, nA, ch, KK, slope)
+		scatterSites(got, col, in, taps, lo, hi, V, nA, ch, KK, slope)
 		for i := range got {
 			if got[i] != want[i] {
 				t.Fatalf("slope %v: element %d: %v, want %v", slope, i, got[i], want[i])
@@ -75,7 +76,7 @@ func TestGatherSites(t *testing.T) {
 	for i := range col {
 		col[i] = 7
 	}
-	GatherSites(col, in, taps, 1, 3, V, nA, ch, KK)
+	gatherSites(col, in, taps, 1, 3, V, nA, ch, KK)
 	for b := range B {
 		for i := range nA {
 			for tp := range KK {
@@ -103,7 +104,7 @@ func BenchmarkGatherSites(b *testing.B) {
 	col, in := make([]float32, B*nA*KK*ch), d[0]
 	b.Run("c", func(b *testing.B) {
 		for b.Loop() {
-			GatherSites(col, in, taps, 0, B, V, nA, ch, KK)
+			gatherSites(col, in, taps, 0, B, V, nA, ch, KK)
 		}
 	})
 	b.Run("go", func(b *testing.B) {
@@ -122,7 +123,7 @@ func BenchmarkGatherSites(b *testing.B) {
 
 // BenchmarkScatterSites times the scatter of the last convolution's
 // backward pass at L = 16 (64 active sites of 256, 64 channels, 9 taps,
-// micro-batch 64, with the LeakyReLU derivative), in C (ScatterSites) and
+// micro-batch 64, with the LeakyReLU derivative), in C (scatterSites) and
 // as the portable Go loop it replaced, side by side in one run.
 func BenchmarkScatterSites(b *testing.B) {
 	const B, V, nA, ch, KK = 64, 256, 64, 64, 9
@@ -130,7 +131,7 @@ func BenchmarkScatterSites(b *testing.B) {
 	col, in, gin := d[0], d[1], make([]float32, B*V*ch)
 	b.Run("c", func(b *testing.B) {
 		for b.Loop() {
-			ScatterSites(gin, col, in, taps, 0, B, V, nA, ch, KK, 0.01)
+			scatterSites(gin, col, in, taps, 0, B, V, nA, ch, KK, 0.01)
 		}
 	})
 	b.Run("go", func(b *testing.B) {
@@ -172,4 +173,107 @@ func siteData(seed uint64, V, nA, KK int, ns ...int) (taps []int32, data [][]flo
 		taps[i] = int32(rng.IntN(V))
 	}
 	return taps, data
+}
+
+// TestSitesConv checks SitesConv against float64 sums of the same gather,
+// products and scatter: out, the bias and weight gradients and the input
+// gradient (with and without the LeakyReLU's derivative), each element
+// within 1e-5 of the sum of its terms' magnitudes (float32 rounding of
+// sums of at most 576 terms), the bias gradient added, the weight gradient
+// overwritten, and gin nil accepted.
+func TestSitesConv(t *testing.T) {
+	s := SitesShape{N: 3, V: 16, NA: 4, Cin: 8, Cout: 5, Taps: 9}
+	rng := rand.New(rand.NewPCG(7, 8))
+	normal := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+	in, wp, b := normal(s.N*s.V*s.Cin), normal(s.Cout*s.Cols()), normal(s.Cout)
+	gout := normal(s.Cout * s.Rows())
+	taps := make([]int32, s.Taps*s.NA)
+	for i := range taps {
+		taps[i] = int32(rng.IntN(s.V))
+	}
+	sc, err := NewSitesConv(s, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	M, K := s.Rows(), s.Cols()
+	col := make([]float32, M*K)
+	gatherSites(col, in, taps, 0, s.N, s.V, s.NA, s.Cin, s.Taps)
+	near := func(what string, i int, got float32, want, mag float64) {
+		t.Helper()
+		if math.Abs(float64(got)-want) > 1e-5*mag+1e-30 {
+			t.Fatalf("%s[%d] = %v, want %v (terms' magnitudes %v)", what, i, got, want, mag)
+		}
+	}
+
+	out := normal(s.Cout * M) // overwritten
+	if err := sc.Forward(out, in, taps, wp, b); err != nil {
+		t.Fatal(err)
+	}
+	for o := range s.Cout {
+		for m := range M {
+			want, mag := float64(b[o]), math.Abs(float64(b[o]))
+			for k := range K {
+				p := float64(wp[o*K+k]) * float64(col[m*K+k])
+				want, mag = want+p, mag+math.Abs(p)
+			}
+			near("out", o*M+m, out[o*M+m], want, mag)
+		}
+	}
+
+	for _, slope := range []float32{0, 0.01} {
+		gb, gwp, gin := make([]float32, s.Cout), normal(len(wp)), normal(len(in))
+		for i := range gb {
+			gb[i] = 1
+		}
+		if err := sc.Backward(gin, gout, in, taps, wp, gwp, gb, slope); err != nil {
+			t.Fatal(err)
+		}
+		for o := range s.Cout {
+			want, mag := 1.0, 1.0
+			for _, g := range gout[o*M : (o+1)*M] {
+				want, mag = want+float64(g), mag+math.Abs(float64(g))
+			}
+			near("gb", o, gb[o], want, mag)
+			for k := range K {
+				want, mag := 0.0, 0.0
+				for m := range M {
+					p := float64(gout[o*M+m]) * float64(col[m*K+k])
+					want, mag = want+p, mag+math.Abs(p)
+				}
+				near("gwp", o*K+k, gwp[o*K+k], want, mag)
+			}
+		}
+		want, mag := make([]float64, len(in)), make([]float64, len(in))
+		for bi := range s.N {
+			for i := range s.NA {
+				for tp := range s.Taps {
+					src := (bi*s.V + int(taps[tp*s.NA+i])) * s.Cin
+					for c := range s.Cin {
+						for o := range s.Cout {
+							p := float64(gout[o*M+bi*s.NA+i]) * float64(wp[o*K+tp*s.Cin+c])
+							want[src+c] += p
+							mag[src+c] += math.Abs(p)
+						}
+					}
+				}
+			}
+		}
+		for i := range want {
+			if slope > 0 && !(in[i] > 0) {
+				want[i] *= float64(slope)
+				mag[i] *= float64(slope)
+			}
+			near("gin", i, gin[i], want[i], mag[i])
+		}
+		if err := sc.Backward(nil, gout, in, taps, wp, gwp, gb, slope); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
