@@ -1,13 +1,16 @@
 package app
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"runtime"
 	"strings"
+	"time"
 
 	"nfschwinger/internal/cuda"
+	"nfschwinger/internal/dnnl"
 	nfio "nfschwinger/io"
 	"nfschwinger/nf"
 	"nfschwinger/nf/device"
@@ -62,12 +65,16 @@ func runCheck(opts checkOptions, w io.Writer) error {
 		return err
 	}
 	engine := "on the CUDA device: im2col kernels and cuBLAS products (bf16: cublasGemmEx, float32 accumulation)"
+	rates := ""
 	if !onDevice {
 		if engine, err = convEngine(c); err != nil {
 			return err
 		}
+		if c.Model.Precision == "float32" {
+			rates = bf16Rates(c.Lat.L)
+		}
 	}
-	printCheck(w, opts.Params, c, opts.Workers, engine)
+	printCheck(w, opts.Params, c, opts.Workers, engine, rates)
 	if devLine != "" {
 		fmt.Fprintln(w, devLine)
 	}
@@ -119,6 +126,26 @@ func deviceBytes[T nf.Float](a nf.Arch, maxB int, bf16 bool) (int, error) {
 		return 0, &UsageError{Err: err}
 	}
 	return device.Bytes[T](a, maxB, bf16, true), nil
+}
+
+// rateMinTime is how long bf16Rates times the convolutions.
+const rateMinTime = 100 * time.Millisecond
+
+// bf16Rates measures oneDNN's 64 → 64 dilation-2 forward convolution on
+// this CPU at L, 16 configurations, in bf16 and in float32 by turns
+// (dnnl.ReferenceRates, the best of rateMinTime of repetitions) and says
+// how they compare: what choosing model.conv_precision = "bf16" would buy
+// here.
+func bf16Rates(L int) string {
+	const batch = 16
+	f32, b16, err := dnnl.ReferenceRates(L, batch, rateMinTime)
+	if errors.Is(err, dnnl.ErrUnimplemented) {
+		return "none: oneDNN has no bf16 convolution for this CPU"
+	} else if err != nil {
+		return fmt.Sprintf("not measured (%v)", err)
+	}
+	return fmt.Sprintf("%.0f GFLOP/s against %.0f in float32, %.2fx (oneDNN's 64->64 dilation-2 forward convolution, L = %d, %d configurations, measured now, best of %v)",
+		b16, f32, b16/f32, L, batch, rateMinTime)
 }
 
 // convEngine builds the configuration's flow for one configuration, as a
@@ -235,7 +262,7 @@ func bytesString(n int64) string {
 }
 
 // printCheck writes the report of a valid configuration.
-func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine string) {
+func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine, rates string) {
 	a := c.Arch()
 	ch := make([]string, 0, len(a.Channels()))
 	for _, v := range a.Channels() {
@@ -255,6 +282,9 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine str
 		a.NLayers, strings.Join(ch, " -> "), a.KernelSize, a.Dilation, a.NKnots, c.Model.Precision)
 	fmt.Fprintf(w, "parameters  %d\n", p)
 	fmt.Fprintf(w, "convolutions %s\n", engine)
+	if rates != "" {
+		fmt.Fprintf(w, "bf16 here   %s\n", rates)
+	}
 	fmt.Fprintf(w, "training    %s, %d steps, batch %d in micro-batches of %d per rank; rank counts that divide it: %s\n",
 		c.Train.Estimator, c.Train.Steps, c.Train.BatchSize, c.Train.MicroBatch, strings.Join(ranks, ", "))
 	fmt.Fprintf(w, "memory per rank for one micro-batch of %d (estimate, %d lattice workers):\n", c.Train.MicroBatch, workers)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -123,6 +124,17 @@ func TestCheckCommand(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+	// A float32 flow on the CPU: the bf16 and float32 rates of this CPU,
+	// measured, or why there are none.
+	if !regexp.MustCompile(`\nbf16 here   ([1-9][0-9]* GFLOP/s against [1-9][0-9]* in float32, [0-9.]+x|none: oneDNN has no bf16)`).MatchString(out.String()) {
+		t.Errorf("report lacks the measured bf16 rate:\n%s", out.String())
+	}
+	f64 := filepath.Join(dir, "f64.toml")
+	os.WriteFile(f64, []byte(paper.With("model.precision", "float64").TOML()), 0o644)
+	out.Reset()
+	if status := Main([]string{"check", f64}, &out, &errb); status != ExitOK || strings.Contains(out.String(), "bf16 here") {
+		t.Errorf("check of a float64 flow: status %d, a bf16 line:\n%s%s", status, out.String(), errb.String())
 	}
 	tests := []struct {
 		args []string

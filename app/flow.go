@@ -51,7 +51,8 @@ func newFlow[T nf.Float](a nf.Arch, convPrecision string, dev *deviceFlow) (*nf.
 	case single && usesDNNL(a, "float32", convPrecision):
 		flow, err := nf.NewFlowOn(a, nf.OneDNN[T](nf.CPU(0), bf16))
 		if errors.Is(err, nf.ErrBF16Slow) {
-			return nil, usagef("model.conv_precision = \"bf16\": %s; use \"float32\" on this machine", strings.TrimPrefix(err.Error(), "nf: "))
+			return nil, usagef("model.conv_precision = \"bf16\": %s; use \"float32\" on this machine (bf16 here: %s)",
+				strings.TrimPrefix(err.Error(), "nf: "), bf16Rates(a.L))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("oneDNN convolutions: %w", err)

@@ -5,6 +5,7 @@ import (
 	"nfschwinger/lgt"
 
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -214,4 +215,49 @@ func BenchmarkLastConv(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkHandOff times an elementwise kernel on Go's workers (exp of
+// 2¹⁸ float32s split over them, about a millisecond) alone and right
+// after a oneDNN 64 → 64 convolution at L = 16, micro-batch 64, with the
+// convolution alone as the "conv" row: after-conv − conv − alone is what
+// the OpenMP threads, which spin for a while after a parallel region
+// (OMP_WAIT_POLICY, GOMP_SPINCOUNT), take from Go's workers.
+func BenchmarkHandOff(b *testing.B) {
+	const B, L = benchMicroBatch, 16
+	be := CPU(0)
+	rng := rand.New(rand.NewPCG(3, 4))
+	conv, err := dnnl.NewCircConv(dnnl.CircShape{N: B, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2},
+		dnnl.CircOptions{LeakyReLUSlope: 0.01, Threads: be.Workers()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conv.Close()
+	in := convCast[float32](convRandSlice(rng, 64*B*L*L))
+	cw, cb, cout := convCast[float32](convRandSlice(rng, 64*64*9)), make([]float32, 64), make([]float32, 64*B*L*L)
+	x := in[:1<<18]
+	y := make([]float32, len(x))
+	chunk := len(x) / 64
+	kernel := func(lo, hi int) {
+		for i := lo * chunk; i < hi*chunk; i++ {
+			y[i] = float32(math.Exp(float64(x[i])))
+		}
+	}
+	runConv := func() { mustDNNL(conv.Forward(cout, in, cw, cb)) }
+	b.Run("conv", func(b *testing.B) {
+		for b.Loop() {
+			runConv()
+		}
+	})
+	b.Run("go/alone", func(b *testing.B) {
+		for b.Loop() {
+			be.ParallelFor(64, kernel)
+		}
+	})
+	b.Run("go/after-conv", func(b *testing.B) {
+		for b.Loop() {
+			runConv()
+			be.ParallelFor(64, kernel)
+		}
+	})
 }

@@ -332,23 +332,78 @@ func (cv *Conv) Close() { C.nfconv_destroy(&cv.c) }
 // repetitions within minTime (at least 3), in GFLOP/s. The flow's
 // convolution rate is compared with it (nfschwinger bench).
 func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, error) {
-	s := Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
-	cv, err := NewConv(s, Blocked, bf16)
+	r, err := newReference(L, batch, bf16)
 	if err != nil {
 		return 0, err
 	}
-	defer cv.Close()
-	cv.FillOnes()
-	if err := cv.Forward(); err != nil { // warm-up
-		return 0, err
-	}
-	best := math.Inf(1)
+	defer r.cv.Close()
 	for t0, k := time.Now(), 0; k < 3 || time.Since(t0) < minTime; k++ {
-		t1 := time.Now()
-		if err := cv.Forward(); err != nil {
+		if err := r.time(); err != nil {
 			return 0, err
 		}
-		best = min(best, time.Since(t1).Seconds())
 	}
-	return s.Flops() / best / 1e9, nil
+	return r.gflops(), nil
 }
+
+// ReferenceRates times the reference convolution of ReferenceGFLOPs in
+// float32 and in bf16 by turns, one repetition of each, for at least
+// minTime, so that on a shared machine both see the same load: the best
+// of each, in GFLOP/s. Where oneDNN has no bf16 convolution for this CPU,
+// bf16 is 0 and err wraps ErrUnimplemented.
+func ReferenceRates(L, batch int, minTime time.Duration) (f32, bf16 float64, err error) {
+	a, err := newReference(L, batch, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer a.cv.Close()
+	b, err := newReference(L, batch, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer b.cv.Close()
+	for t0, k := time.Now(), 0; k < 3 || time.Since(t0) < minTime; k++ {
+		if err := a.time(); err != nil {
+			return 0, 0, err
+		}
+		if err := b.time(); err != nil {
+			return 0, 0, err
+		}
+	}
+	return a.gflops(), b.gflops(), nil
+}
+
+// reference is the reference convolution being timed: its best time so
+// far, in seconds.
+type reference struct {
+	cv   *Conv
+	s    Shape
+	best float64
+}
+
+// newReference creates the reference convolution and runs it once (the
+// warm-up).
+func newReference(L, batch int, bf16 bool) (*reference, error) {
+	s := Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
+	cv, err := NewConv(s, Blocked, bf16)
+	if err != nil {
+		return nil, err
+	}
+	cv.FillOnes()
+	if err := cv.Forward(); err != nil {
+		cv.Close()
+		return nil, err
+	}
+	return &reference{cv: cv, s: s, best: math.Inf(1)}, nil
+}
+
+// time runs the convolution once and keeps the best time.
+func (r *reference) time() error {
+	t := time.Now()
+	if err := r.cv.Forward(); err != nil {
+		return err
+	}
+	r.best = min(r.best, time.Since(t).Seconds())
+	return nil
+}
+
+func (r *reference) gflops() float64 { return r.s.Flops() / r.best / 1e9 }

@@ -298,11 +298,6 @@ func (s SitesShape) Rows() int { return s.N * s.NA }
 // Cols is the length of a gathered column, Taps·Cin.
 func (s SitesShape) Cols() int { return s.Taps * s.Cin }
 
-// Flops returns twice the multiply-adds of one forward product.
-func (s SitesShape) Flops() float64 {
-	return 2 * float64(s.Rows()) * float64(s.Cols()) * float64(s.Cout)
-}
-
 // SitesConv is the last convolution of a conditioner at the active sites
 // through oneDNN, for a fixed shape. One call gathers the im2col columns
 // of the active sites from the NHWC input into memory it owns,
