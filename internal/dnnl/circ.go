@@ -169,9 +169,18 @@ static void nf_bf16_row(uint16_t *restrict d, const float *restrict s, long n) {
 
 static inline int nf_wrapidx(int i, int pad, int l) { return ((i - pad) % l + l) % l; }
 
+// nf_copy_sites copies n sites of C channels from NHWC s to padded d,
+// rounding to bf16 when bf.
+static inline void nf_copy_sites(void *d, long o, const float *s, long n, int C, int bf) {
+	if (bf) nf_bf16_row((uint16_t *)d + o, s, n * C);
+	else memcpy((float *)d + o, s, (size_t)(n * C) * 4);
+}
+
 // nfcirc_wrap writes the padded input: src[n][i][j][c] = in at site
 // ((i − pad) mod L, (j − pad) mod L) of configuration n, channel c; in is
-// NHWC, or channel-major [C][N][L][L] when c->incm.
+// NHWC, or channel-major [C][N][L][L] when c->incm. An NHWC padded row is
+// three runs of its source row: the last pad sites, the whole row, the
+// first pad sites (pad ≤ L).
 static void nfcirc_wrap(nfcirc *c, const float *in) {
 	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, bf = c->bf16, cm = c->incm;
 	void *dst;
@@ -181,17 +190,22 @@ static void nfcirc_wrap(nfcirc *c, const float *in) {
 	for (int b = 0; b < n; b++) {
 		for (int i = 0; i < hp; i++) {
 			int si = nf_wrapidx(i, pad, l);
+			long o = ((long)b * hp + i) * hp * C;
+			long s = ((long)b * l + si) * l;
+			if (!cm && pad <= l) {
+				const float *row = in + s * C;
+				nf_copy_sites(dst, o, row + (long)(l - pad) * C, pad, C, bf);
+				nf_copy_sites(dst, o + (long)pad * C, row, l, C, bf);
+				nf_copy_sites(dst, o + (long)(pad + l) * C, row, pad, C, bf);
+				continue;
+			}
 			for (int j = 0; j < hp; j++) {
-				int sj = nf_wrapidx(j, pad, l);
-				long o = (((long)b * hp + i) * hp + j) * C;
-				long s = ((long)b * l + si) * l + sj;
+				long sj = s + nf_wrapidx(j, pad, l), oj = o + (long)j * C;
 				if (cm) {
-					if (bf) for (int ch = 0; ch < C; ch++) ((uint16_t *)dst)[o + ch] = nf_bf16(in[ch * NV + s]);
-					else for (int ch = 0; ch < C; ch++) ((float *)dst)[o + ch] = in[ch * NV + s];
+					if (bf) for (int ch = 0; ch < C; ch++) ((uint16_t *)dst)[oj + ch] = nf_bf16(in[ch * NV + sj]);
+					else for (int ch = 0; ch < C; ch++) ((float *)dst)[oj + ch] = in[ch * NV + sj];
 				} else {
-					const float *p = in + s * C;
-					if (bf) nf_bf16_row((uint16_t *)dst + o, p, C);
-					else memcpy((float *)dst + o, p, (size_t)C * 4);
+					nf_copy_sites(dst, oj, in + sj * C, 1, C, bf);
 				}
 			}
 		}

@@ -80,6 +80,7 @@ func TestCircConv(t *testing.T) {
 		{CircShape{N: 3, Cin: 6, Cout: 16, L: 8, K: 3, Dilation: 1}, ChannelMajor, 0.01, true},
 		{CircShape{N: 2, Cin: 16, Cout: 32, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, true},
 		{CircShape{N: 2, Cin: 32, Cout: 25, L: 4, K: 3, Dilation: 3}, NHWC, 0, true},
+		{CircShape{N: 2, Cin: 8, Cout: 4, L: 2, K: 3, Dilation: 3}, NHWC, 0.01, false}, // pad 3 > L: the wrap site by site
 	}
 	for _, tc := range cases {
 		s := tc.s
