@@ -143,12 +143,14 @@ func (e *hostEngine[T]) couplingForwardRange(lo, hi int) {
 	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
+	chunk := newChunk()
+	defer chunks.Put(chunk)
 	for b := lo; b < hi; b++ {
 		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		logJ := 0.0
 		for i, x := range m.Active {
 			si := b*k.nA + i
-			sp.load(raw, M, si, n)
+			sp.loadChunk(chunk, raw, M, si, n, hi*k.nA)
 			P := k.rec.x[b*V+x]
 			g, logd, _ := sp.forward(P)
 			Pp := lgt.Mod2Pi(g + raw[3*n*M+si])
@@ -173,12 +175,14 @@ func (e *hostEngine[T]) couplingReverseRange(lo, hi int) {
 	raw := k.rec.acts[len(k.rec.acts)-1] // [3n+1][M], active sites only
 	sgn := T(m.sign())
 	var sp splineSite[T]
+	chunk := newChunk()
+	defer chunks.Put(chunk)
 	for b := lo; b < hi; b++ {
 		links := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		logJ := 0.0
 		for i, x := range m.Active {
 			s, si := b*V+x, b*k.nA+i
-			sp.load(raw, M, si, n)
+			sp.loadChunk(chunk, raw, M, si, n, hi*k.nA)
 			Pp := k.rec.x[s]
 			P, logd := sp.inverse(lgt.Mod2Pi(Pp - raw[3*n*M+si]))
 			k.rec.x[s] = P
@@ -213,6 +217,8 @@ func (e *hostEngine[T]) splineBackwardRange(lo, hi int, reverse bool) {
 	graw := e.gbuf[0][:nOut*M] // every entry is written below
 	sgn := T(m.sign())
 	var sp splineSite[T]
+	chunk := newChunk()
+	defer chunks.Put(chunk)
 	for b := lo; b < hi; b++ {
 		clear(e.pbar[b*V : (b+1)*V])
 		var gl T
@@ -222,7 +228,7 @@ func (e *hostEngine[T]) splineBackwardRange(lo, hi int, reverse bool) {
 		glinks := k.links[b*2*V+m.Mu*V : b*2*V+(m.Mu+1)*V]
 		for i, x := range m.Active {
 			s, si := b*V+x, b*k.nA+i
-			sp.load(raw, M, si, n)
+			sp.loadChunk(chunk, raw, M, si, n, hi*k.nA)
 			var P T
 			if k.rawA != nil {
 				P = k.rawA[nOut*M+si]

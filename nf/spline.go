@@ -2,6 +2,10 @@ package nf
 
 import (
 	"math"
+	"sync"
+	"unsafe"
+
+	"nfschwinger/internal/vec"
 )
 
 // Circular rational-quadratic splines (Durkan et al., "Neural Spline Flows",
@@ -84,6 +88,13 @@ func (sp *splineSite[T]) load(raw []T, stride, s, n int) {
 	sp.n = n
 	softmaxStrided(sp.pw[:n], sp.lpw[:n], raw, stride, s)
 	softmaxStrided(sp.ph[:n], sp.lph[:n], raw[n*stride:], stride, s)
+	sp.knots(raw, stride, s, n)
+}
+
+// knots sets the knots from the softmaxes and reads the derivatives'
+// pre-activations of site s.
+func (sp *splineSite[T]) knots(raw []T, stride, s, n int) {
+	sp.n = n
 	cumKnots(sp.x[:n+1], sp.pw[:n])
 	cumKnots(sp.y[:n+1], sp.ph[:n])
 	off := 2 * n * stride
@@ -91,6 +102,50 @@ func (sp *splineSite[T]) load(raw []T, stride, s, n int) {
 		sp.r[j+1] = float64(raw[off+j*stride+s])
 	}
 	sp.r[0] = sp.r[n]
+}
+
+// softmaxChunk holds the softmaxes of the widths (set 0) and heights
+// (set 1) of the splines of up to vec.SoftmaxSites consecutive sites
+// [s0, s0 + cnt), computed together by vec.Softmax: p[(k·n + j)·cnt + i]
+// and its logarithm lp for set k, bin j, site s0 + i.
+type softmaxChunk struct {
+	p, lp   [2 * maxBins * vec.SoftmaxSites]float64
+	s0, cnt int
+}
+
+// chunks recycles softmaxChunks: memory handed to C escapes, so a chunk
+// on a kernel's stack would be allocated at every call.
+var chunks = sync.Pool{New: func() any { return new(softmaxChunk) }}
+
+// newChunk returns an empty chunk from the pool (give it back with
+// chunks.Put).
+func newChunk() *softmaxChunk {
+	c := chunks.Get().(*softmaxChunk)
+	c.s0, c.cnt = 0, 0
+	return c
+}
+
+// loadChunk is load for a float32 flow's sites taken in increasing order
+// up to end (exclusive, at most stride): the softmaxes of the next
+// vec.SoftmaxSites sites are computed together in c, vectorized, when s
+// leaves the chunk c holds; the same formulas as softmaxStrided with
+// libmvec's exp and log (within a few ulp of Go's). A float64 flow loads
+// site by site.
+func (sp *splineSite[T]) loadChunk(c *softmaxChunk, raw []T, stride, s, n, end int) {
+	if unsafe.Sizeof(T(0)) != 4 {
+		sp.load(raw, stride, s, n)
+		return
+	}
+	if s < c.s0 || s >= c.s0+c.cnt {
+		c.s0, c.cnt = s, min(vec.SoftmaxSites, end-s)
+		vec.Softmax(c.p[:], c.lp[:], as32(raw)[s:], stride, c.cnt, n, 2)
+	}
+	i, cnt := s-c.s0, c.cnt
+	for j := range n {
+		sp.pw[j], sp.lpw[j] = c.p[j*cnt+i], c.lp[j*cnt+i]
+		sp.ph[j], sp.lph[j] = c.p[(n+j)*cnt+i], c.lp[(n+j)*cnt+i]
+	}
+	sp.knots(raw, stride, s, n)
 }
 
 // softmaxStrided writes p = softmax(raw[i·stride + s], i < len(p)) and

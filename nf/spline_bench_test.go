@@ -23,27 +23,40 @@ func BenchmarkSplineSite(b *testing.B) {
 	}
 	graw := make([]float32, len(raw))
 	var sp splineSite[float32]
-	b.Run("load+forward", func(b *testing.B) {
-		var sink float32
-		for b.Loop() {
-			for s := range sites {
-				sp.load(raw, sites, s, n)
-				g, _, _ := sp.forward(x[s])
-				sink += g
+	c := newChunk()
+	defer chunks.Put(c)
+	// load: site by site in Go; loadChunk: the softmaxes of 32 sites at
+	// once (vec.Softmax), as the coupling layer's kernels load them.
+	loads := []struct {
+		name string
+		load func(s int)
+	}{
+		{"load", func(s int) { sp.load(raw, sites, s, n) }},
+		{"loadChunk", func(s int) { sp.loadChunk(c, raw, sites, s, n, sites) }},
+	}
+	for _, l := range loads {
+		b.Run(l.name+"+forward", func(b *testing.B) {
+			var sink float32
+			for b.Loop() {
+				for s := range sites {
+					l.load(s)
+					g, _, _ := sp.forward(x[s])
+					sink += g
+				}
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sites), "ns/site")
-		_ = sink
-	})
-	b.Run("load+backwardForward", func(b *testing.B) {
-		var sink float32
-		for b.Loop() {
-			for s := range sites {
-				sp.load(raw, sites, s, n)
-				sink += sp.backwardForward(x[s], 1, 0.5, graw, sites, s)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sites), "ns/site")
+			_ = sink
+		})
+		b.Run(l.name+"+backwardForward", func(b *testing.B) {
+			var sink float32
+			for b.Loop() {
+				for s := range sites {
+					l.load(s)
+					sink += sp.backwardForward(x[s], 1, 0.5, graw, sites, s)
+				}
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sites), "ns/site")
-		_ = sink
-	})
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sites), "ns/site")
+			_ = sink
+		})
+	}
 }
