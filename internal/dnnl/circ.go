@@ -212,6 +212,15 @@ static void nfcirc_wrap(nfcirc *c, const float *in) {
 	}
 }
 
+// nf_leaky_grad multiplies g by the derivative of the LeakyReLU whose
+// output is y (1 where y > 0, else slope): branch-free and vectorized (a
+// branch on the sign, as the loop inside nfcirc_fold was, mispredicted
+// half the time and took a tenth of a layer's time).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void nf_leaky_grad(float *restrict g, const float *restrict y, long n, float slope) {
+	for (long i = 0; i < n; i++) g[i] *= y[i] > 0 ? 1.0f : slope;
+}
+
 // nfcirc_fold writes gin, the adjoint of nfcirc_wrap applied to the padded
 // input gradient: the sum of every padded site's gradient into the site it
 // copies; with c->inslope > 0, times the derivative of the LeakyReLU whose
@@ -246,18 +255,8 @@ static void nfcirc_fold(nfcirc *c, float *gin, const float *in) {
 			}
 		}
 		if (c->inslope > 0) {
-			float sl = c->inslope;
-			if (cm) {
-				for (int ch = 0; ch < C; ch++) {
-					float *g = gin + ch * NV + b * V;
-					const float *y = in + ch * NV + b * V;
-					for (long i = 0; i < V; i++) g[i] *= y[i] > 0 ? 1.0f : sl;
-				}
-			} else {
-				float *g = gin + b * V * C;
-				const float *y = in + b * V * C;
-				for (long i = 0; i < V * C; i++) g[i] *= y[i] > 0 ? 1.0f : sl;
-			}
+			if (cm) for (int ch = 0; ch < C; ch++) nf_leaky_grad(gin + ch * NV + b * V, in + ch * NV + b * V, V, c->inslope);
+			else nf_leaky_grad(gin + b * V * C, in + b * V * C, V * C, c->inslope);
 		}
 	}
 }

@@ -204,8 +204,8 @@ func TestCircConv(t *testing.T) {
 }
 
 // BenchmarkCircConv measures the conditioner's convolution as the flow runs
-// it (64 → 64 channels, dilation 2, batch 64, 2 threads): the wrap of the
-// input included, forward alone and forward + backward (data and weights,
+// it (64 → 64 channels, dilation 2, batch 64, 2 threads, its input a
+// LeakyReLU's output of random signs): the wrap and fold included, forward alone and forward + backward (data and weights,
 // 3× the forward flops), float32 and bf16. Compare with
 // BenchmarkConvPrimitive, the primitive alone on its preferred layouts.
 func BenchmarkCircConv(b *testing.B) {
@@ -218,7 +218,7 @@ func BenchmarkCircConv(b *testing.B) {
 					prec = "bf16"
 				}
 				b.Run(fmt.Sprintf("L%d_%s_%s", L, prec, pass), func(b *testing.B) {
-					cv, err := NewCircConv(s, CircOptions{BF16: bf16, LeakyReLUSlope: 0.01, Backward: true, Threads: 2})
+					cv, err := NewCircConv(s, CircOptions{BF16: bf16, LeakyReLUSlope: 0.01, InputLeakyReLUSlope: 0.01, Backward: true, Threads: 2})
 					if err != nil {
 						b.Skip(err)
 					}
@@ -226,8 +226,9 @@ func BenchmarkCircConv(b *testing.B) {
 					n := s.N * L * L * 64
 					in, out, gin, gout := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
 					w, gw, bias, gb := make([]float32, 64*64*9), make([]float32, 64*64*9), make([]float32, 64), make([]float32, 64)
-					for i := range in {
-						in[i], gout[i] = float32(i%7)-3, float32(i%5)-2
+					rng := rand.New(rand.NewPCG(1, 2))
+					for i := range in { // signs at random, as a LeakyReLU's outputs
+						in[i], gout[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
 					}
 					for i := range w {
 						w[i] = float32(i%3) - 1
