@@ -8,8 +8,8 @@ layers of [64, 64], 9 knots, dilations 1, 2, 3, float32, batch = micro-batch
 = 64, beta = 2, kappa = 0.276) in the reference code (its REINFORCE or RT
 gradient estimator and an Adam step, torch threads = the machine's cores,
 the median of -steps steps after one) and in nfschwinger (`nfschwinger bench
--json`, oneDNN float32, the median of -steps), and prints the table with
-the speed-ups. The reference code must be importable: `import neumc` (the
+-json`, oneDNN float32, the median of -steps), each row's two codes back to
+back, and prints the table with the speed-ups. The reference code must be importable: `import neumc` (the
 paper's repository nmcmc/neumc, its package under neumc/src on PYTHONPATH)
 and PyTorch (Debian's python3-torch). make bench runs this when it is.
 """
@@ -77,17 +77,29 @@ def main():
         return 2
     Ls = [int(x) for x in a.L.split(",")]
     ests = a.estimators.split(",")
-    mine = ours(a.nfschwinger, Ls, ests, a.steps)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"Seconds per gradient step, 48 layers of [64, 64], batch 64, float32, {os.cpu_count()} cores of {cpu}:\n")
+    print(f"Seconds per gradient step, 48 layers of [64, 64], batch 64, float32, {os.cpu_count()} cores of {cpu_name()}:\n")
     print("| L | estimator | reference code | nfschwinger | speed-up |")
     print("|---|---|---|---|---|")
     for L in Ls:
         for e in ests:
+            # Each row's two codes run back to back, so that a shared
+            # machine's load drifts as little as possible between them.
+            m = ours(a.nfschwinger, [L], [e], a.steps)[(L, e)]
             ref = reference_step(L, e, a.steps, os.cpu_count())
-            m = mine[(L, e)]
             print(f"| {L} | {e} | {ref:.3f} | {m:.3f} | {ref / m:.2f}× |", flush=True)
     return 0
+
+
+def cpu_name():
+    """The model name with its CPU family and model numbers (on AMD the
+    name alone does not tell Zen 4, family 25, from Zen 5, family 26)."""
+    info = {}
+    for line in open("/proc/cpuinfo"):
+        k, _, v = line.partition(":")
+        info.setdefault(k.strip(), v.strip())
+        if not line.strip():
+            break
+    return f"{info.get('model name', '?')} (CPU family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
 
 
 if __name__ == "__main__":
