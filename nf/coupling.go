@@ -100,7 +100,7 @@ func (m *Masks) sign() float64 {
 
 // inputsRange computes, for configurations [lo, hi), the plaquettes (into
 // rec.x) and loops of the links and the conditioner input rec.acts[0]
-// (a float32 flow's cosines and sines vectorized, vec.CosSin).
+// (a float32 flow's in C, vectorized: vec.PlaquettesLoops, vec.CosSin).
 func (e *hostEngine[T]) inputsRange(lo, hi int) {
 	k := &e.layerArgs
 	m := k.layer.masks
@@ -110,16 +110,17 @@ func (e *hostEngine[T]) inputsRange(lo, hi int) {
 		links := k.links[b*2*V : (b+1)*2*V]
 		P := k.rec.x[b*V : (b+1)*V]
 		lp := e.loops[b*2*V : (b+1)*2*V]
-		lgt.Plaquettes(P, links, L)
-		lgt.Loops2x1(lp, links, L)
 		o := b * V
-		if unsafe.Sizeof(T(0)) == 4 { // float32: vectorized in C
+		if unsafe.Sizeof(T(0)) == 4 { // float32: vectorized in C, lgt's bits
+			vec.PlaquettesLoops(as32(P), as32(lp), as32(links), L)
 			vec.CosSin(as32(inp[o:o+V]), as32(inp[N+o:N+o+V]), as32(P), m.PlaqFrozen)
 			for ch := range 2 {
 				vec.CosSin(as32(inp[(2+ch)*N+o:][:V]), as32(inp[(4+ch)*N+o:][:V]), as32(lp[ch*V:(ch+1)*V]), m.LoopsFrozen[ch*V:(ch+1)*V])
 			}
 			continue
 		}
+		lgt.Plaquettes(P, links, L)
+		lgt.Loops2x1(lp, links, L)
 		for x := 0; x < V; x++ {
 			c, s := T(1), T(0)
 			if m.PlaqFrozen[x] {
