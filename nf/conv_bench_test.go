@@ -138,6 +138,21 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 }
 
+// hiddenConv returns one run of the conditioner's middle convolution
+// through oneDNN (64 → 64 channels, dilation 2, LeakyReLU, random
+// weights) on in, B configurations of L×L: what the thread hand-off
+// benchmarks run before the work they time. It is closed with b.
+func hiddenConv(b *testing.B, be Backend, in []float32, B, L int, rng *rand.Rand) func() {
+	conv, err := dnnl.NewCircConv(dnnl.CircShape{N: B, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2},
+		dnnl.CircOptions{LeakyReLUSlope: 0.01, Threads: be.Workers()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(conv.Close)
+	w, bias, out := convCast[float32](convRandSlice(rng, 64*64*9)), make([]float32, 64), make([]float32, 64*B*L*L)
+	return func() { mustDNNL(conv.Forward(out, in, w, bias)) }
+}
+
 // BenchmarkLastConv times the conditioner's last convolution, 64 → 25
 // channels at the V/4 active sites, forward and backward, at L = 8 and 16,
 // micro-batch 64, in the two ways the engines run it: "openblas", im2col
@@ -175,14 +190,7 @@ func BenchmarkLastConv(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer sc.Close()
-		conv, err := dnnl.NewCircConv(dnnl.CircShape{N: B, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2},
-			dnnl.CircOptions{LeakyReLUSlope: 0.01, Threads: be.Workers()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conv.Close()
-		cw, cb, cout := convCast[float32](convRandSlice(rng, 64*64*9)), make([]float32, 64), make([]float32, 64*B*V)
-		runConv := func() { mustDNNL(conv.Forward(cout, in, cw, cb)) }
+		runConv := hiddenConv(b, be, in, B, L, rng)
 		products := map[string]func(){
 			"openblas": func() {
 				last.ForwardSites(be, out, in, B, L, sites, &ws)
@@ -227,14 +235,8 @@ func BenchmarkHandOff(b *testing.B) {
 	const B, L = benchMicroBatch, 16
 	be := CPU(0)
 	rng := rand.New(rand.NewPCG(3, 4))
-	conv, err := dnnl.NewCircConv(dnnl.CircShape{N: B, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2},
-		dnnl.CircOptions{LeakyReLUSlope: 0.01, Threads: be.Workers()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conv.Close()
 	in := convCast[float32](convRandSlice(rng, 64*B*L*L))
-	cw, cb, cout := convCast[float32](convRandSlice(rng, 64*64*9)), make([]float32, 64), make([]float32, 64*B*L*L)
+	runConv := hiddenConv(b, be, in, B, L, rng)
 	x := in[:1<<18]
 	y := make([]float32, len(x))
 	chunk := len(x) / 64
@@ -243,7 +245,6 @@ func BenchmarkHandOff(b *testing.B) {
 			y[i] = float32(math.Exp(float64(x[i])))
 		}
 	}
-	runConv := func() { mustDNNL(conv.Forward(cout, in, cw, cb)) }
 	b.Run("conv", func(b *testing.B) {
 		for b.Loop() {
 			runConv()

@@ -85,13 +85,12 @@ func (sp *splineSite[T]) delta(j int) float64 { return softplus(sp.r[j]) }
 // load builds the spline of site s from raw conditioner outputs raw[c·stride + s]
 // for the 3n channels c of widths, heights and derivatives (n bins).
 func (sp *splineSite[T]) load(raw []T, stride, s, n int) {
-	sp.n = n
 	softmaxStrided(sp.pw[:n], sp.lpw[:n], raw, stride, s)
 	softmaxStrided(sp.ph[:n], sp.lph[:n], raw[n*stride:], stride, s)
 	sp.knots(raw, stride, s, n)
 }
 
-// knots sets the knots from the softmaxes and reads the derivatives'
+// knots sets n, the knots from the softmaxes and the derivatives'
 // pre-activations of site s.
 func (sp *splineSite[T]) knots(raw []T, stride, s, n int) {
 	sp.n = n

@@ -9,6 +9,7 @@ package dnnl
 #include <omp.h>
 #include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
+#include "nfdnnl.h"
 
 // nfcirc is one circular convolution of the conditioner for one batch
 // size: padded NHWC input owned here, NHWC output and gradients in the
@@ -38,23 +39,16 @@ typedef struct {
 
 static int nf_has_bf16 = -1; // the CPU has AVX512-BF16 (set at the first creation)
 
-#define CK(x) do { dnnl_status_t s_ = (x); if (s_ != dnnl_success) return s_; } while (0)
-
-static int nfcirc_scratch(nfcirc *c, int i) {
-	return dnnl_memory_create(&c->scratch[i], dnnl_primitive_desc_query_md(c->pd[i], dnnl_query_scratchpad_md, 0),
-		c->eng, DNNL_MEMORY_ALLOCATE);
-}
-
 static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
-	CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
-	CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return nfcirc_scratch(c, i);
+	NF_CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
+	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
 }
 
 static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
-	CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
-	CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return nfcirc_scratch(c, i);
+	NF_CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
+	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
 }
 
 static int nfcirc_create(nfcirc *c, float slope) {
@@ -63,63 +57,63 @@ static int nfcirc_create(nfcirc *c, float slope) {
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;
 	dnnl_data_type_t in = c->bf16 ? dnnl_bf16 : dnnl_f32;
-	CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
-	CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
-	CK(dnnl_primitive_attr_create(&c->attr));
-	CK(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
-	CK(dnnl_primitive_attr_create(&c->attrb));
-	CK(dnnl_primitive_attr_set_scratchpad_mode(c->attrb, dnnl_scratchpad_mode_user));
+	NF_CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
+	NF_CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
+	NF_CK(dnnl_primitive_attr_create(&c->attr));
+	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
+	NF_CK(dnnl_primitive_attr_create(&c->attrb));
+	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attrb, dnnl_scratchpad_mode_user));
 	if (slope > 0) {
 		dnnl_post_ops_t po;
-		CK(dnnl_post_ops_create(&po));
-		CK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, slope, 0.0f));
+		NF_CK(dnnl_post_ops_create(&po));
+		NF_CK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, slope, 0.0f));
 		dnnl_status_t s = dnnl_primitive_attr_set_post_ops(c->attr, po);
 		dnnl_post_ops_destroy(po);
-		CK(s);
+		NF_CK(s);
 	}
 	dnnl_dims_t sd = {n, cin, c->hp, c->hp}, wd = {cout, cin, k, k}, bd = {cout}, dd = {n, cout, l, l};
 	dnnl_memory_desc_t smd, wany, wplain, bmd, dmd, ddmd, dsmd;
-	CK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, in, dnnl_nhwc));
-	CK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, in, dnnl_format_tag_any));
-	CK(dnnl_memory_desc_init_by_tag(&wplain, 4, wd, dnnl_f32, dnnl_oihw));
-	CK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
-	CK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc));
-	CK(dnnl_memory_desc_init_by_tag(&ddmd, 4, dd, in, dnnl_nhwc));
-	CK(dnnl_memory_desc_init_by_tag(&dsmd, 4, sd, dnnl_f32, dnnl_nhwc));
+	NF_CK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, in, dnnl_nhwc));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, in, dnnl_format_tag_any));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wplain, 4, wd, dnnl_f32, dnnl_oihw));
+	NF_CK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
+	NF_CK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc));
+	NF_CK(dnnl_memory_desc_init_by_tag(&ddmd, 4, dd, in, dnnl_nhwc));
+	NF_CK(dnnl_memory_desc_init_by_tag(&dsmd, 4, sd, dnnl_f32, dnnl_nhwc));
 	dnnl_dims_t strides = {1, 1}, dil = {c->dil - 1, c->dil - 1}, pad = {0, 0};
 	dnnl_convolution_desc_t cd;
-	CK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+	NF_CK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
 		&smd, &wany, &bmd, &dmd, strides, dil, pad, pad));
-	CK(nfcirc_prim(c, 0, &cd, c->attr, NULL));
-	CK(dnnl_memory_create(&c->src, &smd, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->wuser, &wplain, c->eng, DNNL_MEMORY_NONE));
-	CK(dnnl_memory_create(&c->wfwd, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0), c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->bias, &bmd, c->eng, DNNL_MEMORY_NONE));
-	CK(dnnl_memory_create(&c->dst, &dmd, c->eng, DNNL_MEMORY_NONE));
-	CK(nfcirc_reorder(c, 3, &wplain, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0)));
+	NF_CK(nfcirc_prim(c, 0, &cd, c->attr, NULL));
+	NF_CK(dnnl_memory_create(&c->src, &smd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->wuser, &wplain, c->eng, DNNL_MEMORY_NONE));
+	NF_CK(dnnl_memory_create(&c->wfwd, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0), c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->bias, &bmd, c->eng, DNNL_MEMORY_NONE));
+	NF_CK(dnnl_memory_create(&c->dst, &dmd, c->eng, DNNL_MEMORY_NONE));
+	NF_CK(nfcirc_reorder(c, 3, &wplain, dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0)));
 	if (!c->bwd) return dnnl_success;
 
 	dnnl_convolution_desc_t bdd, bwd;
 	dnnl_memory_desc_t dsin; // diff_src in the input type: f32 always (the fold adds in f32)
 	dsin = dsmd;
-	CK(dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+	NF_CK(dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
 		&dsin, &wany, &ddmd, strides, dil, pad, pad));
-	CK(nfcirc_prim(c, 1, &bdd, c->attrb, c->pd[0]));
+	NF_CK(nfcirc_prim(c, 1, &bdd, c->attrb, c->pd[0]));
 	dnnl_memory_desc_t dwany;
-	CK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
-	CK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+	NF_CK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+	NF_CK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
 		&smd, &dwany, &bmd, &ddmd, strides, dil, pad, pad));
-	CK(nfcirc_prim(c, 2, &bwd, c->attrb, c->pd[0]));
+	NF_CK(nfcirc_prim(c, 2, &bwd, c->attrb, c->pd[0]));
 	const dnnl_memory_desc_t *wb = dnnl_primitive_desc_query_md(c->pd[1], dnnl_query_weights_md, 0);
 	const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(c->pd[2], dnnl_query_diff_weights_md, 0);
-	CK(nfcirc_reorder(c, 4, &wplain, wb));
-	CK(nfcirc_reorder(c, 5, dwmd, &wplain));
-	CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->dw, dwmd, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->dwuser, &wplain, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->db, &bmd, c->eng, DNNL_MEMORY_ALLOCATE));
-	CK(dnnl_memory_create(&c->ddst, &ddmd, c->eng, c->bf16 ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE));
+	NF_CK(nfcirc_reorder(c, 4, &wplain, wb));
+	NF_CK(nfcirc_reorder(c, 5, dwmd, &wplain));
+	NF_CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dw, dwmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dwuser, &wplain, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->db, &bmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->ddst, &ddmd, c->eng, c->bf16 ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE));
 	return dnnl_success;
 }
 
@@ -276,9 +270,9 @@ static int nfcirc_reorder_run(nfcirc *c, int i, dnnl_memory_t from, dnnl_memory_
 static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const float *b, float *out) {
 	omp_set_num_threads(c->nthr);
 	nfcirc_wrap(c, in);
-	CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
-	CK(dnnl_memory_set_data_handle(c->bias, (void *)b));
-	CK(dnnl_memory_set_data_handle(c->dst, out));
+	NF_CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
+	NF_CK(dnnl_memory_set_data_handle(c->bias, (void *)b));
+	NF_CK(dnnl_memory_set_data_handle(c->dst, out));
 	dnnl_status_t s = nfcirc_reorder_run(c, 3, c->wuser, c->wfwd);
 	if (s == dnnl_success) {
 		dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wfwd}, {DNNL_ARG_BIAS, c->bias}, {DNNL_ARG_DST, c->dst}};
@@ -308,7 +302,7 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 			nf_bf16_row(d + lo, gout + lo, hi - lo);
 		}
 	} else {
-		CK(dnnl_memory_set_data_handle(c->ddst, (void *)gout));
+		NF_CK(dnnl_memory_set_data_handle(c->ddst, (void *)gout));
 	}
 	dnnl_status_t s;
 	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw}, {DNNL_ARG_DIFF_BIAS, c->db}};
@@ -334,27 +328,14 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	return dnnl_success;
 }
 
-static const char *nfcirc_impl(nfcirc *c, int i) {
-	const char *s = "";
-	if (c->pd[i]) dnnl_primitive_desc_query(c->pd[i], dnnl_query_impl_info_str, 0, &s);
-	return s;
-}
+static const char *nfcirc_impl(nfcirc *c, int i) { return nf_impl(c->pd[i]); }
 
 static size_t nfcirc_bytes(nfcirc *c) {
 	size_t t = 0;
-	dnnl_memory_t m[] = {c->src, c->wfwd, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
-	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-		if (!m[i] || (m[i] == c->ddst && !c->bf16)) continue;
-		const dnnl_memory_desc_t *md;
-		dnnl_memory_get_memory_desc(m[i], &md);
-		t += dnnl_memory_desc_get_size(md);
-	}
-	for (int i = 0; i < 6; i++) {
-		if (!c->scratch[i]) continue;
-		const dnnl_memory_desc_t *md;
-		dnnl_memory_get_memory_desc(c->scratch[i], &md);
-		t += dnnl_memory_desc_get_size(md);
-	}
+	dnnl_memory_t m[] = {c->src, c->wfwd, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) t += nf_memory_bytes(m[i]);
+	if (c->bf16) t += nf_memory_bytes(c->ddst); // owned only in bf16
+	for (int i = 0; i < 6; i++) t += nf_memory_bytes(c->scratch[i]);
 	return t;
 }
 

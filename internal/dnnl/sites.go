@@ -8,6 +8,7 @@ package dnnl
 #include <string.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include "nfdnnl.h"
 
 // nf_scatter_sites is scatterSites for configurations [lo, hi): compiled
 // for AVX-512, AVX2 and the baseline, the CPU's chosen at load time
@@ -66,8 +67,6 @@ typedef struct {
 	dnnl_memory_desc_t md[3][3]; // per product: src, weights, dst
 } nfsites;
 
-#define SCK(x) do { dnnl_status_t s_ = (x); if (s_ != dnnl_success) return s_; } while (0)
-
 // nfsites_md describes a rows×cols float32 matrix with the given strides.
 static dnnl_status_t nfsites_md(dnnl_memory_desc_t *md, long rows, long cols, long srow, long scol) {
 	dnnl_dims_t d = {rows, cols}, s = {srow, scol};
@@ -76,41 +75,40 @@ static dnnl_status_t nfsites_md(dnnl_memory_desc_t *md, long rows, long cols, lo
 
 static dnnl_status_t nfsites_prim(nfsites *c, int i, const_dnnl_primitive_attr_t attr) {
 	dnnl_matmul_desc_t d;
-	SCK(dnnl_matmul_desc_init(&d, &c->md[i][0], &c->md[i][1], NULL, &c->md[i][2]));
-	SCK(dnnl_primitive_desc_create(&c->pd[i], &d, attr, c->eng, NULL));
-	SCK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return dnnl_memory_create(&c->scratch[i], dnnl_primitive_desc_query_md(c->pd[i], dnnl_query_scratchpad_md, 0),
-		c->eng, DNNL_MEMORY_ALLOCATE);
+	NF_CK(dnnl_matmul_desc_init(&d, &c->md[i][0], &c->md[i][1], NULL, &c->md[i][2]));
+	NF_CK(dnnl_primitive_desc_create(&c->pd[i], &d, attr, c->eng, NULL));
+	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
 }
 
 static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum, dnnl_primitive_attr_t plain) {
 	long M = (long)c->n * c->na, K = (long)c->cin * c->kk, O = c->cout;
 	c->col = aligned_alloc(64, ((size_t)(M * K * 4) + 63) / 64 * 64);
 	if (!c->col) return dnnl_out_of_memory;
-	SCK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
-	SCK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
-	SCK(dnnl_primitive_attr_set_scratchpad_mode(sum, dnnl_scratchpad_mode_user));
-	SCK(dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user));
+	NF_CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
+	NF_CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
+	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(sum, dnnl_scratchpad_mode_user));
+	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user));
 	dnnl_post_ops_t po;
-	SCK(dnnl_post_ops_create(&po));
+	NF_CK(dnnl_post_ops_create(&po));
 	dnnl_status_t s = dnnl_post_ops_append_sum(po, 1.0f);
 	if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(sum, po);
 	dnnl_post_ops_destroy(po);
-	SCK(s);
+	NF_CK(s);
 	// forward: wp [O][K] · colᵀ [K][M] added to out [O][M]
-	SCK(nfsites_md(&c->md[0][0], O, K, K, 1));
-	SCK(nfsites_md(&c->md[0][1], K, M, 1, K));
-	SCK(nfsites_md(&c->md[0][2], O, M, M, 1));
-	SCK(nfsites_prim(c, 0, sum));
+	NF_CK(nfsites_md(&c->md[0][0], O, K, K, 1));
+	NF_CK(nfsites_md(&c->md[0][1], K, M, 1, K));
+	NF_CK(nfsites_md(&c->md[0][2], O, M, M, 1));
+	NF_CK(nfsites_prim(c, 0, sum));
 	// backward weights: gout [O][M] · col [M][K] into gwp [O][K]
-	SCK(nfsites_md(&c->md[1][0], O, M, M, 1));
-	SCK(nfsites_md(&c->md[1][1], M, K, K, 1));
-	SCK(nfsites_md(&c->md[1][2], O, K, K, 1));
-	SCK(nfsites_prim(c, 1, plain));
+	NF_CK(nfsites_md(&c->md[1][0], O, M, M, 1));
+	NF_CK(nfsites_md(&c->md[1][1], M, K, K, 1));
+	NF_CK(nfsites_md(&c->md[1][2], O, K, K, 1));
+	NF_CK(nfsites_prim(c, 1, plain));
 	// backward data: goutᵀ [M][O] · wp [O][K] into col [M][K]
-	SCK(nfsites_md(&c->md[2][0], M, O, 1, M));
-	SCK(nfsites_md(&c->md[2][1], O, K, K, 1));
-	SCK(nfsites_md(&c->md[2][2], M, K, K, 1));
+	NF_CK(nfsites_md(&c->md[2][0], M, O, 1, M));
+	NF_CK(nfsites_md(&c->md[2][1], O, K, K, 1));
+	NF_CK(nfsites_md(&c->md[2][2], M, K, K, 1));
 	return nfsites_prim(c, 2, plain);
 }
 
@@ -159,13 +157,21 @@ static dnnl_status_t nfsites_run(nfsites *c, int i, void *src, void *wei, void *
 	return s;
 }
 
+// nfsites_share is the calling OpenMP thread's share [lo, hi) of the
+// configurations.
+static inline void nfsites_share(const nfsites *c, long *lo, long *hi) {
+	int t = omp_get_thread_num(), nt = omp_get_num_threads();
+	*lo = (long)c->n * t / nt;
+	*hi = (long)c->n * (t + 1) / nt;
+}
+
 // nfsites_gather fills col from the NHWC input, configurations split
 // over the threads.
 static void nfsites_gather(nfsites *c, const float *in, const int32_t *taps) {
-	#pragma omp parallel num_threads(c->nthr)
+	#pragma omp parallel
 	{
-		int t = omp_get_thread_num(), nt = omp_get_num_threads();
-		long lo = (long)c->n * t / nt, hi = (long)c->n * (t + 1) / nt;
+		long lo, hi;
+		nfsites_share(c, &lo, &hi);
 		if (hi > lo) nf_gather_sites(c->col, in, taps, lo, hi, c->v, c->na, c->cin, c->kk);
 	}
 }
@@ -175,7 +181,7 @@ static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, co
 	omp_set_num_threads(c->nthr);
 	long M = (long)c->n * c->na;
 	nfsites_gather(c, in, taps);
-	#pragma omp parallel for num_threads(c->nthr) schedule(static)
+	#pragma omp parallel for schedule(static)
 	for (int o = 0; o < c->cout; o++)
 		for (long m = 0; m < M; m++) out[o * M + m] = b[o];
 	return nfsites_run(c, 0, (void *)wp, c->col, out);
@@ -188,39 +194,30 @@ static dnnl_status_t nfsites_backward(nfsites *c, float *gin, const float *gout,
 		const float *wp, float *gwp, float *gb, float slope) {
 	omp_set_num_threads(c->nthr);
 	long M = (long)c->n * c->na;
-	#pragma omp parallel for num_threads(c->nthr) schedule(static)
+	#pragma omp parallel for schedule(static)
 	for (int o = 0; o < c->cout; o++) {
 		double s = 0;
 		for (long m = 0; m < M; m++) s += gout[o * M + m];
 		gb[o] += (float)s;
 	}
 	nfsites_gather(c, in, taps);
-	SCK(nfsites_run(c, 1, (void *)gout, c->col, gwp));
+	NF_CK(nfsites_run(c, 1, (void *)gout, c->col, gwp));
 	if (!gin) return dnnl_success;
-	SCK(nfsites_run(c, 2, (void *)gout, (void *)wp, c->col));
-	#pragma omp parallel num_threads(c->nthr)
+	NF_CK(nfsites_run(c, 2, (void *)gout, (void *)wp, c->col));
+	#pragma omp parallel
 	{
-		int t = omp_get_thread_num(), nt = omp_get_num_threads();
-		long lo = (long)c->n * t / nt, hi = (long)c->n * (t + 1) / nt;
+		long lo, hi;
+		nfsites_share(c, &lo, &hi);
 		if (hi > lo) nf_scatter_sites(gin, c->col, in, taps, lo, hi, c->v, c->na, c->cin, c->kk, slope);
 	}
 	return dnnl_success;
 }
 
-static const char *nfsites_impl(nfsites *c) {
-	const char *s = "";
-	if (c->pd[0]) dnnl_primitive_desc_query(c->pd[0], dnnl_query_impl_info_str, 0, &s);
-	return s;
-}
+static const char *nfsites_impl(nfsites *c) { return nf_impl(c->pd[0]); }
 
 static size_t nfsites_bytes(nfsites *c) {
 	size_t t = (size_t)c->n * c->na * c->cin * c->kk * 4;
-	for (int i = 0; i < 3; i++) {
-		if (!c->scratch[i]) continue;
-		const dnnl_memory_desc_t *md;
-		dnnl_memory_get_memory_desc(c->scratch[i], &md);
-		t += dnnl_memory_desc_get_size(md);
-	}
+	for (int i = 0; i < 3; i++) t += nf_memory_bytes(c->scratch[i]);
 	return t;
 }
 

@@ -1,0 +1,31 @@
+// Helpers shared by the C of circ.go and sites.go (each cgo preamble is
+// compiled on its own, so they are static inline here).
+#ifndef NFDNNL_H
+#define NFDNNL_H
+
+#include <oneapi/dnnl/dnnl.h>
+
+// NF_CK returns a failed oneDNN call's status from the calling function.
+#define NF_CK(x) do { dnnl_status_t s_ = (x); if (s_ != dnnl_success) return s_; } while (0)
+
+// nf_scratchpad creates the user scratchpad that primitive pd asks for.
+static inline dnnl_status_t nf_scratchpad(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, dnnl_engine_t eng) {
+	return dnnl_memory_create(m, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), eng, DNNL_MEMORY_ALLOCATE);
+}
+
+// nf_memory_bytes is the size of m's buffer (0 for no memory).
+static inline size_t nf_memory_bytes(const_dnnl_memory_t m) {
+	if (!m) return 0;
+	const dnnl_memory_desc_t *md;
+	dnnl_memory_get_memory_desc(m, &md);
+	return dnnl_memory_desc_get_size(md);
+}
+
+// nf_impl names pd's implementation, e.g. "brg:avx512_core" ("" for none).
+static inline const char *nf_impl(const_dnnl_primitive_desc_t pd) {
+	const char *s = "";
+	if (pd) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s);
+	return s;
+}
+
+#endif
