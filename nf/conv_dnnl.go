@@ -238,6 +238,8 @@ func (d *dnnlConditioner[T]) must(f *Flow[T], j, B int) *dnnl.CircConv {
 	return cv
 }
 
+func (d *dnnlConditioner[T]) do(f func()) { dnnl.Do(f) }
+
 func (d *dnnlConditioner[T]) close() {
 	for _, cv := range d.convs {
 		cv.Close()

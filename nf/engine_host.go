@@ -32,6 +32,23 @@ type hostEngine[T Float] struct {
 	layerArgs                             kernelArgs[T]
 	inputsFn, fwdFn, revFn                func(lo, hi int)
 	splineBwdFwdFn, splineBwdRevFn, inBwd func(lo, hi int)
+
+	// The pass in flight, which runFn and backwardFn (bound once, handed
+	// to cond.do) read.
+	pass              passArgs[T]
+	runFn, backwardFn func()
+}
+
+// passArgs are the arguments of a forward or reverse pass (run: out, in,
+// logJ, B, tape, reverse) or of a backward pass (backward: p, tape, out =
+// dst, in = src, logJ = glogJ).
+type passArgs[T Float] struct {
+	out, in []T
+	logJ    []float64
+	B       int
+	tape    *Tape[T]
+	reverse bool
+	p       pass
 }
 
 // conditioner runs the convolutions of a layer's conditioner for the host
@@ -53,6 +70,10 @@ type conditioner[T Float] interface {
 	// convolutions of layer c, adding the parameter gradients, and leaves
 	// the gradient of the channel-major conditioner input in e.ginp.
 	backward(e *hostEngine[T], c *coupling[T], rec layerRecord[T], B int)
+	// do calls f, one whole pass, on the thread its library needs its
+	// calls made from: oneDNN's OpenMP master thread (dnnl.Do: one
+	// thread pool, kept spinning between regions), any for im2col.
+	do(f func())
 	close()
 }
 
@@ -101,6 +122,7 @@ func (e *hostEngine[T]) bind(f *Flow[T]) error {
 	e.splineBwdFwdFn = e.splineBackwardForwardRange
 	e.splineBwdRevFn = e.splineBackwardReverseRange
 	e.inBwd = e.inputsBackwardRange
+	e.runFn, e.backwardFn = e.runPass, e.backwardPass
 	if err := e.cond.bind(e); err != nil {
 		e.f = nil
 		return err
@@ -115,6 +137,16 @@ func (e *hostEngine[T]) newTape(B int) *Tape[T] {
 }
 
 func (e *hostEngine[T]) run(out, in []T, logJ []float64, B int, tape *Tape[T], reverse bool) {
+	e.pass = passArgs[T]{out: out, in: in, logJ: logJ, B: B, tape: tape, reverse: reverse}
+	e.cond.do(e.runFn)
+	e.pass = passArgs[T]{}
+}
+
+// runPass is run with the arguments in e.pass, on the conditioner's
+// thread.
+func (e *hostEngine[T]) runPass() {
+	a := &e.pass
+	out, in, logJ, B, tape, reverse := a.out, a.in, a.logJ, a.B, a.tape, a.reverse
 	e.grow(B)
 	if tape != nil && tape.recompute != e.f.recompute {
 		e.f.layout(tape)
@@ -133,6 +165,16 @@ func (e *hostEngine[T]) run(out, in []T, logJ []float64, B int, tape *Tape[T], r
 }
 
 func (e *hostEngine[T]) backward(p pass, tape *Tape[T], dst, src []T, glogJ []float64) {
+	e.pass = passArgs[T]{p: p, tape: tape, out: dst, in: src, logJ: glogJ}
+	e.cond.do(e.backwardFn)
+	e.pass = passArgs[T]{}
+}
+
+// backwardPass is backward with the arguments in e.pass, on the
+// conditioner's thread.
+func (e *hostEngine[T]) backwardPass() {
+	a := &e.pass
+	p, tape, dst, src, glogJ := a.p, a.tape, a.out, a.in, a.logJ
 	if p == passLinkGradReverseFromForward {
 		// The layers add into Params.Grad: keep it, and put it back.
 		grad := e.f.Params.Grad
@@ -169,6 +211,7 @@ type im2colConditioner[T Float] struct{}
 func (im2colConditioner[T]) name() string              { return "im2col" }
 func (im2colConditioner[T]) bind(*hostEngine[T]) error { return nil }
 func (im2colConditioner[T]) close()                    {}
+func (im2colConditioner[T]) do(f func())               { f() }
 
 func (im2colConditioner[T]) forward(e *hostEngine[T], c *coupling[T], rec layerRecord[T], B, nConv int) {
 	L := e.f.Arch.L

@@ -268,6 +268,7 @@ static int nfcirc_reorder_run(nfcirc *c, int i, dnnl_memory_t from, dnnl_memory_
 
 // nfcirc_forward: out (NHWC f32) = conv(wrap(in), w) + b, then the post-op.
 static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const float *b, float *out) {
+	nf_note_master();
 	omp_set_num_threads(c->nthr);
 	nfcirc_wrap(c, in);
 	NF_CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
@@ -289,6 +290,7 @@ static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const floa
 // nfcirc_backward adds dL/dw, dL/db into gw, gb and writes dL/din into gin
 // (skipped when NULL), from gout = dL/dout (NHWC f32) and the forward input.
 static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float *in, const float *w, float *gw, float *gb) {
+	nf_note_master();
 	omp_set_num_threads(c->nthr);
 	nfcirc_wrap(c, in);
 	long nd = (long)c->n * c->l * c->l * c->cout;
@@ -471,6 +473,9 @@ func ptr(x []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceDa
 // input layout, N·L·L·Cin) with weights w (OIHW) plus bias b, through the
 // LeakyReLU when the options fuse one.
 func (cv *CircConv) Forward(out, in, w, b []float32) error {
+	if !onMaster() {
+		return doErr(func() error { return cv.Forward(out, in, w, b) })
+	}
 	cv.checkLen("in", in, cv.inLen())
 	cv.checkLen("out", out, cv.outLen())
 	cv.checkLen("w", w, cv.wLen())
@@ -488,6 +493,9 @@ func (cv *CircConv) Forward(out, in, w, b []float32) error {
 // LeakyReLU when Options.InputLeakyReLUSlope is set. Needs
 // Options.Backward.
 func (cv *CircConv) Backward(gin, gout, in, w, gw, gb []float32) error {
+	if !onMaster() {
+		return doErr(func() error { return cv.Backward(gin, gout, in, w, gw, gb) })
+	}
 	if !cv.opt.Backward {
 		panic("dnnl: CircConv.Backward without Options.Backward")
 	}

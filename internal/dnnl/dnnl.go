@@ -18,6 +18,7 @@ package dnnl
 #include <string.h>
 #include <stdint.h>
 #include <oneapi/dnnl/dnnl.h>
+#include "nfdnnl.h"
 
 typedef struct {
 	dnnl_engine_t eng;
@@ -107,6 +108,7 @@ static int nfconv_backward(nfconv *c) {
 // nfconv_run_backward computes diff_src (from diff_dst and the weights)
 // and diff_weights, diff_bias (from src and diff_dst).
 static int nfconv_run_backward(nfconv *c) {
+	nf_note_master();
 	dnnl_exec_arg_t a0[4] = {{DNNL_ARG_DIFF_DST, c->mem[4]}, {DNNL_ARG_WEIGHTS, c->mem[1]}, {DNNL_ARG_DIFF_SRC, c->mem[5]},
 		{DNNL_ARG_SCRATCHPAD, c->scratch[1]}};
 	dnnl_exec_arg_t a1[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_DIFF_DST, c->mem[4]},
@@ -130,6 +132,7 @@ static size_t nfconv_bytes(nfconv *c, int i) {
 }
 
 static int nfconv_run(nfconv *c) {
+	nf_note_master();
 	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_WEIGHTS, c->mem[1]},
 		{DNNL_ARG_BIAS, c->mem[2]}, {DNNL_ARG_DST, c->mem[3]}, {DNNL_ARG_SCRATCHPAD, c->scratch[0]}};
 	dnnl_status_t s = dnnl_primitive_execute(c->prim, c->st, 5, args);
@@ -253,6 +256,9 @@ func (cv *Conv) EnableBackward() error {
 // ∂/∂Weights, ∂/∂Bias of Σ DiffDst·Dst, from DiffDst, Weights and Src
 // (EnableBackward first).
 func (cv *Conv) Backward() error {
+	if !onMaster() {
+		return doErr(func() error { return cv.Backward() })
+	}
 	if !cv.backward {
 		panic("dnnl: Backward before EnableBackward")
 	}
@@ -316,6 +322,9 @@ func (cv *Conv) FillOnes() {
 
 // Forward runs the convolution: Dst = conv(Src, Weights) + Bias.
 func (cv *Conv) Forward() error {
+	if !onMaster() {
+		return doErr(func() error { return cv.Forward() })
+	}
 	if st := C.nfconv_run(&cv.c); st != C.dnnl_success {
 		return fmt.Errorf("dnnl: convolution %+v: oneDNN status %d", cv.shape, int(st))
 	}
@@ -331,7 +340,14 @@ func (cv *Conv) Close() { C.nfconv_destroy(&cv.c) }
 // float32 or bf16 inputs, on oneDNN's OpenMP threads; the best of the
 // repetitions within minTime (at least 3), in GFLOP/s. The flow's
 // convolution rate is compared with it (nfschwinger bench).
-func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, error) {
+func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (g float64, err error) {
+	Do(func() { g, err = referenceGFLOPs(L, batch, bf16, minTime) })
+	return g, err
+}
+
+// referenceGFLOPs is ReferenceGFLOPs on the master thread (no hand-off in
+// the times).
+func referenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, error) {
 	r, err := newReference(L, batch, bf16)
 	if err != nil {
 		return 0, err
@@ -351,6 +367,12 @@ func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, e
 // of each, in GFLOP/s. Where oneDNN has no bf16 convolution for this CPU,
 // bf16 is 0 and err wraps ErrUnimplemented.
 func ReferenceRates(L, batch int, minTime time.Duration) (f32, bf16 float64, err error) {
+	Do(func() { f32, bf16, err = referenceRates(L, batch, minTime) })
+	return f32, bf16, err
+}
+
+// referenceRates is ReferenceRates on the master thread.
+func referenceRates(L, batch int, minTime time.Duration) (f32, bf16 float64, err error) {
 	a, err := newReference(L, batch, false)
 	if err != nil {
 		return 0, 0, err

@@ -96,10 +96,15 @@ func BenchmarkConvPrimitive(b *testing.B) {
 				cv.FillOnes()
 				cv.Forward()
 				b.ResetTimer()
-				for range b.N {
-					if err := cv.Forward(); err != nil {
-						b.Fatal(err)
+				Do(func() {
+					for range b.N {
+						if err = cv.Forward(); err != nil {
+							return
+						}
 					}
+				})
+				if err != nil {
+					b.Fatal(err)
 				}
 				b.ReportMetric(s.Flops()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})

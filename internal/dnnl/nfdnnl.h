@@ -28,4 +28,9 @@ static inline const char *nf_impl(const_dnnl_primitive_desc_t pd) {
 	return s;
 }
 
+// nf_note_master counts the calling OS thread, once, among those that
+// execute primitives or start parallel regions (master.go): every entry
+// point that does calls it first.
+void nf_note_master(void);
+
 #endif

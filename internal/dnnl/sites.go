@@ -178,6 +178,7 @@ static void nfsites_gather(nfsites *c, const float *in, const int32_t *taps) {
 
 // nfsites_forward: out [cout][M] = bias + wp · gather(in)ᵀ.
 static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, const int32_t *taps, const float *wp, const float *b) {
+	nf_note_master();
 	omp_set_num_threads(c->nthr);
 	long M = (long)c->n * c->na;
 	nfsites_gather(c, in, taps);
@@ -192,6 +193,7 @@ static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, co
 // goutᵀ · wp through the input's LeakyReLU (slope > 0).
 static dnnl_status_t nfsites_backward(nfsites *c, float *gin, const float *gout, const float *in, const int32_t *taps,
 		const float *wp, float *gwp, float *gb, float slope) {
+	nf_note_master();
 	omp_set_num_threads(c->nthr);
 	long M = (long)c->n * c->na;
 	#pragma omp parallel for schedule(static)
@@ -352,6 +354,9 @@ func (sc *SitesConv) checkArgs(in []float32, taps []int32, wp []float32) {
 // of configuration b) = b + wp · colᵀ, the columns gathered from in (NHWC,
 // N·V·Cin) at the tap sources taps[t·NA + i].
 func (sc *SitesConv) Forward(out, in []float32, taps []int32, wp, b []float32) error {
+	if !onMaster() {
+		return doErr(func() error { return sc.Forward(out, in, taps, wp, b) })
+	}
 	sc.checkArgs(in, taps, wp)
 	sc.check("out", out, sc.shape.Cout*sc.shape.Rows())
 	sc.check("b", b, sc.shape.Cout)
@@ -369,6 +374,9 @@ func (sc *SitesConv) Forward(out, in []float32, taps []int32, wp, b []float32) e
 // order), times the derivative of the LeakyReLU whose output in is when
 // slope > 0 (1 where in > 0, else slope).
 func (sc *SitesConv) Backward(gin, gout, in []float32, taps []int32, wp, gwp, gb []float32, slope float32) error {
+	if !onMaster() {
+		return doErr(func() error { return sc.Backward(gin, gout, in, taps, wp, gwp, gb, slope) })
+	}
 	sc.checkArgs(in, taps, wp)
 	sc.check("gout", gout, sc.shape.Cout*sc.shape.Rows())
 	sc.check("gwp", gwp, len(wp))

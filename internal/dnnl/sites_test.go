@@ -301,18 +301,26 @@ func BenchmarkSitesConv(b *testing.B) {
 	defer sc.Close()
 	flops := 2 * float64(s.Rows()) * float64(s.Cols()) * float64(s.Cout)
 	b.Run("forward", func(b *testing.B) {
-		for b.Loop() {
-			if err := sc.Forward(out, in, taps, wp, bias); err != nil {
-				b.Fatal(err)
+		var err error
+		Do(func() {
+			for b.Loop() && err == nil {
+				err = sc.Forward(out, in, taps, wp, bias)
 			}
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	})
 	b.Run("backward", func(b *testing.B) {
-		for b.Loop() {
-			if err := sc.Backward(gin, out, in, taps, wp, gwp, bias, 0.01); err != nil {
-				b.Fatal(err)
+		var err error
+		Do(func() {
+			for b.Loop() && err == nil {
+				err = sc.Backward(gin, out, in, taps, wp, gwp, bias, 0.01)
 			}
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 		b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	})
