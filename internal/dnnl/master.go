@@ -41,7 +41,8 @@ import (
 // kernel. This package therefore starts every OpenMP region of the process
 // from one OS thread, the master: a goroutine locked to its thread that
 // runs the calls given to Do. On the 2-core AMD EPYC (Zen 5) that took an
-// L = 8 float32 REINFORCE step from 0.29–0.40 s to 0.23–0.25 s.
+// L = 8 float32 REINFORCE step from 0.312 to 0.229 s (medians of three,
+// side by side; docs/performance.md, "One thread runtime").
 
 // master is the goroutine, locked to its OS thread tid, that runs every
 // call into this package's C which executes primitives or parallel
