@@ -9,7 +9,10 @@
 // OIHW, both row-major when the layout is plain; the input is the
 // circularly padded lattice (the caller wraps it), so the primitive itself
 // pads nothing; a dilation d spaces the kernel taps d sites apart (oneDNN
-// stores d − 1). oneDNN runs on its OpenMP threads (OMP_NUM_THREADS).
+// stores d − 1). oneDNN runs on its OpenMP threads (OMP_NUM_THREADS, or
+// the Threads of each convolution), and every call into this package's C
+// is made from one OS thread, the OpenMP master (Do, master.go), so that
+// libgomp keeps one pool of workers.
 package dnnl
 
 /*
