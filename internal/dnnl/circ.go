@@ -120,11 +120,7 @@ static int nfcirc_create(nfcirc *c, float slope) {
 static void nfcirc_destroy(nfcirc *c) {
 	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) dnnl_memory_destroy(m[i]);
-	for (int i = 0; i < 6; i++) {
-		if (c->scratch[i]) dnnl_memory_destroy(c->scratch[i]);
-		if (c->prim[i]) dnnl_primitive_destroy(c->prim[i]);
-		if (c->pd[i]) dnnl_primitive_desc_destroy(c->pd[i]);
-	}
+	nf_destroy_prims(c->pd, c->prim, c->scratch, 6);
 	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
 	if (c->attrb) dnnl_primitive_attr_destroy(c->attrb);
 	if (c->st) dnnl_stream_destroy(c->st);

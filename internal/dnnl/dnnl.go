@@ -128,11 +128,7 @@ static void *nfconv_handle(nfconv *c, int i) {
 	return p;
 }
 
-static size_t nfconv_bytes(nfconv *c, int i) {
-	const dnnl_memory_desc_t *md;
-	dnnl_memory_get_memory_desc(c->mem[i], &md);
-	return dnnl_memory_desc_get_size(md);
-}
+static size_t nfconv_bytes(nfconv *c, int i) { return nf_memory_bytes(c->mem[i]); }
 
 static int nfconv_run(nfconv *c) {
 	nf_note_master();

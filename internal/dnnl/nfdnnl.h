@@ -1,4 +1,4 @@
-// Helpers shared by the C of circ.go and sites.go (each cgo preamble is
+// Helpers shared by the C of this package's files (each cgo preamble is
 // compiled on its own, so they are static inline here).
 #ifndef NFDNNL_H
 #define NFDNNL_H
@@ -19,6 +19,16 @@ static inline size_t nf_memory_bytes(const_dnnl_memory_t m) {
 	const dnnl_memory_desc_t *md;
 	dnnl_memory_get_memory_desc(m, &md);
 	return dnnl_memory_desc_get_size(md);
+}
+
+// nf_destroy_prims destroys the scratchpads, primitives and primitive
+// descriptors of n primitives (those not created are NULL).
+static inline void nf_destroy_prims(dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim, dnnl_memory_t *scratch, int n) {
+	for (int i = 0; i < n; i++) {
+		if (scratch[i]) dnnl_memory_destroy(scratch[i]);
+		if (prim[i]) dnnl_primitive_destroy(prim[i]);
+		if (pd[i]) dnnl_primitive_desc_destroy(pd[i]);
+	}
 }
 
 // nf_impl names pd's implementation, e.g. "brg:avx512_core" ("" for none).

@@ -123,11 +123,7 @@ static dnnl_status_t nfsites_create(nfsites *c) {
 }
 
 static void nfsites_destroy(nfsites *c) {
-	for (int i = 0; i < 3; i++) {
-		if (c->scratch[i]) dnnl_memory_destroy(c->scratch[i]);
-		if (c->prim[i]) dnnl_primitive_destroy(c->prim[i]);
-		if (c->pd[i]) dnnl_primitive_desc_destroy(c->pd[i]);
-	}
+	nf_destroy_prims(c->pd, c->prim, c->scratch, 3);
 	if (c->st) dnnl_stream_destroy(c->st);
 	if (c->eng) dnnl_engine_destroy(c->eng);
 	free(c->col);
@@ -240,8 +236,7 @@ func gatherSites(col, in []float32, taps []int32, lo, hi, V, nA, ch, KK int) {
 	if hi == lo {
 		return
 	}
-	C.nf_gather_sites((*C.float)(unsafe.Pointer(unsafe.SliceData(col))), (*C.float)(unsafe.Pointer(unsafe.SliceData(in))),
-		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(taps))), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK))
+	C.nf_gather_sites(ptr(col), ptr(in), tapPtr(taps), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK))
 }
 
 // checkSites panics unless the buffers hold configurations [lo, hi) and
@@ -277,10 +272,9 @@ func scatterSites(gin, col, in []float32, taps []int32, lo, hi, V, nA, ch, KK in
 	}
 	var inp *C.float
 	if slope > 0 {
-		inp = (*C.float)(unsafe.Pointer(unsafe.SliceData(in)))
+		inp = ptr(in)
 	}
-	C.nf_scatter_sites((*C.float)(unsafe.Pointer(unsafe.SliceData(gin))), (*C.float)(unsafe.Pointer(unsafe.SliceData(col))), inp,
-		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(taps))), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK), C.float(slope))
+	C.nf_scatter_sites(ptr(gin), ptr(col), inp, tapPtr(taps), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK), C.float(slope))
 }
 
 // SitesShape is the shape of a conditioner's last convolution evaluated
