@@ -185,7 +185,7 @@ func BenchmarkLastConv(b *testing.B) {
 		var ws Workspace[float32]
 		ws.siteTaps(last, sites, L)
 		taps := append([]int32(nil), ws.taps...)
-		sc, err := dnnl.NewSitesConv(dnnl.SitesShape{N: B, V: V, NA: len(sites), Cin: 64, Cout: 25, Taps: 9}, be.Workers())
+		sc, err := dnnl.NewSitesConv(dnnl.SitesShape{N: B, V: V, NA: len(sites), Cin: 64, Cout: 25, Taps: 9}, dnnl.SitesOptions{Threads: be.Workers()})
 		if err != nil {
 			b.Fatal(err)
 		}

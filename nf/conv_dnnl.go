@@ -29,20 +29,19 @@ import (
 //     path does (Conv2D.ForwardSites), as one call of dnnl.SitesConv: the
 //     im2col columns of those sites are gathered from the NHWC input (one
 //     copy of C contiguous channels per tap) and multiplied by the weights
-//     in a float32 oneDNN matrix product, written straight into the
-//     compact raw spline parameters; backward, the bias sum, both
-//     products and the scatter run in the same call. All of it runs on
-//     the OpenMP threads of the other convolutions: an OpenBLAS product on
-//     Go's workers here ran at a third of oneDNN's rate, half of that lost
-//     to the OpenMP threads still spinning for the cores after each
-//     convolution (docs/performance.md). Measured against oneDNN's
-//     convolution at every site (4× the flops), the active sites are
-//     faster in float32 and also in bf16, whose backward-weights kernel is
-//     slow in oneDNN 2.6 (README, Performance), so this convolution stays
-//     float32 in both precisions.
-//   - With bf16 the other convolutions' inputs (wrapped activations,
-//     weights, output gradients) are rounded to bfloat16; accumulation,
-//     outputs and every gradient stay float32.
+//     in a oneDNN matrix product, written straight into the compact raw
+//     spline parameters; backward, the bias sum, both products and the
+//     scatter run in the same call. All of it runs on the OpenMP threads
+//     of the other convolutions: an OpenBLAS product on Go's workers here
+//     ran at a third of oneDNN's rate, half of that lost to the OpenMP
+//     threads still spinning for the cores after each convolution
+//     (docs/performance.md). Measured against oneDNN's convolution at
+//     every site (4× the flops), the active sites are faster in float32
+//     and also in bf16, whose backward-weights convolution kernel is slow
+//     in oneDNN 2.6 (README, Performance).
+//   - With bf16 every convolution's inputs (wrapped activations and
+//     gathered columns, weights, output gradients) are rounded to
+//     bfloat16; accumulation, outputs and every gradient stay float32.
 
 // DNNLMinChannels is the narrowest conditioner (its widest hidden layer, in
 // channels) whose float32 convolutions run faster on oneDNN than on im2col
@@ -310,7 +309,7 @@ func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[
 		}
 		s := dnnl.SitesShape{N: B, V: f.Arch.L * f.Arch.L, NA: f.nA, Cin: cv.Cin, Cout: cv.Cout, Taps: cv.K * cv.K}
 		var err error
-		if sc, err = dnnl.NewSitesConv(s, d.threads); err != nil {
+		if sc, err = dnnl.NewSitesConv(s, dnnl.SitesOptions{BF16: d.bf16, Threads: d.threads}); err != nil {
 			panic(fmt.Sprintf("nf: oneDNN convolution at the active sites for %d configurations: %v", B, err))
 		}
 		d.sitesConvs[B] = sc

@@ -37,8 +37,6 @@ typedef struct {
 	dnnl_memory_t db;      // diff bias f32 (owned)
 } nfcirc;
 
-static int nf_has_bf16 = -1; // the CPU has AVX512-BF16 (set at the first creation)
-
 static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
 	NF_CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
 	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
@@ -52,7 +50,6 @@ static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, cons
 }
 
 static int nfcirc_create(nfcirc *c, float slope) {
-	if (nf_has_bf16 < 0) nf_has_bf16 = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
 	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;
@@ -126,35 +123,6 @@ static void nfcirc_destroy(nfcirc *c) {
 	if (c->st) dnnl_stream_destroy(c->st);
 	if (c->eng) dnnl_engine_destroy(c->eng);
 	free(c);
-}
-
-static inline uint16_t nf_bf16(float f) {
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16; // round to nearest even
-	return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r); // NaN stays a quiet NaN
-}
-
-// nf_bf16_row converts n floats: branch-free, so that the compiler
-// vectorizes it, or with the AVX512-BF16 instruction where the CPU has it
-// (the same rounding to nearest even; it flushes float32 denormals,
-// |x| < 2⁻¹²⁶, to zero). Cloning the portable loop for AVX-512 and AVX2
-// measured no faster: the wrap is bound by memory there.
-static void nf_bf16_row_sw(uint16_t *restrict d, const float *restrict s, long n) {
-	for (long i = 0; i < n; i++) d[i] = nf_bf16(s[i]);
-}
-
-__attribute__((target("avx512f,avx512bf16,avx512vl"), noinline))
-static void nf_bf16_row_hw(uint16_t *restrict d, const float *restrict s, long n) {
-	long i = 0;
-	for (; i + 16 <= n; i += 16)
-		_mm256_storeu_si256((__m256i *)(d + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
-	for (; i < n; i++) d[i] = nf_bf16(s[i]);
-}
-
-static void nf_bf16_row(uint16_t *restrict d, const float *restrict s, long n) {
-	if (nf_has_bf16 > 0) nf_bf16_row_hw(d, s, n);
-	else nf_bf16_row_sw(d, s, n);
 }
 
 static inline int nf_wrapidx(int i, int pad, int l) { return ((i - pad) % l + l) % l; }

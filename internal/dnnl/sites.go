@@ -34,17 +34,22 @@ static void nf_scatter_sites(float *restrict gin, const float *restrict col, con
 			if (!(in[k] > 0)) gin[k] *= slope;
 }
 
-// nf_gather_sites is gatherSites for configurations [lo, hi).
+// nf_gather_sites is gatherSites for configurations [lo, hi), into
+// float32 columns, or rounded into bfloat16 columns when bf.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void nf_gather_sites(float *restrict col, const float *restrict in, const int32_t *restrict taps,
-		long lo, long hi, long V, long nA, long C, long KK) {
+static void nf_gather_sites(void *restrict col, const float *restrict in, const int32_t *restrict taps,
+		long lo, long hi, long V, long nA, long C, long KK, int bf) {
 	long CKK = C * KK;
 	for (long b = lo; b < hi; b++)
 		for (long i = 0; i < nA; i++) {
-			float *cs = col + (b * nA + i) * CKK;
+			long cs = (b * nA + i) * CKK;
 			for (long t = 0; t < KK; t++) {
 				const float *s = in + (b * V + taps[t * nA + i]) * C;
-				float *d = cs + t * C;
+				if (bf) {
+					nf_bf16_row((uint16_t *)col + cs + t * C, s, C);
+					continue;
+				}
+				float *d = (float *)col + cs + t * C;
 				for (long c = 0; c < C; c++) d[c] = s[c];
 			}
 		}
@@ -55,10 +60,12 @@ static void nf_gather_sites(float *restrict col, const float *restrict in, const
 // (M = n·na rows, column t·cin + c), owned here, and three oneDNN matrix
 // products on them: forward out[cout][M] += wp[cout][CKK]·colᵀ, backward
 // weights gwp[cout][CKK] = gout[cout][M]·col, backward data
-// col = goutᵀ·wp.
+// col = goutᵀ·wp. With bf16 the products read bfloat16 copies of their
+// inputs (colh, wph, gouth), rounded to nearest even, and write float32.
 typedef struct {
-	int n, v, na, cin, cout, kk, nthr;
+	int n, v, na, cin, cout, kk, nthr, bf16;
 	float *col;
+	uint16_t *colh, *wph, *gouth; // bf16 only: the columns, the weights and gout
 	dnnl_engine_t eng;
 	dnnl_stream_t st;
 	dnnl_primitive_desc_t pd[3]; // forward, backward weights, backward data
@@ -67,11 +74,14 @@ typedef struct {
 	dnnl_memory_desc_t md[3][3]; // per product: src, weights, dst
 } nfsites;
 
-// nfsites_md describes a rows×cols float32 matrix with the given strides.
-static dnnl_status_t nfsites_md(dnnl_memory_desc_t *md, long rows, long cols, long srow, long scol) {
+// nfsites_md describes a rows×cols matrix of type t with the given strides.
+static dnnl_status_t nfsites_md(dnnl_memory_desc_t *md, long rows, long cols, long srow, long scol, dnnl_data_type_t t) {
 	dnnl_dims_t d = {rows, cols}, s = {srow, scol};
-	return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, s);
+	return dnnl_memory_desc_init_by_strides(md, 2, d, t, s);
 }
+
+// nf_alloc is aligned_alloc of n bytes rounded up to 64.
+static void *nf_alloc(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
 static dnnl_status_t nfsites_prim(nfsites *c, int i, const_dnnl_primitive_attr_t attr) {
 	dnnl_matmul_desc_t d;
@@ -83,8 +93,16 @@ static dnnl_status_t nfsites_prim(nfsites *c, int i, const_dnnl_primitive_attr_t
 
 static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum, dnnl_primitive_attr_t plain) {
 	long M = (long)c->n * c->na, K = (long)c->cin * c->kk, O = c->cout;
-	c->col = aligned_alloc(64, ((size_t)(M * K * 4) + 63) / 64 * 64);
+	c->col = nf_alloc((size_t)(M * K) * 4);
 	if (!c->col) return dnnl_out_of_memory;
+	dnnl_data_type_t in = dnnl_f32;
+	if (c->bf16) {
+		in = dnnl_bf16;
+		c->colh = nf_alloc((size_t)(M * K) * 2);
+		c->wph = nf_alloc((size_t)(O * K) * 2);
+		c->gouth = nf_alloc((size_t)(O * M) * 2);
+		if (!c->colh || !c->wph || !c->gouth) return dnnl_out_of_memory;
+	}
 	NF_CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
 	NF_CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags));
 	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(sum, dnnl_scratchpad_mode_user));
@@ -96,19 +114,19 @@ static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum,
 	dnnl_post_ops_destroy(po);
 	NF_CK(s);
 	// forward: wp [O][K] · colᵀ [K][M] added to out [O][M]
-	NF_CK(nfsites_md(&c->md[0][0], O, K, K, 1));
-	NF_CK(nfsites_md(&c->md[0][1], K, M, 1, K));
-	NF_CK(nfsites_md(&c->md[0][2], O, M, M, 1));
+	NF_CK(nfsites_md(&c->md[0][0], O, K, K, 1, in));
+	NF_CK(nfsites_md(&c->md[0][1], K, M, 1, K, in));
+	NF_CK(nfsites_md(&c->md[0][2], O, M, M, 1, dnnl_f32));
 	NF_CK(nfsites_prim(c, 0, sum));
 	// backward weights: gout [O][M] · col [M][K] into gwp [O][K]
-	NF_CK(nfsites_md(&c->md[1][0], O, M, M, 1));
-	NF_CK(nfsites_md(&c->md[1][1], M, K, K, 1));
-	NF_CK(nfsites_md(&c->md[1][2], O, K, K, 1));
+	NF_CK(nfsites_md(&c->md[1][0], O, M, M, 1, in));
+	NF_CK(nfsites_md(&c->md[1][1], M, K, K, 1, in));
+	NF_CK(nfsites_md(&c->md[1][2], O, K, K, 1, dnnl_f32));
 	NF_CK(nfsites_prim(c, 1, plain));
 	// backward data: goutᵀ [M][O] · wp [O][K] into col [M][K]
-	NF_CK(nfsites_md(&c->md[2][0], M, O, 1, M));
-	NF_CK(nfsites_md(&c->md[2][1], O, K, K, 1));
-	NF_CK(nfsites_md(&c->md[2][2], M, K, K, 1));
+	NF_CK(nfsites_md(&c->md[2][0], M, O, 1, M, in));
+	NF_CK(nfsites_md(&c->md[2][1], O, K, K, 1, in));
+	NF_CK(nfsites_md(&c->md[2][2], M, K, K, 1, dnnl_f32));
 	return nfsites_prim(c, 2, plain);
 }
 
@@ -127,6 +145,9 @@ static void nfsites_destroy(nfsites *c) {
 	if (c->st) dnnl_stream_destroy(c->st);
 	if (c->eng) dnnl_engine_destroy(c->eng);
 	free(c->col);
+	free(c->colh);
+	free(c->wph);
+	free(c->gouth);
 	free(c);
 }
 
@@ -161,15 +182,27 @@ static inline void nfsites_share(const nfsites *c, long *lo, long *hi) {
 	*hi = (long)c->n * (t + 1) / nt;
 }
 
-// nfsites_gather fills col from the NHWC input, configurations split
-// over the threads.
-static void nfsites_gather(nfsites *c, const float *in, const int32_t *taps) {
+// nfsites_cols is where the gather writes: col, or colh with bf16.
+static inline void *nfsites_cols(nfsites *c) { return c->bf16 ? (void *)c->colh : (void *)c->col; }
+
+// nfsites_gather fills col (colh with bf16) from the NHWC input,
+// configurations split over the threads, and returns it.
+static void *nfsites_gather(nfsites *c, const float *in, const int32_t *taps) {
 	#pragma omp parallel
 	{
 		long lo, hi;
 		nfsites_share(c, &lo, &hi);
-		if (hi > lo) nf_gather_sites(c->col, in, taps, lo, hi, c->v, c->na, c->cin, c->kk);
+		if (hi > lo) nf_gather_sites(nfsites_cols(c), in, taps, lo, hi, c->v, c->na, c->cin, c->kk, c->bf16);
 	}
+	return nfsites_cols(c);
+}
+
+// nfsites_weights returns the weights the products read: wp, or its
+// bf16 copy wph.
+static void *nfsites_weights(nfsites *c, const float *wp) {
+	if (!c->bf16) return (void *)wp;
+	nf_bf16_row(c->wph, wp, (long)c->cout * c->cin * c->kk);
+	return c->wph;
 }
 
 // nfsites_forward: out [cout][M] = bias + wp · gather(in)ᵀ.
@@ -177,11 +210,11 @@ static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, co
 	nf_note_master();
 	omp_set_num_threads(c->nthr);
 	long M = (long)c->n * c->na;
-	nfsites_gather(c, in, taps);
+	void *col = nfsites_gather(c, in, taps);
 	#pragma omp parallel for schedule(static)
 	for (int o = 0; o < c->cout; o++)
 		for (long m = 0; m < M; m++) out[o * M + m] = b[o];
-	return nfsites_run(c, 0, (void *)wp, c->col, out);
+	return nfsites_run(c, 0, nfsites_weights(c, wp), col, out);
 }
 
 // nfsites_backward: gb += the row sums of gout (in double, in order),
@@ -197,11 +230,13 @@ static dnnl_status_t nfsites_backward(nfsites *c, float *gin, const float *gout,
 		double s = 0;
 		for (long m = 0; m < M; m++) s += gout[o * M + m];
 		gb[o] += (float)s;
+		if (c->bf16) nf_bf16_row(c->gouth + o * M, gout + o * M, M);
 	}
-	nfsites_gather(c, in, taps);
-	NF_CK(nfsites_run(c, 1, (void *)gout, c->col, gwp));
+	void *g = c->bf16 ? (void *)c->gouth : (void *)gout;
+	void *col = nfsites_gather(c, in, taps);
+	NF_CK(nfsites_run(c, 1, g, col, gwp));
 	if (!gin) return dnnl_success;
-	NF_CK(nfsites_run(c, 2, (void *)gout, (void *)wp, c->col));
+	NF_CK(nfsites_run(c, 2, g, nfsites_weights(c, wp), c->col));
 	#pragma omp parallel
 	{
 		long lo, hi;
@@ -214,7 +249,8 @@ static dnnl_status_t nfsites_backward(nfsites *c, float *gin, const float *gout,
 static const char *nfsites_impl(nfsites *c) { return nf_impl(c->pd[0]); }
 
 static size_t nfsites_bytes(nfsites *c) {
-	size_t t = (size_t)c->n * c->na * c->cin * c->kk * 4;
+	size_t mk = (size_t)c->n * c->na * c->cin * c->kk, t = mk * 4;
+	if (c->bf16) t += (mk + (size_t)c->cout * c->cin * c->kk + (size_t)c->cout * c->n * c->na) * 2;
 	for (int i = 0; i < 3; i++) t += nf_memory_bytes(c->scratch[i]);
 	return t;
 }
@@ -236,7 +272,7 @@ func gatherSites(col, in []float32, taps []int32, lo, hi, V, nA, ch, KK int) {
 	if hi == lo {
 		return
 	}
-	C.nf_gather_sites(ptr(col), ptr(in), tapPtr(taps), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK))
+	C.nf_gather_sites(unsafe.Pointer(ptr(col)), ptr(in), tapPtr(taps), C.long(lo), C.long(hi), C.long(V), C.long(nA), C.long(ch), C.long(KK), 0)
 }
 
 // checkSites panics unless the buffers hold configurations [lo, hi) and
@@ -295,7 +331,8 @@ func (s SitesShape) Cols() int { return s.Taps * s.Cin }
 // through oneDNN, for a fixed shape. One call gathers the im2col columns
 // of the active sites from the NHWC input into memory it owns,
 // col[b·NA + i][t·Cin + c] = in[(b·V + taps[t·NA + i])·Cin + c], and
-// multiplies them with oneDNN's matrix-product primitive; the backward
+// multiplies them with oneDNN's matrix-product primitive (float32, or
+// bf16 inputs with float32 accumulation and outputs); the backward
 // call also sums the bias gradient and scatters the columns' gradient
 // back. Everything runs on the OpenMP threads of the other convolutions,
 // so the cores are not handed to Go's workers and back in the middle of a
@@ -306,8 +343,20 @@ type SitesConv struct {
 	shape SitesShape
 }
 
-// NewSitesConv creates the products for s, run on threads OpenMP threads.
-func NewSitesConv(s SitesShape, threads int) (*SitesConv, error) {
+// SitesOptions are SitesConv's settings.
+type SitesOptions struct {
+	// BF16 makes the products' inputs (the gathered columns, the weights
+	// and, backward, the output gradient) bfloat16, rounded to nearest
+	// even, as CircOptions.BF16 does; accumulation, bias, outputs and
+	// gradients stay float32.
+	BF16 bool
+	// Threads is the number of OpenMP threads of every call (≥ 1).
+	Threads int
+}
+
+// NewSitesConv creates the products for s with options o.
+func NewSitesConv(s SitesShape, o SitesOptions) (*SitesConv, error) {
+	threads := o.Threads
 	if s.N < 1 || s.V < 1 || s.NA < 1 || s.NA > s.V || s.Cin < 1 || s.Cout < 1 || s.Taps < 1 || threads < 1 {
 		return nil, fmt.Errorf("dnnl: invalid convolution at the active sites %+v (threads %d)", s, threads)
 	}
@@ -316,9 +365,12 @@ func NewSitesConv(s SitesShape, threads int) (*SitesConv, error) {
 		return nil, fmt.Errorf("dnnl: out of memory")
 	}
 	c.n, c.v, c.na, c.cin, c.cout, c.kk, c.nthr = C.int(s.N), C.int(s.V), C.int(s.NA), C.int(s.Cin), C.int(s.Cout), C.int(s.Taps), C.int(threads)
+	if o.BF16 {
+		c.bf16 = 1
+	}
 	if st := C.nfsites_create(c); st != C.dnnl_success {
 		C.nfsites_destroy(c)
-		return nil, fmt.Errorf("dnnl: convolution at the active sites %+v: %w", s, statusError(int(st)))
+		return nil, fmt.Errorf("dnnl: convolution at the active sites %+v (bf16 %v): %w", s, o.BF16, statusError(int(st)))
 	}
 	return &SitesConv{c: c, shape: s}, nil
 }

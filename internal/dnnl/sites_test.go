@@ -1,6 +1,8 @@
 package dnnl
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -176,12 +178,20 @@ func siteData(seed uint64, V, nA, KK int, ns ...int) (taps []int32, data [][]flo
 }
 
 // TestSitesConv checks SitesConv against float64 sums of the same gather,
-// products and scatter: out, the bias and weight gradients and the input
-// gradient (with and without the LeakyReLU's derivative), each element
-// within 1e-5 of the sum of its terms' magnitudes (float32 rounding of
-// sums of at most 576 terms), the bias gradient added, the weight gradient
-// overwritten, and gin nil accepted.
+// products and scatter, in float32 and in bf16 (the products' inputs
+// rounded to bfloat16 in the reference too): out, the bias and weight
+// gradients and the input gradient (with and without the LeakyReLU's
+// derivative), each element within 1e-5 of the sum of its terms'
+// magnitudes (float32 rounding of sums of at most 576 terms), the bias
+// gradient added (from gout unrounded), the weight gradient overwritten,
+// and gin nil accepted.
 func TestSitesConv(t *testing.T) {
+	for _, bf16 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bf16=%v", bf16), func(t *testing.T) { testSitesConv(t, bf16) })
+	}
+}
+
+func testSitesConv(t *testing.T, bf16 bool) {
 	s := SitesShape{N: 3, V: 16, NA: 4, Cin: 8, Cout: 5, Taps: 9}
 	rng := rand.New(rand.NewPCG(7, 8))
 	normal := func(n int) []float32 {
@@ -191,13 +201,23 @@ func TestSitesConv(t *testing.T) {
 		}
 		return x
 	}
+	// r is a product's input as the products read it.
+	r := func(x float32) float64 {
+		if bf16 {
+			return float64(bf16Round(x))
+		}
+		return float64(x)
+	}
 	in, wp, b := normal(s.N*s.V*s.Cin), normal(s.Cout*s.Cols()), normal(s.Cout)
 	gout := normal(s.Cout * s.Rows())
 	taps := make([]int32, s.Taps*s.NA)
 	for i := range taps {
 		taps[i] = int32(rng.IntN(s.V))
 	}
-	sc, err := NewSitesConv(s, 2)
+	sc, err := NewSitesConv(s, SitesOptions{BF16: bf16, Threads: 2})
+	if bf16 && errors.Is(err, ErrUnimplemented) {
+		t.Skipf("no bf16 matrix products in this CPU's oneDNN: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +240,7 @@ func TestSitesConv(t *testing.T) {
 		for m := range M {
 			want, mag := float64(b[o]), math.Abs(float64(b[o]))
 			for k := range K {
-				p := float64(wp[o*K+k]) * float64(col[m*K+k])
+				p := r(wp[o*K+k]) * r(col[m*K+k])
 				want, mag = want+p, mag+math.Abs(p)
 			}
 			near("out", o*M+m, out[o*M+m], want, mag)
@@ -244,7 +264,7 @@ func TestSitesConv(t *testing.T) {
 			for k := range K {
 				want, mag := 0.0, 0.0
 				for m := range M {
-					p := float64(gout[o*M+m]) * float64(col[m*K+k])
+					p := r(gout[o*M+m]) * r(col[m*K+k])
 					want, mag = want+p, mag+math.Abs(p)
 				}
 				near("gwp", o*K+k, gwp[o*K+k], want, mag)
@@ -257,7 +277,7 @@ func TestSitesConv(t *testing.T) {
 					src := (bi*s.V + int(taps[tp*s.NA+i])) * s.Cin
 					for c := range s.Cin {
 						for o := range s.Cout {
-							p := float64(gout[o*M+bi*s.NA+i]) * float64(wp[o*K+tp*s.Cin+c])
+							p := r(gout[o*M+bi*s.NA+i]) * r(wp[o*K+tp*s.Cin+c])
 							want[src+c] += p
 							mag[src+c] += math.Abs(p)
 						}
@@ -279,8 +299,8 @@ func TestSitesConv(t *testing.T) {
 }
 
 // BenchmarkSitesConv times SitesConv's passes at L = 16, micro-batch 64,
-// 64 → 25 channels at the 64 active sites of a configuration; GFLOP/s
-// counts the products (one forward, two backward).
+// 64 → 25 channels at the 64 active sites of a configuration, float32
+// and bf16; GFLOP/s counts the products (one forward, two backward).
 func BenchmarkSitesConv(b *testing.B) {
 	s := SitesShape{N: 64, V: 256, NA: 64, Cin: 64, Cout: 25, Taps: 9}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -294,34 +314,41 @@ func BenchmarkSitesConv(b *testing.B) {
 	}
 	wp, gwp, bias := make([]float32, s.Cout*s.Cols()), make([]float32, s.Cout*s.Cols()), make([]float32, s.Cout)
 	out, gin := make([]float32, s.Cout*s.Rows()), make([]float32, len(in))
-	sc, err := NewSitesConv(s, 2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sc.Close()
 	flops := 2 * float64(s.Rows()) * float64(s.Cols()) * float64(s.Cout)
-	b.Run("forward", func(b *testing.B) {
-		var err error
-		Do(func() {
-			for b.Loop() && err == nil {
-				err = sc.Forward(out, in, taps, wp, bias)
-			}
-		})
-		if err != nil {
-			b.Fatal(err)
+	for _, bf16 := range []bool{false, true} {
+		prec := "float32"
+		if bf16 {
+			prec = "bf16"
 		}
-		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	})
-	b.Run("backward", func(b *testing.B) {
-		var err error
-		Do(func() {
-			for b.Loop() && err == nil {
-				err = sc.Backward(gin, out, in, taps, wp, gwp, bias, 0.01)
-			}
-		})
+		sc, err := NewSitesConv(s, SitesOptions{BF16: bf16, Threads: 2})
 		if err != nil {
-			b.Fatal(err)
+			b.Logf("%s: %v", prec, err)
+			continue
 		}
-		b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-	})
+		defer sc.Close()
+		b.Run(prec+"/forward", func(b *testing.B) {
+			var err error
+			Do(func() {
+				for b.Loop() && err == nil {
+					err = sc.Forward(out, in, taps, wp, bias)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(prec+"/backward", func(b *testing.B) {
+			var err error
+			Do(func() {
+				for b.Loop() && err == nil {
+					err = sc.Backward(gin, out, in, taps, wp, gwp, bias, 0.01)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
 }
