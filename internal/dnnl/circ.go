@@ -50,6 +50,7 @@ static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, cons
 }
 
 static int nfcirc_create(nfcirc *c, float slope) {
+	nf_build_threads(c->nthr);
 	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <immintrin.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
 // NF_CK returns a failed oneDNN call's status from the calling function.
@@ -77,6 +78,16 @@ static inline void nf_bf16_row(uint16_t *restrict d, const float *restrict s, lo
 	if (nf_cpu_bf16()) nf_bf16_row_hw(d, s, n);
 	else nf_bf16_row_sw(d, s, n);
 }
+
+// nf_build_threads gives the calling thread nthr OpenMP threads before it
+// creates primitives that are to run on nthr threads. oneDNN fixes a
+// primitive's thread count when it creates it (from
+// dnnl_get_max_threads()) and runs it with that count (`omp parallel
+// num_threads(n)` in parallel(), src/common/dnnl_thread.cpp), whatever
+// omp_set_num_threads says at execution: primitives created under
+// OpenMP's default ran on every CPU, and a flow's results depended on
+// which flow had run before it.
+static inline void nf_build_threads(int nthr) { omp_set_num_threads(nthr); }
 
 // nf_note_master counts the calling OS thread, once, among those that
 // execute primitives or start parallel regions (master.go): every entry

@@ -131,6 +131,7 @@ static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum,
 }
 
 static dnnl_status_t nfsites_create(nfsites *c) {
+	nf_build_threads(c->nthr);
 	dnnl_primitive_attr_t sum = NULL, plain = NULL;
 	dnnl_status_t s = dnnl_primitive_attr_create(&sum);
 	if (s == dnnl_success) s = dnnl_primitive_attr_create(&plain);
