@@ -133,12 +133,12 @@ const rateMinTime = 100 * time.Millisecond
 
 // bf16Rates measures oneDNN's 64 → 64 dilation-2 forward convolution on
 // this CPU at L, 16 configurations, in bf16 and in float32 by turns
-// (dnnl.ReferenceRates, the best of rateMinTime of repetitions) and says
-// how they compare: what choosing model.conv_precision = "bf16" would buy
-// here.
+// (dnnl.ReferenceRates, the best of rateMinTime of repetitions, on the
+// threads a one-process flow gets: GOMAXPROCS) and says how they compare:
+// what choosing model.conv_precision = "bf16" would buy here.
 func bf16Rates(L int) string {
 	const batch = 16
-	f32, b16, err := dnnl.ReferenceRates(L, batch, rateMinTime)
+	f32, b16, err := dnnl.ReferenceRates(L, batch, runtime.GOMAXPROCS(0), rateMinTime)
 	if errors.Is(err, dnnl.ErrUnimplemented) {
 		return "none: oneDNN has no bf16 convolution for this CPU"
 	} else if err != nil {

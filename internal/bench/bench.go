@@ -216,7 +216,7 @@ func size(o Options, be nf.Backend, L int, w, progress io.Writer) ([]StepRow, er
 	prim := map[string]float64{}
 	for _, m := range o.Convs {
 		if _, ok := prim[m.Precision]; !ok && m.Engine != "cuda" {
-			g, err := dnnl.ReferenceGFLOPs(L, o.Micro, m.Precision == "bf16", primitiveMinTime)
+			g, err := dnnl.ReferenceGFLOPs(L, o.Micro, be.Workers(), m.Precision == "bf16", primitiveMinTime)
 			if err != nil {
 				return nil, fmt.Errorf("bench: L = %d: oneDNN reference convolution: %w", L, err)
 			}

@@ -33,7 +33,7 @@ typedef struct {
 	dnnl_primitive_t bprim[2]; // backward data, backward weights
 	dnnl_primitive_attr_t attr; // user-managed scratchpad (see nfconv_create)
 	dnnl_memory_t scratch[3];   // scratchpads of the forward, backward data and backward weights primitives
-	int n, cin, hp, wp, cout, k, dil;
+	int n, cin, hp, wp, cout, k, dil, nthr;
 } nfconv;
 
 // nfconv_mds fills the memory descriptors of src, weights, bias and dst
@@ -50,9 +50,10 @@ static int nfconv_mds(const nfconv *c, int bf16, int any, dnnl_memory_desc_t md[
 }
 
 static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, int k, int dil,
-		int bf16, int any) {
+		int bf16, int any, int nthr) {
 	memset(c, 0, sizeof *c);
-	c->n = n; c->cin = cin; c->hp = hp; c->wp = wp; c->cout = cout; c->k = k; c->dil = dil;
+	c->n = n; c->cin = cin; c->hp = hp; c->wp = wp; c->cout = cout; c->k = k; c->dil = dil; c->nthr = nthr;
+	nf_build_threads(nthr);
 	dnnl_status_t s;
 	if ((s = dnnl_engine_create(&c->eng, dnnl_cpu, 0)) != dnnl_success) return s;
 	// The library's default scratchpad is per thread and sized when a
@@ -85,6 +86,7 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 // primitives of a plain float32 convolution, with plain memory for the
 // gradients.
 static int nfconv_backward(nfconv *c) {
+	nf_build_threads(c->nthr);
 	dnnl_memory_desc_t md[4];
 	dnnl_status_t s;
 	if ((s = nfconv_mds(c, 0, 0, md)) != dnnl_success) return s;
@@ -112,6 +114,7 @@ static int nfconv_backward(nfconv *c) {
 // and diff_weights, diff_bias (from src and diff_dst).
 static int nfconv_run_backward(nfconv *c) {
 	nf_note_master();
+	omp_set_num_threads(c->nthr);
 	dnnl_exec_arg_t a0[4] = {{DNNL_ARG_DIFF_DST, c->mem[4]}, {DNNL_ARG_WEIGHTS, c->mem[1]}, {DNNL_ARG_DIFF_SRC, c->mem[5]},
 		{DNNL_ARG_SCRATCHPAD, c->scratch[1]}};
 	dnnl_exec_arg_t a1[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_DIFF_DST, c->mem[4]},
@@ -132,6 +135,7 @@ static size_t nfconv_bytes(nfconv *c, int i) { return nf_memory_bytes(c->mem[i])
 
 static int nfconv_run(nfconv *c) {
 	nf_note_master();
+	omp_set_num_threads(c->nthr);
 	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_WEIGHTS, c->mem[1]},
 		{DNNL_ARG_BIAS, c->mem[2]}, {DNNL_ARG_DST, c->mem[3]}, {DNNL_ARG_SCRATCHPAD, c->scratch[0]}};
 	dnnl_status_t s = dnnl_primitive_execute(c->prim, c->st, 5, args);
@@ -209,11 +213,15 @@ const (
 	Blocked
 )
 
-// NewConv creates the primitive for s. bf16 selects bfloat16 inputs and
-// weights (float32 accumulation, bias and output); only with Blocked.
-func NewConv(s Shape, layout Layout, bf16 bool) (*Conv, error) {
+// NewConv creates the primitive for s, run on threads OpenMP threads.
+// bf16 selects bfloat16 inputs and weights (float32 accumulation, bias
+// and output); only with Blocked.
+func NewConv(s Shape, layout Layout, bf16 bool, threads int) (*Conv, error) {
 	if oh, ow := s.Out(); s.N < 1 || s.Cin < 1 || s.Cout < 1 || s.K < 1 || s.Dilation < 1 || oh < 1 || ow < 1 {
 		return nil, fmt.Errorf("dnnl: invalid convolution shape %+v", s)
+	}
+	if threads < 1 {
+		return nil, fmt.Errorf("dnnl: convolution %+v on %d threads", s, threads)
 	}
 	if bf16 && layout == Plain {
 		return nil, fmt.Errorf("dnnl: bf16 needs the blocked layout")
@@ -227,7 +235,7 @@ func NewConv(s Shape, layout Layout, bf16 bool) (*Conv, error) {
 		any = 1
 	}
 	if st := C.nfconv_create(&cv.c, C.int(s.N), C.int(s.Cin), C.int(s.Hp), C.int(s.Wp), C.int(s.Cout),
-		C.int(s.K), C.int(s.Dilation), b, any); st != C.dnnl_success {
+		C.int(s.K), C.int(s.Dilation), b, any, C.int(threads)); st != C.dnnl_success {
 		C.nfconv_destroy(&cv.c)
 		return nil, fmt.Errorf("dnnl: convolution %+v (bf16 %v): oneDNN status %d", s, bf16, int(st))
 	}
@@ -337,17 +345,18 @@ func (cv *Conv) Close() { C.nfconv_destroy(&cv.c) }
 // channel, dilation-2 convolution alone on an L×L lattice (padded
 // beforehand), batch configurations, in its preferred blocked layouts,
 // float32 or bf16 inputs, on oneDNN's OpenMP threads; the best of the
-// repetitions within minTime (at least 3), in GFLOP/s. The flow's
-// convolution rate is compared with it (nfschwinger bench).
-func ReferenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (g float64, err error) {
-	Do(func() { g, err = referenceGFLOPs(L, batch, bf16, minTime) })
+// repetitions within minTime (at least 3), in GFLOP/s, on threads OpenMP
+// threads (the flow's). The flow's convolution rate is compared with it
+// (nfschwinger bench).
+func ReferenceGFLOPs(L, batch, threads int, bf16 bool, minTime time.Duration) (g float64, err error) {
+	Do(func() { g, err = referenceGFLOPs(L, batch, threads, bf16, minTime) })
 	return g, err
 }
 
 // referenceGFLOPs is ReferenceGFLOPs on the master thread (no hand-off in
 // the times).
-func referenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, error) {
-	r, err := newReference(L, batch, bf16)
+func referenceGFLOPs(L, batch, threads int, bf16 bool, minTime time.Duration) (float64, error) {
+	r, err := newReference(L, batch, threads, bf16)
 	if err != nil {
 		return 0, err
 	}
@@ -363,21 +372,21 @@ func referenceGFLOPs(L, batch int, bf16 bool, minTime time.Duration) (float64, e
 // ReferenceRates times the reference convolution of ReferenceGFLOPs in
 // float32 and in bf16 by turns, one repetition of each, for at least
 // minTime, so that on a shared machine both see the same load: the best
-// of each, in GFLOP/s. Where oneDNN has no bf16 convolution for this CPU,
-// bf16 is 0 and err wraps ErrUnimplemented.
-func ReferenceRates(L, batch int, minTime time.Duration) (f32, bf16 float64, err error) {
-	Do(func() { f32, bf16, err = referenceRates(L, batch, minTime) })
+// of each, in GFLOP/s, on threads OpenMP threads. Where oneDNN has no
+// bf16 convolution for this CPU, bf16 is 0 and err wraps ErrUnimplemented.
+func ReferenceRates(L, batch, threads int, minTime time.Duration) (f32, bf16 float64, err error) {
+	Do(func() { f32, bf16, err = referenceRates(L, batch, threads, minTime) })
 	return f32, bf16, err
 }
 
 // referenceRates is ReferenceRates on the master thread.
-func referenceRates(L, batch int, minTime time.Duration) (f32, bf16 float64, err error) {
-	a, err := newReference(L, batch, false)
+func referenceRates(L, batch, threads int, minTime time.Duration) (f32, bf16 float64, err error) {
+	a, err := newReference(L, batch, threads, false)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer a.cv.Close()
-	b, err := newReference(L, batch, true)
+	b, err := newReference(L, batch, threads, true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -403,9 +412,9 @@ type reference struct {
 
 // newReference creates the reference convolution and runs it once (the
 // warm-up).
-func newReference(L, batch int, bf16 bool) (*reference, error) {
+func newReference(L, batch, threads int, bf16 bool) (*reference, error) {
 	s := Shape{N: batch, Cin: 64, Hp: L + 4, Wp: L + 4, Cout: 64, K: 3, Dilation: 2}
-	cv, err := NewConv(s, Blocked, bf16)
+	cv, err := NewConv(s, Blocked, bf16, threads)
 	if err != nil {
 		return nil, err
 	}

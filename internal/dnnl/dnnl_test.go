@@ -19,7 +19,7 @@ func TestConvMatchesDirect(t *testing.T) {
 		{N: 1, Cin: 8, Hp: 14, Wp: 14, Cout: 5, K: 3, Dilation: 3},
 	} {
 		t.Run(fmt.Sprintf("%dto%d_d%d", s.Cin, s.Cout, s.Dilation), func(t *testing.T) {
-			cv, err := NewConv(s, Plain, false)
+			cv, err := NewConv(s, Plain, false, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +71,7 @@ func TestConvMatchesDirect(t *testing.T) {
 
 // TestBadShape: an impossible shape is an error, not a crash.
 func TestBadShape(t *testing.T) {
-	if _, err := NewConv(Shape{N: 1, Cin: 1, Hp: 2, Wp: 2, Cout: 1, K: 3, Dilation: 2}, Plain, false); err == nil {
+	if _, err := NewConv(Shape{N: 1, Cin: 1, Hp: 2, Wp: 2, Cout: 1, K: 3, Dilation: 2}, Plain, false, 2); err == nil {
 		t.Error("a kernel larger than the input was accepted")
 	}
 }
@@ -88,7 +88,7 @@ func BenchmarkConvPrimitive(b *testing.B) {
 				name = fmt.Sprintf("L%d_bf16", L)
 			}
 			b.Run(name, func(b *testing.B) {
-				cv, err := NewConv(s, Blocked, bf16)
+				cv, err := NewConv(s, Blocked, bf16, 2)
 				if err != nil {
 					b.Skip(err)
 				}
@@ -121,7 +121,7 @@ func TestConvBackwardMatchesDirect(t *testing.T) {
 		{N: 3, Cin: 8, Hp: 12, Wp: 12, Cout: 5, K: 3, Dilation: 2},
 	} {
 		t.Run(fmt.Sprintf("%dto%d_d%d", s.Cin, s.Cout, s.Dilation), func(t *testing.T) {
-			cv, err := NewConv(s, Plain, false)
+			cv, err := NewConv(s, Plain, false, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +203,7 @@ func TestConvAcrossThreads(t *testing.T) {
 		go func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			cv, err := NewConv(s, Plain, false)
+			cv, err := NewConv(s, Plain, false, 2)
 			if err != nil {
 				t.Error(err)
 			}
