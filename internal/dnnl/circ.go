@@ -35,6 +35,17 @@ typedef struct {
 	dnnl_memory_t dw;      // diff weights, backward-weights layout (owned)
 	dnnl_memory_t dwuser;  // diff weights OIHW f32 (owned)
 	dnnl_memory_t db;      // diff bias f32 (owned)
+	// A channel-major input's gradient (incm, backward): the transposed
+	// OIHW weights [cin·k²][cout] times the transposed output gradient
+	// [cout][n·l·l] (a matrix product; oneDNN's backward-data kernels are
+	// slow for a few input channels) into the columns gcol
+	// [cin·k²][n·l·l], folded straight into the input gradient, a row of
+	// sites at a time (nfcirc_fold_cols).
+	dnnl_primitive_desc_t mpd;
+	dnnl_primitive_t mprim;
+	dnnl_memory_t mscratch, mmem[3]; // weights, gout, gcol
+	float *gcol;
+	uint16_t *wh; // bf16: the weights rounded
 } nfcirc;
 
 static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
@@ -47,6 +58,26 @@ static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, cons
 	NF_CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
 	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
 	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
+}
+
+// nfcirc_create_cols creates the matrix product of a channel-major
+// input's gradient (see nfcirc) with inputs of type in.
+static int nfcirc_create_cols(nfcirc *c, dnnl_data_type_t in) {
+	long M = (long)c->n * c->l * c->l, O = c->cout, K = (long)c->cin * c->k * c->k;
+	dnnl_memory_desc_t md[3];
+	NF_CK(nf_matrix_md(&md[0], K, O, 1, K, in));
+	NF_CK(nf_matrix_md(&md[1], O, M, 1, O, in));
+	NF_CK(nf_matrix_md(&md[2], K, M, M, 1, dnnl_f32));
+	dnnl_matmul_desc_t d;
+	NF_CK(dnnl_matmul_desc_init(&d, &md[0], &md[1], NULL, &md[2]));
+	NF_CK(dnnl_primitive_desc_create(&c->mpd, &d, c->attrb, c->eng, NULL));
+	NF_CK(dnnl_primitive_create(&c->mprim, c->mpd));
+	NF_CK(nf_scratchpad(&c->mscratch, c->mpd, c->eng));
+	for (int i = 0; i < 3; i++) NF_CK(dnnl_memory_create(&c->mmem[i], &md[i], c->eng, DNNL_MEMORY_NONE));
+	c->gcol = nf_alloc((size_t)(M * K) * 4);
+	if (!c->gcol) return dnnl_out_of_memory;
+	if (c->bf16 && !(c->wh = nf_alloc((size_t)(O * K) * 2))) return dnnl_out_of_memory;
+	return dnnl_success;
 }
 
 static int nfcirc_create(nfcirc *c, float slope) {
@@ -94,24 +125,29 @@ static int nfcirc_create(nfcirc *c, float slope) {
 	dnnl_convolution_desc_t bdd, bwd;
 	dnnl_memory_desc_t dsin; // diff_src in the input type: f32 always (the fold adds in f32)
 	dsin = dsmd;
-	NF_CK(dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
-		&dsin, &wany, &ddmd, strides, dil, pad, pad));
-	NF_CK(nfcirc_prim(c, 1, &bdd, c->attrb, c->pd[0]));
+	if (!c->incm) { // a channel-major input's gradient is nfcirc_create_cols's
+		NF_CK(dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+			&dsin, &wany, &ddmd, strides, dil, pad, pad));
+		NF_CK(nfcirc_prim(c, 1, &bdd, c->attrb, c->pd[0]));
+	}
 	dnnl_memory_desc_t dwany;
 	NF_CK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
 	NF_CK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
 		&smd, &dwany, &bmd, &ddmd, strides, dil, pad, pad));
 	NF_CK(nfcirc_prim(c, 2, &bwd, c->attrb, c->pd[0]));
-	const dnnl_memory_desc_t *wb = dnnl_primitive_desc_query_md(c->pd[1], dnnl_query_weights_md, 0);
 	const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(c->pd[2], dnnl_query_diff_weights_md, 0);
-	NF_CK(nfcirc_reorder(c, 4, &wplain, wb));
 	NF_CK(nfcirc_reorder(c, 5, dwmd, &wplain));
-	NF_CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
-	NF_CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	if (!c->incm) {
+		const dnnl_memory_desc_t *wb = dnnl_primitive_desc_query_md(c->pd[1], dnnl_query_weights_md, 0);
+		NF_CK(nfcirc_reorder(c, 4, &wplain, wb));
+		NF_CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
+		NF_CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	}
 	NF_CK(dnnl_memory_create(&c->dw, dwmd, c->eng, DNNL_MEMORY_ALLOCATE));
 	NF_CK(dnnl_memory_create(&c->dwuser, &wplain, c->eng, DNNL_MEMORY_ALLOCATE));
 	NF_CK(dnnl_memory_create(&c->db, &bmd, c->eng, DNNL_MEMORY_ALLOCATE));
 	NF_CK(dnnl_memory_create(&c->ddst, &ddmd, c->eng, c->bf16 ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE));
+	if (c->incm) NF_CK(nfcirc_create_cols(c, in));
 	return dnnl_success;
 }
 
@@ -119,6 +155,10 @@ static void nfcirc_destroy(nfcirc *c) {
 	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) dnnl_memory_destroy(m[i]);
 	nf_destroy_prims(c->pd, c->prim, c->scratch, 6);
+	nf_destroy_prims(&c->mpd, &c->mprim, &c->mscratch, 1);
+	for (int i = 0; i < 3; i++) if (c->mmem[i]) dnnl_memory_destroy(c->mmem[i]);
+	free(c->gcol);
+	free(c->wh);
 	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
 	if (c->attrb) dnnl_primitive_attr_destroy(c->attrb);
 	if (c->st) dnnl_stream_destroy(c->st);
@@ -180,43 +220,71 @@ static void nf_leaky_grad(float *restrict g, const float *restrict y, long n, fl
 	for (long i = 0; i < n; i++) g[i] *= y[i] > 0 ? 1.0f : slope;
 }
 
-// nfcirc_fold writes gin, the adjoint of nfcirc_wrap applied to the padded
-// input gradient: the sum of every padded site's gradient into the site it
-// copies; with c->inslope > 0, times the derivative of the LeakyReLU whose
-// output the input in is (1 where in > 0, else the slope).
+// nfcirc_fold writes gin (NHWC), the adjoint of nfcirc_wrap applied to
+// the padded input gradient: the sum of every padded site's gradient into
+// the site it copies; with c->inslope > 0, times the derivative of the
+// LeakyReLU whose output the input in is (1 where in > 0, else the
+// slope). A channel-major input's gradient is nfcirc_fold_cols's.
 static void nfcirc_fold(nfcirc *c, float *gin, const float *in) {
-	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, cm = c->incm;
+	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad;
 	float *ds;
 	dnnl_memory_get_data_handle(c->dsrc, (void **)&ds);
-	long V = (long)l * l, NV = (long)n * V;
+	long V = (long)l * l;
 	#pragma omp parallel for schedule(static)
 	for (int b = 0; b < n; b++) {
 		const float *db = ds + (long)b * hp * hp * C;
-		if (cm) {
-			for (int ch = 0; ch < C; ch++) memset(gin + ch * NV + b * V, 0, V * 4);
-		} else {
-			// The interior copies its rows whole (L sites of C channels are
-			// contiguous in both layouts); the halo is added below.
-			float *gb = gin + b * V * C;
-			for (int i = 0; i < l; i++)
-				memcpy(gb + (long)i * l * C, db + ((long)(i + pad) * hp + pad) * C, (size_t)l * C * 4);
-		}
+		// The interior copies its rows whole (L sites of C channels are
+		// contiguous in both layouts); the halo is added below.
+		float *gb = gin + b * V * C;
+		for (int i = 0; i < l; i++)
+			memcpy(gb + (long)i * l * C, db + ((long)(i + pad) * hp + pad) * C, (size_t)l * C * 4);
 		for (int i = 0; i < hp; i++) {
 			int si = nf_wrapidx(i, pad, l);
-			int rowin = !cm && i >= pad && i < pad + l;
+			int rowin = i >= pad && i < pad + l;
 			for (int j = 0; j < hp; j++) {
 				if (rowin && j == pad) { j += l - 1; continue; } // the interior, copied above
 				int sj = nf_wrapidx(j, pad, l);
 				const float *p = db + ((long)i * hp + j) * C;
-				long s = (long)b * V + si * l + sj;
-				if (cm) for (int ch = 0; ch < C; ch++) gin[ch * NV + s] += p[ch];
-				else { float *q = gin + s * C; for (int ch = 0; ch < C; ch++) q[ch] += p[ch]; }
+				float *q = gin + ((long)b * V + si * l + sj) * C;
+				for (int ch = 0; ch < C; ch++) q[ch] += p[ch];
 			}
 		}
-		if (c->inslope > 0) {
-			if (cm) for (int ch = 0; ch < C; ch++) nf_leaky_grad(gin + ch * NV + b * V, in + ch * NV + b * V, V, c->inslope);
-			else nf_leaky_grad(gin + b * V * C, in + b * V * C, V * C, c->inslope);
+		if (c->inslope > 0) nf_leaky_grad(gin + b * V * C, in + b * V * C, V * C, c->inslope);
+	}
+}
+
+// nf_add adds n floats of s into d.
+static inline void nf_add(float *restrict d, const float *restrict s, int n) {
+	for (int i = 0; i < n; i++) d[i] += s[i];
+}
+
+// nfcirc_fold_cols writes gin (channel-major) from the columns' gradient
+// gcol: every column entry added into the input site its tap read (the
+// wrap's source), times the input's LeakyReLU derivative as nfcirc_fold.
+static void nfcirc_fold_cols(nfcirc *c, float *gin, const float *in) {
+	int n = c->n, C = c->cin, l = c->l, k = c->k, dil = c->dil, pad = c->pad;
+	long V = (long)l * l, NV = (long)n * V;
+	#pragma omp parallel for schedule(static)
+	for (int b = 0; b < n; b++) {
+		for (int ch = 0; ch < C; ch++) {
+			float *gc = gin + ch * NV + (long)b * V;
+			memset(gc, 0, V * 4);
+			for (int t = 0; t < k * k; t++) {
+				// Output site (y, x) read input site (y + ky·dil − pad,
+				// x + kx·dil − pad) mod l: a row of l sites is added as
+				// two runs, before and after the wrap.
+				int ky = t / k, kx = t % k, sx = nf_wrapidx(kx * dil, pad, l);
+				const float *g = c->gcol + ((long)ch * k * k + t) * NV + (long)b * V;
+				for (int y = 0; y < l; y++) {
+					float *dst = gc + (long)nf_wrapidx(y + ky * dil, pad, l) * l;
+					const float *src = g + (long)y * l;
+					nf_add(dst + sx, src, l - sx);
+					nf_add(dst, src + l - sx, sx);
+				}
+			}
 		}
+		if (c->inslope > 0)
+			for (int ch = 0; ch < C; ch++) nf_leaky_grad(gin + ch * NV + b * V, in + ch * NV + b * V, V, c->inslope);
 	}
 }
 
@@ -275,7 +343,20 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw}, {DNNL_ARG_DIFF_BIAS, c->db}};
 	s = nfcirc_exec(c, 2, 4, a);
 	if (s == dnnl_success) s = nfcirc_reorder_run(c, 5, c->dw, c->dwuser);
-	if (s == dnnl_success && gin) {
+	if (s == dnnl_success && gin && c->incm) {
+		void *g = (void *)gout, *wm = (void *)w;
+		if (c->bf16) {
+			dnnl_memory_get_data_handle(c->ddst, &g);
+			nf_bf16_row(c->wh, w, (long)c->cout * c->cin * c->k * c->k);
+			wm = c->wh;
+		}
+		dnnl_memory_set_data_handle(c->mmem[0], wm);
+		dnnl_memory_set_data_handle(c->mmem[1], g);
+		dnnl_memory_set_data_handle(c->mmem[2], c->gcol);
+		dnnl_exec_arg_t m[4] = {{DNNL_ARG_SRC, c->mmem[0]}, {DNNL_ARG_WEIGHTS, c->mmem[1]}, {DNNL_ARG_DST, c->mmem[2]},
+			{DNNL_ARG_SCRATCHPAD, c->mscratch}};
+		s = dnnl_primitive_execute(c->mprim, c->st, 4, m);
+	} else if (s == dnnl_success && gin) {
 		s = dnnl_memory_set_data_handle(c->wuser, (void *)w);
 		if (s == dnnl_success) s = nfcirc_reorder_run(c, 4, c->wuser, c->wbwd);
 		dnnl_exec_arg_t d[4] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->wbwd}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
@@ -291,11 +372,14 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	long nw = (long)c->cout * c->cin * c->k * c->k;
 	for (long i = 0; i < nw; i++) gw[i] += dw[i];
 	for (int i = 0; i < c->cout; i++) gb[i] += db[i];
-	if (gin) nfcirc_fold(c, gin, in);
+	if (gin && c->incm) nfcirc_fold_cols(c, gin, in);
+	else if (gin) nfcirc_fold(c, gin, in);
 	return dnnl_success;
 }
 
-static const char *nfcirc_impl(nfcirc *c, int i) { return nf_impl(c->pd[i]); }
+// nfcirc_impl names the implementation of primitive i (backward data:
+// the matrix product with a channel-major input).
+static const char *nfcirc_impl(nfcirc *c, int i) { return nf_impl(i == 1 && c->incm ? c->mpd : c->pd[i]); }
 
 static size_t nfcirc_bytes(nfcirc *c) {
 	size_t t = 0;
@@ -303,6 +387,10 @@ static size_t nfcirc_bytes(nfcirc *c) {
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) t += nf_memory_bytes(m[i]);
 	if (c->bf16) t += nf_memory_bytes(c->ddst); // owned only in bf16
 	for (int i = 0; i < 6; i++) t += nf_memory_bytes(c->scratch[i]);
+	t += nf_memory_bytes(c->mscratch);
+	long M = (long)c->n * c->l * c->l, K = (long)c->cin * c->k * c->k;
+	if (c->gcol) t += (size_t)(M * K) * 4;
+	if (c->wh) t += (size_t)(c->cout * K) * 2;
 	return t;
 }
 
@@ -456,7 +544,10 @@ func (cv *CircConv) Forward(out, in, w, b []float32) error {
 // dL/dw into gw (OIHW) and dL/db into gb, and WRITES dL/din into gin (in
 // the input layout; skipped when gin is nil), through the input's
 // LeakyReLU when Options.InputLeakyReLUSlope is set. Needs
-// Options.Backward.
+// Options.Backward. With a channel-major input (the conditioner's first
+// convolution, few input channels) dL/din is a oneDNN matrix product of
+// the weights and gout, folded into gin, instead of oneDNN's
+// backward-data convolution, which is slow for few channels.
 func (cv *CircConv) Backward(gin, gout, in, w, gw, gb []float32) error {
 	if !onMaster() {
 		return doErr(func() error { return cv.Backward(gin, gout, in, w, gw, gb) })

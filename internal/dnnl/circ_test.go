@@ -203,38 +203,48 @@ func TestCircConv(t *testing.T) {
 	}
 }
 
-// BenchmarkCircConv measures the conditioner's convolution as the flow runs
-// it (64 → 64 channels, dilation 2, batch 64, 2 threads, its input a
-// LeakyReLU's output of random signs): the wrap and fold included, forward alone and forward + backward (data and weights,
-// 3× the forward flops), float32 and bf16. Compare with
+// BenchmarkCircConv measures the conditioner's convolutions as the flow
+// runs them (batch 64, 2 threads): the 64 → 64 one (dilation 2, its input
+// a LeakyReLU's output of random signs) and the first one ("first": 6 →
+// 64 channels, dilation 1, channel-major input), the wrap and fold
+// included, forward alone and forward + backward (data and weights, 3×
+// the forward flops), float32 and bf16. Compare with
 // BenchmarkConvPrimitive, the primitive alone on its preferred layouts.
 func BenchmarkCircConv(b *testing.B) {
 	for _, L := range []int{8, 16} {
 		for _, bf16 := range []bool{false, true} {
-			for _, pass := range []string{"fwd", "fwdbwd"} {
+			for _, pass := range []string{"fwd", "fwdbwd", "first_fwdbwd"} {
 				s := CircShape{N: 64, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2}
+				o := CircOptions{BF16: bf16, LeakyReLUSlope: 0.01, InputLeakyReLUSlope: 0.01, Backward: true, Threads: 2}
+				if pass == "first_fwdbwd" {
+					s.Cin, s.Dilation = 6, 1
+					o.InputLeakyReLUSlope, o.Input = 0, ChannelMajor
+				}
 				prec := "f32"
 				if bf16 {
 					prec = "bf16"
 				}
 				b.Run(fmt.Sprintf("L%d_%s_%s", L, prec, pass), func(b *testing.B) {
-					cv, err := NewCircConv(s, CircOptions{BF16: bf16, LeakyReLUSlope: 0.01, InputLeakyReLUSlope: 0.01, Backward: true, Threads: 2})
+					cv, err := NewCircConv(s, o)
 					if err != nil {
 						b.Skip(err)
 					}
 					defer cv.Close()
-					n := s.N * L * L * 64
-					in, out, gin, gout := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
-					w, gw, bias, gb := make([]float32, 64*64*9), make([]float32, 64*64*9), make([]float32, 64), make([]float32, 64)
+					n, nIn := s.N*L*L*s.Cout, s.N*L*L*s.Cin
+					in, out, gin, gout := make([]float32, nIn), make([]float32, n), make([]float32, nIn), make([]float32, n)
+					w, gw, bias, gb := make([]float32, 64*s.Cin*9), make([]float32, 64*s.Cin*9), make([]float32, 64), make([]float32, 64)
 					rng := rand.New(rand.NewPCG(1, 2))
 					for i := range in { // signs at random, as a LeakyReLU's outputs
-						in[i], gout[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+						in[i] = float32(rng.NormFloat64())
+					}
+					for i := range gout {
+						gout[i] = float32(rng.NormFloat64())
 					}
 					for i := range w {
 						w[i] = float32(i%3) - 1
 					}
 					flops := s.Flops()
-					if pass == "fwdbwd" {
+					if pass != "fwd" {
 						flops *= 3
 					}
 					b.ResetTimer()
@@ -243,7 +253,7 @@ func BenchmarkCircConv(b *testing.B) {
 							if err = cv.Forward(out, in, w, bias); err != nil {
 								return
 							}
-							if pass == "fwdbwd" {
+							if pass != "fwd" {
 								if err = cv.Backward(gin, gout, in, w, gw, gb); err != nil {
 									return
 								}

@@ -4,6 +4,7 @@
 #define NFDNNL_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -40,6 +41,16 @@ static inline const char *nf_impl(const_dnnl_primitive_desc_t pd) {
 	const char *s = "";
 	if (pd) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s);
 	return s;
+}
+
+// nf_alloc is aligned_alloc of n bytes rounded up to 64.
+static inline void *nf_alloc(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
+
+// nf_matrix_md describes a rows×cols matrix of type t with the given
+// strides.
+static inline dnnl_status_t nf_matrix_md(dnnl_memory_desc_t *md, long rows, long cols, long srow, long scol, dnnl_data_type_t t) {
+	dnnl_dims_t d = {rows, cols}, s = {srow, scol};
+	return dnnl_memory_desc_init_by_strides(md, 2, d, t, s);
 }
 
 // nf_bf16 rounds f to bfloat16, to nearest even (a NaN stays a quiet NaN).

@@ -74,15 +74,6 @@ typedef struct {
 	dnnl_memory_desc_t md[3][3]; // per product: src, weights, dst
 } nfsites;
 
-// nfsites_md describes a rows×cols matrix of type t with the given strides.
-static dnnl_status_t nfsites_md(dnnl_memory_desc_t *md, long rows, long cols, long srow, long scol, dnnl_data_type_t t) {
-	dnnl_dims_t d = {rows, cols}, s = {srow, scol};
-	return dnnl_memory_desc_init_by_strides(md, 2, d, t, s);
-}
-
-// nf_alloc is aligned_alloc of n bytes rounded up to 64.
-static void *nf_alloc(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
-
 static dnnl_status_t nfsites_prim(nfsites *c, int i, const_dnnl_primitive_attr_t attr) {
 	dnnl_matmul_desc_t d;
 	NF_CK(dnnl_matmul_desc_init(&d, &c->md[i][0], &c->md[i][1], NULL, &c->md[i][2]));
@@ -114,19 +105,19 @@ static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum,
 	dnnl_post_ops_destroy(po);
 	NF_CK(s);
 	// forward: wp [O][K] · colᵀ [K][M] added to out [O][M]
-	NF_CK(nfsites_md(&c->md[0][0], O, K, K, 1, in));
-	NF_CK(nfsites_md(&c->md[0][1], K, M, 1, K, in));
-	NF_CK(nfsites_md(&c->md[0][2], O, M, M, 1, dnnl_f32));
+	NF_CK(nf_matrix_md(&c->md[0][0], O, K, K, 1, in));
+	NF_CK(nf_matrix_md(&c->md[0][1], K, M, 1, K, in));
+	NF_CK(nf_matrix_md(&c->md[0][2], O, M, M, 1, dnnl_f32));
 	NF_CK(nfsites_prim(c, 0, sum));
 	// backward weights: gout [O][M] · col [M][K] into gwp [O][K]
-	NF_CK(nfsites_md(&c->md[1][0], O, M, M, 1, in));
-	NF_CK(nfsites_md(&c->md[1][1], M, K, K, 1, in));
-	NF_CK(nfsites_md(&c->md[1][2], O, K, K, 1, dnnl_f32));
+	NF_CK(nf_matrix_md(&c->md[1][0], O, M, M, 1, in));
+	NF_CK(nf_matrix_md(&c->md[1][1], M, K, K, 1, in));
+	NF_CK(nf_matrix_md(&c->md[1][2], O, K, K, 1, dnnl_f32));
 	NF_CK(nfsites_prim(c, 1, plain));
 	// backward data: goutᵀ [M][O] · wp [O][K] into col [M][K]
-	NF_CK(nfsites_md(&c->md[2][0], M, O, 1, M, in));
-	NF_CK(nfsites_md(&c->md[2][1], O, K, K, 1, in));
-	NF_CK(nfsites_md(&c->md[2][2], M, K, K, 1, dnnl_f32));
+	NF_CK(nf_matrix_md(&c->md[2][0], M, O, 1, M, in));
+	NF_CK(nf_matrix_md(&c->md[2][1], O, K, K, 1, in));
+	NF_CK(nf_matrix_md(&c->md[2][2], M, K, K, 1, dnnl_f32));
 	return nfsites_prim(c, 2, plain);
 }
 
