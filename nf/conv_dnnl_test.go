@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"nfschwinger/internal/dnnl"
-	"nfschwinger/lgt"
 )
 
 func TestNativeBF16(t *testing.T) {
@@ -48,17 +47,7 @@ func TestDNNLFlowIgnoresEarlierThreads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	losses := func() []float64 {
-		pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 1)
-		defer pool.Close()
-		f, err := NewFlowOn(precisionArch(), oneDNN[float32](CPU(1), false, false))
-		if err != nil {
-			t.Skipf("oneDNN: %v", err)
-		}
-		defer f.Close()
-		f.Init(Stream(1, DomainInit, 0, 0))
-		return trainFor(t, f, pool, ReparamTrick, 64, 4, 1e-3, 1).loss
-	}
+	losses := func() []float64 { return dnnlTrain(t, ReparamTrick, 1, false, 64, 4).loss }
 	everyCPU()
 	after := losses()
 	again := losses()

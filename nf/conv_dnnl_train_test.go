@@ -8,21 +8,28 @@ import (
 	"nfschwinger/lgt"
 )
 
-// bf16Run trains the flow of precisionArch from seed with estimator est
-// for steps steps (batch 256, Adam 1e-3, clipping (0.1, 10)) with its
-// conditioners on oneDNN in float32 or bf16, and returns the mean and the
-// standard error of the batch ESS over the last window steps.
-func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window int) (ess, se float64, skipped int) {
+// dnnlTrain trains the flow of precisionArch from seed with estimator est
+// for steps steps of batch N (Adam 1e-3, clipping (0.1, 10)) with its
+// conditioners on oneDNN in float32 or bf16, one worker; it skips the
+// test where this oneDNN cannot build them.
+func dnnlTrain(t *testing.T, est Estimator, seed uint64, bf16 bool, N, steps int) trainRun {
 	t.Helper()
 	pool := lgt.NewPool(lgt.Params{L: 4, Beta: 2, Kappa: 0.276}, 1)
 	defer pool.Close()
 	f, err := NewFlowOn(precisionArch(), oneDNN[float32](CPU(1), bf16, false))
 	if err != nil {
-		t.Skipf("bf16: %v", err)
+		t.Skipf("oneDNN (bf16 %v): %v", bf16, err)
 	}
 	defer f.Close()
 	f.Init(Stream(seed, DomainInit, 0, 0))
-	r := trainFor(t, f, pool, est, 256, steps, 1e-3, seed)
+	return trainFor(t, f, pool, est, N, steps, 1e-3, seed)
+}
+
+// bf16Run is dnnlTrain with batch 256, returning the mean and the
+// standard error of the batch ESS over the last window steps.
+func bf16Run(t *testing.T, est Estimator, seed uint64, bf16 bool, steps, window int) (ess, se float64, skipped int) {
+	t.Helper()
+	r := dnnlTrain(t, est, seed, bf16, 256, steps)
 	w := r.ess[len(r.ess)-window:]
 	return mean(w), math.Sqrt(variance(w) / float64(window)), r.skipped
 }

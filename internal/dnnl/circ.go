@@ -81,7 +81,7 @@ static int nfcirc_create_cols(nfcirc *c, dnnl_data_type_t in) {
 }
 
 static int nfcirc_create(nfcirc *c, float slope) {
-	nf_build_threads(c->nthr);
+	nf_use_threads(c->nthr);
 	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;
@@ -301,8 +301,7 @@ static int nfcirc_reorder_run(nfcirc *c, int i, dnnl_memory_t from, dnnl_memory_
 
 // nfcirc_forward: out (NHWC f32) = conv(wrap(in), w) + b, then the post-op.
 static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const float *b, float *out) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	nfcirc_wrap(c, in);
 	NF_CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
 	NF_CK(dnnl_memory_set_data_handle(c->bias, (void *)b));
@@ -323,8 +322,7 @@ static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const floa
 // nfcirc_backward adds dL/dw, dL/db into gw, gb and writes dL/din into gin
 // (skipped when NULL), from gout = dL/dout (NHWC f32) and the forward input.
 static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float *in, const float *w, float *gw, float *gb) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	nfcirc_wrap(c, in);
 	long nd = (long)c->n * c->l * c->l * c->cout;
 	if (c->bf16) {

@@ -53,7 +53,7 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 		int bf16, int any, int nthr) {
 	memset(c, 0, sizeof *c);
 	c->n = n; c->cin = cin; c->hp = hp; c->wp = wp; c->cout = cout; c->k = k; c->dil = dil; c->nthr = nthr;
-	nf_build_threads(nthr);
+	nf_use_threads(nthr);
 	dnnl_status_t s;
 	if ((s = dnnl_engine_create(&c->eng, dnnl_cpu, 0)) != dnnl_success) return s;
 	// The library's default scratchpad is per thread and sized when a
@@ -86,7 +86,7 @@ static int nfconv_create(nfconv *c, int n, int cin, int hp, int wp, int cout, in
 // primitives of a plain float32 convolution, with plain memory for the
 // gradients.
 static int nfconv_backward(nfconv *c) {
-	nf_build_threads(c->nthr);
+	nf_use_threads(c->nthr);
 	dnnl_memory_desc_t md[4];
 	dnnl_status_t s;
 	if ((s = nfconv_mds(c, 0, 0, md)) != dnnl_success) return s;
@@ -113,8 +113,7 @@ static int nfconv_backward(nfconv *c) {
 // nfconv_run_backward computes diff_src (from diff_dst and the weights)
 // and diff_weights, diff_bias (from src and diff_dst).
 static int nfconv_run_backward(nfconv *c) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	dnnl_exec_arg_t a0[4] = {{DNNL_ARG_DIFF_DST, c->mem[4]}, {DNNL_ARG_WEIGHTS, c->mem[1]}, {DNNL_ARG_DIFF_SRC, c->mem[5]},
 		{DNNL_ARG_SCRATCHPAD, c->scratch[1]}};
 	dnnl_exec_arg_t a1[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_DIFF_DST, c->mem[4]},
@@ -134,8 +133,7 @@ static void *nfconv_handle(nfconv *c, int i) {
 static size_t nfconv_bytes(nfconv *c, int i) { return nf_memory_bytes(c->mem[i]); }
 
 static int nfconv_run(nfconv *c) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, c->mem[0]}, {DNNL_ARG_WEIGHTS, c->mem[1]},
 		{DNNL_ARG_BIAS, c->mem[2]}, {DNNL_ARG_DST, c->mem[3]}, {DNNL_ARG_SCRATCHPAD, c->scratch[0]}};
 	dnnl_status_t s = dnnl_primitive_execute(c->prim, c->st, 5, args);

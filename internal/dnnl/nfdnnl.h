@@ -90,19 +90,24 @@ static inline void nf_bf16_row(uint16_t *restrict d, const float *restrict s, lo
 	else nf_bf16_row_sw(d, s, n);
 }
 
-// nf_build_threads gives the calling thread nthr OpenMP threads before it
-// creates primitives that are to run on nthr threads. oneDNN fixes a
-// primitive's thread count when it creates it (from
-// dnnl_get_max_threads()) and runs it with that count (`omp parallel
-// num_threads(n)` in parallel(), src/common/dnnl_thread.cpp), whatever
-// omp_set_num_threads says at execution: primitives created under
-// OpenMP's default ran on every CPU, and a flow's results depended on
-// which flow had run before it.
-static inline void nf_build_threads(int nthr) { omp_set_num_threads(nthr); }
-
 // nf_note_master counts the calling OS thread, once, among those that
-// execute primitives or start parallel regions (master.go): every entry
-// point that does calls it first.
+// execute primitives or start parallel regions (master.go).
 void nf_note_master(void);
+
+// nf_use_threads gives the calling thread nthr OpenMP threads. Creating
+// primitives needs it as much as running them: oneDNN fixes a primitive's
+// thread count when it creates it (from dnnl_get_max_threads()) and runs
+// it with that count (`omp parallel num_threads(n)` in parallel(),
+// src/common/dnnl_thread.cpp), whatever omp_set_num_threads says at
+// execution; primitives created under OpenMP's default ran on every CPU,
+// and a flow's results depended on which flow had run before it.
+static inline void nf_use_threads(int nthr) { omp_set_num_threads(nthr); }
+
+// nf_enter begins every entry point that executes primitives or starts
+// parallel regions: it counts the thread and sets nthr threads.
+static inline void nf_enter(int nthr) {
+	nf_note_master();
+	nf_use_threads(nthr);
+}
 
 #endif

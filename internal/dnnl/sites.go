@@ -122,7 +122,7 @@ static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum,
 }
 
 static dnnl_status_t nfsites_create(nfsites *c) {
-	nf_build_threads(c->nthr);
+	nf_use_threads(c->nthr);
 	dnnl_primitive_attr_t sum = NULL, plain = NULL;
 	dnnl_status_t s = dnnl_primitive_attr_create(&sum);
 	if (s == dnnl_success) s = dnnl_primitive_attr_create(&plain);
@@ -199,8 +199,7 @@ static void *nfsites_weights(nfsites *c, const float *wp) {
 
 // nfsites_forward: out [cout][M] = bias + wp · gather(in)ᵀ.
 static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, const int32_t *taps, const float *wp, const float *b) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	long M = (long)c->n * c->na;
 	void *col = nfsites_gather(c, in, taps);
 	#pragma omp parallel for schedule(static)
@@ -214,8 +213,7 @@ static dnnl_status_t nfsites_forward(nfsites *c, float *out, const float *in, co
 // goutᵀ · wp through the input's LeakyReLU (slope > 0).
 static dnnl_status_t nfsites_backward(nfsites *c, float *gin, const float *gout, const float *in, const int32_t *taps,
 		const float *wp, float *gwp, float *gb, float slope) {
-	nf_note_master();
-	omp_set_num_threads(c->nthr);
+	nf_enter(c->nthr);
 	long M = (long)c->n * c->na;
 	#pragma omp parallel for schedule(static)
 	for (int o = 0; o < c->cout; o++) {
