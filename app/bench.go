@@ -57,6 +57,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&hidden, "hidden", "64,64", "hidden channels of the conditioner, comma-separated (two: the dilations are 1, 2, 3)")
 	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm), cuda (the whole flow on CUDA device 0 of this process, compute.device = \"cuda\")")
 	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl and cuda)")
+	var algs string
+	fs.StringVar(&algs, "conv-algorithm", "auto", "oneDNN's convolution algorithms, comma-separated: auto (Winograd where it fits), direct (dnnl only)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file (go tool pprof)")
 	pos, err := parseFlags(fs, args, benchUsage, stdout)
@@ -78,7 +80,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return usagef("bench: -hidden %q: need two channel counts", hidden)
 		}
 	}
-	if opts.Convs, err = parseConvModes(engines, precs); err != nil {
+	if opts.Convs, err = parseConvModes(engines, precs, algs); err != nil {
 		return err
 	}
 	if opts.Device, err = benchDevice(opts.Convs, stderr); err != nil {
@@ -150,7 +152,7 @@ func benchDevice(modes []bench.ConvMode, progress io.Writer) (func(nf.Arch, int,
 		if bf16 {
 			prec = "bf16"
 		}
-		flow, err := newFlow[float32](a, prec, dev)
+		flow, err := newFlow[float32](a, prec, "auto", dev)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -164,9 +166,16 @@ func benchDevice(modes []bench.ConvMode, progress io.Writer) (func(nf.Arch, int,
 }
 
 // parseConvModes returns every valid combination of the comma-separated
-// engines and precisions (bf16 runs on oneDNN only).
-func parseConvModes(engines, precs string) ([]bench.ConvMode, error) {
+// engines, precisions and algorithms (bf16 runs on oneDNN and CUDA only,
+// the algorithms are oneDNN's).
+func parseConvModes(engines, precs, algs string) ([]bench.ConvMode, error) {
 	var out []bench.ConvMode
+	algList := strings.Split(algs, ",")
+	for i, a := range algList {
+		if algList[i] = strings.TrimSpace(a); !slices.Contains(nf.ConvAlgorithms, algList[i]) {
+			return nil, usagef("bench: -conv-algorithm %q: allowed: %s", a, strings.Join(nf.ConvAlgorithms, ", "))
+		}
+	}
 	for _, e := range strings.Split(engines, ",") {
 		e = strings.TrimSpace(e)
 		if e != "dnnl" && e != "openblas" && e != "cuda" {
@@ -180,7 +189,13 @@ func parseConvModes(engines, precs string) ([]bench.ConvMode, error) {
 			if p == "bf16" && e == "openblas" {
 				continue
 			}
-			out = append(out, bench.ConvMode{Engine: e, Precision: p})
+			if e != "dnnl" {
+				out = append(out, bench.ConvMode{Engine: e, Precision: p})
+				continue
+			}
+			for _, a := range algList {
+				out = append(out, bench.ConvMode{Engine: e, Precision: p, Algorithm: a})
+			}
 		}
 	}
 	if len(out) == 0 {

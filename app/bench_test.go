@@ -11,19 +11,20 @@ import (
 )
 
 // TestBenchJSON: with -json every line is one JSON object; the step rows
-// (one per estimator and convolution engine) have every field of the
-// interface, all positive, and the action row has both timings.
+// (one per estimator and convolution engine, two for oneDNN's two
+// algorithms) have every field of the interface, all positive, and the
+// action row has both timings.
 func TestBenchJSON(t *testing.T) {
 	var out, progress bytes.Buffer
 	args := []string{"-L", "4", "-layers", "1", "-batch", "4", "-micro-batch", "2", "-steps", "1", "-sgemm-n", "256", "-json",
-		"-conv-engine", "dnnl,openblas"}
+		"-conv-engine", "dnnl,openblas", "-conv-algorithm", "auto,direct"}
 	if err := cmdBench(args, &out, &progress); err != nil {
 		t.Fatal(err)
 	}
 	fields := []string{"L", "batch", "micro_batch", "step_seconds", "loss_seconds", "backward_seconds",
 		"peak_rss_bytes", "kept_bytes", "kept_buffers", "conv_gflops", "sgemm_gflops", "primitive_gflops"}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	seen := map[string]bool{}
+	seen, algs := map[string]bool{}, map[string][]string{}
 	actions := 0
 	for _, line := range lines {
 		var m map[string]any
@@ -34,6 +35,7 @@ func TestBenchJSON(t *testing.T) {
 		case "step":
 			est, _ := m["estimator"].(string)
 			seen[est+" "+m["conv_engine"].(string)+" "+m["conv_precision"].(string)] = true
+			algs[est+" "+m["conv_engine"].(string)] = append(algs[est+" "+m["conv_engine"].(string)], m["conv_algorithm"].(string))
 			for _, f := range fields {
 				v, ok := m[f].(float64)
 				if !ok || !(v > 0) {
@@ -67,6 +69,16 @@ func TestBenchJSON(t *testing.T) {
 			}
 		}
 	}
+	for _, e := range []string{"reinforce", "rt", "path"} {
+		// auto: Winograd for the 64 → 64 convolution, or direct where
+		// this CPU has no Winograd kernels.
+		if a := algs[e+" dnnl"]; len(a) != 2 || a[0] != "winograd" && a[0] != "direct" || a[1] != "direct" {
+			t.Errorf("%s: oneDNN rows' algorithms %q, want [winograd or direct, direct]", e, a)
+		}
+		if a := algs[e+" openblas"]; len(a) != 1 || a[0] != "" {
+			t.Errorf("%s: OpenBLAS rows' algorithms %q, want one empty", e, a)
+		}
+	}
 	if actions != 1 {
 		t.Errorf("%d action rows, want 1", actions)
 	}
@@ -85,6 +97,7 @@ func TestBenchUsage(t *testing.T) {
 		{"-plot", "/nonexistent-dir/p.png"},
 		{"-conv-engine", "cudnn"},
 		{"-conv-precision", "fp8"},
+		{"-conv-algorithm", "fft"},
 		{"-conv-engine", "openblas", "-conv-precision", "bf16"},
 	} {
 		var out, progress bytes.Buffer

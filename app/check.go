@@ -157,7 +157,7 @@ func convEngine(c nfio.Config) (string, error) {
 	if c.Model.Precision == "float64" {
 		return "im2col + OpenBLAS dgemm (float64 flow)", nil
 	}
-	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, nil)
+	flow, err := newFlow[float32](c.Arch(), c.Model.ConvPrecision, c.Model.ConvAlgorithm, nil)
 	if err != nil {
 		return "", err
 	}
@@ -196,7 +196,10 @@ func printCheckHMC(w io.Writer, path string, c nfio.Config) {
 //	              padded input (s_in = 4, or 2 for bf16) and padded input gradient (float32)
 //	              of every convolution but the last, P_j = (L + Dil_j·(K−1))², and the
 //	              last one's im2col columns at the V/4 active sites (scratchpads and
-//	              reordered weights are small)
+//	              reordered weights are small), and for a convolution that runs
+//	              Winograd (nf.WinogradConv) B · (2V + P_j) · C_{j+1} · 4 + 10 MiB more:
+//	              its output and output gradient unpadded and padded, and its
+//	              scratchpad (10 MiB measured on a Zen 4 EPYC, 2 threads)
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
 //
@@ -210,6 +213,11 @@ type memEstimate struct {
 func (m memEstimate) Total() int64 {
 	return m.Links + m.Activations + m.Convolutions + m.Determinant + m.Parameters
 }
+
+// winogradScratch is the scratchpad of a Winograd convolution in
+// memEstimate: 10 MiB on a Zen 4 EPYC with 2 threads at L = 8–32 and
+// micro-batches 1–64 (oneDNN sizes it by cache and thread count).
+const winogradScratch = 10 << 20
 
 // estimateMemory evaluates the formulas of memEstimate.
 func estimateMemory(c nfio.Config, workers int) memEstimate {
@@ -233,9 +241,13 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 		ch := a.Channels()
 		last := len(a.Dilation) - 1
 		conv = b * (v / 4) * k2 * int64(ch[last]) * 4 // the last convolution's columns at the active sites
+		o := nf.DNNLOptionsFor(c.Model.ConvPrecision, c.Model.ConvAlgorithm)
 		for j, d := range a.Dilation[:last] {
 			side := int64(a.L + d*(a.KernelSize-1))
 			conv += b * side * side * int64(ch[j]) * (sIn + 4)
+			if nf.WinogradConv(a, o, j) {
+				conv += b*(2*v+side*side)*int64(ch[j+1])*4 + winogradScratch
+			}
 		}
 	}
 	return memEstimate{

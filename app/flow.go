@@ -25,12 +25,13 @@ type deviceFlow struct {
 // (nf.OnDevice), bf16 products through cuBLAS with convPrecision "bf16";
 // device memory exhausted is a UsageError naming train.micro_batch and
 // the estimate. On the CPU, all cores: a float32 flow runs its
-// conditioners through oneDNN (nf.OneDNN) where that is faster
-// (nf.PrefersDNNL: hidden layers of 16 channels and more) and always with
-// bf16 convolution inputs; a float64 flow, and a narrow float32 one,
+// conditioners through oneDNN (nf.OneDNN, Winograd where it fits unless
+// convAlgorithm is "direct") where that is faster (nf.PrefersDNNL:
+// hidden layers of 16 channels and more) and always with bf16
+// convolution inputs; a float64 flow, and a narrow float32 one,
 // through im2col and OpenBLAS (nf.OpenBLAS). bf16 where oneDNN would
 // emulate it (nf.NativeBF16) is a usage error naming model.conv_precision.
-func newFlow[T nf.Float](a nf.Arch, convPrecision string, dev *deviceFlow) (*nf.Flow[T], error) {
+func newFlow[T nf.Float](a nf.Arch, convPrecision, convAlgorithm string, dev *deviceFlow) (*nf.Flow[T], error) {
 	if err := a.CheckFlow(); err != nil {
 		return nil, &UsageError{Err: err}
 	}
@@ -49,7 +50,7 @@ func newFlow[T nf.Float](a nf.Arch, convPrecision string, dev *deviceFlow) (*nf.
 		}
 		return flow, err
 	case single && usesDNNL(a, "float32", convPrecision):
-		flow, err := nf.NewFlowOn(a, nf.OneDNN[T](nf.CPU(0), bf16))
+		flow, err := nf.NewFlowOn(a, nf.OneDNN[T](nf.CPU(0), nf.DNNLOptionsFor(convPrecision, convAlgorithm)))
 		if errors.Is(err, nf.ErrBF16Slow) {
 			return nil, usagef("model.conv_precision = \"bf16\": %s; use \"float32\" on this machine (bf16 here: %s)",
 				strings.TrimPrefix(err.Error(), "nf: "), bf16Rates(a.L))

@@ -70,7 +70,7 @@ func loadReverseModel(path, precision string, L int, inPath string) (reverseMode
 }
 
 func newFlowModel[T nf.Float](m *nfio.ModelFile, path, precision string) (reverseModel, error) {
-	flow, err := newFlow[T](m.Arch, "float32", nil)
+	flow, err := newFlow[T](m.Arch, "float32", "auto", nil)
 	if err != nil {
 		return nil, fmt.Errorf("measure: -checkpoint %s: %w", path, err)
 	}

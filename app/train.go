@@ -220,7 +220,7 @@ func placeFlow[T nf.Float](cfg nfio.Config, c comm.Comm, micro int, stdout io.Wr
 		dev, err = onDevice(place, micro, true)
 	}
 	if err == nil {
-		flow, err = newFlow[T](cfg.Arch(), cfg.Model.ConvPrecision, dev)
+		flow, err = newFlow[T](cfg.Arch(), cfg.Model.ConvPrecision, cfg.Model.ConvAlgorithm, dev)
 	}
 	if err := c.AgreeError(err); err != nil {
 		if flow != nil {

@@ -66,6 +66,10 @@ type ModelConfig struct {
 	// (default) or "bf16" (accumulation and outputs float32; CPUs with
 	// native bf16, AVX512-BF16 or AMX, only: see nf.OneDNN).
 	ConvPrecision string `toml:"conv_precision"`
+	// ConvAlgorithm [conv_algorithm] is how the oneDNN path runs its
+	// float32 convolutions: "auto" (default: Winograd for those that fit,
+	// where the CPU has AVX-512) or "direct" (see nf.ConvAlgorithms).
+	ConvAlgorithm string `toml:"conv_algorithm"`
 }
 
 // TrainConfig is the [train] section: the gradient estimator and the
@@ -250,7 +254,7 @@ func DefaultConfig() Config {
 	return Config{
 		Lat: LatticeConfig{Beta: lgt.PaperBeta, Kappa: lgt.PaperKappa},
 		Model: ModelConfig{NLayers: 48, NKnots: 9, HiddenChannels: []int{64, 64}, KernelSize: 3,
-			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32", ConvPrecision: "float32"},
+			Dilation: []int{1, 2, 3}, Masking: "2x1", Precision: "float32", ConvPrecision: "float32", ConvAlgorithm: "auto"},
 		Train: TrainConfig{Estimator: "reinforce", LearningRate: 2.5e-4, AdamBetas: []float64{0.9, 0.999},
 			AdamEps: 1e-8, LogEvery: 10, CheckpointEvery: 500,
 			LRSchedule: "constant", LRStepFactor: 0.5,
@@ -481,6 +485,9 @@ func (c Config) validateModel() error {
 	}
 	if !slices.Contains(nf.ConvPrecisions, c.Model.ConvPrecision) {
 		return bad("model.conv_precision", c.Model.ConvPrecision, "allowed: %s", quoteList(nf.ConvPrecisions))
+	}
+	if !slices.Contains(nf.ConvAlgorithms, c.Model.ConvAlgorithm) {
+		return bad("model.conv_algorithm", c.Model.ConvAlgorithm, "allowed: %s", quoteList(nf.ConvAlgorithms))
 	}
 	if c.Model.ConvPrecision == "bf16" && c.Model.Precision != "float32" {
 		return bad("model.conv_precision", c.Model.ConvPrecision, "needs model.precision = \"float32\" (here %q)", c.Model.Precision)

@@ -213,6 +213,7 @@ func TestParseErrors(t *testing.T) {
 		{"masking", "[lattice]\nL = 8\n[model]\nmasking = \"plaq\"", `model.masking = "plaq": allowed: "2x1"`, true},
 		{"precision", "[lattice]\nL = 8\n[model]\nprecision = \"float16\"", `model.precision = "float16": allowed: "float32", "float64"`, true},
 		{"conv_precision", "[lattice]\nL = 8\n[model]\nconv_precision = \"fp16\"", `model.conv_precision = "fp16": allowed: "float32", "bf16"`, true},
+		{"conv_algorithm", "[lattice]\nL = 8\n[model]\nconv_algorithm = \"winograd\"", `model.conv_algorithm = "winograd": allowed: "auto", "direct"`, true},
 		{"bf16 float64", "[lattice]\nL = 8\n[model]\nprecision = \"float64\"\nconv_precision = \"bf16\"", `model.conv_precision = "bf16": needs model.precision = "float32" (here "float64")`, true},
 		{"estimator", "[lattice]\nL = 8\n[train]\nestimator = \"sgd\"", `train.estimator = "sgd": allowed: "reinforce", "rt", "path"`, true},
 		{"micro batch does not divide", "[lattice]\nL = 8\n[train]\nmicro_batch = 48", "train.micro_batch = 48: must divide train.batch_size = 64", true},

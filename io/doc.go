@@ -18,7 +18,8 @@
 //	[model]   n_layers [48], n_knots [9], hidden_channels [[64, 64]],
 //	          kernel_size [3], dilation [[1, 2, 3]] (len(hidden_channels)+1
 //	          entries), masking ["2x1"], precision ["float32"] | "float64",
-//	          conv_precision ["float32"] | "bf16" (float32 flows, CPUs with AVX512-BF16 or AMX)
+//	          conv_precision ["float32"] | "bf16" (float32 flows, CPUs with AVX512-BF16 or AMX),
+//	          conv_algorithm ["auto"] | "direct" (auto: Winograd where it fits, AVX-512)
 //	[train]   estimator ["reinforce"] | "rt" | "path", steps (required),
 //	          batch_size (required, over all ranks), micro_batch [batch_size]
 //	          (per rank, divides batch_size/ranks), learning_rate [2.5e-4],

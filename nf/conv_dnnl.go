@@ -65,11 +65,54 @@ func PrefersDNNL(a Arch) bool {
 // precision of the convolutions' inputs and weights on the oneDNN path.
 var ConvPrecisions = []string{"float32", "bf16"}
 
+// ConvAlgorithms are the allowed values of [model] conv_algorithm on the
+// oneDNN path: "auto" runs every float32 convolution that fits
+// (dnnl.WinogradFits: 3×3, channels multiples of 16, the lattice side a
+// multiple of the dilation; the paper's 64 → 64 one) as Winograd where
+// this CPU's oneDNN has the kernels (AVX-512), the others direct;
+// "direct" runs them all direct.
+var ConvAlgorithms = []string{"auto", "direct"}
+
+// DNNLOptions are the choices of the OneDNN engine; the zero value is
+// float32 with Winograd where it fits.
+type DNNLOptions struct {
+	// BF16 rounds the convolutions' inputs and weights to bfloat16
+	// (conv_precision = "bf16"); bf16 convolutions run direct.
+	BF16 bool
+	// Direct keeps every convolution on oneDNN's direct kernels
+	// (conv_algorithm = "direct"); otherwise those that fit run as
+	// Winograd F(4×4, 3×3) on the dilation² sublattices
+	// (dnnl.CircOptions.Winograd), 1.8–2.1× faster with rounding errors a
+	// few times the direct kernels' (docs/performance.md).
+	Direct bool
+}
+
+// WinogradConv reports whether the OneDNN engine with options o runs
+// convolution j of a's conditioner as Winograd where the CPU has the
+// kernels: float32, not direct, and the shape fits (dnnl.WinogradFits;
+// the first convolution, channel-major, and the last, at the active
+// sites, never do).
+func WinogradConv(a Arch, o DNNLOptions, j int) bool {
+	ch := a.Channels()
+	if o.BF16 || o.Direct || j == 0 || j >= len(ch)-2 {
+		return false
+	}
+	s := dnnl.CircShape{N: 1, Cin: ch[j], Cout: ch[j+1], L: a.L, K: a.KernelSize, Dilation: a.Dilation[j]}
+	return dnnl.WinogradFits(s, dnnl.CircOptions{Input: dnnl.NHWC})
+}
+
+// DNNLOptionsFor returns the engine options of the configuration keys
+// conv_precision and conv_algorithm (values checked by the caller).
+func DNNLOptionsFor(convPrecision, convAlgorithm string) DNNLOptions {
+	return DNNLOptions{BF16: convPrecision == "bf16", Direct: convAlgorithm == "direct"}
+}
+
 // dnnlConditioner holds the oneDNN primitives of a flow's conditioners:
 // one per convolution index and batch size (every layer has the same
 // shapes; the weights are passed per call).
 type dnnlConditioner[T Float] struct {
 	bf16          bool
+	direct        bool // no Winograd (DNNLOptions.Direct)
 	requireNative bool // refuse bf16 that oneDNN would emulate
 	threads       int
 	convs         map[dnnlKey]*dnnl.CircConv
@@ -88,20 +131,21 @@ type dnnlKey struct{ j, B int }
 const maxDNNLShapes = 16
 
 // OneDNN returns the host engine whose conditioners run through oneDNN,
-// with bf16 inputs and weights of the convolutions when bf16 (see the
-// comment at the top of conv_dnnl.go), the rest on be. Only float32 flows
+// with bf16 inputs and weights of the convolutions when o.BF16 (see the
+// comment at the top of conv_dnnl.go) and Winograd where it fits unless
+// o.Direct, the rest on be. Only float32 flows
 // on the CPU backend can; NewFlowOn's error says why not, or that this
 // CPU's oneDNN cannot build the primitives. bf16 is refused (ErrBF16Slow)
 // where oneDNN would emulate it (NativeBF16): there it runs at a fraction
 // of float32's rate. Results equal OpenBLAS's to float32 rounding of the
 // sums (bf16: to bf16 rounding of the inputs).
-func OneDNN[T Float](be Backend, bf16 bool) Engine[T] { return oneDNN[T](be, bf16, true) }
+func OneDNN[T Float](be Backend, o DNNLOptions) Engine[T] { return oneDNN[T](be, o, true) }
 
 // oneDNN is OneDNN; requireNative false accepts bf16 on any CPU where
 // oneDNN builds it, emulated or not (the numerics tests, which need bf16
 // arithmetic, not its speed).
-func oneDNN[T Float](be Backend, bf16, requireNative bool) Engine[T] {
-	return &hostEngine[T]{be: be, cond: &dnnlConditioner[T]{bf16: bf16, requireNative: requireNative}}
+func oneDNN[T Float](be Backend, o DNNLOptions, requireNative bool) Engine[T] {
+	return &hostEngine[T]{be: be, cond: &dnnlConditioner[T]{bf16: o.BF16, direct: o.Direct, requireNative: requireNative}}
 }
 
 // ErrBF16Slow is NewFlowOn's error on the OneDNN engine with bf16, on a
@@ -174,6 +218,22 @@ func (f *Flow[T]) dnnl() *dnnlConditioner[T] {
 	return nil
 }
 
+// DNNLAlgorithm says how the conditioners' convolutions run on oneDNN:
+// "winograd" when one of them runs Winograd (DNNLOptions), "direct"
+// when none does, "" without oneDNN.
+func (f *Flow[T]) DNNLAlgorithm() string {
+	d := f.dnnl()
+	if d == nil {
+		return ""
+	}
+	for j := range f.layers[0].convs[:len(f.layers[0].convs)-1] {
+		if cv, err := d.get(f, j, 1); err == nil && cv.Winograd() {
+			return "winograd"
+		}
+	}
+	return "direct"
+}
+
 // DNNLImpl names oneDNN's implementations of the primitives (forward /
 // backward data / backward weights) of the middle hidden convolution, ""
 // without oneDNN: what this CPU runs.
@@ -205,6 +265,13 @@ func (d *dnnlConditioner[T]) create(f *Flow[T], j, B int) (*dnnl.CircConv, error
 	}
 	opt.LeakyReLUSlope = float32(f.Arch.LeakyReLUSlope) // every convolution but the last, which is not a CircConv
 	s := dnnl.CircShape{N: B, Cin: cv.Cin, Cout: cv.Cout, L: f.Arch.L, K: cv.K, Dilation: cv.Dil}
+	if opt.Winograd = WinogradConv(f.Arch, DNNLOptions{BF16: d.bf16, Direct: d.direct}, j); opt.Winograd {
+		c, err := dnnl.NewCircConv(s, opt)
+		if !errors.Is(err, dnnl.ErrUnimplemented) {
+			return c, err
+		}
+		opt.Winograd = false // no Winograd kernels on this CPU: direct
+	}
 	return dnnl.NewCircConv(s, opt)
 }
 

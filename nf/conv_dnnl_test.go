@@ -47,7 +47,7 @@ func TestDNNLFlowIgnoresEarlierThreads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	losses := func() []float64 { return dnnlTrain(t, ReparamTrick, 1, false, 64, 4).loss }
+	losses := func() []float64 { return dnnlTrain(t, ReparamTrick, 1, DNNLOptions{}, 64, 4).loss }
 	everyCPU()
 	after := losses()
 	again := losses()

@@ -53,7 +53,7 @@ func BenchmarkCouplingLayer(b *testing.B) {
 		for _, engine := range []string{"openblas", "dnnl", "dnnl-bf16"} {
 			fl, z := benchFlow(b, L, 1, B)
 			if engine != "openblas" {
-				fl = mustReflow(b, fl, OneDNN[float32](CPU(0), engine == "dnnl-bf16"))
+				fl = mustReflow(b, fl, OneDNN[float32](CPU(0), DNNLOptions{BF16: engine == "dnnl-bf16"}))
 			}
 			x := make([]float32, len(z))
 			gx := make([]float32, len(z))
@@ -116,7 +116,7 @@ func testFlowDoesNotAllocate(t *testing.T, dnnl bool) {
 	const L, B = 8, 4
 	fl, z := benchFlow(t, L, 2, B)
 	if dnnl {
-		fl = mustReflow(t, fl, OneDNN[float32](CPU(0), false))
+		fl = mustReflow(t, fl, OneDNN[float32](CPU(0), DNNLOptions{}))
 	}
 	x := make([]float32, len(z))
 	g := make([]float32, len(z))

@@ -136,7 +136,7 @@ func testFlowAgainstVectors[T Float](t *testing.T, angTol, logJTol float64, dnnl
 	fl, f := referenceFlow[T](t)
 	defer f.Close()
 	if dnnl {
-		fl = mustReflow(t, fl, OneDNN[T](CPU(0), false))
+		fl = mustReflow(t, fl, OneDNN[T](CPU(0), DNNLOptions{}))
 	}
 	z := readT[T](t, f, "z")
 	V := fl.Arch.L * fl.Arch.L

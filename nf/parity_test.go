@@ -102,7 +102,11 @@ func parityEngines(k *gpu.Kernels) []parityEngine {
 			return nf.NewFlowOn(a, nf.OpenBLAS[float64](nf.CPU(2)))
 		})},
 		{"OpenBLAS float32", gpu.Float32, "", host(func() nf.Engine[float32] { return nf.OpenBLAS[float32](nf.CPU(2)) })},
-		{"oneDNN float32", gpu.Float32, "", host(func() nf.Engine[float32] { return nf.OneDNN[float32](nf.CPU(2), false) })},
+		// Winograd for the 16 → 16 convolution of the cases that have one.
+		{"oneDNN float32", gpu.Float32, "", host(func() nf.Engine[float32] { return nf.OneDNN[float32](nf.CPU(2), nf.DNNLOptions{}) })},
+		{"oneDNN float32 direct", gpu.Float32, "", host(func() nf.Engine[float32] {
+			return nf.OneDNN[float32](nf.CPU(2), nf.DNNLOptions{Direct: true})
+		})},
 		// bf16 arithmetic wherever oneDNN has it, emulated or not: the
 		// suite checks numbers, not speed.
 		{"oneDNN bf16", gpu.BF16, "oneDNN float32", host(func() nf.Engine[float32] { return nf.OneDNNAnyBF16[float32](nf.CPU(2)) })},

@@ -56,11 +56,19 @@ type Options struct {
 // ConvMode is how a benchmarked flow runs its conditioners' convolutions:
 // Engine "dnnl" (oneDNN primitives, nf.OneDNN), "openblas" (im2col and
 // OpenBLAS sgemm) or "cuda" (the whole flow on the device, Options.Device),
-// Precision "float32" or "bf16" (dnnl and cuda only).
-type ConvMode struct{ Engine, Precision string }
+// Precision "float32" or "bf16" (dnnl and cuda only), Algorithm "auto"
+// or "direct" (dnnl only, nf.ConvAlgorithms; "" elsewhere).
+type ConvMode struct{ Engine, Precision, Algorithm string }
 
-// String is the mode as the tables print it: "dnnl bf16".
-func (m ConvMode) String() string { return m.Engine + " " + m.Precision }
+// String is the mode as the tables print it: "dnnl bf16", "dnnl float32
+// direct" (the algorithm only when it is not auto).
+func (m ConvMode) String() string {
+	s := m.Engine + " " + m.Precision
+	if m.Algorithm != "" && m.Algorithm != "auto" {
+		s += " " + m.Algorithm
+	}
+	return s
+}
 
 // StepRow is one line of the step benchmark: one lattice size,
 // estimator (and REINFORCE form) and convolution mode. JSON names are
@@ -86,6 +94,7 @@ type StepRow struct {
 	SgemmGFLOPs     float64 `json:"sgemm_gflops"`     // the sgemm reference of this L
 	ConvEngine      string  `json:"conv_engine"`      // "dnnl" or "openblas"
 	ConvPrecision   string  `json:"conv_precision"`   // "float32" or "bf16"
+	ConvAlgorithm   string  `json:"conv_algorithm"`   // dnnl: "winograd" (some convolution ran Winograd) or "direct"; "" elsewhere
 	PrimitiveGFLOPs float64 `json:"primitive_gflops"` // the oneDNN 64→64 dilation-2 convolution alone, this L, micro-batch and precision
 	PeakRSSMethod   string  `json:"peak_rss_method"`  // "VmHWM reset per row" or "maxrss of the process"
 }
@@ -166,7 +175,7 @@ func Run(o Options, w, progress io.Writer) error {
 	}
 	// bf16 where this CPU cannot run it fast is left out with one line,
 	// the other rows are still measured.
-	if slices.Contains(o.Convs, ConvMode{"dnnl", "bf16"}) {
+	if slices.ContainsFunc(o.Convs, func(m ConvMode) bool { return m.Engine == "dnnl" && m.Precision == "bf16" }) {
 		if err := checkBF16(o.Arch(o.Ls[0])); err != nil {
 			fmt.Fprintf(progress, "bench: no bf16 rows: %v\n", err)
 			o.Convs = slices.DeleteFunc(slices.Clone(o.Convs), func(m ConvMode) bool { return m.Precision == "bf16" })

@@ -19,7 +19,7 @@ import (
 func tinyBench() Options {
 	return Options{Ls: []int{4}, Estimators: []nf.Estimator{nf.REINFORCE, nf.ReparamTrick, nf.PathGradient},
 		Batch: 4, Micro: 2, Layers: 1, Steps: 2, Warmup: 1, Seed: 1, Action: true, SgemmN: 256, Hidden: []int{8, 8},
-		Convs: []ConvMode{{"dnnl", "float32"}}}
+		Convs: []ConvMode{{"dnnl", "float32", "auto"}}}
 }
 
 // TestBenchTableAndPlot: the markdown tables have a header, a separator and
@@ -72,7 +72,7 @@ func TestBenchTableAndPlot(t *testing.T) {
 			t.Errorf("header %q lacks %q", tables[0][0], h)
 		}
 	}
-	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass | dnnl float32 |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
+	if !strings.Contains(tables[0][2], "| 4 | reinforce three-pass | dnnl float32 direct |") || !strings.Contains(tables[0][3], "| 4 | reinforce four-pass |") ||
 		!strings.Contains(tables[0][7], "| 8 | rt |") {
 		t.Errorf("rows out of order:\n%s", strings.Join(tables[0], "\n"))
 	}
@@ -102,7 +102,7 @@ func TestValidate(t *testing.T) {
 		{"micro-batch", func(o *Options) { o.Micro = 3 }, "-micro-batch"},
 		{"layers", func(o *Options) { o.Layers = 0 }, "-layers"},
 		{"L", func(o *Options) { o.Ls = []int{6} }, "-L 6"},
-		{"cuda without a device", func(o *Options) { o.Convs = []ConvMode{{"cuda", "float32"}} }, "-conv-engine cuda"},
+		{"cuda without a device", func(o *Options) { o.Convs = []ConvMode{{"cuda", "float32", ""}} }, "-conv-engine cuda"},
 	} {
 		o := tinyBench()
 		c.edit(&o)
@@ -125,7 +125,7 @@ func TestDeviceRows(t *testing.T) {
 	}
 	o := tinyBench()
 	o.Estimators, o.Action, o.JSON = []nf.Estimator{nf.ReparamTrick}, false, true
-	o.Convs = []ConvMode{{"cuda", "float32"}}
+	o.Convs = []ConvMode{{"cuda", "float32", ""}}
 	built := 0
 	o.Device = func(a nf.Arch, micro int, bf16 bool, est nf.Estimator, pool *lgt.Pool) (*nf.Flow[float32], nf.Target, func(), error) {
 		flow, err := device.NewFlow[float32](k, a, micro, bf16, true)

@@ -31,6 +31,7 @@ func step(o Options, be nf.Backend, L int, est nf.Estimator, four bool, m ConvMo
 		return r, fmt.Errorf("bench: L = %d: %w", L, err)
 	}
 	defer closeFlow()
+	r.ConvAlgorithm = flow.DNNLAlgorithm()
 	tr := nf.NewTrainer(flow, target, est, o.Micro, o.Seed)
 	tr.FourPass = four
 	var step, loss, bwd, fl, act, gconv, gstep []float64
@@ -81,7 +82,7 @@ func buildFlow(o Options, be nf.Backend, L int, m ConvMode, est nf.Estimator, po
 	case "cuda":
 		flow, target, closeFlow, err = o.Device(o.Arch(L), o.Micro, m.Precision == "bf16", est, pool)
 	case "dnnl":
-		flow, err = nf.NewFlowOn(o.Arch(L), nf.OneDNN[float32](be, m.Precision == "bf16"))
+		flow, err = nf.NewFlowOn(o.Arch(L), nf.OneDNN[float32](be, nf.DNNLOptionsFor(m.Precision, m.Algorithm)))
 	default:
 		flow, err = nf.NewFlowOn(o.Arch(L), nf.OpenBLAS[float32](be))
 	}
@@ -118,7 +119,7 @@ func sgemmGFLOPs(be nf.Backend, n int) float64 {
 // when oneDNN runs them natively: AVX512-BF16 or AMX).
 func checkBF16(a nf.Arch) error {
 	a.NLayers = 1
-	f, err := nf.NewFlowOn(a, nf.OneDNN[float32](nf.CPU(0), true))
+	f, err := nf.NewFlowOn(a, nf.OneDNN[float32](nf.CPU(0), nf.DNNLOptions{BF16: true}))
 	if err != nil {
 		return err
 	}

@@ -60,8 +60,9 @@ func printTables(w io.Writer, o Options, rows []StepRow, actions []ActionRow) {
 		if r.PrimitiveGFLOPs > 0 {
 			prim, primRatio = fmt.Sprintf("%.0f", r.PrimitiveGFLOPs), fmt.Sprintf("%.0f%%", 100*r.ConvGFLOPs/r.PrimitiveGFLOPs)
 		}
-		fmt.Fprintf(w, "| %d | %s | %s %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% | %s | %s |\n",
-			r.L, r.label(), r.ConvEngine, r.ConvPrecision, r.StepSeconds, r.LossSeconds, r.BackwardSeconds, r.FlowSeconds, r.ActionSeconds,
+		conv := strings.TrimSpace(r.ConvEngine + " " + r.ConvPrecision + " " + r.ConvAlgorithm)
+		fmt.Fprintf(w, "| %d | %s | %s | %.4g | %.4g | %.4g | %.4g | %.4g | %.1f | %.1f | %.1f | %s | %.1f | %.1f | %.0f%% | %s | %s |\n",
+			r.L, r.label(), conv, r.StepSeconds, r.LossSeconds, r.BackwardSeconds, r.FlowSeconds, r.ActionSeconds,
 			float64(r.PeakRSSBytes)/mib, float64(r.KeptBytes)/mib, float64(r.KeptBytes)/float64(r.MicroBatch)/1024,
 			bufs, r.ConvGFLOPs, r.SgemmGFLOPs, 100*r.ConvGFLOPs/r.SgemmGFLOPs, prim, primRatio)
 		method = r.PeakRSSMethod

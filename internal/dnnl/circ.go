@@ -46,18 +46,57 @@ typedef struct {
 	dnnl_memory_t mscratch, mmem[3]; // weights, gout, gcol
 	float *gcol;
 	uint16_t *wh; // bf16: the weights rounded
+	// Winograd (wino): a k = 3 convolution with dilation d on an L×L
+	// lattice, L a multiple of d, is d² independent undilated
+	// convolutions on the (L/d)×(L/d) periodic sublattices of sites with
+	// equal coordinates mod d. The sublattices of all configurations form
+	// one batch of n·d² images, image (b·d + p)·d + q holding the sites
+	// (i·d + p, j·d + q) of configuration b, in oneDNN's blocked layout
+	// nChw16c; oneDNN's Winograd F(4×4, 3×3) kernel (float32 only) runs
+	// them. The forward output, the output gradient and the input
+	// gradient live in that layout here (dst, ddst, dsrc owned), and the
+	// calls scatter them to the caller's NHWC. The input gradient is the
+	// forward Winograd kernel run on the wrapped output gradient gpad with
+	// the weights transposed and flipped (wflip, [cin][cout][3][3]):
+	// oneDNN's Winograd backward-data kernel runs at half the forward's
+	// rate. pd/prim 1 is that convolution, 4 the reorder of wflip.
+	int wino, sub;       // sub = l / dil, the sublattice's side
+	float outslope;      // the forward LeakyReLU, applied by the scatter (no post-op here)
+	dnnl_memory_t gpad;  // the wrapped output gradient (owned)
+	dnnl_memory_t wflip; // OIHW [cin][cout][3][3] f32 (owned)
+	void *scr;           // the scratchpad of every primitive (nfcirc_scratch)
+	size_t scrbytes;
 } nfcirc;
 
 static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
 	NF_CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
-	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
+	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
 }
 
 static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
 	NF_CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
-	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
+	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
+}
+
+// nfcirc_scratch gives every primitive of c the one scratchpad buffer
+// scr, as large as the largest asks: they run one at a time (Winograd's
+// ask about 8 MiB each).
+static int nfcirc_scratch(nfcirc *c) {
+	const_dnnl_primitive_desc_t pd[7];
+	dnnl_memory_t *m[7];
+	for (int i = 0; i < 6; i++) pd[i] = c->pd[i], m[i] = &c->scratch[i];
+	pd[6] = c->mpd, m[6] = &c->mscratch;
+	size_t n = 64;
+	for (int i = 0; i < 7; i++) {
+		if (!pd[i]) continue;
+		size_t k = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0));
+		if (k > n) n = k;
+	}
+	if (!(c->scr = nf_alloc(n))) return dnnl_out_of_memory;
+	c->scrbytes = n;
+	for (int i = 0; i < 7; i++)
+		if (pd[i]) NF_CK(dnnl_memory_create(m[i], dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0), c->eng, c->scr));
+	return dnnl_success;
 }
 
 // nfcirc_create_cols creates the matrix product of a channel-major
@@ -72,7 +111,6 @@ static int nfcirc_create_cols(nfcirc *c, dnnl_data_type_t in) {
 	NF_CK(dnnl_matmul_desc_init(&d, &md[0], &md[1], NULL, &md[2]));
 	NF_CK(dnnl_primitive_desc_create(&c->mpd, &d, c->attrb, c->eng, NULL));
 	NF_CK(dnnl_primitive_create(&c->mprim, c->mpd));
-	NF_CK(nf_scratchpad(&c->mscratch, c->mpd, c->eng));
 	for (int i = 0; i < 3; i++) NF_CK(dnnl_memory_create(&c->mmem[i], &md[i], c->eng, DNNL_MEMORY_NONE));
 	c->gcol = nf_alloc((size_t)(M * K) * 4);
 	if (!c->gcol) return dnnl_out_of_memory;
@@ -80,8 +118,66 @@ static int nfcirc_create_cols(nfcirc *c, dnnl_data_type_t in) {
 	return dnnl_success;
 }
 
-static int nfcirc_create(nfcirc *c, float slope) {
-	nf_use_threads(c->nthr);
+// nf_blocked_md describes n images of C channels (a multiple of 16) and
+// h×h sites in oneDNN's nChw16c layout.
+static dnnl_status_t nf_blocked_md(dnnl_memory_desc_t *md, long n, long C, long h) {
+	dnnl_dims_t d = {n, C, h, h};
+	return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nChw16c);
+}
+
+// nfcirc_create_wino creates the Winograd path (see nfcirc): the forward
+// convolution of the wrapped sublattices, and for backward the backward
+// weights and the input gradient as a forward convolution.
+static int nfcirc_create_wino(nfcirc *c) {
+	int cin = c->cin, cout = c->cout, s = c->sub;
+	long N = (long)c->n * c->dil * c->dil;
+	dnnl_dims_t wd = {cout, cin, 3, 3}, wtd = {cin, cout, 3, 3}, bd = {cout}, one = {1, 1}, zero = {0, 0};
+	dnnl_memory_desc_t smd, dmd, wany, wplain, bmd, gpmd, dsmd, wtany, wtplain, dwany;
+	NF_CK(nf_blocked_md(&smd, N, cin, s + 2));
+	NF_CK(nf_blocked_md(&dmd, N, cout, s));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wplain, 4, wd, dnnl_f32, dnnl_oihw));
+	NF_CK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x));
+	dnnl_convolution_desc_t cd;
+	NF_CK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_winograd,
+		&smd, &wany, &bmd, &dmd, one, zero, zero));
+	NF_CK(nfcirc_prim(c, 0, &cd, c->attrb, NULL));
+	const dnnl_memory_desc_t *wf = dnnl_primitive_desc_query_md(c->pd[0], dnnl_query_weights_md, 0);
+	NF_CK(nfcirc_reorder(c, 3, &wplain, wf));
+	NF_CK(dnnl_memory_create(&c->src, &smd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dst, &dmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->wuser, &wplain, c->eng, DNNL_MEMORY_NONE));
+	NF_CK(dnnl_memory_create(&c->wfwd, wf, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->bias, &bmd, c->eng, DNNL_MEMORY_NONE));
+	if (!c->bwd) return dnnl_success;
+
+	NF_CK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+	NF_CK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_winograd,
+		&smd, &dwany, &bmd, &dmd, one, zero, zero));
+	NF_CK(nfcirc_prim(c, 2, &cd, c->attrb, c->pd[0]));
+	const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(c->pd[2], dnnl_query_diff_weights_md, 0);
+	NF_CK(nfcirc_reorder(c, 5, dwmd, &wplain));
+	NF_CK(nf_blocked_md(&gpmd, N, cout, s + 2));
+	NF_CK(nf_blocked_md(&dsmd, N, cin, s));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wtany, 4, wtd, dnnl_f32, dnnl_format_tag_any));
+	NF_CK(dnnl_memory_desc_init_by_tag(&wtplain, 4, wtd, dnnl_f32, dnnl_oihw));
+	NF_CK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_winograd,
+		&gpmd, &wtany, NULL, &dsmd, one, zero, zero));
+	NF_CK(nfcirc_prim(c, 1, &cd, c->attrb, NULL));
+	const dnnl_memory_desc_t *wb = dnnl_primitive_desc_query_md(c->pd[1], dnnl_query_weights_md, 0);
+	NF_CK(nfcirc_reorder(c, 4, &wtplain, wb));
+	NF_CK(dnnl_memory_create(&c->wflip, &wtplain, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->wbwd, wb, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->gpad, &gpmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->ddst, &dmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dsrc, &dsmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dw, dwmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->dwuser, &wplain, c->eng, DNNL_MEMORY_ALLOCATE));
+	NF_CK(dnnl_memory_create(&c->db, &bmd, c->eng, DNNL_MEMORY_ALLOCATE));
+	return dnnl_success;
+}
+
+static int nfcirc_build(nfcirc *c, float slope) {
 	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;
@@ -92,6 +188,12 @@ static int nfcirc_create(nfcirc *c, float slope) {
 	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
 	NF_CK(dnnl_primitive_attr_create(&c->attrb));
 	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attrb, dnnl_scratchpad_mode_user));
+	if (c->wino) {
+		if (c->k != 3 || c->l % c->dil || c->cin % 16 || c->cout % 16 || c->bf16 || c->incm) return dnnl_unimplemented;
+		c->sub = c->l / c->dil;
+		c->outslope = slope;
+		return nfcirc_create_wino(c);
+	}
 	if (slope > 0) {
 		dnnl_post_ops_t po;
 		NF_CK(dnnl_post_ops_create(&po));
@@ -151,14 +253,23 @@ static int nfcirc_create(nfcirc *c, float slope) {
 	return dnnl_success;
 }
 
+// nfcirc_create creates the primitives of c, under the thread count they
+// run with (nf_use_threads), and their scratchpad.
+static int nfcirc_create(nfcirc *c, float slope) {
+	nf_use_threads(c->nthr);
+	NF_CK(nfcirc_build(c, slope));
+	return nfcirc_scratch(c);
+}
+
 static void nfcirc_destroy(nfcirc *c) {
-	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
+	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db, c->gpad, c->wflip};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) dnnl_memory_destroy(m[i]);
 	nf_destroy_prims(c->pd, c->prim, c->scratch, 6);
 	nf_destroy_prims(&c->mpd, &c->mprim, &c->mscratch, 1);
 	for (int i = 0; i < 3; i++) if (c->mmem[i]) dnnl_memory_destroy(c->mmem[i]);
 	free(c->gcol);
 	free(c->wh);
+	free(c->scr);
 	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
 	if (c->attrb) dnnl_primitive_attr_destroy(c->attrb);
 	if (c->st) dnnl_stream_destroy(c->st);
@@ -175,15 +286,96 @@ static inline void nf_copy_sites(void *d, long o, const float *s, long n, int C,
 	else memcpy((float *)d + o, s, (size_t)(n * C) * 4);
 }
 
+// The Winograd path runs only where oneDNN has its AVX-512 kernels, so
+// its copies move 16 channels, one cache line, as one AVX-512 register.
+#define NF_AVX512 __attribute__((target("avx512f")))
+
+// nfwino_gather_row writes one row of h blocks of 16 floats to o, block j
+// from s + off[j].
+NF_AVX512 static void nfwino_gather_row(float *restrict o, const float *restrict s, const long *off, int h) {
+	for (int j = 0; j < h; j++) _mm512_store_ps(o + j * 16, _mm512_loadu_ps(s + off[j]));
+}
+
+// nfwino_gather writes the wrapped sublattices (see nfcirc) of x, NHWC
+// [n][l][l][C], into the blocked images d: d[img][cb][i][j][0…15], for i,
+// j < sub + 2·pad, holds channels 16·cb… of site (((i − pad) mod sub)·dil
+// + p, ((j − pad) mod sub)·dil + q) of configuration b, where img =
+// (b·dil + p)·dil + q. (No division in the inner loops: they cost more
+// than the copies.)
+static void nfwino_gather(nfcirc *c, float *restrict d, const float *restrict x, int C, int pad) {
+	int l = c->l, dil = c->dil, s = c->sub, h = s + 2 * pad, CB = C / 16;
+	long N = (long)c->n * dil * dil;
+	#pragma omp parallel for schedule(static)
+	for (long img = 0; img < N; img++) {
+		long b = img / (dil * dil), off[h];
+		int p = (int)(img / dil % dil), q = (int)(img % dil);
+		for (int j = 0; j < h; j++) off[j] = (long)(nf_wrapidx(j, pad, s) * dil + q) * C;
+		for (int i = 0; i < h; i++) {
+			const float *row = x + (b * l + nf_wrapidx(i, pad, s) * dil + p) * l * C;
+			for (int cb = 0; cb < CB; cb++)
+				nfwino_gather_row(d + ((img * CB + cb) * h + i) * h * 16, row + cb * 16, off, h);
+		}
+	}
+}
+
+// The elementwise maps of nfwino_scatter.
+enum { NF_COPY, NF_LEAKY, NF_LEAKY_GRAD };
+
+// nfwino_scatter_row writes n blocks of 16 floats, block j from v + 16·j
+// to o + stride·j through the map f (see nfwino_scatter); g is read at
+// o's offsets.
+NF_AVX512 static void nfwino_scatter_row(float *restrict o, const float *restrict v, const float *restrict g, long stride, int n, int f, float slope) {
+	__m512 a = _mm512_set1_ps(slope), one = _mm512_set1_ps(1), zero = _mm512_setzero_ps();
+	for (int j = 0; j < n; j++, o += stride, v += 16) {
+		__m512 x = _mm512_load_ps(v);
+		if (f == NF_LEAKY) {
+			x = _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), x, a);
+		} else if (f == NF_LEAKY_GRAD) {
+			__mmask16 neg = _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_LE_OQ);
+			x = _mm512_mul_ps(x, _mm512_mask_blend_ps(neg, one, a));
+			g += stride;
+		}
+		_mm512_storeu_ps(o, x);
+	}
+}
+
+// nfwino_scatter writes y, NHWC [n][l][l][C], from the unpadded blocked
+// images d (nfwino_gather's layout with pad 0) through the map f: NF_COPY;
+// NF_LEAKY, the LeakyReLU of slope; NF_LEAKY_GRAD, times the derivative
+// of the LeakyReLU whose output is ref (NHWC as y): 1 where ref > 0, else
+// slope.
+static void nfwino_scatter(nfcirc *c, float *restrict y, const float *restrict d, int C, int f, float slope, const float *restrict ref) {
+	int l = c->l, dil = c->dil, s = c->sub, CB = C / 16;
+	#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < c->n; b++) {
+		for (int r = 0; r < l; r++) {
+			long row = ((long)b * l + r) * l * C;
+			for (int q = 0; q < dil; q++) {
+				long img = ((long)b * dil + r % dil) * dil + q;
+				for (int cb = 0; cb < CB; cb++) {
+					long o = row + (long)q * C + cb * 16;
+					nfwino_scatter_row(y + o, d + ((img * CB + cb) * s + r / dil) * s * 16, ref ? ref + o : NULL,
+						(long)dil * C, s, f, slope);
+				}
+			}
+		}
+	}
+}
+
 // nfcirc_wrap writes the padded input: src[n][i][j][c] = in at site
 // ((i − pad) mod L, (j − pad) mod L) of configuration n, channel c; in is
 // NHWC, or channel-major [C][N][L][L] when c->incm. An NHWC padded row is
 // three runs of its source row: the last pad sites, the whole row, the
-// first pad sites (pad ≤ L).
+// first pad sites (pad ≤ L). The Winograd path wraps the sublattices
+// instead (nfwino_gather).
 static void nfcirc_wrap(nfcirc *c, const float *in) {
 	int n = c->n, C = c->cin, l = c->l, hp = c->hp, pad = c->pad, bf = c->bf16, cm = c->incm;
 	void *dst;
 	dnnl_memory_get_data_handle(c->src, &dst);
+	if (c->wino) {
+		nfwino_gather(c, dst, in, C, 1);
+		return;
+	}
 	long NV = (long)n * l * l;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int b = 0; b < n; b++) {
@@ -305,7 +497,7 @@ static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const floa
 	nfcirc_wrap(c, in);
 	NF_CK(dnnl_memory_set_data_handle(c->wuser, (void *)w));
 	NF_CK(dnnl_memory_set_data_handle(c->bias, (void *)b));
-	NF_CK(dnnl_memory_set_data_handle(c->dst, out));
+	if (!c->wino) NF_CK(dnnl_memory_set_data_handle(c->dst, out));
 	dnnl_status_t s = nfcirc_reorder_run(c, 3, c->wuser, c->wfwd);
 	if (s == dnnl_success) {
 		dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wfwd}, {DNNL_ARG_BIAS, c->bias}, {DNNL_ARG_DST, c->dst}};
@@ -315,7 +507,13 @@ static int nfcirc_forward(nfcirc *c, const float *in, const float *w, const floa
 	// The caller's memory is used during this call only.
 	dnnl_memory_set_data_handle(c->wuser, NULL);
 	dnnl_memory_set_data_handle(c->bias, NULL);
-	dnnl_memory_set_data_handle(c->dst, NULL);
+	if (!c->wino) {
+		dnnl_memory_set_data_handle(c->dst, NULL);
+	} else if (s == dnnl_success) {
+		float *d;
+		dnnl_memory_get_data_handle(c->dst, (void **)&d);
+		nfwino_scatter(c, out, d, c->cout, c->outslope > 0 ? NF_LEAKY : NF_COPY, c->outslope, NULL);
+	}
 	return s;
 }
 
@@ -325,7 +523,15 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	nf_enter(c->nthr);
 	nfcirc_wrap(c, in);
 	long nd = (long)c->n * c->l * c->l * c->cout;
-	if (c->bf16) {
+	if (c->wino) {
+		float *d;
+		dnnl_memory_get_data_handle(c->ddst, (void **)&d);
+		nfwino_gather(c, d, gout, c->cout, 0);
+		if (gin) {
+			dnnl_memory_get_data_handle(c->gpad, (void **)&d);
+			nfwino_gather(c, d, gout, c->cout, 1);
+		}
+	} else if (c->bf16) {
 		uint16_t *d;
 		dnnl_memory_get_data_handle(c->ddst, (void **)&d);
 		int nt = c->nthr;
@@ -354,6 +560,18 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 		dnnl_exec_arg_t m[4] = {{DNNL_ARG_SRC, c->mmem[0]}, {DNNL_ARG_WEIGHTS, c->mmem[1]}, {DNNL_ARG_DST, c->mmem[2]},
 			{DNNL_ARG_SCRATCHPAD, c->mscratch}};
 		s = dnnl_primitive_execute(c->mprim, c->st, 4, m);
+	} else if (s == dnnl_success && gin && c->wino) {
+		// The input gradient is the correlation of the wrapped output
+		// gradient with the kernel transposed and flipped.
+		float *wt;
+		dnnl_memory_get_data_handle(c->wflip, (void **)&wt);
+		int ci = c->cin, co = c->cout;
+		for (int i = 0; i < ci; i++)
+			for (int o = 0; o < co; o++)
+				for (int t = 0; t < 9; t++) wt[((long)i * co + o) * 9 + t] = w[((long)o * ci + i) * 9 + 8 - t];
+		s = nfcirc_reorder_run(c, 4, c->wflip, c->wbwd);
+		dnnl_exec_arg_t d[4] = {{DNNL_ARG_SRC, c->gpad}, {DNNL_ARG_WEIGHTS, c->wbwd}, {DNNL_ARG_DST, c->dsrc}};
+		if (s == dnnl_success) s = nfcirc_exec(c, 1, 3, d);
 	} else if (s == dnnl_success && gin) {
 		s = dnnl_memory_set_data_handle(c->wuser, (void *)w);
 		if (s == dnnl_success) s = nfcirc_reorder_run(c, 4, c->wuser, c->wbwd);
@@ -361,7 +579,7 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 		if (s == dnnl_success) s = nfcirc_exec(c, 1, 3, d);
 	}
 	if (s == dnnl_success) s = dnnl_stream_wait(c->st);
-	if (!c->bf16) dnnl_memory_set_data_handle(c->ddst, NULL);
+	if (!c->bf16 && !c->wino) dnnl_memory_set_data_handle(c->ddst, NULL);
 	dnnl_memory_set_data_handle(c->wuser, NULL);
 	if (s != dnnl_success) return s;
 	float *dw, *db;
@@ -370,8 +588,15 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	long nw = (long)c->cout * c->cin * c->k * c->k;
 	for (long i = 0; i < nw; i++) gw[i] += dw[i];
 	for (int i = 0; i < c->cout; i++) gb[i] += db[i];
-	if (gin && c->incm) nfcirc_fold_cols(c, gin, in);
-	else if (gin) nfcirc_fold(c, gin, in);
+	if (gin && c->incm) {
+		nfcirc_fold_cols(c, gin, in);
+	} else if (gin && c->wino) {
+		float *d;
+		dnnl_memory_get_data_handle(c->dsrc, (void **)&d);
+		nfwino_scatter(c, gin, d, c->cin, c->inslope > 0 ? NF_LEAKY_GRAD : NF_COPY, c->inslope, in);
+	} else if (gin) {
+		nfcirc_fold(c, gin, in);
+	}
 	return dnnl_success;
 }
 
@@ -383,9 +608,9 @@ static size_t nfcirc_bytes(nfcirc *c) {
 	size_t t = 0;
 	dnnl_memory_t m[] = {c->src, c->wfwd, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) t += nf_memory_bytes(m[i]);
-	if (c->bf16) t += nf_memory_bytes(c->ddst); // owned only in bf16
-	for (int i = 0; i < 6; i++) t += nf_memory_bytes(c->scratch[i]);
-	t += nf_memory_bytes(c->mscratch);
+	if (c->bf16 || c->wino) t += nf_memory_bytes(c->ddst); // owned only in bf16 and Winograd
+	if (c->wino) t += nf_memory_bytes(c->dst) + nf_memory_bytes(c->gpad) + nf_memory_bytes(c->wflip);
+	t += c->scrbytes;
 	long M = (long)c->n * c->l * c->l, K = (long)c->cin * c->k * c->k;
 	if (c->gcol) t += (size_t)(M * K) * 4;
 	if (c->wh) t += (size_t)(c->cout * K) * 2;
@@ -448,6 +673,20 @@ type CircOptions struct {
 	Input InputLayout
 	// Threads is the number of OpenMP threads of every call (≥ 1).
 	Threads int
+	// Winograd runs the convolution as oneDNN's Winograd F(4×4, 3×3)
+	// kernels on the lattice's dilation² undilated sublattices, with the
+	// input gradient as the forward kernel on the flipped weights (see
+	// WinogradFits): float32 only, rounding errors a few times the direct
+	// kernels'. NewCircConv fails with ErrUnimplemented where the
+	// shape does not fit or this CPU has no such kernel (below AVX-512).
+	Winograd bool
+}
+
+// WinogradFits reports whether shape s fits the Winograd path: a 3×3
+// kernel, a lattice side that is a multiple of the dilation, input and
+// output channels multiples of 16 (oneDNN's blocking), NHWC input, float32.
+func WinogradFits(s CircShape, opt CircOptions) bool {
+	return s.K == 3 && s.L%s.Dilation == 0 && s.Cin%16 == 0 && s.Cout%16 == 0 && !opt.BF16 && opt.Input == NHWC
 }
 
 // CircConv is a circular convolution through oneDNN for a fixed shape:
@@ -483,6 +722,13 @@ func NewCircConv(s CircShape, opt CircOptions) (*CircConv, error) {
 	}
 	if opt.Backward {
 		c.bwd = 1
+	}
+	if opt.Winograd {
+		if !WinogradFits(s, opt) {
+			C.nfcirc_destroy(c)
+			return nil, fmt.Errorf("dnnl: Winograd circular convolution %+v (bf16 %v, layout %d): %w", s, opt.BF16, opt.Input, ErrUnimplemented)
+		}
+		c.wino = 1
 	}
 	if st := C.nfcirc_create(c, C.float(opt.LeakyReLUSlope)); st != C.dnnl_success {
 		C.nfcirc_destroy(c)
@@ -575,6 +821,10 @@ func (cv *CircConv) Backward(gin, gout, in, w, gw, gb []float32) error {
 func (cv *CircConv) Impl() (fwd, bwdData, bwdWeights string) {
 	return C.GoString(C.nfcirc_impl(cv.c, 0)), C.GoString(C.nfcirc_impl(cv.c, 1)), C.GoString(C.nfcirc_impl(cv.c, 2))
 }
+
+// Winograd reports whether the convolution runs as Winograd
+// (CircOptions.Winograd).
+func (cv *CircConv) Winograd() bool { return cv.opt.Winograd }
 
 // Bytes returns the memory the primitives own: padded buffers, weights in
 // their layouts, gradients and scratchpads.

@@ -69,22 +69,29 @@ func TestCircConv(t *testing.T) {
 		in    InputLayout
 		slope float32
 		bf16  bool
+		wino  bool
 	}{
-		{CircShape{N: 3, Cin: 6, Cout: 7, L: 4, K: 3, Dilation: 1}, ChannelMajor, 0.01, false},
-		{CircShape{N: 2, Cin: 16, Cout: 5, L: 8, K: 3, Dilation: 2}, NHWC, 0, false},
-		{CircShape{N: 2, Cin: 8, Cout: 9, L: 4, K: 3, Dilation: 3}, NHWC, 0.2, false},
-		{CircShape{N: 1, Cin: 3, Cout: 4, L: 6, K: 5, Dilation: 1}, ChannelMajor, 0, false},
-		{CircShape{N: 3, Cin: 6, Cout: 16, L: 8, K: 3, Dilation: 1}, ChannelMajor, 0.01, false},
-		{CircShape{N: 3, Cin: 16, Cout: 16, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, false},
-		{CircShape{N: 3, Cin: 16, Cout: 25, L: 8, K: 3, Dilation: 3}, NHWC, 0, false},
-		{CircShape{N: 3, Cin: 6, Cout: 16, L: 8, K: 3, Dilation: 1}, ChannelMajor, 0.01, true},
-		{CircShape{N: 2, Cin: 16, Cout: 32, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, true},
-		{CircShape{N: 2, Cin: 32, Cout: 25, L: 4, K: 3, Dilation: 3}, NHWC, 0, true},
-		{CircShape{N: 2, Cin: 8, Cout: 4, L: 2, K: 3, Dilation: 3}, NHWC, 0.01, false}, // pad 3 > L: the wrap site by site
+		{CircShape{N: 3, Cin: 6, Cout: 7, L: 4, K: 3, Dilation: 1}, ChannelMajor, 0.01, false, false},
+		{CircShape{N: 2, Cin: 16, Cout: 5, L: 8, K: 3, Dilation: 2}, NHWC, 0, false, false},
+		{CircShape{N: 2, Cin: 8, Cout: 9, L: 4, K: 3, Dilation: 3}, NHWC, 0.2, false, false},
+		{CircShape{N: 1, Cin: 3, Cout: 4, L: 6, K: 5, Dilation: 1}, ChannelMajor, 0, false, false},
+		{CircShape{N: 3, Cin: 6, Cout: 16, L: 8, K: 3, Dilation: 1}, ChannelMajor, 0.01, false, false},
+		{CircShape{N: 3, Cin: 16, Cout: 16, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, false, false},
+		{CircShape{N: 3, Cin: 16, Cout: 25, L: 8, K: 3, Dilation: 3}, NHWC, 0, false, false},
+		{CircShape{N: 3, Cin: 6, Cout: 16, L: 8, K: 3, Dilation: 1}, ChannelMajor, 0.01, true, false},
+		{CircShape{N: 2, Cin: 16, Cout: 32, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, true, false},
+		{CircShape{N: 2, Cin: 32, Cout: 25, L: 4, K: 3, Dilation: 3}, NHWC, 0, true, false},
+		{CircShape{N: 2, Cin: 8, Cout: 4, L: 2, K: 3, Dilation: 3}, NHWC, 0.01, false, false}, // pad 3 > L: the wrap site by site
+		// Winograd: the flow's 64 → 64 shape in small; dilation 1, 2 and 3;
+		// sublattices of side 2, 4 and 5 (not a multiple of the 4×4 tile).
+		{s: CircShape{N: 3, Cin: 16, Cout: 16, L: 8, K: 3, Dilation: 2}, in: NHWC, slope: 0.01, wino: true},
+		{s: CircShape{N: 2, Cin: 32, Cout: 16, L: 4, K: 3, Dilation: 1}, in: NHWC, wino: true},
+		{s: CircShape{N: 2, Cin: 16, Cout: 48, L: 15, K: 3, Dilation: 3}, in: NHWC, slope: 0.2, wino: true},
+		{s: CircShape{N: 1, Cin: 64, Cout: 64, L: 4, K: 3, Dilation: 2}, in: NHWC, slope: 0.01, wino: true},
 	}
 	for _, tc := range cases {
 		s := tc.s
-		t.Run(fmt.Sprintf("%+v/%v/bf16=%v", s, tc.in, tc.bf16), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%+v/%v/bf16=%v/wino=%v", s, tc.in, tc.bf16, tc.wino), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(s.Cin), uint64(s.Cout)))
 			L := s.L
 			nIn, nOut, nW := s.N*L*L*s.Cin, s.N*L*L*s.Cout, s.Cout*s.Cin*s.K*s.K
@@ -123,9 +130,9 @@ func TestCircConv(t *testing.T) {
 			// The input is a LeakyReLU output where the case has a slope:
 			// the input gradient then comes through its derivative.
 			cv, err := NewCircConv(s, CircOptions{BF16: tc.bf16, LeakyReLUSlope: tc.slope, InputLeakyReLUSlope: tc.slope,
-				Backward: true, Input: tc.in, Threads: 2})
-			if tc.bf16 && errors.Is(err, ErrUnimplemented) {
-				t.Skipf("no bf16 convolutions in this CPU's oneDNN: %v", err)
+				Backward: true, Input: tc.in, Threads: 2, Winograd: tc.wino})
+			if (tc.bf16 || tc.wino) && errors.Is(err, ErrUnimplemented) {
+				t.Skipf("no such convolutions in this CPU's oneDNN: %v", err)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -208,21 +215,22 @@ func TestCircConv(t *testing.T) {
 // a LeakyReLU's output of random signs) and the first one ("first": 6 →
 // 64 channels, dilation 1, channel-major input), the wrap and fold
 // included, forward alone and forward + backward (data and weights, 3×
-// the forward flops), float32 and bf16. Compare with
+// the forward flops), float32, bf16 and float32 Winograd (its GFLOP/s
+// count the direct convolution's flops). Compare with
 // BenchmarkConvPrimitive, the primitive alone on its preferred layouts.
 func BenchmarkCircConv(b *testing.B) {
 	for _, L := range []int{8, 16} {
-		for _, bf16 := range []bool{false, true} {
+		for _, prec := range []string{"f32", "bf16", "f32wino"} {
 			for _, pass := range []string{"fwd", "fwdbwd", "first_fwdbwd"} {
 				s := CircShape{N: 64, Cin: 64, Cout: 64, L: L, K: 3, Dilation: 2}
-				o := CircOptions{BF16: bf16, LeakyReLUSlope: 0.01, InputLeakyReLUSlope: 0.01, Backward: true, Threads: 2}
+				o := CircOptions{BF16: prec == "bf16", Winograd: prec == "f32wino", LeakyReLUSlope: 0.01, InputLeakyReLUSlope: 0.01,
+					Backward: true, Threads: 2}
 				if pass == "first_fwdbwd" {
+					if o.Winograd {
+						continue // six input channels: no Winograd
+					}
 					s.Cin, s.Dilation = 6, 1
 					o.InputLeakyReLUSlope, o.Input = 0, ChannelMajor
-				}
-				prec := "f32"
-				if bf16 {
-					prec = "bf16"
 				}
 				b.Run(fmt.Sprintf("L%d_%s_%s", L, prec, pass), func(b *testing.B) {
 					cv, err := NewCircConv(s, o)
