@@ -58,7 +58,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&engines, "conv-engine", "dnnl", "convolution engines, comma-separated: dnnl (oneDNN), openblas (im2col + sgemm), cuda (the whole flow on CUDA device 0 of this process, compute.device = \"cuda\")")
 	fs.StringVar(&precs, "conv-precision", "float32", "precisions of the convolutions' inputs, comma-separated: float32, bf16 (dnnl and cuda)")
 	var algs string
-	fs.StringVar(&algs, "conv-algorithm", "auto", "oneDNN's convolution algorithms, comma-separated: auto (Winograd where it fits), direct (dnnl only)")
+	fs.StringVar(&algs, "conv-algorithm", "auto", "oneDNN's float32 convolution algorithms, comma-separated: auto (Winograd where it fits), direct (dnnl only; bf16 is always direct)")
 	seed := fs.Uint64("seed", 1, "seed of the initialization and the prior samples")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file (go tool pprof)")
 	pos, err := parseFlags(fs, args, benchUsage, stdout)
@@ -191,6 +191,10 @@ func parseConvModes(engines, precs, algs string) ([]bench.ConvMode, error) {
 			}
 			if e != "dnnl" {
 				out = append(out, bench.ConvMode{Engine: e, Precision: p})
+				continue
+			}
+			if p == "bf16" { // always direct: one row
+				out = append(out, bench.ConvMode{Engine: e, Precision: p, Algorithm: "direct"})
 				continue
 			}
 			for _, a := range algList {

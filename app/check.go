@@ -164,7 +164,11 @@ func convEngine(c nfio.Config) (string, error) {
 	if flow.DNNL() == "" {
 		return fmt.Sprintf("im2col + OpenBLAS sgemm (hidden layers under %d channels: faster there than oneDNN)", nf.DNNLMinChannels), nil
 	}
-	return fmt.Sprintf("oneDNN, %s inputs, float32 accumulation (kernels here: %s)", flow.DNNL(), flow.DNNLImpl()), nil
+	alg := ""
+	if flow.DNNLAlgorithm() == "winograd" {
+		alg = ", Winograd for the hidden convolutions that fit (model.conv_algorithm = \"auto\"; bf16 runs direct)"
+	}
+	return fmt.Sprintf("oneDNN, %s inputs, float32 accumulation%s (kernels here: %s)", flow.DNNL(), alg, flow.DNNLImpl()), nil
 }
 
 // printCheckHMC writes the report of a valid HMC baseline configuration:
@@ -306,7 +310,7 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine, ra
 	}
 	conv := row{"im2col", "B V K^2 max(C) s", m.Convolutions}
 	if usesDNNL(a, c.Model.Precision, c.Model.ConvPrecision) {
-		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN)", m.Convolutions}
+		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN), + B (2V+P_j) C_j+1 4 + 10 MiB per Winograd convolution", m.Convolutions}
 	}
 	rows := []row{
 		{"links", "3 B 2V 8", m.Links},
