@@ -42,6 +42,12 @@ import (
 //   - With bf16 every convolution's inputs (wrapped activations and
 //     gathered columns, weights, output gradients) are rounded to
 //     bfloat16; accumulation, outputs and every gradient stay float32.
+//   - In float32 a hidden convolution that fits (WinogradConv: the
+//     paper's 64 → 64 one, dilation 2) runs as Winograd F(4×4, 3×3) on
+//     the lattice's dilation² undilated sublattices, where this CPU's
+//     oneDNN has the kernels (AVX-512), unless DNNLOptions.Direct: 1.6×
+//     faster steps on a Zen 4, rounding a few times the direct kernels'
+//     (dnnl.CircOptions.Winograd, docs/performance.md).
 
 // DNNLMinChannels is the narrowest conditioner (its widest hidden layer, in
 // channels) whose float32 convolutions run faster on oneDNN than on im2col

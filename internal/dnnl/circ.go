@@ -301,8 +301,9 @@ NF_AVX512 static void nfwino_gather_row(float *restrict o, const float *restrict
 // j < sub + 2·pad, holds channels 16·cb… of site (((i − pad) mod sub)·dil
 // + p, ((j − pad) mod sub)·dil + q) of configuration b, where img =
 // (b·dil + p)·dil + q. (No division in the inner loops: they cost more
-// than the copies.)
-static void nfwino_gather(nfcirc *c, float *restrict d, const float *restrict x, int C, int pad) {
+// than the copies.) With inner non-NULL (pad 1), inner also receives the
+// unpadded images, copied from d's interior while it is in cache.
+static void nfwino_gather(nfcirc *c, float *restrict d, const float *restrict x, int C, int pad, float *restrict inner) {
 	int l = c->l, dil = c->dil, s = c->sub, h = s + 2 * pad, CB = C / 16;
 	long N = (long)c->n * dil * dil;
 	#pragma omp parallel for schedule(static)
@@ -315,6 +316,11 @@ static void nfwino_gather(nfcirc *c, float *restrict d, const float *restrict x,
 			for (int cb = 0; cb < CB; cb++)
 				nfwino_gather_row(d + ((img * CB + cb) * h + i) * h * 16, row + cb * 16, off, h);
 		}
+		if (inner)
+			for (int cb = 0; cb < CB; cb++)
+				for (int i = 0; i < s; i++)
+					memcpy(inner + ((img * CB + cb) * s + i) * s * 16, d + (((img * CB + cb) * h + i + 1) * h + 1) * 16,
+						(size_t)s * 64);
 	}
 }
 
@@ -373,7 +379,7 @@ static void nfcirc_wrap(nfcirc *c, const float *in) {
 	void *dst;
 	dnnl_memory_get_data_handle(c->src, &dst);
 	if (c->wino) {
-		nfwino_gather(c, dst, in, C, 1);
+		nfwino_gather(c, dst, in, C, 1, NULL);
 		return;
 	}
 	long NV = (long)n * l * l;
@@ -524,13 +530,13 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 	nfcirc_wrap(c, in);
 	long nd = (long)c->n * c->l * c->l * c->cout;
 	if (c->wino) {
-		float *d;
+		// The output gradient unpadded for the weights' gradient, and
+		// wrapped for the input gradient, in one pass when both are needed.
+		float *d, *gp;
 		dnnl_memory_get_data_handle(c->ddst, (void **)&d);
-		nfwino_gather(c, d, gout, c->cout, 0);
-		if (gin) {
-			dnnl_memory_get_data_handle(c->gpad, (void **)&d);
-			nfwino_gather(c, d, gout, c->cout, 1);
-		}
+		dnnl_memory_get_data_handle(c->gpad, (void **)&gp);
+		if (gin) nfwino_gather(c, gp, gout, c->cout, 1, d);
+		else nfwino_gather(c, d, gout, c->cout, 0, NULL);
 	} else if (c->bf16) {
 		uint16_t *d;
 		dnnl_memory_get_data_handle(c->ddst, (void **)&d);
