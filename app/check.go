@@ -201,9 +201,9 @@ func printCheckHMC(w io.Writer, path string, c nfio.Config) {
 //	              of every convolution but the last, P_j = (L + Dil_j·(K−1))², and the
 //	              last one's im2col columns at the V/4 active sites (scratchpads and
 //	              reordered weights are small), and for a convolution that runs
-//	              Winograd (nf.WinogradConv) B · (2V + P_j) · C_{j+1} · 4 + 10 MiB more:
-//	              its output and output gradient unpadded and padded, and its
-//	              scratchpad (10 MiB measured on a Zen 4 EPYC, 2 threads)
+//	              Winograd (nf.WinogradConv) B · (2V + P_j) · C_{j+1} · 4 + 8 MiB + W · 768 KiB
+//	              more: its output and output gradient unpadded and padded, and its
+//	              scratchpad (winogradScratch)
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
 //
@@ -218,10 +218,13 @@ func (m memEstimate) Total() int64 {
 	return m.Links + m.Activations + m.Convolutions + m.Determinant + m.Parameters
 }
 
-// winogradScratch is the scratchpad of a Winograd convolution in
-// memEstimate: 10 MiB on a Zen 4 EPYC with 2 threads at L = 8–32 and
-// micro-batches 1–64 (oneDNN sizes it by cache and thread count).
-const winogradScratch = 10 << 20
+// winogradScratch is the scratchpad of a Winograd convolution run by
+// threads OpenMP threads in memEstimate: 8 MiB + 768 KiB a thread, which
+// bounds what oneDNN asked for on a Zen 4 EPYC at L = 8 and 16, batch
+// 64 (Winograd's bytes over direct's, less the buffers: 9–12 MiB with 1
+// and 2 threads, 17–31 with 8–32, 48–57 with 64; oneDNN sizes it by
+// cache and thread count).
+func winogradScratch(threads int) int64 { return 8<<20 + int64(threads)*768<<10 }
 
 // estimateMemory evaluates the formulas of memEstimate.
 func estimateMemory(c nfio.Config, workers int) memEstimate {
@@ -250,7 +253,7 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 			side := int64(a.L + d*(a.KernelSize-1))
 			conv += b * side * side * int64(ch[j]) * (sIn + 4)
 			if nf.WinogradConv(a, o, j) {
-				conv += b*(2*v+side*side)*int64(ch[j+1])*4 + winogradScratch
+				conv += b*(2*v+side*side)*int64(ch[j+1])*4 + winogradScratch(workers)
 			}
 		}
 	}
@@ -310,7 +313,7 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine, ra
 	}
 	conv := row{"im2col", "B V K^2 max(C) s", m.Convolutions}
 	if usesDNNL(a, c.Model.Precision, c.Model.ConvPrecision) {
-		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN), + B (2V+P_j) C_j+1 4 + 10 MiB per Winograd convolution", m.Convolutions}
+		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN), + B (2V+P_j) C_j+1 4 + 8 MiB + W 768 KiB per Winograd convolution", m.Convolutions}
 	}
 	rows := []row{
 		{"links", "3 B 2V 8", m.Links},

@@ -96,12 +96,12 @@ func TestEstimateMemory(t *testing.T) {
 		t.Fatalf("bf16 estimate %+v", g)
 	}
 	// Hidden [16, 32]: the 16 → 32 convolution (dilation 2) runs Winograd
-	// in float32: B (2V + (L+4)²) 32 4 and the scratchpad more; direct
-	// without.
+	// in float32: B (2V + (L+4)²) 32 4 and the scratchpad (8 MiB + 768
+	// KiB for each of the 3 workers) more; direct without.
 	c.Model.ConvPrecision = "float32"
 	c.Model.HiddenChannels, c.Model.Dilation = []int{16, 32}, []int{1, 2, 3}
 	direct := int64(4*100*6*8 + 4*144*16*8 + 4*16*9*32*4)
-	if g := estimateMemory(c, 3); g.Convolutions != direct+4*(2*64+144)*32*4+winogradScratch {
+	if g := estimateMemory(c, 3); g.Convolutions != direct+4*(2*64+144)*32*4+8<<20+3*768<<10 {
 		t.Fatalf("Winograd estimate %+v", g)
 	}
 	c.Model.ConvAlgorithm = "direct"
