@@ -201,9 +201,10 @@ func printCheckHMC(w io.Writer, path string, c nfio.Config) {
 //	              of every convolution but the last, P_j = (L + Dil_j·(K−1))², and the
 //	              last one's im2col columns at the V/4 active sites (scratchpads and
 //	              reordered weights are small), and for a convolution that runs
-//	              Winograd (nf.WinogradConv) B · (2V + P_j) · C_{j+1} · 4 + 8 MiB + W · 768 KiB
-//	              more: its output and output gradient unpadded and padded, and its
-//	              scratchpad (winogradScratch)
+//	              Winograd (nf.WinogradConv) B · (2V + P_j) · C_{j+1} · 4 more: its
+//	              output and output gradient unpadded and padded; and with any
+//	              Winograd convolution, the process's one scratchpad that every
+//	              primitive shares, 8 MiB + W · 768 KiB (winogradScratch)
 //	Determinant = W · 16 · V²                     Schur complement (order V, complex128) per worker
 //	Parameters  = P · (2s + 16)                   weights and gradient in T, Adam moments in float64
 //
@@ -218,8 +219,9 @@ func (m memEstimate) Total() int64 {
 	return m.Links + m.Activations + m.Convolutions + m.Determinant + m.Parameters
 }
 
-// winogradScratch is the scratchpad of a Winograd convolution run by
-// threads OpenMP threads in memEstimate: 8 MiB + 768 KiB a thread, which
+// winogradScratch is the scratchpad that a Winograd convolution run by
+// threads OpenMP threads asks for, in memEstimate (the process has one,
+// as large as the largest ask: dnnl.ScratchBytes): 8 MiB + 768 KiB a thread, which
 // bounds what oneDNN asked for on a Zen 4 EPYC at L = 8 and 16, batch
 // 64 (Winograd's bytes over direct's, less the buffers: 9–12 MiB with 1
 // and 2 threads, 17–31 with 8–32, 48–57 with 64; oneDNN sizes it by
@@ -249,13 +251,16 @@ func estimateMemory(c nfio.Config, workers int) memEstimate {
 		last := len(a.Dilation) - 1
 		conv = b * (v / 4) * k2 * int64(ch[last]) * 4 // the last convolution's columns at the active sites
 		o := nf.DNNLOptionsFor(c.Model.ConvPrecision, c.Model.ConvAlgorithm)
+		scratch := int64(0)
 		for j, d := range a.Dilation[:last] {
 			side := int64(a.L + d*(a.KernelSize-1))
 			conv += b * side * side * int64(ch[j]) * (sIn + 4)
 			if nf.WinogradConv(a, o, j) {
-				conv += b*(2*v+side*side)*int64(ch[j+1])*4 + winogradScratch(workers)
+				conv += b * (2*v + side*side) * int64(ch[j+1]) * 4
+				scratch = winogradScratch(workers)
 			}
 		}
+		conv += scratch
 	}
 	return memEstimate{
 		Links:        3 * b * 2 * v * 8,
@@ -313,7 +318,7 @@ func printCheck(w io.Writer, path string, c nfio.Config, workers int, engine, ra
 	}
 	conv := row{"im2col", "B V K^2 max(C) s", m.Convolutions}
 	if usesDNNL(a, c.Model.Precision, c.Model.ConvPrecision) {
-		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN), + B (2V+P_j) C_j+1 4 + 8 MiB + W 768 KiB per Winograd convolution", m.Convolutions}
+		conv = row{"convolutions", "B Sum_j<last (L+Dil_j(K-1))^2 C_j (s_in+4) + B V/4 K^2 C_last 4 (oneDNN), + B (2V+P_j) C_j+1 4 per Winograd convolution + 8 MiB + W 768 KiB", m.Convolutions}
 	}
 	rows := []row{
 		{"links", "3 B 2V 8", m.Links},

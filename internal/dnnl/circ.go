@@ -64,39 +64,19 @@ typedef struct {
 	float outslope;      // the forward LeakyReLU, applied by the scatter (no post-op here)
 	dnnl_memory_t gpad;  // the wrapped output gradient (owned)
 	dnnl_memory_t wflip; // OIHW [cin][cout][3][3] f32 (owned)
-	void *scr;           // the scratchpad of every primitive (nfcirc_scratch)
-	size_t scrbytes;
+	size_t scrbytes;     // the largest scratchpad of the primitives (nf_scratch)
 } nfcirc;
 
 static int nfcirc_prim(nfcirc *c, int i, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t a, const_dnnl_primitive_desc_t hint) {
 	NF_CK(dnnl_primitive_desc_create(&c->pd[i], d, a, c->eng, hint));
-	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
+	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nf_scratch_memory(&c->scratch[i], c->pd[i], c->eng, &c->scrbytes);
 }
 
 static int nfcirc_reorder(nfcirc *c, int i, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
 	NF_CK(dnnl_reorder_primitive_desc_create(&c->pd[i], from, c->eng, to, c->eng, c->attrb));
-	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
-}
-
-// nfcirc_scratch gives every primitive of c the one scratchpad buffer
-// scr, as large as the largest asks: they run one at a time (Winograd's
-// ask about 8 MiB each).
-static int nfcirc_scratch(nfcirc *c) {
-	const_dnnl_primitive_desc_t pd[7];
-	dnnl_memory_t *m[7];
-	for (int i = 0; i < 6; i++) pd[i] = c->pd[i], m[i] = &c->scratch[i];
-	pd[6] = c->mpd, m[6] = &c->mscratch;
-	size_t n = 64;
-	for (int i = 0; i < 7; i++) {
-		if (!pd[i]) continue;
-		size_t k = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0));
-		if (k > n) n = k;
-	}
-	if (!(c->scr = nf_alloc(n))) return dnnl_out_of_memory;
-	c->scrbytes = n;
-	for (int i = 0; i < 7; i++)
-		if (pd[i]) NF_CK(dnnl_memory_create(m[i], dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0), c->eng, c->scr));
-	return dnnl_success;
+	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
+	return nf_scratch_memory(&c->scratch[i], c->pd[i], c->eng, &c->scrbytes);
 }
 
 // nfcirc_create_cols creates the matrix product of a channel-major
@@ -111,6 +91,7 @@ static int nfcirc_create_cols(nfcirc *c, dnnl_data_type_t in) {
 	NF_CK(dnnl_matmul_desc_init(&d, &md[0], &md[1], NULL, &md[2]));
 	NF_CK(dnnl_primitive_desc_create(&c->mpd, &d, c->attrb, c->eng, NULL));
 	NF_CK(dnnl_primitive_create(&c->mprim, c->mpd));
+	NF_CK(nf_scratch_memory(&c->mscratch, c->mpd, c->eng, &c->scrbytes));
 	for (int i = 0; i < 3; i++) NF_CK(dnnl_memory_create(&c->mmem[i], &md[i], c->eng, DNNL_MEMORY_NONE));
 	c->gcol = nf_alloc((size_t)(M * K) * 4);
 	if (!c->gcol) return dnnl_out_of_memory;
@@ -177,7 +158,8 @@ static int nfcirc_create_wino(nfcirc *c) {
 	return dnnl_success;
 }
 
-static int nfcirc_build(nfcirc *c, float slope) {
+static int nfcirc_create(nfcirc *c, float slope) {
+	nf_use_threads(c->nthr);
 	int n = c->n, cin = c->cin, cout = c->cout, l = c->l, k = c->k;
 	c->pad = c->dil * (k - 1) / 2;
 	c->hp = l + 2 * c->pad;
@@ -253,14 +235,6 @@ static int nfcirc_build(nfcirc *c, float slope) {
 	return dnnl_success;
 }
 
-// nfcirc_create creates the primitives of c, under the thread count they
-// run with (nf_use_threads), and their scratchpad.
-static int nfcirc_create(nfcirc *c, float slope) {
-	nf_use_threads(c->nthr);
-	NF_CK(nfcirc_build(c, slope));
-	return nfcirc_scratch(c);
-}
-
 static void nfcirc_destroy(nfcirc *c) {
 	dnnl_memory_t m[] = {c->src, c->wuser, c->wfwd, c->bias, c->dst, c->ddst, c->wbwd, c->dsrc, c->dw, c->dwuser, c->db, c->gpad, c->wflip};
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) dnnl_memory_destroy(m[i]);
@@ -269,7 +243,6 @@ static void nfcirc_destroy(nfcirc *c) {
 	for (int i = 0; i < 3; i++) if (c->mmem[i]) dnnl_memory_destroy(c->mmem[i]);
 	free(c->gcol);
 	free(c->wh);
-	free(c->scr);
 	if (c->attr) dnnl_primitive_attr_destroy(c->attr);
 	if (c->attrb) dnnl_primitive_attr_destroy(c->attrb);
 	if (c->st) dnnl_stream_destroy(c->st);
@@ -487,6 +460,7 @@ static void nfcirc_fold_cols(nfcirc *c, float *gin, const float *in) {
 }
 
 static int nfcirc_exec(nfcirc *c, int i, int nargs, dnnl_exec_arg_t *args) {
+	NF_CK(nf_set_scratch(c->scratch[i], c->scrbytes));
 	args[nargs].arg = DNNL_ARG_SCRATCHPAD;
 	args[nargs].memory = c->scratch[i];
 	return dnnl_primitive_execute(c->prim[i], c->st, nargs + 1, args);
@@ -565,7 +539,8 @@ static int nfcirc_backward(nfcirc *c, float *gin, const float *gout, const float
 		dnnl_memory_set_data_handle(c->mmem[2], c->gcol);
 		dnnl_exec_arg_t m[4] = {{DNNL_ARG_SRC, c->mmem[0]}, {DNNL_ARG_WEIGHTS, c->mmem[1]}, {DNNL_ARG_DST, c->mmem[2]},
 			{DNNL_ARG_SCRATCHPAD, c->mscratch}};
-		s = dnnl_primitive_execute(c->mprim, c->st, 4, m);
+		s = nf_set_scratch(c->mscratch, c->scrbytes);
+		if (s == dnnl_success) s = dnnl_primitive_execute(c->mprim, c->st, 4, m);
 	} else if (s == dnnl_success && gin && c->wino) {
 		// The input gradient is the correlation of the wrapped output
 		// gradient with the kernel transposed and flipped.
@@ -616,7 +591,6 @@ static size_t nfcirc_bytes(nfcirc *c) {
 	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) t += nf_memory_bytes(m[i]);
 	if (c->bf16 || c->wino) t += nf_memory_bytes(c->ddst); // owned only in bf16 and Winograd
 	if (c->wino) t += nf_memory_bytes(c->dst) + nf_memory_bytes(c->gpad) + nf_memory_bytes(c->wflip);
-	t += c->scrbytes;
 	long M = (long)c->n * c->l * c->l, K = (long)c->cin * c->k * c->k;
 	if (c->gcol) t += (size_t)(M * K) * 4;
 	if (c->wh) t += (size_t)(c->cout * K) * 2;
@@ -833,7 +807,8 @@ func (cv *CircConv) Impl() (fwd, bwdData, bwdWeights string) {
 func (cv *CircConv) Winograd() bool { return cv.opt.Winograd }
 
 // Bytes returns the memory the primitives own: padded buffers, weights in
-// their layouts, gradients and scratchpads.
+// their layouts and gradients; not the scratchpad that every primitive of
+// the process shares (ScratchBytes).
 func (cv *CircConv) Bytes() int { return int(C.nfcirc_bytes(cv.c)) }
 
 // Close frees the primitives and their memory.

@@ -277,3 +277,55 @@ func BenchmarkCircConv(b *testing.B) {
 		}
 	}
 }
+
+// TestSharedScratchpad: the process's one scratchpad grows to the largest
+// ask (a Winograd convolution's, after a direct one's) and a convolution
+// run before the growth gives the same bits after it.
+func TestSharedScratchpad(t *testing.T) {
+	direct := CircShape{N: 2, Cin: 16, Cout: 16, L: 8, K: 3, Dilation: 2}
+	a, err := NewCircConv(direct, CircOptions{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	fill := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+	in, w, bias := fill(a.inLen()), fill(a.wLen()), fill(16)
+	first, again := make([]float32, a.outLen()), make([]float32, a.outLen())
+	if err := a.Forward(first, in, w, bias); err != nil {
+		t.Fatal(err)
+	}
+	before := ScratchBytes()
+	s := CircShape{N: 64, Cin: 64, Cout: 64, L: 16, K: 3, Dilation: 2}
+	b, err := NewCircConv(s, CircOptions{Threads: 2, Winograd: true, Backward: true})
+	if errors.Is(err, ErrUnimplemented) {
+		t.Skip("no Winograd kernels on this CPU")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	bw := fill(b.wLen())
+	if err := b.Backward(make([]float32, b.inLen()), fill(b.outLen()), fill(b.inLen()), bw, make([]float32, len(bw)), make([]float32, 64)); err != nil {
+		t.Fatal(err)
+	}
+	after := ScratchBytes()
+	t.Logf("scratchpad %d bytes after the direct convolution, %d after Winograd's", before, after)
+	if !(after >= before && after >= 1<<20) { // earlier tests of the process may have grown it already
+		t.Errorf("scratchpad %d bytes after Winograd's backward, %d before: want it grown to MiBs", after, before)
+	}
+	if err := a.Forward(again, in, w, bias); err != nil {
+		t.Fatal(err)
+	}
+	for i := range first {
+		if math.Float32bits(first[i]) != math.Float32bits(again[i]) {
+			t.Fatalf("out[%d] = %v after the scratchpad grew, %v before", i, again[i], first[i])
+		}
+	}
+}

@@ -14,6 +14,20 @@ void nf_note_master(void) {
 }
 
 static int nf_masters(void) { return __atomic_load_n(&nf_master_count, __ATOMIC_RELAXED); }
+
+static void *nf_scr;
+static size_t nf_scr_n;
+
+void *nf_scratch(size_t n) {
+	if (n > nf_scr_n) {
+		free(nf_scr);
+		nf_scr = nf_alloc(n);
+		__atomic_store_n(&nf_scr_n, nf_scr ? n : 0, __ATOMIC_RELAXED);
+	}
+	return nf_scr;
+}
+
+static size_t nf_scratch_bytes(void) { return __atomic_load_n(&nf_scr_n, __ATOMIC_RELAXED); }
 */
 import "C"
 
@@ -156,6 +170,11 @@ func onMaster() bool {
 	startMaster()
 	return int64(syscall.Gettid()) == master.tid.Load()
 }
+
+// ScratchBytes returns the size of the scratchpad that every primitive of
+// the process shares (they run one at a time on the master thread): the
+// largest any has asked for so far, 0 before the first call.
+func ScratchBytes() int { return int(C.nf_scratch_bytes()) }
 
 // MasterThreads returns the number of OS threads that have executed this
 // package's primitives or parallel regions so far: 1 once any has run,

@@ -13,9 +13,29 @@
 // NF_CK returns a failed oneDNN call's status from the calling function.
 #define NF_CK(x) do { dnnl_status_t s_ = (x); if (s_ != dnnl_success) return s_; } while (0)
 
-// nf_scratchpad creates the user scratchpad that primitive pd asks for.
-static inline dnnl_status_t nf_scratchpad(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, dnnl_engine_t eng) {
-	return dnnl_memory_create(m, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), eng, DNNL_MEMORY_ALLOCATE);
+// nf_scratch returns the process's one scratchpad, grown to at least n
+// bytes (NULL when out of memory). Every primitive runs on the master
+// thread (master.go), one at a time, so all share it; growing it frees
+// the old buffer, so a primitive's scratchpad memory gets its handle
+// right before each execution (nf_set_scratch). Winograd's scratchpads
+// are MiBs and grow with the threads: one per convolution and batch size
+// added up to hundreds of MiB on a wide rank.
+void *nf_scratch(size_t n);
+
+// nf_scratch_memory creates m, the scratchpad memory that primitive pd
+// asks for, without a buffer, and raises *max to its size.
+static inline dnnl_status_t nf_scratch_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, dnnl_engine_t eng, size_t *max) {
+	const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+	size_t n = dnnl_memory_desc_get_size(md);
+	if (n > *max) *max = n;
+	return dnnl_memory_create(m, md, eng, DNNL_MEMORY_NONE);
+}
+
+// nf_set_scratch points scratchpad memory m at the process's scratchpad,
+// grown to n bytes (the largest its owner's primitives ask for).
+static inline dnnl_status_t nf_set_scratch(dnnl_memory_t m, size_t n) {
+	void *p = nf_scratch(n);
+	return p ? dnnl_memory_set_data_handle(m, p) : dnnl_out_of_memory;
 }
 
 // nf_memory_bytes is the size of m's buffer (0 for no memory).

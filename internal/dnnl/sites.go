@@ -71,6 +71,7 @@ typedef struct {
 	dnnl_primitive_desc_t pd[3]; // forward, backward weights, backward data
 	dnnl_primitive_t prim[3];
 	dnnl_memory_t scratch[3];
+	size_t scrbytes; // the largest scratchpad of the products (nf_scratch)
 	dnnl_memory_desc_t md[3][3]; // per product: src, weights, dst
 } nfsites;
 
@@ -79,7 +80,7 @@ static dnnl_status_t nfsites_prim(nfsites *c, int i, const_dnnl_primitive_attr_t
 	NF_CK(dnnl_matmul_desc_init(&d, &c->md[i][0], &c->md[i][1], NULL, &c->md[i][2]));
 	NF_CK(dnnl_primitive_desc_create(&c->pd[i], &d, attr, c->eng, NULL));
 	NF_CK(dnnl_primitive_create(&c->prim[i], c->pd[i]));
-	return nf_scratchpad(&c->scratch[i], c->pd[i], c->eng);
+	return nf_scratch_memory(&c->scratch[i], c->pd[i], c->eng, &c->scrbytes);
 }
 
 static dnnl_status_t nfsites_create_attrs(nfsites *c, dnnl_primitive_attr_t sum, dnnl_primitive_attr_t plain) {
@@ -159,7 +160,8 @@ static dnnl_status_t nfsites_run(nfsites *c, int i, void *src, void *wei, void *
 	if (s == dnnl_success) {
 		a[3].arg = DNNL_ARG_SCRATCHPAD;
 		a[3].memory = c->scratch[i];
-		s = dnnl_primitive_execute(c->prim[i], c->st, 4, a);
+		s = nf_set_scratch(c->scratch[i], c->scrbytes);
+		if (s == dnnl_success) s = dnnl_primitive_execute(c->prim[i], c->st, 4, a);
 		if (s == dnnl_success) s = dnnl_stream_wait(c->st);
 	}
 	for (int k = 0; k < made; k++) dnnl_memory_destroy(a[k].memory);
@@ -241,7 +243,6 @@ static const char *nfsites_impl(nfsites *c) { return nf_impl(c->pd[0]); }
 static size_t nfsites_bytes(nfsites *c) {
 	size_t mk = (size_t)c->n * c->na * c->cin * c->kk, t = mk * 4;
 	if (c->bf16) t += (mk + (size_t)c->cout * c->cin * c->kk + (size_t)c->cout * c->n * c->na) * 2;
-	for (int i = 0; i < 3; i++) t += nf_memory_bytes(c->scratch[i]);
 	return t;
 }
 
@@ -434,8 +435,9 @@ func tapPtr(t []int32) *C.int32_t { return (*C.int32_t)(unsafe.Pointer(unsafe.Sl
 // "brg:avx512_core".
 func (sc *SitesConv) Impl() string { return C.GoString(C.nfsites_impl(sc.c)) }
 
-// Bytes returns the memory SitesConv owns: the columns and the products'
-// scratchpads.
+// Bytes returns the memory SitesConv owns: the columns (and their bf16
+// copies); not the scratchpad that every primitive of the process shares
+// (ScratchBytes).
 func (sc *SitesConv) Bytes() int { return int(C.nfsites_bytes(sc.c)) }
 
 // Close frees the products and the columns.
