@@ -82,12 +82,14 @@ func TestCircConv(t *testing.T) {
 		{CircShape{N: 2, Cin: 16, Cout: 32, L: 8, K: 3, Dilation: 2}, NHWC, 0.01, true, false},
 		{CircShape{N: 2, Cin: 32, Cout: 25, L: 4, K: 3, Dilation: 3}, NHWC, 0, true, false},
 		{CircShape{N: 2, Cin: 8, Cout: 4, L: 2, K: 3, Dilation: 3}, NHWC, 0.01, false, false}, // pad 3 > L: the wrap site by site
-		// Winograd: the flow's 64 → 64 shape in small; dilation 1, 2 and 3;
-		// sublattices of side 2, 4 and 5 (not a multiple of the 4×4 tile).
+		// Winograd: the flow's 64 → 64 shape in small; dilation 1, 2, 3 and
+		// 4; sublattices of side 1, 2, 4 and 5 (not a multiple of the 4×4
+		// tile).
 		{s: CircShape{N: 3, Cin: 16, Cout: 16, L: 8, K: 3, Dilation: 2}, in: NHWC, slope: 0.01, wino: true},
 		{s: CircShape{N: 2, Cin: 32, Cout: 16, L: 4, K: 3, Dilation: 1}, in: NHWC, wino: true},
 		{s: CircShape{N: 2, Cin: 16, Cout: 48, L: 15, K: 3, Dilation: 3}, in: NHWC, slope: 0.2, wino: true},
 		{s: CircShape{N: 1, Cin: 64, Cout: 64, L: 4, K: 3, Dilation: 2}, in: NHWC, slope: 0.01, wino: true},
+		{s: CircShape{N: 2, Cin: 16, Cout: 16, L: 4, K: 3, Dilation: 4}, in: NHWC, slope: 0.01, wino: true}, // sublattices of one site
 	}
 	for _, tc := range cases {
 		s := tc.s
