@@ -45,7 +45,7 @@ import (
 //   - In float32 a hidden convolution that fits (WinogradConv: the
 //     paper's 64 → 64 one, dilation 2) runs as Winograd F(4×4, 3×3) on
 //     the lattice's dilation² undilated sublattices, where this CPU's
-//     oneDNN has the kernels (AVX-512), unless DNNLOptions.Direct: 1.6×
+//     oneDNN has the kernels (AVX-512), unless DNNLOptions.Direct: 1.3–1.6×
 //     faster steps on a Zen 4, rounding a few times the direct kernels'
 //     (dnnl.CircOptions.Winograd, docs/performance.md).
 
