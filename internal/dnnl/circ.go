@@ -266,7 +266,7 @@ static inline void nf_copy_sites(void *d, long o, const float *s, long n, int C,
 // nfwino_gather_row writes one row of h blocks of 16 floats to o, block j
 // from s + off[j].
 NF_AVX512 static void nfwino_gather_row(float *restrict o, const float *restrict s, const long *off, int h) {
-	for (int j = 0; j < h; j++) _mm512_store_ps(o + j * 16, _mm512_loadu_ps(s + off[j]));
+	for (int j = 0; j < h; j++) _mm512_storeu_ps(o + j * 16, _mm512_loadu_ps(s + off[j]));
 }
 
 // nfwino_gather writes the wrapped sublattices (see nfcirc) of x, NHWC
@@ -306,7 +306,7 @@ enum { NF_COPY, NF_LEAKY, NF_LEAKY_GRAD };
 NF_AVX512 static void nfwino_scatter_row(float *restrict o, const float *restrict v, const float *restrict g, long stride, int n, int f, float slope) {
 	__m512 a = _mm512_set1_ps(slope), one = _mm512_set1_ps(1), zero = _mm512_setzero_ps();
 	for (int j = 0; j < n; j++, o += stride, v += 16) {
-		__m512 x = _mm512_load_ps(v);
+		__m512 x = _mm512_loadu_ps(v);
 		if (f == NF_LEAKY) {
 			x = _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), x, a);
 		} else if (f == NF_LEAKY_GRAD) {
