@@ -111,13 +111,14 @@ gpu-check: build
 	cp tests/gpu-check.sh $(GPU_CHECK)/run.sh
 	@du -sh $(GPU_CHECK)
 
-# The timing and memory tables of the paper (nfschwinger bench; a few
-# minutes on 2 cores with the defaults; BENCH_L=8,12,16,20,24 for the full
+# The timing and memory tables of the paper (nfschwinger bench, oneDNN's
+# float32 rows with Winograd and direct side by side; a few minutes on 2
+# cores with the defaults; BENCH_L=8,12,16,20,24 for the full
 # list, BENCH_FLAGS for more, e.g. -plot bench.png or -json), then the Go
 # benchmarks of the kernels, then, where the paper's code is importable
 # (tests/refbench.py), its step times beside nfschwinger's, in the same run.
 bench: build
-	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 -conv-engine dnnl,openblas -conv-precision float32,bf16 $${BENCH_FLAGS:-}
+	./nfschwinger bench -L $${BENCH_L:-8,12,16} -estimators reinforce,rt,path -batch 64 -micro-batch 64 -layers 48 -steps 3 -conv-engine dnnl,openblas -conv-precision float32,bf16 -conv-algorithm auto,direct $${BENCH_FLAGS:-}
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 2x ./lgt/ ./nf/
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 300x ./internal/dnnl/
 	@if /usr/bin/python3 -c 'import neumc, torch' 2>/dev/null; then /usr/bin/python3 tests/refbench.py -L $${BENCH_L:-8,16}; \
