@@ -117,8 +117,7 @@ func DNNLOptionsFor(convPrecision, convAlgorithm string) DNNLOptions {
 // one per convolution index and batch size (every layer has the same
 // shapes; the weights are passed per call).
 type dnnlConditioner[T Float] struct {
-	bf16          bool
-	direct        bool // no Winograd (DNNLOptions.Direct)
+	opt           DNNLOptions
 	requireNative bool // refuse bf16 that oneDNN would emulate
 	threads       int
 	convs         map[dnnlKey]*dnnl.CircConv
@@ -151,7 +150,7 @@ func OneDNN[T Float](be Backend, o DNNLOptions) Engine[T] { return oneDNN[T](be,
 // oneDNN builds it, emulated or not (the numerics tests, which need bf16
 // arithmetic, not its speed).
 func oneDNN[T Float](be Backend, o DNNLOptions, requireNative bool) Engine[T] {
-	return &hostEngine[T]{be: be, cond: &dnnlConditioner[T]{bf16: o.BF16, direct: o.Direct, requireNative: requireNative}}
+	return &hostEngine[T]{be: be, cond: &dnnlConditioner[T]{opt: o, requireNative: requireNative}}
 }
 
 // ErrBF16Slow is NewFlowOn's error on the OneDNN engine with bf16, on a
@@ -169,7 +168,7 @@ func NativeBF16(impl string) bool {
 }
 
 func (d *dnnlConditioner[T]) name() string {
-	if d.bf16 {
+	if d.opt.BF16 {
 		return "oneDNN bf16"
 	}
 	return "oneDNN float32"
@@ -190,12 +189,12 @@ func (d *dnnlConditioner[T]) bind(e *hostEngine[T]) error {
 	for j := range f.layers[0].convs[:len(f.layers[0].convs)-1] {
 		cv, err := d.get(f, j, 1)
 		if err != nil {
-			if d.bf16 {
+			if d.opt.BF16 {
 				return fmt.Errorf("nf: %w (here: %v)", ErrBF16Slow, err)
 			}
 			return fmt.Errorf("nf: %w", err)
 		}
-		if fwd, _, _ := cv.Impl(); d.bf16 && d.requireNative && !NativeBF16(fwd) {
+		if fwd, _, _ := cv.Impl(); d.opt.BF16 && d.requireNative && !NativeBF16(fwd) {
 			return fmt.Errorf("nf: %w (here oneDNN would run them as %s)", ErrBF16Slow, fwd)
 		}
 	}
@@ -209,7 +208,7 @@ func (f *Flow[T]) DNNL() string {
 	switch {
 	case d == nil:
 		return ""
-	case d.bf16:
+	case d.opt.BF16:
 		return "bf16"
 	}
 	return "float32"
@@ -263,7 +262,7 @@ func (f *Flow[T]) DNNLImpl() string {
 // create builds the primitives of convolution j for B configurations.
 func (d *dnnlConditioner[T]) create(f *Flow[T], j, B int) (*dnnl.CircConv, error) {
 	cv := &f.layers[0].convs[j]
-	opt := dnnl.CircOptions{BF16: d.bf16, Backward: true, Threads: d.threads, Input: dnnl.NHWC}
+	opt := dnnl.CircOptions{BF16: d.opt.BF16, Backward: true, Threads: d.threads, Input: dnnl.NHWC}
 	if j == 0 {
 		opt.Input = dnnl.ChannelMajor
 	} else {
@@ -271,7 +270,7 @@ func (d *dnnlConditioner[T]) create(f *Flow[T], j, B int) (*dnnl.CircConv, error
 	}
 	opt.LeakyReLUSlope = float32(f.Arch.LeakyReLUSlope) // every convolution but the last, which is not a CircConv
 	s := dnnl.CircShape{N: B, Cin: cv.Cin, Cout: cv.Cout, L: f.Arch.L, K: cv.K, Dilation: cv.Dil}
-	if opt.Winograd = WinogradConv(f.Arch, DNNLOptions{BF16: d.bf16, Direct: d.direct}, j); opt.Winograd {
+	if opt.Winograd = WinogradConv(f.Arch, d.opt, j); opt.Winograd {
 		c, err := dnnl.NewCircConv(s, opt)
 		if !errors.Is(err, dnnl.ErrUnimplemented) {
 			return c, err
@@ -382,7 +381,7 @@ func (d *dnnlConditioner[T]) sites(e *hostEngine[T], c *coupling[T], cv *Conv2D[
 		}
 		s := dnnl.SitesShape{N: B, V: f.Arch.L * f.Arch.L, NA: f.nA, Cin: cv.Cin, Cout: cv.Cout, Taps: cv.K * cv.K}
 		var err error
-		if sc, err = dnnl.NewSitesConv(s, dnnl.SitesOptions{BF16: d.bf16, Threads: d.threads}); err != nil {
+		if sc, err = dnnl.NewSitesConv(s, dnnl.SitesOptions{BF16: d.opt.BF16, Threads: d.threads}); err != nil {
 			panic(fmt.Sprintf("nf: oneDNN convolution at the active sites for %d configurations: %v", B, err))
 		}
 		d.sitesConvs[B] = sc

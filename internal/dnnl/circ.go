@@ -170,8 +170,7 @@ static int nfcirc_create(nfcirc *c, float slope) {
 	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
 	NF_CK(dnnl_primitive_attr_create(&c->attrb));
 	NF_CK(dnnl_primitive_attr_set_scratchpad_mode(c->attrb, dnnl_scratchpad_mode_user));
-	if (c->wino) {
-		if (c->k != 3 || c->l % c->dil || c->cin % 16 || c->cout % 16 || c->bf16 || c->incm) return dnnl_unimplemented;
+	if (c->wino) { // the shape fits (WinogradFits)
 		c->sub = c->l / c->dil;
 		c->outslope = slope;
 		return nfcirc_create_wino(c);

@@ -56,6 +56,15 @@ func (r *circRef) run(gout []float64, idx func(n, i, j, ci int) int) {
 	}
 }
 
+// normals returns n standard normal float32s drawn from rng.
+func normals(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
 // bf16Round rounds x to bfloat16 (to nearest even), as the binding does.
 func bf16Round(x float32) float32 {
 	u := math.Float32bits(x)
@@ -291,13 +300,7 @@ func TestSharedScratchpad(t *testing.T) {
 	}
 	defer a.Close()
 	rng := rand.New(rand.NewPCG(3, 4))
-	fill := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		return x
-	}
+	fill := func(n int) []float32 { return normals(rng, n) }
 	in, w, bias := fill(a.inLen()), fill(a.wLen()), fill(16)
 	first, again := make([]float32, a.outLen()), make([]float32, a.outLen())
 	if err := a.Forward(first, in, w, bias); err != nil {

@@ -194,13 +194,7 @@ func TestSitesConv(t *testing.T) {
 func testSitesConv(t *testing.T, bf16 bool) {
 	s := SitesShape{N: 3, V: 16, NA: 4, Cin: 8, Cout: 5, Taps: 9}
 	rng := rand.New(rand.NewPCG(7, 8))
-	normal := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		return x
-	}
+	normal := func(n int) []float32 { return normals(rng, n) }
 	// r is a product's input as the products read it.
 	r := func(x float32) float64 {
 		if bf16 {
